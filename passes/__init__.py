@@ -1,0 +1,1 @@
+"""Lowering passes (installed as tilec.passes); one pass per file."""

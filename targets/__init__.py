@@ -1,0 +1,1 @@
+"""Target descriptions and cost models (installed as tilec.targets)."""

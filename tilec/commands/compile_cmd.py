@@ -1,0 +1,89 @@
+"""``tilec compile MODEL --target T``: does it fit? A verified plan (exit 0) or a diagnosis (1)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from tilec.commands.common import add_model_args, console, positive_float, split_names
+from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS
+from tilec.plan.model import STATUS_FITS, Plan
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "compile", parents=[parent], help="plan MODEL onto a target: fits, or why not",
+        description="Capture, lower and place MODEL on the target's tiles. Prints a verified "
+                    "plan's summary (exit 0) or an out-of-memory diagnosis with what would fit "
+                    "(exit 1; also for 'unknown' when the search limit is reached).")
+    add_model_args(p)
+    p.add_argument("--precision", "-p", default=None,
+                   help="fp32 | fp16 | int8 | int4 | int2 (default: the target's)")
+    p.add_argument("--precision-map", default=None, metavar="FILE",
+                   help="per-layer precisions (see `tilec lower --help`)")
+    p.add_argument("--passes", default=None, metavar="A,B,C",
+                   help="lowering passes to run instead of the target's default pipeline")
+    p.add_argument("--time-limit", type=positive_float, default=10.0, metavar="S",
+                   help="CP-SAT time limit in seconds per solve (default 10)")
+    p.add_argument("--no-what-if", action="store_true",
+                   help="skip the what-if search when the model does not fit")
+    p.add_argument("--json", metavar="FILE", help="write the plan / diagnosis as JSON")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the schedule")
+    p.add_argument("--onnx", metavar="FILE", help="write the lowered model annotated with its "
+                                                  "placement (for Netron)")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print the per-op table")
+    p.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[object]:
+    """A transient spinner naming the running stage; off with --quiet or when not on a terminal."""
+    if args.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    err = console(args, stderr=True)
+    with err.status("capturing ...") as status:
+        def update(stage: str, fraction: float | None = None) -> None:
+            pct = f" {fraction:.0%}" if fraction is not None else ""
+            status.update(f"{stage}{pct} ...")
+        yield update
+
+
+def write_outputs(plan: Plan, args: argparse.Namespace, lowered_graph=None) -> None:
+    """Write the files the flags ask for (shared with `tilec report`)."""
+    if getattr(args, "json", None):
+        plan.save(args.json)
+    if getattr(args, "html", None):
+        from tilec.report.html import write_html
+
+        write_html(plan, args.html)
+    if getattr(args, "trace", None):
+        from tilec.report.trace import write_trace
+
+        write_trace(plan, args.trace)
+    if getattr(args, "onnx", None):
+        from tilec.report.annotate import write_annotated_onnx
+
+        write_annotated_onnx(plan, args.onnx, graph=lowered_graph)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tilec.compile import CompileOptions, compile_model
+    from tilec.report.terminal import print_plan
+    from tilec.targets import load_target
+
+    target = load_target(args.target)
+    with _progress(args) as update:
+        options = CompileOptions(
+            batch=args.batch, image_size=args.image_size, input_shape=args.input_shape,
+            precision=args.precision, precision_map=args.precision_map,
+            passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
+            what_if=not args.no_what_if, progress=update,
+        )
+        plan, lowered = compile_model(args.model, target, options)
+    print_plan(plan, console(args), verbose=args.verbose)
+    write_outputs(plan, args, lowered.graph)
+    return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT

@@ -1,0 +1,170 @@
+"""The compile pipeline as a library call: capture -> lower -> plan (-> verify -> diagnose).
+
+The CLI's ``tilec compile`` and the benchmarks both call :func:`compile_model`; nothing here prints.
+Data flows one way: this module imports capture, passes, targets and the planner; none of them
+imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx_graphsurgeon as gs
+
+from tilec.capture import Captured, capture
+from tilec.costmodel import Target
+from tilec.errors import InputError
+from tilec.ir import infer_shapes
+from tilec.opinfo import GraphInfo, build_graph_info
+from tilec.plan.model import Plan
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "int2")
+
+
+@dataclass
+class CompileOptions:
+    """Everything a compile depends on besides the model and the target."""
+
+    batch: int | None = None
+    image_size: Any = None
+    input_shape: Any = None
+    precision: str | None = None  # None: the target's default
+    precision_map: str | None = None  # path of a per-layer precision file
+    passes: list[str] | None = None  # None: the target's default pipeline
+    time_limit: float = 10.0
+    what_if: bool = True
+    seed: int = 0
+    workers: int = 2
+    progress: Callable[[str, float], None] | None = None  # (stage, fraction) for a progress bar
+
+
+@dataclass
+class Lowered:
+    """A captured and lowered model, ready to plan, with what it took to get here."""
+
+    captured: Captured
+    target: Target
+    graph: gs.Graph
+    info: GraphInfo
+    precision: str
+    passes: list[str]
+    pass_stats: list[Any] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_precision(target: Target, precision: str | None) -> str:
+    """The precision to compile at: the user's, else the target's documented default."""
+    if precision is None:
+        return target.default_precision
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision: unknown precision '{precision}' "
+                         f"(one of {', '.join(PRECISIONS)})")
+    if precision not in target.precisions:
+        raise InputError(f"--precision: target '{target.name}' does not support {precision} "
+                         f"(supported: {', '.join(target.precisions)})")
+    return precision
+
+
+def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowered:
+    """Run the lowering pipeline on a captured model and build the planner's view of it."""
+    from tilec.passes import run_pipeline
+
+    precision = resolve_precision(target, options.precision)
+    names = options.passes if options.passes is not None else target.default_passes(precision)
+    t0 = time.perf_counter()
+    graph, stats = run_pipeline(captured.graph, names, precision=precision,
+                                precision_map=options.precision_map, source=captured.source)
+    t1 = time.perf_counter()
+    info = graph_info(graph, captured, target, precision)
+    t2 = time.perf_counter()
+    return Lowered(captured=captured, target=target, graph=graph, info=info, precision=precision,
+                   passes=names, pass_stats=stats,
+                   seconds={"lower": t1 - t0, "analyse": t2 - t1})
+
+
+def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: str) -> GraphInfo:
+    """The planner's view of ``graph`` at ``precision`` on ``target``."""
+    return build_graph_info(
+        graph, weight_bits=target.weight_bits(precision), act_bits=target.act_bits(precision),
+        source=captured.source,
+        meta={"name": captured.name, "source": captured.source, "batch": captured.batch,
+              "image_size": list(captured.image_size) if captured.image_size else None,
+              "precision": precision, "stride": captured.stride,
+              "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()}},
+    )
+
+
+def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | None
+             ) -> Lowered | None:
+    """The same lowered graph at another batch / image size, without capturing again.
+
+    Returns None when the lowered graph cannot simply be re-shaped (e.g. an exporter baked the
+    batch into a Reshape constant); the caller then captures again.
+    """
+    graph = lowered.graph.copy()
+    for tensor in graph.inputs:
+        shape = list(tensor.shape)
+        if batch is not None and shape:
+            shape[0] = batch
+        if image_size is not None and len(shape) == 4:
+            shape[2], shape[3] = image_size
+        tensor.shape = shape
+    for node in graph.nodes:
+        for out in node.outputs:
+            out.shape = None
+    try:
+        infer_shapes(graph, source=lowered.captured.source)
+        cap = lowered.captured
+        new_cap = Captured(
+            graph=graph, name=cap.name, source=cap.source,
+            batch=batch if batch is not None else cap.batch,
+            image_size=image_size if image_size is not None else cap.image_size,
+            input_shapes={t.name: tuple(int(d) for d in t.shape) for t in graph.inputs},
+            stride=cap.stride, opset=cap.opset, meta=cap.meta,
+        )
+        info = graph_info(graph, new_cap, lowered.target, lowered.precision)
+    except InputError:
+        return None
+    return Lowered(captured=new_cap, target=lowered.target, graph=graph, info=info,
+                   precision=lowered.precision, passes=lowered.passes,
+                   pass_stats=lowered.pass_stats)
+
+
+def compile_model(model: Any, target: Target | str, options: CompileOptions | None = None
+                  ) -> tuple[Plan, Lowered]:
+    """Capture, lower and plan ``model`` for ``target``; return the plan and the lowered model.
+
+    The plan's status is "fits" only for a plan the independent verifier accepted.
+    """
+    from tilec.plan import plan_model
+    from tilec.targets import load_target
+
+    options = options or CompileOptions()
+    if isinstance(target, str):
+        target = load_target(target)
+    t0 = time.perf_counter()
+    captured = capture(model, batch=options.batch, image_size=options.image_size,
+                       input_shape=options.input_shape)
+    t1 = time.perf_counter()
+    lowered = lower(captured, target, options)
+    lowered.seconds["capture"] = t1 - t0
+
+    def rebuild(batch: int | None = None, image_size: tuple[int, int] | None = None,
+                precision: str | None = None) -> GraphInfo:
+        """The planner's view of the same model at another batch / image size / precision."""
+        if precision is None or precision == lowered.precision:
+            again = reshaped(lowered, batch, image_size)
+            if again is not None:
+                return again.info
+        cap = capture(model, batch=batch or captured.batch,
+                      image_size=image_size or captured.image_size,
+                      input_shape=options.input_shape)
+        opts = CompileOptions(**{**options.__dict__, "precision": precision or lowered.precision})
+        return lower(cap, target, opts).info
+
+    plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
+                      passes=lowered.passes, stage_seconds=dict(lowered.seconds))
+    return plan, lowered

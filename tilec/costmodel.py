@@ -1,0 +1,183 @@
+"""The contract between the planner and a target: what an op costs on a given split.
+
+A target (``targets/*.toml`` plus, where needed, one Python cost model) answers two questions for
+every :class:`~tilec.opinfo.OpInfo`:
+
+* :meth:`CostModel.splits` -- the candidate ways to divide the op's work over tiles;
+* :meth:`CostModel.cost` -- for one split, the bytes per tile by category *and by lifetime*, and the
+  cycles.
+
+Lifetimes are what make a tiled-SRAM chip different from a GPU, so they are explicit:
+
+``always``  bytes on each of the op's tiles for the whole run (on the IPU: vertex code and state,
+            exchange code, the weights the tile computes with).
+``step``    bytes on each of the op's tiles during the op's superstep only (receive buffers for
+            inputs and weights, partial sums, rearrangement copies; on NorthPole the layer's
+            program and its broadcast weights).
+``outputs`` bytes on each of the op's tiles per output tensor, from the op's superstep to the last
+            superstep that reads it (or a view or in-place concat of it).
+``spread``  bytes stored once over the *whole* array for the whole run, independent of where the
+            op runs (NorthPole's weights: "stored once, broadcast per layer").
+
+Categories name what the bytes are for (:data:`CATEGORIES`); reports break memory down by them.
+The planner adds nothing of its own: every byte it charges comes from an :class:`OpCost`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import prod
+from typing import Literal, Protocol, runtime_checkable
+
+from tilec.opinfo import GraphInfo, OpInfo
+
+CATEGORIES: tuple[str, ...] = (
+    "weights",  # parameters (stored share, or a received/broadcast copy while computing)
+    "act_in",  # received slices of input activations (exchange receive buffers)
+    "act_out",  # output activations
+    "temp",  # partial sums, rearrangement copies, dequantized weights, activation intermediates
+    "code",  # vertex / layer program code
+    "state",  # vertex instance state, descriptors, control
+    "exchange",  # exchange code and exchange buffers not counted above
+    "io",  # host / framebuffer I/O buffers held in tile memory
+)
+
+AXES: tuple[str, ...] = ("batch", "out_ch", "in_ch", "rows", "cols", "groups", "elements")
+"""Axes an op's work may be divided along. ``elements`` is a flat split of an element-wise op."""
+
+
+@dataclass(frozen=True, order=True)
+class Split:
+    """How an op's work is divided across tiles: a factor per axis; ``tiles`` is their product.
+
+    Factors are stored as a sorted tuple of ``(axis, factor)`` pairs with factor > 1, so equal
+    splits compare and hash equal and sort deterministically.
+    """
+
+    factors: tuple[tuple[str, int], ...] = ()
+
+    @staticmethod
+    def of(**factors: int) -> Split:
+        """``Split.of(out_ch=4, rows=8)``; factors of 1 are dropped."""
+        for axis, f in factors.items():
+            if axis not in AXES:
+                raise ValueError(f"unknown split axis {axis!r}; axes: {', '.join(AXES)}")
+            if f < 1:
+                raise ValueError(f"split factor for {axis} must be >= 1, got {f}")
+        return Split(tuple(sorted((a, int(f)) for a, f in factors.items() if f > 1)))
+
+    @property
+    def tiles(self) -> int:
+        return prod(f for _, f in self.factors) if self.factors else 1
+
+    def factor(self, axis: str) -> int:
+        return dict(self.factors).get(axis, 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.factors)
+
+    def __str__(self) -> str:
+        return "x".join(f"{a}{f}" for a, f in self.factors) or "single"
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """What one op costs on one split: bytes per tile by lifetime and category, and cycles."""
+
+    split: Split
+    always: Mapping[str, int] = field(default_factory=dict)
+    step: Mapping[str, int] = field(default_factory=dict)
+    outputs: tuple[int, ...] = ()
+    spread: Mapping[str, int] = field(default_factory=dict)
+    compute_cycles: int = 0
+    exchange_cycles: int = 0
+    follows_input: bool = False
+    """The op runs on the tiles that hold its first input, with the producer's tile count, reading
+    that input where it lies (element-wise ops on the IPU). The planner places it accordingly."""
+    in_place: bool = False
+    """The output may overwrite the first input when this op is that input's last reader (the
+    planner then charges one buffer, not two)."""
+
+    @property
+    def tiles(self) -> int:
+        return self.split.tiles
+
+    @property
+    def always_bytes(self) -> int:
+        return sum(self.always.values())
+
+    @property
+    def step_bytes(self) -> int:
+        return sum(self.step.values())
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(self.outputs)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Per-tile bytes of this op alone while it runs (always + step + its outputs)."""
+        return self.always_bytes + self.step_bytes + self.output_bytes
+
+    @property
+    def cycles(self) -> int:
+        return self.compute_cycles + self.exchange_cycles
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Answers "what does this op need" for one target."""
+
+    def splits(self, op: OpInfo) -> Sequence[Split]:
+        """Candidate splits for ``op`` (each with ``tiles`` <= the target's tile count)."""
+        ...
+
+    def cost(self, op: OpInfo, split: Split) -> OpCost:
+        """Bytes per tile and cycles of ``op`` on ``split``."""
+        ...
+
+    def sync_cycles(self, tiles: int) -> int:
+        """Cycles of the synchronisation that ends a superstep spanning ``tiles`` tiles."""
+        ...
+
+    def io_seconds(self, graph: GraphInfo) -> float:
+        """Time to move the model's inputs in and outputs out (host link or framebuffer)."""
+        ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What the planner needs to know of a chip (``targets/`` implements it from TOML)."""
+
+    name: str
+    tiles: int
+    bytes_per_tile: int
+    reserved_bytes_per_tile: int
+    grid: tuple[int, int]  # (rows, cols); rows * cols == tiles
+    placement: Literal["range", "rect"]  # contiguous tile ranges (IPU) or mesh rectangles
+    clock_hz: float
+    precisions: tuple[str, ...]  # supported, from highest to lowest
+    default_precision: str
+    cost_model: CostModel
+
+    @property
+    def budget_per_tile(self) -> int:
+        """Bytes of a tile the planner may fill (bytes_per_tile - reserved_bytes_per_tile)."""
+        ...
+
+    def weight_bits(self, precision: str) -> int:
+        """Storage bits of float weights compiled at ``precision``."""
+        ...
+
+    def act_bits(self, precision: str) -> int:
+        """Storage bits of activations compiled at ``precision``."""
+        ...
+
+    def default_passes(self, precision: str) -> list[str]:
+        """The lowering pipeline this target suggests."""
+        ...
+
+    def with_bytes_per_tile(self, bytes_per_tile: int) -> Target:
+        """The same chip with a different SRAM size per tile (for what-if questions)."""
+        ...

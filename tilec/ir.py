@@ -1,0 +1,244 @@
+"""tilec's one graph form: ONNX semantics held in onnx-graphsurgeon's mutable ``gs.Graph``.
+
+Why this form (see docs/design.md): the ONNX front door is nearly free, every pass's result can be
+exported and run by onnxruntime to prove it equivalent, and ``tilec lower`` writes a model that
+Netron and every ONNX tool open. The torch.fx front door converts into the same form.
+
+Conventions every stage relies on:
+
+* **Concrete shapes.** After capture every ``gs.Variable`` has a dtype and a fully concrete shape.
+  :func:`infer_shapes` re-establishes that after a rewrite.
+* **Annotations.** tilec records facts for the planner (bit widths, in-place concats, ...) in
+  ``node.attrs`` under keys that start with ``"tilec."`` (see :func:`set_ann`). They never reach an
+  ONNX operator: :func:`to_onnx` moves them into the node's ``metadata_props`` (JSON values) and
+  :func:`from_onnx` moves them back, so an exported model passes ``onnx.checker`` and Netron shows
+  them. Always export through :func:`to_onnx`, never ``gs.export_onnx`` directly.
+* **Fused ops.** A fused op (e.g. a Conv carrying its Mish) is a node in domain
+  :data:`FUSED_DOMAIN` whose op type is defined by a model-local ONNX function, so onnxruntime still
+  runs the model exactly. Its op type is ``"Conv" + activation`` (``ConvMish``, ``ConvRelu``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+
+from tilec.errors import InputError
+
+FUSED_DOMAIN = "ai.tilec"
+"""Domain of tilec's fused ops (model-local ONNX functions)."""
+
+ANN_PREFIX = "tilec."
+"""Prefix of node attributes that are tilec annotations rather than ONNX attributes."""
+
+MAX_IR_VERSION = 10
+"""onnxruntime refuses models whose IR version is newer than it knows; 10 is what onnx 1.16+ and
+onnxruntime 1.18+ both read, and it is new enough for model-local functions and INT4 tensors."""
+
+# Constants with more elements than this are left out of the model handed to shape inference (their
+# shape is given instead): inference never needs the values of weights, and copying a 70M-parameter
+# model's weights into a second protobuf costs seconds.
+_LIGHT_CONSTANT_LIMIT = 4096
+
+
+# ----------------------------------------------------------------------------------- annotations
+def set_ann(node: gs.Node, key: str, value: Any) -> None:
+    """Record a tilec annotation ``key`` (without the prefix) on ``node``.
+
+    Values must be JSON-serialisable; they travel through ONNX as node metadata.
+    """
+    node.attrs[ANN_PREFIX + key] = value
+
+
+def get_ann(node: gs.Node, key: str, default: Any = None) -> Any:
+    """Read the tilec annotation ``key`` of ``node`` (``default`` when absent)."""
+    return node.attrs.get(ANN_PREFIX + key, default)
+
+
+def annotations(node: gs.Node) -> dict[str, Any]:
+    """All tilec annotations of ``node``, keys without the prefix."""
+    return {k[len(ANN_PREFIX) :]: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
+
+
+# ----------------------------------------------------------------------------------- ONNX <-> gs
+def from_onnx(model: onnx.ModelProto) -> gs.Graph:
+    """Import an ONNX model into the graph form, restoring tilec annotations from node metadata."""
+    graph = gs.import_onnx(model)
+    # gs keeps the node order of the GraphProto, so nodes pair up one to one.
+    if len(graph.nodes) == len(model.graph.node):
+        for gnode, pnode in zip(graph.nodes, model.graph.node, strict=True):
+            for prop in pnode.metadata_props:
+                if prop.key.startswith(ANN_PREFIX):
+                    try:
+                        gnode.attrs[prop.key] = json.loads(prop.value)
+                    except json.JSONDecodeError:
+                        gnode.attrs[prop.key] = prop.value
+    return graph
+
+
+def _strip_annotations(graph: gs.Graph) -> list[tuple[gs.Node, dict[str, Any]]]:
+    """Remove annotations from the nodes' attrs (to export) and return them for restoring."""
+    stash = []
+    for node in graph.nodes:
+        ann = {k: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
+        if ann:
+            for k in ann:
+                del node.attrs[k]
+            stash.append((node, ann))
+    return stash
+
+
+def _restore_annotations(stash: list[tuple[gs.Node, dict[str, Any]]]) -> None:
+    for node, ann in stash:
+        node.attrs.update(ann)
+
+
+def _fix_model_header(model: onnx.ModelProto, graph: gs.Graph) -> None:
+    model.ir_version = min(max(model.ir_version, 8), MAX_IR_VERSION)
+    domains = {op.domain for op in model.opset_import}
+    if any(n.domain == FUSED_DOMAIN for n in graph.nodes) and FUSED_DOMAIN not in domains:
+        model.opset_import.append(onnx.helper.make_opsetid(FUSED_DOMAIN, 1))
+
+
+def to_onnx(graph: gs.Graph) -> onnx.ModelProto:
+    """Export the graph form to a valid ONNX model (annotations become node ``metadata_props``)."""
+    stash = _strip_annotations(graph)
+    try:
+        model = gs.export_onnx(graph, do_type_check=False)
+    finally:
+        _restore_annotations(stash)
+    by_name = {id(node): ann for node, ann in stash}
+    for gnode, pnode in zip(graph.nodes, model.graph.node, strict=True):
+        ann = by_name.get(id(gnode))
+        if ann:
+            for key, value in sorted(ann.items()):
+                entry = pnode.metadata_props.add()
+                entry.key = key
+                entry.value = json.dumps(value, sort_keys=True)
+    _fix_model_header(model, graph)
+    return model
+
+
+def _light_model(graph: gs.Graph) -> onnx.ModelProto:
+    """An ONNX model of ``graph`` whose large constants are shape-only inputs (for inference)."""
+    stash = _strip_annotations(graph)
+    try:
+        nodes = [OnnxExporter.export_node(node) for node in graph.nodes]
+    finally:
+        _restore_annotations(stash)
+    inputs = [OnnxExporter.export_value_info_proto(t, False) for t in graph.inputs]
+    outputs = [OnnxExporter.export_value_info_proto(t, False) for t in graph.outputs]
+    initializers = []
+    for tensor in graph.tensors().values():
+        if not isinstance(tensor, gs.Constant):
+            continue
+        if int(np.prod(tensor.shape, dtype=np.int64)) <= _LIGHT_CONSTANT_LIMIT:
+            initializers.append(OnnxExporter.export_tensor_proto(tensor))
+        else:
+            dtype = tensor.export_dtype if hasattr(tensor, "export_dtype") else tensor.dtype
+            inputs.append(
+                onnx.helper.make_tensor_value_info(
+                    tensor.name,
+                    dtype if isinstance(dtype, int) else onnx.helper.np_dtype_to_tensor_dtype(
+                        np.dtype(dtype)
+                    ),
+                    list(tensor.shape),
+                )
+            )
+    functions = [OnnxExporter.export_function(f) for f in graph.functions]
+    opsets = [onnx.helper.make_opsetid(d, v) for d, v in sorted(_import_domains(graph).items())]
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(nodes, graph.name or "tilec", inputs, outputs, initializers),
+        opset_imports=opsets,
+        functions=functions,
+    )
+    _fix_model_header(model, graph)
+    return model
+
+
+def _import_domains(graph: gs.Graph) -> dict[str, int]:
+    domains: dict[str, int] = {}
+    for opset in graph.import_domains or []:
+        domains[opset.domain] = opset.version
+    if "" not in domains:
+        domains[""] = graph.opset
+    return domains
+
+
+def infer_shapes(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
+    """Run ONNX shape inference (with data propagation) and write dtypes and shapes into ``graph``.
+
+    Works on a light copy without weight values, so it takes milliseconds even for 70M-parameter
+    models. Raises :class:`InputError` naming ``source`` when inference itself reports an
+    inconsistency (e.g. a Concat whose inputs disagree because the image size does not suit the
+    network).
+    """
+    light = _light_model(graph)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise InputError(f"{source}: shape inference failed: {_first_line(exc)}") from exc
+    except Exception as exc:  # onnx raises plain RuntimeError / ValidationError here too
+        raise InputError(f"{source}: shape inference failed: {_first_line(exc)}") from exc
+    infos = {
+        vi.name: vi
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+    }
+    tensors = graph.tensors()
+    for name, vi in infos.items():
+        tensor = tensors.get(name)
+        if not isinstance(tensor, gs.Variable) or not vi.type.HasField("tensor_type"):
+            continue
+        ttype = vi.type.tensor_type
+        if ttype.elem_type:
+            tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type)
+        if ttype.HasField("shape"):
+            tensor.shape = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in ttype.shape.dim
+            ]
+    return graph
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------------- queries
+def is_concrete(shape: Iterable[Any] | None) -> bool:
+    """True when ``shape`` is known and every dimension is a non-negative int."""
+    if shape is None:
+        return False
+    return all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape)
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    """The node that produces ``tensor`` (None for graph inputs and constants)."""
+    return tensor.inputs[0] if tensor.inputs else None
+
+
+def constant_value(tensor: gs.Tensor) -> np.ndarray | None:
+    """The value of ``tensor`` if it is a constant (initializer or Constant node), else None."""
+    if isinstance(tensor, gs.Constant):
+        return tensor.values
+    node = producer(tensor)
+    if node is not None and node.op == "Constant" and "value" in node.attrs:
+        value = node.attrs["value"]
+        return value.values if isinstance(value, gs.Constant) else np.asarray(value)
+    return None
+
+
+def toposort(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
+    """Sort ``graph`` topologically in place; a cycle is an :class:`InputError` naming a node."""
+    try:
+        graph.toposort()
+    except Exception as exc:
+        raise InputError(f"{source}: the graph has a cycle ({_first_line(exc)})") from exc
+    return graph

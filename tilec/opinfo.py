@@ -1,0 +1,382 @@
+"""The planner's view of a graph: plain, immutable facts about each op and tensor.
+
+The planner and the targets' cost models never touch onnx-graphsurgeon objects. They see a
+:class:`GraphInfo`, built once from the lowered graph by :func:`build_graph_info`: ops in schedule-
+ready topological order, each with its activation inputs and outputs (concrete shapes, storage bit
+widths), its weights, its attributes as plain Python values, and its MAC count. This is the small
+"what does this op need" interface of the design: targets answer it, passes know nothing of it.
+
+What is *not* an op here:
+* constants and everything computed only from constants (shape arithmetic an exporter left behind,
+  ``DequantizeLinear`` of a quantized weight) -- their values become weights of the consuming op;
+* nothing else: every other node is planned, so an unsupported op type is an input error.
+
+Aliases: a view op (Reshape, Flatten, Squeeze, ...) produces no new buffer, its output *aliases* its
+input; an in-place Concat (annotated by the ``concat-in-place`` pass) has no buffer of its own, its
+inputs are *parts* of its output. :meth:`GraphInfo.root` resolves a tensor to the buffer that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from tilec.errors import InputError
+from tilec.ir import FUSED_DOMAIN, constant_value, get_ann, is_concrete
+
+# ONNX op type -> op kind. The kind is what a cost model dispatches on.
+OP_KINDS: dict[str, str] = {
+    # dense compute
+    "Conv": "conv",
+    "ConvTranspose": "conv",
+    "Gemm": "matmul",
+    "MatMul": "matmul",
+    # pooling
+    "MaxPool": "pool",
+    "AveragePool": "pool",
+    "GlobalAveragePool": "pool",
+    "GlobalMaxPool": "pool",
+    # per-element (unary, binary, per-channel affine)
+    **{
+        op: "elementwise"
+        for op in (
+            "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus", "Mish", "Exp", "Log", "Add",
+            "Sub", "Mul", "Div", "Pow", "Sqrt", "Clip", "HardSwish", "HardSigmoid", "Neg",
+            "Abs", "Erf", "Gelu", "Elu", "Selu", "PRelu", "Max", "Min", "Sum", "Mean",
+            "Reciprocal", "Floor", "Ceil", "Round", "Softsign", "Cast", "BatchNormalization",
+            "QuantizeLinear", "DequantizeLinear", "Where", "Equal", "Less", "Greater", "Not",
+        )
+    },
+    # channel concatenation
+    "Concat": "concat",
+    # spatial resampling
+    "Resize": "resize",
+    "Upsample": "resize",
+    # data movement that copies
+    **{
+        op: "movement"
+        for op in (
+            "Slice", "Split", "Transpose", "Pad", "Gather", "Tile", "Expand", "DepthToSpace",
+            "SpaceToDepth",
+        )
+    },
+    # zero-copy views of the first input
+    **{op: "view" for op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout")},
+    # reductions
+    **{
+        op: "reduce"
+        for op in (
+            "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "Softmax", "LogSoftmax",
+            "ArgMax", "ArgMin", "LayerNormalization",
+        )
+    },
+}
+"""Every op type tilec can plan, by kind. Anything else is rejected at capture."""
+
+# Ops allowed in the graph only when they compute from constants (folded away, never planned).
+CONSTANT_ONLY_OPS = frozenset(
+    {"Shape", "Size", "ConstantOfShape", "Range", "Constant", "NonZero", "CumSum"}
+)
+
+ACTIVATIONS = ("Relu", "LeakyRelu", "Mish", "SiLU", "HardSwish", "Sigmoid", "Tanh", "Clip")
+"""Activations a fused op (domain ai.tilec, op type ``"Conv" + activation``) may carry."""
+
+
+def supported_ops() -> list[str]:
+    """Sorted list of the op types tilec plans (for error messages and ``tilec passes``)."""
+    return sorted(OP_KINDS)
+
+
+def float_bits(dtype: Any) -> int:
+    """Storage bits of a numpy dtype."""
+    return int(np.dtype(dtype).itemsize * 8)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An activation tensor (graph input, graph output or intermediate)."""
+
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+    producer: str | None  # op name; None for graph inputs
+    consumers: tuple[str, ...]
+    is_input: bool = False
+    is_output: bool = False
+    alias_of: str | None = None  # view output: the tensor whose buffer it shares
+    part_of: str | None = None  # input of an in-place concat: the concat output it is a slice of
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def bytes(self) -> int:
+        """Storage bytes, rounded up to whole bytes (sub-byte widths pack)."""
+        return (self.elements * self.bits + 7) // 8
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """A constant an op reads (conv kernel, bias, BN scale, ...)."""
+
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def bytes(self) -> int:
+        return (self.elements * self.bits + 7) // 8
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One op as the planner and the cost models see it."""
+
+    name: str
+    op_type: str  # canonical ONNX type; a fused ConvMish is op_type "Conv" with activation "Mish"
+    kind: str  # see OP_KINDS
+    inputs: tuple[str, ...]  # activation tensor names (constants excluded)
+    outputs: tuple[str, ...]
+    weights: tuple[WeightInfo, ...]
+    attrs: Mapping[str, Any]
+    macs: int
+    activation: str | None = None
+    weight_bits: int = 16
+    act_bits: int = 16
+    in_shapes: tuple[tuple[int, ...], ...] = ()
+    out_shapes: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(w.bytes for w in self.weights)
+
+    @property
+    def params(self) -> int:
+        return sum(w.elements for w in self.weights)
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """The whole graph as plain data: ops in topological order and the activation tensors."""
+
+    name: str
+    ops: tuple[OpInfo, ...]
+    tensors: Mapping[str, TensorInfo]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    weight_bits: int
+    act_bits: int
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def op_by_name(self) -> dict[str, OpInfo]:
+        return {op.name: op for op in self.ops}
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(op.weight_bytes for op in self.ops)
+
+    def root(self, tensor: str) -> str:
+        """The tensor whose buffer holds ``tensor`` (following views and in-place concats)."""
+        seen = set()
+        while tensor not in seen:
+            seen.add(tensor)
+            info = self.tensors[tensor]
+            nxt = info.alias_of or info.part_of
+            if nxt is None:
+                return tensor
+            tensor = nxt
+        return tensor
+
+
+# ----------------------------------------------------------------------------------- building
+def _plain(value: Any) -> Any:
+    """Convert a gs attribute value to plain Python (lists, ints, floats, str)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, gs.Constant):
+        return value.values.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _conv_macs(node: gs.Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+               w_shape: tuple[int, ...], transpose: bool) -> int:
+    # Conv: every output element needs (Cin/group) * prod(kernel) MACs.
+    # ConvTranspose: every *input* element is multiplied into Cout/group * prod(kernel) outputs.
+    kernel = int(np.prod(w_shape[2:], dtype=np.int64)) if len(w_shape) > 2 else 1
+    if transpose:
+        return int(np.prod(in_shape, dtype=np.int64)) * int(w_shape[1]) * kernel
+    return int(np.prod(out_shape, dtype=np.int64)) * int(w_shape[1]) * kernel
+
+
+def _matmul_macs(op_type: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
+                 attrs: Mapping[str, Any]) -> int:
+    a = in_shapes[0]
+    if op_type == "Gemm":
+        k = a[0] if attrs.get("transA", 0) else a[-1]
+    else:
+        k = a[-1]
+    return int(np.prod(out_shape, dtype=np.int64)) * int(k)
+
+
+def _is_constant(tensor: gs.Tensor, const_nodes: set[int]) -> bool:
+    if isinstance(tensor, gs.Constant):
+        return True
+    return bool(tensor.inputs) and id(tensor.inputs[0]) in const_nodes
+
+
+def _weight_bits_of(tensor: gs.Tensor, default: int) -> int:
+    """Storage bits of a weight: the integer width behind a DequantizeLinear, else ``default``."""
+    node = tensor.inputs[0] if (not isinstance(tensor, gs.Constant) and tensor.inputs) else None
+    if node is not None and node.op == "DequantizeLinear":
+        ann = get_ann(node, "bits")
+        if ann:
+            return int(ann)
+        src = node.inputs[0]
+        dtype = getattr(src, "export_dtype", None) or getattr(src, "dtype", None)
+        try:
+            return float_bits(dtype)
+        except TypeError:
+            return default
+    return default
+
+
+def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 16,
+                     source: str = "model", meta: Mapping[str, Any] | None = None) -> GraphInfo:
+    """Build the planner's view of ``graph`` (which must have concrete shapes).
+
+    ``weight_bits`` and ``act_bits`` are the storage widths of float weights and float activations
+    (fp16 on gc200, int8 on northpole, ...). Per-node annotations written by the quantize pass
+    (``tilec.weight_bits`` / ``tilec.act_bits``) override them, as does the integer type behind a
+    ``DequantizeLinear`` weight.
+    """
+    # 1. Nodes computing only from constants fold away.
+    const_nodes: set[int] = set()
+    for node in graph.nodes:
+        if node.op == "Constant" or (
+            node.inputs and all(_is_constant(t, const_nodes) for t in node.inputs if t.name)
+        ):
+            const_nodes.add(id(node))
+
+    graph_inputs = {t.name for t in graph.inputs}
+    graph_outputs = [t.name for t in graph.outputs]
+    ops: list[OpInfo] = []
+    producer_of: dict[str, str] = {}
+    consumers: dict[str, list[str]] = {}
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}
+    alias: dict[str, str] = {}
+    part: dict[str, str] = {}
+
+    def act_tensor(t: gs.Tensor, bits: int) -> None:
+        if not is_concrete(t.shape):
+            raise InputError(f"{source}: tensor '{t.name}' has no concrete shape ({t.shape})")
+        if t.name not in shapes:
+            dt = t.dtype
+            is_float = dt is not None and np.issubdtype(np.dtype(dt), np.floating)
+            shapes[t.name] = (tuple(int(d) for d in t.shape), bits if is_float or dt is None
+                              else float_bits(dt))
+
+    for t in graph.inputs:
+        act_tensor(t, act_bits)
+
+    for node in graph.nodes:
+        if id(node) in const_nodes:
+            continue
+        name = node.name
+        if not name:
+            raise InputError(f"{source}: a '{node.op}' node has no name (capture names every node)")
+        if node.domain == FUSED_DOMAIN and node.op.startswith("Conv"):
+            op_type, activation = "Conv", node.op[4:] or None
+        elif node.op in OP_KINDS:
+            op_type, activation = node.op, None
+        else:
+            raise InputError(
+                f"{source}: node '{name}' has op type '{node.op}', which tilec cannot plan; "
+                f"supported: {', '.join(supported_ops())}"
+            )
+        kind = OP_KINDS[op_type]
+        n_wbits = int(get_ann(node, "weight_bits", 0) or 0)
+        n_abits = int(get_ann(node, "act_bits", 0) or act_bits)
+        inputs, weights = [], []
+        for t in node.inputs:
+            if not t.name:
+                continue
+            if _is_constant(t, const_nodes):
+                if not is_concrete(t.shape):
+                    raise InputError(f"{source}: constant '{t.name}' of node '{name}' has no shape")
+                bits = n_wbits or _weight_bits_of(t, weight_bits)
+                dt = getattr(t, "dtype", None)
+                if dt is not None and not np.issubdtype(np.dtype(dt), np.floating) and not n_wbits:
+                    bits = float_bits(dt)  # integer shape/index constants keep their width
+                weights.append(WeightInfo(t.name, tuple(int(d) for d in t.shape), bits))
+            else:
+                act_tensor(t, act_bits)
+                inputs.append(t.name)
+                consumers.setdefault(t.name, []).append(name)
+        outputs = []
+        for t in node.outputs:
+            act_tensor(t, n_abits)
+            outputs.append(t.name)
+            producer_of[t.name] = name
+        in_shapes = tuple(shapes[n][0] for n in inputs)
+        out_shapes = tuple(shapes[n][0] for n in outputs)
+        attrs = {k: _plain(v) for k, v in node.attrs.items() if not k.startswith("tilec.")}
+        if activation:
+            attrs["activation"] = activation
+        macs = 0
+        if kind == "conv" and weights and in_shapes and out_shapes:
+            macs = _conv_macs(node, in_shapes[0], out_shapes[0], weights[0].shape,
+                              op_type == "ConvTranspose")
+        elif kind == "matmul" and out_shapes:
+            k_shapes = list(in_shapes) + [w.shape for w in weights]
+            macs = _matmul_macs(op_type, k_shapes, out_shapes[0], attrs)
+        if kind == "view" and inputs and outputs:
+            alias[outputs[0]] = inputs[0]
+        if kind == "concat" and get_ann(node, "in_place") and outputs:
+            for n in inputs:
+                part.setdefault(n, outputs[0])
+        ops.append(OpInfo(
+            name=name, op_type=op_type, kind=kind, inputs=tuple(inputs), outputs=tuple(outputs),
+            weights=tuple(weights), attrs=attrs, macs=int(macs), activation=activation,
+            weight_bits=n_wbits or (weights[0].bits if weights else weight_bits),
+            act_bits=n_abits, in_shapes=in_shapes, out_shapes=out_shapes,
+        ))
+
+    tensors = {
+        n: TensorInfo(
+            name=n, shape=shape, bits=bits, producer=producer_of.get(n),
+            consumers=tuple(consumers.get(n, ())), is_input=n in graph_inputs,
+            is_output=n in graph_outputs, alias_of=alias.get(n), part_of=part.get(n),
+        )
+        for n, (shape, bits) in shapes.items()
+    }
+    return GraphInfo(
+        name=graph.name or source, ops=tuple(ops), tensors=tensors,
+        inputs=tuple(t.name for t in graph.inputs), outputs=tuple(graph_outputs),
+        weight_bits=weight_bits, act_bits=act_bits, meta=dict(meta or {}),
+    )

@@ -1,0 +1,1 @@
+"""Planner: schedule -> partition -> place -> lay out -> verify -> diagnose."""

@@ -1,0 +1,268 @@
+"""Plan and Diagnosis: the plain-data result of a compile, and its versioned JSON form.
+
+Everything downstream of the planner -- the verifier, the terminal summary, the HTML page, the
+trace, the annotated ONNX, ``tilec report`` on a saved file -- reads only these objects (round-
+tripped through JSON), never planner internals. So they must hold everything a reader needs.
+
+Conventions:
+* Tiles are numbered 0..T-1 in row-major order of the target's grid. A set of tiles is a sorted list
+  of half-open ranges ``[start, stop)`` (a NorthPole rectangle is ``h`` ranges of width ``w``).
+* Supersteps are numbered 0..S-1; lifetimes are half-open ``[first, end)`` in supersteps, the same
+  convention as the ``id,lower,upper,size`` buffer CSV.
+* Bytes are per tile unless a field says ``total``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_NAME = "tilec.plan"
+SCHEMA_VERSION = 1
+
+Ranges = list[list[int]]  # [[start, stop), ...]
+
+STATUS_FITS = "fits"
+STATUS_DOES_NOT_FIT = "does_not_fit"
+STATUS_UNKNOWN = "unknown"
+
+EVIDENCE_KINDS = {
+    "chip_capacity": "a",  # the live set at a step exceeds the whole chip
+    "op_too_large": "b",  # an op cannot fit even at its finest split
+    "solver_infeasible": "c",  # CP-SAT proved infeasibility (re-checked independently)
+    "search_limit": "d",  # unknown: the search limit was reached
+}
+
+
+def tiles_in(ranges: Ranges) -> int:
+    """Number of tiles in a list of half-open ranges."""
+    return sum(stop - start for start, stop in ranges)
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    source: str
+    batch: int
+    image_size: list[int] | None  # [H, W]
+    precision: str
+    input_shapes: dict[str, list[int]]
+    ops: int
+    params: int
+    macs: int
+    weight_bytes: int
+    passes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    tiles: int
+    bytes_per_tile: int
+    reserved_bytes_per_tile: int
+    budget_per_tile: int
+    grid: list[int]  # [rows, cols]
+    placement: str  # "range" | "rect"
+    clock_hz: float
+
+
+@dataclass
+class OpPlacement:
+    name: str
+    op_type: str
+    kind: str
+    step: int
+    split: dict[str, int]
+    tiles: Ranges
+    inputs: list[str]
+    outputs: list[str]
+    always: dict[str, int]  # per tile, whole run
+    step_bytes: dict[str, int]  # per tile, during its step
+    output_bytes: list[int]  # per tile, per output
+    macs: int
+    compute_cycles: int
+    exchange_cycles: int
+    activation: str | None = None
+    weight_bits: int | None = None
+    act_bits: int | None = None
+
+
+@dataclass
+class Buffer:
+    """One allocation: the same number of bytes on each of its tiles over one lifetime."""
+
+    id: str
+    owner: str  # op name (always/step buffers) or tensor name (activation buffers)
+    kind: str  # "always" | "step" | "tensor" | "spread"
+    category: str  # one of tilec.costmodel.CATEGORIES
+    tiles: Ranges
+    bytes: int  # per tile
+    first: int  # first superstep live
+    end: int  # one past the last superstep live
+    offsets: list[list[int]] = field(default_factory=list)  # [[tile_start, tile_stop, offset]]
+
+
+@dataclass
+class Step:
+    index: int
+    ops: list[str]
+    compute_cycles: int
+    exchange_cycles: int
+    sync_cycles: int
+
+    @property
+    def cycles(self) -> int:
+        return self.compute_cycles + self.exchange_cycles + self.sync_cycles
+
+
+@dataclass
+class MemorySummary:
+    peak_bytes: int  # the highest per-tile occupancy at any step
+    peak_tile: int
+    peak_step: int
+    per_tile_peak: list[int]  # per tile, its highest occupancy over the run
+    worst_tile_timeline: list[dict[str, int]]  # per step, bytes by category on peak_tile
+    chip_timeline: list[dict[str, int]]  # per step, total bytes by category over all tiles
+    by_category_at_peak: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Latency:
+    cycles: int
+    seconds: float
+    io_seconds: float
+    throughput_per_s: float  # images per second at this batch
+
+
+@dataclass
+class SolverInfo:
+    status: str  # CP-SAT status name, or "greedy" when no solve was needed
+    wall_seconds: float
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    time_limit: float | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Verification:
+    ok: bool
+    checks: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evidence:
+    kind: str  # key of EVIDENCE_KINDS
+    summary: str  # one sentence a user can act on
+    details: dict[str, Any] = field(default_factory=dict)
+    rechecked: bool = False  # an independent check confirmed it
+
+    @property
+    def letter(self) -> str:
+        return EVIDENCE_KINDS[self.kind]
+
+
+@dataclass
+class WhatIf:
+    question: str  # "max_batch" | "max_image_size" | "min_precision" | "min_bytes_per_tile"
+    answer: Any  # None when nothing in the searched range fits
+    status: str  # "exact" | "bound" | "unknown"
+    note: str = ""
+    probes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Diagnosis:
+    evidence: Evidence
+    worst_tile: int | None
+    worst_step: int | None
+    worst_op: str | None
+    bytes_needed: int | None  # on the worst tile at the worst step
+    over_by: int | None
+    by_category: dict[str, int] = field(default_factory=dict)
+    top_tiles: list[dict[str, int]] = field(default_factory=list)
+    live_ops: list[str] = field(default_factory=list)
+    live_tensors: list[dict[str, Any]] = field(default_factory=list)
+    what_if: list[WhatIf] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The result of a compile: a verified placement (status "fits") or a diagnosis."""
+
+    status: str
+    model: ModelInfo
+    target: TargetInfo
+    steps: list[Step] = field(default_factory=list)
+    ops: list[OpPlacement] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)
+    memory: MemorySummary | None = None
+    latency: Latency | None = None
+    solver: SolverInfo | None = None
+    verification: Verification | None = None
+    diagnosis: Diagnosis | None = None
+    tilec_version: str = ""
+    schema: str = SCHEMA_NAME
+    version: int = SCHEMA_VERSION
+
+    # -------------------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Deterministic JSON: sorted keys, fixed float formatting, no timestamps."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Plan:
+        if data.get("schema") != SCHEMA_NAME:
+            raise ValueError(f"not a tilec plan (schema={data.get('schema')!r})")
+        if data.get("version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"plan schema version {data.get('version')} is not supported "
+                f"(this tilec reads version {SCHEMA_VERSION})"
+            )
+        return _build(Plan, data)
+
+    @staticmethod
+    def load(path: str | Path) -> Plan:
+        return Plan.from_dict(json.loads(Path(path).read_text()))
+
+
+_NESTED: dict[tuple[type, str], type] = {
+    (Plan, "model"): ModelInfo,
+    (Plan, "target"): TargetInfo,
+    (Plan, "memory"): MemorySummary,
+    (Plan, "latency"): Latency,
+    (Plan, "solver"): SolverInfo,
+    (Plan, "verification"): Verification,
+    (Plan, "diagnosis"): Diagnosis,
+    (Diagnosis, "evidence"): Evidence,
+}
+_LISTS: dict[tuple[type, str], type] = {
+    (Plan, "steps"): Step,
+    (Plan, "ops"): OpPlacement,
+    (Plan, "buffers"): Buffer,
+    (Diagnosis, "what_if"): WhatIf,
+}
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if value is not None and (cls, f.name) in _NESTED:
+            value = _build(_NESTED[(cls, f.name)], value)
+        elif value is not None and (cls, f.name) in _LISTS:
+            value = [_build(_LISTS[(cls, f.name)], v) for v in value]
+        kwargs[f.name] = value
+    return cls(**kwargs)
