@@ -138,13 +138,15 @@ class Latency:
 
 @dataclass
 class SolverInfo:
+    """How the placement was found. Deliberately free of wall-clock times: the same input must
+    give byte-identical JSON, so timings live in :attr:`Plan.timings`, which is not serialised."""
+
     status: str  # CP-SAT status name, or "greedy" when no solve was needed
-    wall_seconds: float
     objective: float | None = None
     bound: float | None = None
     gap: float | None = None
     time_limit: float | None = None
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    deterministic_limit: float | None = None
 
 
 @dataclass
@@ -208,10 +210,14 @@ class Plan:
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION
+    timings: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    """Wall-clock seconds per stage of this run. Not part of the JSON (see SolverInfo)."""
 
     # -------------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["timings"]
+        return data
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, fixed float formatting, no timestamps."""
