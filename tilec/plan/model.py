@@ -207,6 +207,7 @@ class Plan:
     solver: SolverInfo | None = None
     verification: Verification | None = None
     diagnosis: Diagnosis | None = None
+    notes: list[str] = field(default_factory=list)  # notices for the user (e.g. a default chosen)
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION
