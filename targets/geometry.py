@@ -1,0 +1,415 @@
+"""Op geometry shared by the cost models: what one tile's share of an op is, for a given split.
+
+Both chips divide an op the same way -- a factor per axis (:class:`tilec.costmodel.Split`) -- and
+differ only in what the share costs. So the shapes live here: a convolution (or a matmul seen as a
+1x1 convolution) becomes :class:`ConvDims`; a split of it becomes :class:`ConvShare`, the per-tile
+extents (rounded *up*: the busiest tile is the one that sets the step's memory and time) with the
+input halo a spatial split needs. Candidate splits are enumerated here too, with the pruning that
+keeps them to a handful per tile count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tilec.costmodel import Split
+from tilec.opinfo import OpInfo
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division for non-negative ints."""
+    return -(-a // b)
+
+
+def round_up(a: int, grain: int) -> int:
+    return cdiv(a, grain) * grain
+
+
+def nbytes(elements: int, bits: int) -> int:
+    """Bytes of ``elements`` values of ``bits`` each (sub-byte widths pack)."""
+    return cdiv(elements * bits, 8)
+
+
+def numel(shape: Sequence[int]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+@lru_cache(maxsize=4096)
+def divisors(n: int) -> tuple[int, ...]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return tuple(sorted(set(small + [n // d for d in small])))
+
+
+def tile_counts(tiles: int, grid: tuple[int, int], rect: bool, limit: int) -> list[int]:
+    """Candidate tile counts: powers of two up to the chip, plus the full chip and its half and
+    quarter; at most ``limit`` (an op is not split finer than its work allows). On a mesh
+    (``rect``) only counts that form a rectangle inside the grid are kept."""
+    counts = {1 << k for k in range(tiles.bit_length()) if (1 << k) <= tiles}
+    counts |= {tiles // d for d in (1, 2, 4) if tiles % d == 0}
+    out = []
+    for t in sorted(counts):
+        if t > max(1, limit):
+            continue
+        if rect and not rect_shape(t, grid):
+            continue
+        out.append(t)
+    return out or [1]
+
+
+def rect_shape(t: int, grid: tuple[int, int]) -> tuple[int, int] | None:
+    """The squarest (h, w) with h * w == t that fits the grid, or None."""
+    rows, cols = grid
+    best = None
+    for h in divisors(t):
+        w = t // h
+        if h <= rows and w <= cols and (best is None or abs(h - w) < abs(best[0] - best[1])):
+            best = (h, w)
+    return best
+
+
+def freeze(value: Any) -> Any:
+    """A hashable copy of plain data (for cache keys)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def signature(op: OpInfo) -> tuple:
+    """Everything a cost depends on, hashable; identical convs share one cache entry."""
+    return (op.kind, op.op_type, op.activation, op.in_shapes, op.out_shapes,
+            tuple((w.shape, w.bits) for w in op.weights), op.weight_bits, op.act_bits,
+            op.macs, freeze(dict(op.attrs)))
+
+
+def _ints(value: Any, n: int, default: int) -> list[int]:
+    if value is None:
+        return [default] * n
+    vals = [int(v) for v in value]
+    return (vals + [default] * n)[:n] if len(vals) < n else vals[:n]
+
+
+def _rows_cols(shape: Sequence[int]) -> tuple[int, int]:
+    """Spatial extent as (rows, cols): dim 2 is rows; the rest collapse into cols."""
+    sp = list(shape[2:])
+    if not sp:
+        return 1, 1
+    return int(sp[0]), int(numel(sp[1:]))
+
+
+# ------------------------------------------------------------------------ convolution / matmul
+@dataclass(frozen=True)
+class ConvDims:
+    """A convolution's extents (a matmul is a 1x1 convolution: rows = M, cin = K, cout = N)."""
+
+    n: int
+    groups: int
+    cin_g: int  # input channels per group
+    cout_g: int  # output channels per group
+    ih: int
+    iw: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    transpose: bool = False
+    kernel_bits: int = 16
+    kernel_elements: int = 0  # elements of the kernel weight (0: the kernel is an activation input)
+    other_weight_bytes: int = 0  # bias and any other constants, scaled with output channels
+    act_kernel_bits: int = 0  # bits of a kernel that is an activation input (batched matmul)
+    macs: int = 0
+    weight_bytes: int = 0  # all of the op's weights at their storage widths
+
+    @property
+    def k(self) -> int:
+        return self.kh * self.kw
+
+
+def conv_dims(op: OpInfo) -> ConvDims:
+    """Extents of a Conv / ConvTranspose op (fused activations included)."""
+    x = op.in_shapes[0]
+    y = op.out_shapes[0]
+    group = int(op.attrs.get("group", 1) or 1)
+    transpose = op.op_type == "ConvTranspose"
+    if op.weights:
+        w = op.weights[0]
+        kshape = w.shape
+        kernel_bits, kernel_elements = w.bits, numel(w.shape)
+        other = sum(nbytes(numel(x.shape), x.bits) for x in op.weights[1:])
+        act_kbits = 0
+    else:  # the kernel arrives as an activation input
+        kshape = op.in_shapes[1] if len(op.in_shapes) > 1 else (y[1], x[1] // group, 1, 1)
+        kernel_bits, kernel_elements, other, act_kbits = op.act_bits, 0, 0, op.act_bits
+    nsp = max(len(x) - 2, 1)
+    kernel = _ints(op.attrs.get("kernel_shape") or list(kshape[2:]), nsp, 1)
+    strides = _ints(op.attrs.get("strides"), nsp, 1)
+    dil = _ints(op.attrs.get("dilations"), nsp, 1)
+    ih, iw = _rows_cols(x)
+    oh, ow = _rows_cols(y)
+    kh, kw = kernel[0], numel(kernel[1:])
+    sh, sw = strides[0], (strides[1] if len(strides) > 1 else 1)
+    dh, dw = dil[0], (dil[1] if len(dil) > 1 else 1)
+    cin, cout = int(x[1]), int(y[1])
+    return ConvDims(
+        n=int(x[0]), groups=group, cin_g=max(1, cin // group), cout_g=max(1, cout // group),
+        ih=ih, iw=iw, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+        transpose=transpose, kernel_bits=kernel_bits, kernel_elements=kernel_elements,
+        other_weight_bytes=other, act_kernel_bits=act_kbits, macs=op.macs,
+        weight_bytes=weight_bytes(op),
+    )
+
+
+def weight_bytes(op: OpInfo) -> int:
+    """All of the op's weights at their storage widths (math.prod: numpy is slow per call)."""
+    return sum(nbytes(numel(w.shape), w.bits) for w in op.weights)
+
+
+def matmul_dims(op: OpInfo) -> ConvDims:
+    """A Gemm / MatMul as a 1x1 convolution: batch dims -> n, M -> rows, K -> cin, N -> cout."""
+    y = op.out_shapes[0]
+    a = op.in_shapes[0]
+    m, ncols = (int(y[-2]) if len(y) >= 2 else 1), int(y[-1])
+    trans_a = op.op_type == "Gemm" and bool(op.attrs.get("transA", 0))
+    k = int(a[0] if trans_a else a[-1])
+    batch = numel(y[:-2])
+    if op.weights:
+        w = op.weights[0]
+        kernel_bits, kernel_elements = w.bits, numel(w.shape)
+        other, act_kbits = sum(nbytes(numel(x.shape), x.bits) for x in op.weights[1:]), 0
+    else:
+        kernel_bits, kernel_elements, other, act_kbits = op.act_bits, 0, 0, op.act_bits
+    return ConvDims(
+        n=batch, groups=1, cin_g=k, cout_g=ncols, ih=m, iw=1, oh=m, ow=1, kh=1, kw=1, sh=1, sw=1,
+        dh=1, dw=1, kernel_bits=kernel_bits, kernel_elements=kernel_elements,
+        other_weight_bytes=other, act_kernel_bits=act_kbits,
+        macs=op.macs or batch * m * ncols * k, weight_bytes=weight_bytes(op),
+    )
+
+
+@dataclass(frozen=True)
+class ConvShare:
+    """One tile's share of a convolution under a split (extents rounded up)."""
+
+    n: int
+    g: int
+    co: int
+    ci: int
+    oh: int
+    ow: int
+    ih: int  # input rows incl. halo
+    iw: int
+    fi: int  # input-channel split factor (partial sums to reduce when > 1)
+    spatial: int  # batch x rows x cols factor: tiles that need the same weight slice
+    tiles: int
+    work_fraction: float  # this tile's share of the op's MACs (unpadded)
+
+    @property
+    def out_slice(self) -> int:
+        """Output elements this tile computes (partial sums of them when fi > 1)."""
+        return self.n * self.g * self.co * self.oh * self.ow
+
+    @property
+    def out_elements(self) -> int:
+        """Output elements this tile holds when the op is done (after any reduction)."""
+        return cdiv(self.out_slice, self.fi)
+
+    @property
+    def in_elements(self) -> int:
+        return self.n * self.g * self.ci * self.ih * self.iw
+
+    @property
+    def kernel_elements(self) -> int:
+        return self.g * self.co * self.ci
+
+
+CONV_AXES = ("batch", "groups", "out_ch", "in_ch", "rows", "cols")
+
+
+def conv_share(d: ConvDims, split: Split) -> ConvShare:
+    f = split.as_dict()
+    unknown = set(f) - set(CONV_AXES)
+    if unknown:
+        raise ValueError(f"split {split} has axes {sorted(unknown)} a convolution cannot use "
+                         f"(axes: {', '.join(CONV_AXES)})")
+    fb, fg, fo, fi = f.get("batch", 1), f.get("groups", 1), f.get("out_ch", 1), f.get("in_ch", 1)
+    fr, fc = f.get("rows", 1), f.get("cols", 1)
+    n, g = cdiv(d.n, fb), cdiv(d.groups, fg)
+    co, ci = cdiv(d.cout_g, fo), cdiv(d.cin_g, fi)
+    oh, ow = cdiv(d.oh, fr), cdiv(d.ow, fc)
+    if d.transpose:  # each output row needs ~1/stride input rows plus the kernel's reach
+        ih = min(d.ih, cdiv(oh, d.sh) + cdiv((d.kh - 1) * d.dh + 1, d.sh))
+        iw = min(d.iw, cdiv(ow, d.sw) + cdiv((d.kw - 1) * d.dw + 1, d.sw))
+    else:
+        ih = min(d.ih, (oh - 1) * d.sh + (d.kh - 1) * d.dh + 1)
+        iw = min(d.iw, (ow - 1) * d.sw + (d.kw - 1) * d.dw + 1)
+    total = d.n * d.groups * d.cout_g * d.cin_g * d.oh * d.ow
+    frac = (n * g * co * ci * oh * ow) / total if total else 0.0
+    return ConvShare(n=n, g=g, co=co, ci=ci, oh=oh, ow=ow, ih=ih, iw=iw, fi=fi,
+                     spatial=fb * fr * fc, tiles=split.tiles, work_fraction=min(1.0, frac))
+
+
+def conv_candidates(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
+                    max_in_split: int) -> Iterator[Split]:
+    """Splits of ``d`` over exactly ``tiles`` tiles, pruned the way PopLibs' planner prunes.
+
+    Channel axes are not split below their grain; the spatial factor goes to rows first and to
+    columns only for what rows cannot absorb (one spatial option per factor); input channels are
+    split at most ``max_in_split`` ways (each such split costs a reduction).
+    """
+    max_fo = max(1, d.cout_g // out_grain) if d.cout_g >= out_grain else 1
+    max_fi = min(max_in_split, max(1, d.cin_g // in_grain) if d.cin_g >= in_grain else 1)
+    for fb in divisors(tiles):
+        if fb > d.n:
+            continue
+        r1 = tiles // fb
+        for fg in divisors(r1):
+            if fg > d.groups:
+                continue
+            r2 = r1 // fg
+            for fo in divisors(r2):
+                if fo > max_fo:
+                    continue
+                r3 = r2 // fo
+                for fi in divisors(r3):
+                    if fi > max_fi:
+                        continue
+                    s = r3 // fi
+                    sp = _spatial(s, d.oh, d.ow)
+                    if sp is None:
+                        continue
+                    fr, fc = sp
+                    yield Split.of(batch=fb, groups=fg, out_ch=fo, in_ch=fi, rows=fr, cols=fc)
+
+
+def _spatial(s: int, rows: int, cols: int) -> tuple[int, int] | None:
+    """Split a spatial factor ``s`` into (rows, cols) factors, rows first; None if impossible."""
+    for fr in reversed(divisors(s)):
+        if fr <= rows and s // fr <= cols:
+            return fr, s // fr
+    return None
+
+
+# --------------------------------------------------------------------------- spatial ops
+@dataclass(frozen=True)
+class MapDims:
+    """A spatial op that keeps channels apart (pooling, resize): n x c x rows x cols."""
+
+    n: int
+    c: int
+    ih: int
+    iw: int
+    oh: int
+    ow: int
+    kh: int = 1  # window (pooling)
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+
+
+MAP_AXES = ("batch", "out_ch", "rows", "cols")
+
+
+def pool_dims(op: OpInfo) -> MapDims:
+    x, y = op.in_shapes[0], op.out_shapes[0]
+    ih, iw = _rows_cols(x)
+    oh, ow = _rows_cols(y)
+    if op.op_type.startswith("Global"):
+        return MapDims(int(x[0]), int(x[1]), ih, iw, oh, ow, ih, iw, ih, iw)
+    nsp = max(len(x) - 2, 1)
+    k = _ints(op.attrs.get("kernel_shape"), nsp, 1)
+    s = _ints(op.attrs.get("strides"), nsp, 1)
+    return MapDims(int(x[0]), int(x[1]), ih, iw, oh, ow, k[0], numel(k[1:]), s[0],
+                   s[1] if len(s) > 1 else 1)
+
+
+def resize_dims(op: OpInfo) -> MapDims:
+    x, y = op.in_shapes[0], op.out_shapes[0]
+    ih, iw = _rows_cols(x)
+    oh, ow = _rows_cols(y)
+    return MapDims(int(x[0]), int(x[1]) if len(x) > 1 else 1, ih, iw, oh, ow)
+
+
+@dataclass(frozen=True)
+class MapShare:
+    n: int
+    c: int
+    oh: int
+    ow: int
+    ih: int
+    iw: int
+
+    @property
+    def out_elements(self) -> int:
+        return self.n * self.c * self.oh * self.ow
+
+    @property
+    def in_elements(self) -> int:
+        return self.n * self.c * self.ih * self.iw
+
+
+def map_share(d: MapDims, split: Split, *, resize: bool = False) -> MapShare:
+    f = flat_to_axes(split, [("batch", d.n), ("out_ch", d.c), ("rows", d.oh), ("cols", d.ow)])
+    unknown = set(f) - set(MAP_AXES)
+    if unknown:
+        raise ValueError(f"split {split} has axes {sorted(unknown)} this op cannot use "
+                         f"(axes: {', '.join(MAP_AXES)})")
+    n, c = cdiv(d.n, f.get("batch", 1)), cdiv(d.c, f.get("out_ch", 1))
+    oh, ow = cdiv(d.oh, f.get("rows", 1)), cdiv(d.ow, f.get("cols", 1))
+    if resize:  # nearest/linear: each output row reads ~ih/oh input rows, plus one for the edge
+        ih = min(d.ih, cdiv(oh * d.ih, d.oh) + (1 if f.get("rows", 1) > 1 else 0))
+        iw = min(d.iw, cdiv(ow * d.iw, d.ow) + (1 if f.get("cols", 1) > 1 else 0))
+    else:
+        ih = min(d.ih, (oh - 1) * d.sh + d.kh)
+        iw = min(d.iw, (ow - 1) * d.sw + d.kw)
+    return MapShare(n=n, c=c, oh=oh, ow=ow, ih=ih, iw=iw)
+
+
+def map_candidates(d: MapDims, tiles: int, *, allow_spatial: bool = True) -> Iterator[Split]:
+    """Splits of a pooling / resize over exactly ``tiles`` tiles: channels and batch first (no
+    halo), then rows, then columns."""
+    for fb in divisors(tiles):
+        if fb > d.n:
+            continue
+        r = tiles // fb
+        for fc_ in divisors(r):  # channel factor
+            if fc_ > d.c:
+                continue
+            s = r // fc_
+            if s == 1:
+                yield Split.of(batch=fb, out_ch=fc_)
+                continue
+            if not allow_spatial:
+                continue
+            sp = _spatial(s, d.oh, d.ow)
+            if sp is not None:
+                yield Split.of(batch=fb, out_ch=fc_, rows=sp[0], cols=sp[1])
+
+
+def flat_to_axes(split: Split, axes: list[tuple[str, int]]) -> dict[str, int]:
+    """Interpret a flat ``elements`` split on a structured op: hand its factor out to ``axes``
+    in order (outermost first), each taking the largest divisor it can hold. Other factors pass
+    through unchanged. Used when the planner costs a follows-input op on its producer's split."""
+    f = split.as_dict()
+    e = f.pop("elements", 1)
+    for axis, size in axes:
+        if e == 1:
+            break
+        have = f.get(axis, 1)
+        room = max(1, size // have)
+        take = max(d for d in divisors(e) if d <= room)
+        if take > 1:
+            f[axis] = have * take
+            e //= take
+    if e > 1:  # cannot be absorbed exactly: the last axis takes the rest (some tiles idle)
+        last = axes[-1][0]
+        f[last] = f.get(last, 1) * e
+    return f

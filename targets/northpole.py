@@ -1,0 +1,253 @@
+"""The NorthPole cost model: layer by layer on rectangles of the 16 x 16 core array.
+
+NorthPole runs a network fully prescheduled, one layer at a time, each layer spatially mapped onto
+cores; weights and programs are stored once across the array and delivered to the running layer's
+cores over the model and instruction NoCs (hardware.md, "consequence"). So, per op and split:
+
+spread (stored once over the whole array for the whole run; the values are *totals*, not per core)
+    ``weights``: all of the op's weights at their storage width; ``code``: one copy of the
+    layer's program.
+step (on each core of the running layer, while it runs)
+    ``weights``: the core's weight slice, broadcast into its per-layer buffer;
+    ``code``: the layer's program (only the running layer's program occupies a core);
+    ``act_in``: the input slice (halo included) the activation NoC delivers;
+    ``temp``: partial sums arriving over the partial-sum NoC when input channels are split.
+outputs
+    the core's share of the output activations.
+always
+    nothing: no per-layer state outlives its layer.
+
+Cycles: the matrix unit at ``vmm_macs_per_cycle`` for the op's operand width (int8/int4/int2; a
+float operand is an input error -- the matrix unit has no float mode), pipelined with the fp16
+activation unit; element-wise work on the fp16 vector unit; weight delivery overlaps compute, so
+only delivery beyond the compute time adds cycles.
+
+The model's inputs and outputs live in the framebuffer (``io_location = "framebuffer"``), not in
+core memory: the planner checks their total against ``framebuffer_bytes`` (see :meth:`io_bytes`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from tilec.costmodel import OpCost, Split
+from tilec.errors import InputError
+from tilec.opinfo import GraphInfo, OpInfo
+
+from .base import BaseCostModel
+from .geometry import (
+    ConvDims,
+    cdiv,
+    conv_candidates,
+    conv_share,
+    map_candidates,
+    map_share,
+    nbytes,
+    numel,
+    pool_dims,
+    resize_dims,
+    weight_bytes,
+)
+
+if TYPE_CHECKING:
+    from .target import TileTarget
+
+_GATHERING_MOVES = frozenset({"Slice", "Split", "Gather"})
+
+
+def _nz(**cats: int) -> dict[str, int]:
+    return {k: int(v) for k, v in cats.items() if v}
+
+
+def _touched(elements: int, share: int, total: int) -> int:
+    if total <= 0 or elements >= total:
+        return min(elements, share)
+    return min(elements, cdiv(elements * share, total) + 1)
+
+
+class NorthPoleCostModel(BaseCostModel):
+    """NorthPole's layer-by-layer, stored-once-broadcast-per-layer model (module docstring)."""
+
+    def __init__(self, target: TileTarget) -> None:
+        super().__init__(target)
+        s = self.spec
+        comp = s["compute"]
+        self.vmm = dict(comp["vmm_macs_per_cycle"])
+        self.vector = int(comp["vector_ops_per_cycle"])
+        self.act_unit = int(comp["activation_ops_per_cycle"])
+        self.eff = float(comp["vmm_efficiency"])
+        self.program = int(s["program"]["layer_program_bytes"])
+        noc = s["noc"]
+        self.anoc = float(noc["activation_bytes_per_cycle_per_core"])
+        self.mnoc = float(noc["model_bytes_per_cycle_per_core"])
+        self.pnoc = float(noc["partial_sum_bytes_per_cycle_per_core"])
+        self.switch = int(noc["layer_switch_cycles"])
+        io = s["io"]
+        self.h2d = float(io["host_to_device_bytes_per_s"])
+        self.d2h = float(io["device_to_host_bytes_per_s"])
+        self.framebuffer_bytes = int(io["framebuffer_bytes"])
+        self.partials = {p: int(s["precision"][p]["partials_bits"])
+                         for p in s["precision"]["supported"]}
+
+    # ------------------------------------------------------------------------ protocol
+    def sync_cycles(self, tiles: int) -> int:
+        """Between two prescheduled layers only a pipeline drain and fill remains."""
+        return self.switch if tiles > 0 else 0
+
+    def io_seconds(self, graph: GraphInfo) -> float:
+        """Write the input tensors into the framebuffer and read the outputs back over the host
+        link ("write tensor, run network, read tensor")."""
+        inp, out = self._io_split(graph)
+        return inp / self.h2d + out / self.d2h
+
+    def io_bytes(self, graph: GraphInfo) -> int:
+        """Bytes the framebuffer must hold: the model's inputs and outputs. More than
+        ``framebuffer_bytes`` means the model cannot run on this chip as compiled."""
+        inp, out = self._io_split(graph)
+        return inp + out
+
+    @staticmethod
+    def _io_split(graph: GraphInfo) -> tuple[int, int]:
+        inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
+        out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
+        return inp, out
+
+    # ------------------------------------------------------------------------- helpers
+    def _vmm_key(self, op: OpInfo, bits: int) -> str:
+        for key, width in (("int2", 2), ("int4", 4), ("int8", 8)):
+            if bits <= width and key in self.vmm:
+                return key
+        raise InputError(
+            f"{op.name}: {self.target_name}'s matrix unit multiplies "
+            f"{'/'.join(sorted(self.vmm, reverse=True))} operands only, but this {op.op_type} "
+            f"has {bits}-bit operands (compile with --precision int8, int4 or int2 and keep the "
+            f"quantize pass)")
+
+    def _partials_bits(self, key: str) -> int:
+        return self.partials.get(key, max(self.partials.values(), default=16))
+
+    def _spread(self, op: OpInfo) -> dict[str, int]:
+        return _nz(weights=weight_bytes(op), code=self.program)
+
+    def _vec(self, elements: int, ops: float, rate: int) -> int:
+        return math.ceil(elements * ops / rate) if elements and ops else 0
+
+    # -------------------------------------------------------------------- candidates
+    def _candidates(self, op: OpInfo, tiles: int) -> Iterable[Split]:
+        kind = op.kind
+        if kind in ("conv", "matmul"):
+            d = self.conv_dims(op)
+            return conv_candidates(d, tiles, in_grain=1, out_grain=1,
+                                   max_in_split=self.max_in_split)
+        if kind == "pool":
+            return map_candidates(pool_dims(op), tiles,
+                                  allow_spatial=not op.op_type.startswith("Global"))
+        if kind == "resize":
+            return map_candidates(resize_dims(op), tiles)
+        return [Split.of(elements=tiles)]
+
+    # ------------------------------------------------------------------------- costs
+    def _cost(self, op: OpInfo, split: Split) -> OpCost:
+        kind = op.kind
+        if kind in ("conv", "matmul"):
+            return self._conv(op, self.conv_dims(op), split)
+        if kind == "elementwise":
+            return self._elementwise(op, split)
+        if kind in ("pool", "resize"):
+            return self._map(op, split)
+        if kind in ("concat", "movement", "reduce"):
+            return self._copy_like(op, split)
+        raise ValueError(f"{self.target_name}: no cost model for op kind '{kind}' "
+                         f"(op '{op.name}')")
+
+    def _conv(self, op: OpInfo, d: ConvDims, split: Split) -> OpCost:
+        s = conv_share(d, split)
+        bits = max(op.act_bits, d.kernel_bits if d.kernel_elements else d.act_kernel_bits)
+        key = self._vmm_key(op, bits)
+        abits = op.act_bits
+        k_elems = s.kernel_elements * d.k
+        if d.kernel_elements:
+            w_slice = nbytes(k_elems, d.kernel_bits) + cdiv(
+                d.other_weight_bytes * s.g * s.co, d.groups * d.cout_g)
+            act_kernel = 0
+        else:
+            w_slice, act_kernel = 0, nbytes(k_elems, d.act_kernel_bits)
+        in_recv = nbytes(s.in_elements, abits) + act_kernel
+        partial = nbytes(s.out_slice, self._partials_bits(key)) if s.fi > 1 else 0
+        vmm = d.macs * s.work_fraction / (self.vmm[key] * self.eff)
+        act = s.out_elements * self.vops(op.activation) / self.act_unit if op.activation else 0
+        acc = s.out_elements * s.fi / self.vector if s.fi > 1 else 0  # summing partial sums
+        compute = math.ceil(max(vmm, act, acc))  # the three units are pipelined
+        delivery = w_slice / self.mnoc  # weights stream in while the layer computes
+        exchange = in_recv / self.anoc + max(0.0, delivery - compute) + partial / self.pnoc
+        return OpCost(
+            split=split,
+            spread=self._spread(op),
+            step=_nz(weights=w_slice, act_in=in_recv, temp=partial, code=self.program),
+            outputs=(nbytes(s.out_elements, abits), *(0,) * (len(op.out_shapes) - 1)),
+            compute_cycles=compute,
+            exchange_cycles=math.ceil(exchange),
+        )
+
+    def _elementwise(self, op: OpInfo, split: Split) -> OpCost:
+        t = split.tiles
+        total = numel(op.out_shapes[0]) if op.out_shapes else 0
+        share = cdiv(total, t)
+        abits = op.act_bits
+        recv = 0
+        for i, shape in enumerate(op.in_shapes):
+            if i == 0 and numel(shape) == total:
+                continue
+            recv += nbytes(_touched(numel(shape), share, total), abits)
+        w_step = sum(nbytes(_touched(w.elements, share, total), w.bits) for w in op.weights)
+        in_place = bool(op.in_shapes) and tuple(op.in_shapes[0]) == tuple(op.out_shapes[0])
+        return OpCost(
+            split=split,
+            spread=self._spread(op),
+            step=_nz(weights=w_step, act_in=recv, code=self.program),
+            outputs=tuple(nbytes(cdiv(numel(o), t), abits) for o in op.out_shapes),
+            compute_cycles=self._vec(share, self.vops(op.op_type), self.vector),
+            exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
+            follows_input=bool(op.in_shapes),
+            in_place=in_place,
+        )
+
+    def _map(self, op: OpInfo, split: Split) -> OpCost:
+        """Pooling (vector unit) and resize (activation NoC copies)."""
+        resize = op.kind == "resize"
+        d = resize_dims(op) if resize else pool_dims(op)
+        s = map_share(d, split, resize=resize)
+        abits = op.act_bits
+        recv = nbytes(s.in_elements, abits)
+        ops = 1 if resize else d.kh * d.kw + (1 if "Average" in op.op_type else 0)
+        return OpCost(
+            split=split,
+            spread=self._spread(op),
+            step=_nz(act_in=recv, code=self.program),
+            outputs=(nbytes(s.out_elements, abits),),
+            compute_cycles=self._vec(s.out_elements, ops, self.vector),
+            exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
+        )
+
+    def _copy_like(self, op: OpInfo, split: Split) -> OpCost:
+        t = split.tiles
+        abits = op.act_bits
+        outs = tuple(nbytes(cdiv(numel(o), t), abits) for o in op.out_shapes)
+        in_total = sum(numel(s) for s in op.in_shapes)
+        if op.kind == "concat" or (op.kind == "movement" and op.op_type in _GATHERING_MOVES):
+            need = min(in_total, sum(numel(o) for o in op.out_shapes))
+        else:
+            need = in_total
+        recv = nbytes(cdiv(need, t), abits)
+        ops = self.vops(op.op_type) if op.kind == "reduce" else 1
+        w_step = sum(min(w.bytes, nbytes(cdiv(w.elements, t) + 1, w.bits)) for w in op.weights)
+        return OpCost(
+            split=split,
+            spread=self._spread(op),
+            step=_nz(weights=w_step, act_in=recv, code=self.program),
+            outputs=outs,
+            compute_cycles=self._vec(cdiv(max(in_total, 1), t), ops, self.vector),
+            exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
+        )
