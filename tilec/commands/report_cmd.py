@@ -1,16 +1,78 @@
-"""``tilec report``: registered here, implemented by its own issue."""
+"""``tilec report PLAN.json``: the summary and the report files of a saved plan or diagnosis.
+
+Prints exactly what the ``tilec compile`` that saved the plan printed (both render the same Plan
+data with :func:`tilec.report.terminal.print_plan`), and writes the same files its flags ask for.
+The exit code mirrors compile's: 0 for a plan that fits, 1 for a diagnosis.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from tilec.errors import InputError
+from tilec.commands.common import console
+from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS, InputError
+from tilec.plan.model import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FITS, Plan
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("report", parents=[parent], help="(not yet available)")
+    p = sub.add_parser(
+        "report", parents=[parent], help="summarise a saved plan; write HTML, trace, ONNX",
+        description="Read a plan or diagnosis saved by `tilec compile --json` and print its "
+                    "summary (the same as the compile printed); optionally write the "
+                    "self-contained HTML report, a Chrome/Perfetto trace of the schedule and "
+                    "the lowered model annotated with its placement. Exit code: 0 if the plan "
+                    "fits, 1 for a diagnosis, 2 for a bad file.")
+    p.add_argument("plan", metavar="PLAN.json", help="a plan saved by `tilec compile --json`")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the schedule")
+    p.add_argument("--onnx", metavar="FILE",
+                   help="write the lowered model annotated with its placement (for Netron); "
+                        "re-captures and re-lowers the plan's model, which must be available")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print the per-op table")
     p.set_defaults(func=run)
 
 
+def load_plan(path: str | Path) -> Plan:
+    """Read a saved plan; every problem is one :class:`InputError` naming the file and field."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a plan file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected a tilec plan in JSON)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InputError(f"{path}: not a tilec plan (schema field is {found!r}, expected "
+                         f"{SCHEMA_NAME!r})")
+    if data.get("version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: plan schema version {data.get('version')!r} is not supported "
+                         f"(this tilec reads version {SCHEMA_VERSION}); re-run tilec compile")
+    from tilec.report.schema import validation_errors
+
+    errors = validation_errors(data)
+    if errors:
+        raise InputError(f"{path}: not a valid plan: {errors[0]}"
+                         + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    try:
+        return Plan.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # Reached without jsonschema installed: a field is missing or has the wrong shape.
+        raise InputError(f"{path}: not a valid plan ({type(exc).__name__}: {exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise InputError("tilec report is not available yet")
+    from tilec.commands.compile_cmd import write_outputs
+    from tilec.report.terminal import print_plan
+
+    plan = load_plan(args.plan)
+    print_plan(plan, console(args), verbose=args.verbose)
+    write_outputs(plan, args, None)
+    return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT

@@ -1,0 +1,341 @@
+"""What every renderer derives from a :class:`~tilec.plan.model.Plan`, computed in one place.
+
+Renderers read only the Plan (usually one just loaded from JSON), so anything they show that is not
+a field of it is derived here, from the Plan alone: number formatting, the display grid of the
+heatmap, and the per-tile breakdown by category at each tile's own peak (from the buffers).
+Keeping this in one module is what makes the terminal, the HTML page and the trace agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import isqrt
+
+import numpy as np
+
+from tilec.costmodel import CATEGORIES
+from tilec.plan.model import (
+    EVIDENCE_KINDS,
+    STATUS_DOES_NOT_FIT,
+    STATUS_FITS,
+    OpPlacement,
+    Plan,
+    Ranges,
+    tiles_in,
+)
+
+EVIDENCE_TITLES = {
+    "chip_capacity": "the live set exceeds the whole chip",
+    "op_too_large": "an op does not fit even at its finest split",
+    "solver_infeasible": "the solver proved no placement exists",
+    "search_limit": "search limit reached: no placement found, none ruled out",
+}
+
+WHAT_IF_TITLES = {
+    "max_batch": "largest batch that fits",
+    "max_image_size": "largest image size that fits",
+    "min_precision": "lowest precision needed",
+    "min_bytes_per_tile": "smallest SRAM per tile that fits",
+}
+
+
+# ----------------------------------------------------------------------------------- formatting
+def fmt_bytes(n: int | float | None) -> str:
+    """Binary units, three significant figures: ``598.0 KiB``; exact below 1 KiB."""
+    if n is None:
+        return "-"
+    n = float(n)
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    if n < 1024:
+        return f"{sign}{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            digits = 2 if n < 10 else 1
+            return f"{sign}{n:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def fmt_count(n: int | float | None, unit: str = "") -> str:
+    """Decimal SI prefixes for counts (parameters, MACs): ``3.49 G``."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            value = n / scale
+            digits = 2 if abs(value) < 10 else 1
+            return f"{value:.{digits}f} {prefix}{unit}"
+    return f"{n:.0f} {unit}".rstrip()
+
+
+def fmt_seconds(s: float | None) -> str:
+    """``3.21 ms``, ``412 µs``; three significant figures."""
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if s >= scale or unit == "ns":
+            value = s / scale
+            digits = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{value:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def fmt_pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f} %" if whole else "-"
+
+
+def fmt_ranges(ranges: Ranges, limit: int = 4) -> str:
+    """Half-open tile ranges as inclusive text: ``[[0, 368], [400, 416]]`` -> ``0-367, 400-415``."""
+    parts = [f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in ranges]
+    if len(parts) > limit:
+        parts = [*parts[: limit - 1], f"... ({len(ranges) - limit + 1} more)", parts[-1]]
+    return ", ".join(parts) if parts else "-"
+
+
+def fmt_split(split: dict[str, int]) -> str:
+    """Same spelling as :class:`tilec.costmodel.Split`'s ``str``: ``out_ch4xrows8``."""
+    return "x".join(f"{a}{f}" for a, f in sorted(split.items()) if f > 1) or "single"
+
+
+def fmt_answer(question: str, answer: object) -> str:
+    """A what-if answer in the unit of its question."""
+    if answer is None:
+        return "none in the searched range"
+    if question == "max_image_size" and isinstance(answer, (list, tuple)) and len(answer) == 2:
+        return f"{answer[0]}×{answer[1]}"
+    if question == "min_bytes_per_tile" and isinstance(answer, (int, float)):
+        return f"{fmt_bytes(answer)} ({int(answer):,} B)"
+    return str(answer)
+
+
+def verdict(plan: Plan) -> tuple[str, str]:
+    """``(label, style)``: FITS / DOES NOT FIT / UNKNOWN, with the evidence letter when known."""
+    if plan.status == STATUS_FITS:
+        return "FITS", "green"
+    label = "DOES NOT FIT" if plan.status == STATUS_DOES_NOT_FIT else "UNKNOWN"
+    style = "red" if plan.status == STATUS_DOES_NOT_FIT else "yellow"
+    if plan.diagnosis is not None:
+        kind = plan.diagnosis.evidence.kind
+        letter = EVIDENCE_KINDS.get(kind, "?")
+        label += f" ({letter}: {kind.replace('_', ' ')})"
+    return label, style
+
+
+def model_line(plan: Plan) -> str:
+    """``yolov4-tiny on gc200 · batch 2 · 416×416 · fp16``."""
+    m, t = plan.model, plan.target
+    parts = [f"{m.name} on {t.name}", f"batch {m.batch}"]
+    if m.image_size:
+        parts.append(f"{m.image_size[0]}×{m.image_size[1]}")
+    parts.append(m.precision)
+    return " · ".join(parts)
+
+
+def op_tile_bytes(op: OpPlacement) -> int:
+    """Bytes per tile of one op while it runs: always + step + its outputs."""
+    return sum(op.always.values()) + sum(op.step_bytes.values()) + sum(op.output_bytes)
+
+
+def category_order(*maps: dict[str, int]) -> list[str]:
+    """The known categories in contract order, then any others a plan uses, sorted."""
+    seen = set()
+    for m in maps:
+        seen.update(m)
+    extra = sorted(seen - set(CATEGORIES))
+    return [*CATEGORIES, *extra]
+
+
+# ----------------------------------------------------------------------------------- the chip
+def tile_coords(tile: int, grid: list[int] | tuple[int, int]) -> tuple[int, int]:
+    """(row, column) of ``tile`` in a row-major grid."""
+    cols = int(grid[1])
+    return tile // cols, tile % cols
+
+
+def display_grid(plan: Plan) -> tuple[int, int]:
+    """(rows, cols) to draw the tiles in, row-major in tile-id order.
+
+    The target's own grid when it describes the chip as a reasonable rectangle (NorthPole's 16×16
+    mesh). Otherwise -- a one-row "grid", or a shape far from square -- the factorisation of the
+    tile count closest to a 3:2 landscape rectangle, so that the page stays readable: the GC200's
+    1472 tiles become 32 rows × 46 columns. That is a display choice, not the physical floorplan.
+    """
+    tiles = plan.target.tiles
+    grid = plan.target.grid
+    if len(grid) == 2 and grid[0] * grid[1] == tiles and grid[0] >= 1 and grid[1] >= 1:
+        rows, cols = int(grid[0]), int(grid[1])
+        if max(rows, cols) <= 8 * min(rows, cols):
+            return rows, cols
+    best = (1, tiles)
+    best_score = float("inf")
+    for rows in range(1, isqrt(tiles) + 1):
+        if tiles % rows:
+            continue
+        cols = tiles // rows
+        score = abs(np.log(cols / rows) - np.log(1.5))
+        if score < best_score:
+            best, best_score = (rows, cols), score
+    if best[0] == 1 and tiles > 64:  # a prime tile count: a ragged last row beats one long row
+        cols = int(np.ceil(np.sqrt(tiles * 1.5)))
+        return int(np.ceil(tiles / cols)), cols
+    return best
+
+
+@dataclass
+class TileDetail:
+    """Per tile: the step of its own peak and the bytes by category there (from the buffers)."""
+
+    categories: list[str]
+    peak: np.ndarray  # [T] bytes at the tile's peak step
+    peak_step: np.ndarray  # [T]
+    by_category: np.ndarray  # [C, T] bytes by category at the tile's peak step
+
+
+def tile_details(plan: Plan) -> TileDetail | None:
+    """Recompute every tile's occupancy over the supersteps from ``plan.buffers``.
+
+    Uses 2-D difference arrays (a buffer is a rectangle in (step, tile)), so the cost is
+    O(ranges + steps × tiles) whatever the buffer count: milliseconds for 1472 tiles × 300 steps.
+    Returns None when the plan has no buffers (a diagnosis made before any placement).
+    """
+    if not plan.buffers:
+        return None
+    tiles = plan.target.tiles
+    steps = max(len(plan.steps), max(b.end for b in plan.buffers), 1)
+    cats = category_order({b.category: 0 for b in plan.buffers})
+    cat_index = {c: i for i, c in enumerate(cats)}
+    rows: list[tuple[int, int, int, int, int, int]] = []  # (cat, first, end, start, stop, bytes)
+    for b in plan.buffers:
+        if b.bytes <= 0 or b.end <= b.first:
+            continue
+        for start, stop in b.tiles:
+            rows.append((cat_index[b.category], b.first, b.end, start, stop, b.bytes))
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 6)
+    total = _occupancy(arr, steps, tiles)
+    peak_step = np.argmax(total, axis=0) if steps else np.zeros(tiles, dtype=np.int64)
+    peak = total[peak_step, np.arange(tiles)]
+    by_cat = np.zeros((len(cats), tiles), dtype=np.int64)
+    for ci in range(len(cats)):
+        sel = arr[arr[:, 0] == ci]
+        if len(sel):
+            occ = _occupancy(sel, steps, tiles)
+            by_cat[ci] = occ[peak_step, np.arange(tiles)]
+    return TileDetail(categories=cats, peak=peak, peak_step=peak_step, by_category=by_cat)
+
+
+def _occupancy(arr: np.ndarray, steps: int, tiles: int) -> np.ndarray:
+    """[steps, tiles] bytes from rows (cat, first, end, start, stop, bytes)."""
+    diff = np.zeros((steps + 1, tiles + 1), dtype=np.int64)
+    first, end, start, stop, size = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5]
+    np.add.at(diff, (first, start), size)
+    np.add.at(diff, (first, stop), -size)
+    np.add.at(diff, (end, start), -size)
+    np.add.at(diff, (end, stop), size)
+    return np.cumsum(np.cumsum(diff, axis=0), axis=1)[:steps, :tiles]
+
+
+def live_buffers(plan: Plan, tile: int, step: int) -> list[tuple[str, str, str, int]]:
+    """Buffers on ``tile`` at ``step`` as (owner, kind, category, bytes), largest first."""
+    out = []
+    for b in plan.buffers:
+        if b.first <= step < b.end and any(a <= tile < z for a, z in b.tiles):
+            out.append((b.owner, b.kind, b.category, b.bytes))
+    out.sort(key=lambda r: (-r[3], r[0], r[2]))
+    return out
+
+
+def ops_on_tile(plan: Plan, tile: int) -> list[OpPlacement]:
+    return [op for op in plan.ops if any(a <= tile < z for a, z in op.tiles)]
+
+
+def op_at_step(plan: Plan, step: int | None) -> str | None:
+    """A short label of what runs at ``step``: its op, or ``"a (+2 more)"``."""
+    if step is None or not (0 <= step < len(plan.steps)):
+        return None
+    ops = plan.steps[step].ops
+    if not ops:
+        return None
+    return ops[0] if len(ops) == 1 else f"{ops[0]} (+{len(ops) - 1} more)"
+
+
+def top_tiles(plan: Plan, n: int = 5) -> list[tuple[int, int]]:
+    """(tile, peak bytes) of the ``n`` fullest tiles, ties by tile id."""
+    if plan.memory is None or not plan.memory.per_tile_peak:
+        return []
+    peaks = np.asarray(plan.memory.per_tile_peak, dtype=np.int64)
+    order = np.lexsort((np.arange(len(peaks)), -peaks))[:n]
+    return [(int(t), int(peaks[t])) for t in order]
+
+
+def top_tile_groups(plan: Plan, n: int = 5) -> list[tuple[int, int, int]]:
+    """The ``n`` fullest groups of tiles as (start, stop, peak bytes), fullest first.
+
+    Neighbouring tiles with the same peak are one group (a planner spreads an op evenly over a
+    range, so "tiles 1296-1311" says more than five lines of equal numbers).
+    """
+    if plan.memory is None or not plan.memory.per_tile_peak:
+        return []
+    peaks = plan.memory.per_tile_peak
+    groups: list[tuple[int, int, int]] = []
+    start = 0
+    for t in range(1, len(peaks) + 1):
+        if t == len(peaks) or peaks[t] != peaks[start]:
+            groups.append((start, t, int(peaks[start])))
+            start = t
+    groups.sort(key=lambda g: (-g[2], g[0]))
+    return groups[:n]
+
+
+def fmt_tiles(plan: Plan, ranges: Ranges, limit: int = 4) -> str:
+    """Tile ranges as a user thinks of them: ``0-367`` on the IPU, ``rows 3-6 × cols 8-11`` for a
+    rectangle on a mesh target."""
+    if plan.target.placement == "rect" and ranges:
+        cols = int(plan.target.grid[1])
+        (a0, b0) = ranges[0]
+        width = b0 - a0
+        r0, c0 = divmod(a0, cols)
+        is_rect = c0 + width <= cols and all(
+            b - a == width and a == (r0 + i) * cols + c0 for i, (a, b) in enumerate(ranges))
+        if is_rect:
+            rows = f"row {r0}" if len(ranges) == 1 else f"rows {r0}-{r0 + len(ranges) - 1}"
+            cs = f"col {c0}" if width == 1 else f"cols {c0}-{c0 + width - 1}"
+            return f"{rows} × {cs}"
+    return fmt_ranges(ranges, limit)
+
+
+def tiles_used(plan: Plan) -> int:
+    """Tiles that hold anything at any step."""
+    if plan.memory is None:
+        return 0
+    return int(sum(1 for p in plan.memory.per_tile_peak if p > 0))
+
+
+__all__ = [
+    "EVIDENCE_TITLES",
+    "WHAT_IF_TITLES",
+    "TileDetail",
+    "category_order",
+    "display_grid",
+    "fmt_answer",
+    "fmt_bytes",
+    "fmt_count",
+    "fmt_pct",
+    "fmt_ranges",
+    "fmt_seconds",
+    "fmt_split",
+    "fmt_tiles",
+    "live_buffers",
+    "model_line",
+    "op_at_step",
+    "op_tile_bytes",
+    "ops_on_tile",
+    "tile_coords",
+    "tile_details",
+    "tiles_in",
+    "tiles_used",
+    "top_tile_groups",
+    "top_tiles",
+    "verdict",
+]
