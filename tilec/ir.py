@@ -20,16 +20,20 @@ Conventions every stage relies on:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+from onnx_graphsurgeon.logger import G_LOGGER
 
-from tilec.errors import InputError
+from tilec.errors import InputError, ShapeError
 
 FUSED_DOMAIN = "ai.tilec"
 """Domain of tilec's fused ops (model-local ONNX functions)."""
@@ -69,7 +73,8 @@ def annotations(node: gs.Node) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- ONNX <-> gs
 def from_onnx(model: onnx.ModelProto) -> gs.Graph:
     """Import an ONNX model into the graph form, restoring tilec annotations from node metadata."""
-    graph = gs.import_onnx(model)
+    with quiet_gs():
+        graph = gs.import_onnx(model)
     # gs keeps the node order of the GraphProto, so nodes pair up one to one.
     if len(graph.nodes) == len(model.graph.node):
         for gnode, pnode in zip(graph.nodes, model.graph.node, strict=True):
@@ -110,7 +115,8 @@ def to_onnx(graph: gs.Graph) -> onnx.ModelProto:
     """Export the graph form to a valid ONNX model (annotations become node ``metadata_props``)."""
     stash = _strip_annotations(graph)
     try:
-        model = gs.export_onnx(graph, do_type_check=False)
+        with quiet_gs():
+            model = gs.export_onnx(graph, do_type_check=False)
     finally:
         _restore_annotations(stash)
     by_name = {id(node): ann for node, ann in stash}
@@ -175,17 +181,11 @@ def infer_shapes(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
     """Run ONNX shape inference (with data propagation) and write dtypes and shapes into ``graph``.
 
     Works on a light copy without weight values, so it takes milliseconds even for 70M-parameter
-    models. Raises :class:`InputError` naming ``source`` when inference itself reports an
-    inconsistency (e.g. a Concat whose inputs disagree because the image size does not suit the
-    network).
+    models. Raises :class:`~tilec.errors.ShapeError` (an :class:`InputError`) naming ``source`` and
+    the node when inference reports an inconsistency (e.g. a Concat whose inputs disagree because
+    the image size does not suit the network).
     """
-    light = _light_model(graph)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
-    except onnx.shape_inference.InferenceError as exc:
-        raise InputError(f"{source}: shape inference failed: {_first_line(exc)}") from exc
-    except Exception as exc:  # onnx raises plain RuntimeError / ValidationError here too
-        raise InputError(f"{source}: shape inference failed: {_first_line(exc)}") from exc
+    inferred = run_shape_inference(_light_model(graph), source=source)
     infos = {
         vi.name: vi
         for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
@@ -204,6 +204,41 @@ def infer_shapes(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
                 for d in ttype.shape.dim
             ]
     return graph
+
+
+_INFERENCE_AT = re.compile(r"\(op_type:(?P<op>[^,]*), node name: (?P<node>.*?)\):\s*(?P<detail>.*)")
+_MERGE = re.compile(r"Inferred=(?P<a>\d+) Declared=(?P<b>\d+) Dimension=(?P<axis>\d+)")
+_ERROR_TAG = re.compile(r"\[(?:Shape|Type)InferenceError\]\s*")
+
+
+def run_shape_inference(model: onnx.ModelProto, *, source: str = "model") -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes`` in strict mode with data propagation.
+
+    Its failures become one-line :class:`~tilec.errors.ShapeError` messages that name the node and
+    op type onnx reports (``"<source>: node 'cat3' (Concat): Can't merge shape info ..."``).
+    """
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:  # InferenceError, and plain RuntimeError / ValidationError too
+        raise shape_error(exc, source) from exc
+
+
+def shape_error(exc: BaseException, source: str) -> ShapeError:
+    """Turn an onnx inference failure into a :class:`ShapeError` naming the node it reports."""
+    text = str(exc).strip()
+    for line in text.splitlines():
+        match = _INFERENCE_AT.search(line)
+        if match:
+            node, op = match["node"].strip(), match["op"].strip()
+            detail = _ERROR_TAG.sub("", match["detail"]).strip() or "inference failed"
+            merge = _MERGE.search(detail)
+            if merge and op == "Concat":  # onnx says "inferred vs declared"; say it plainly
+                detail = (f"its inputs disagree in dimension {merge['axis']} ({merge['a']} vs "
+                          f"{merge['b']})")
+            return ShapeError(f"{source}: node '{node}' ({op}): shape inference failed: {detail}",
+                              node=node, op=op, detail=detail)
+    detail = _ERROR_TAG.sub("", _first_line(exc)).strip()
+    return ShapeError(f"{source}: shape inference failed: {detail}", detail=detail)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -236,9 +271,80 @@ def constant_value(tensor: gs.Tensor) -> np.ndarray | None:
 
 
 def toposort(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
-    """Sort ``graph`` topologically in place; a cycle is an :class:`InputError` naming a node."""
-    try:
-        graph.toposort()
-    except Exception as exc:
-        raise InputError(f"{source}: the graph has a cycle ({_first_line(exc)})") from exc
+    """Sort ``graph`` topologically in place; a cycle is an :class:`InputError` naming its nodes.
+
+    Kahn's algorithm, iterative (onnx-graphsurgeon's own sort recurses once per level and overflows
+    Python's stack on deep graphs listed in reverse) and stable: among ready nodes the one that came
+    first in the original order goes first, so the result is deterministic and leaves an already
+    sorted graph unchanged.
+    """
+    order = topological_order(
+        [(node.name or node.op, [t.name for t in node.inputs if t.name],
+          [t.name for t in node.outputs if t.name]) for node in graph.nodes],
+        source=source,
+    )
+    graph.nodes = [graph.nodes[i] for i in order]
+    with quiet_gs():
+        for func in graph.functions:  # small bodies; gs's own sort is fine there
+            func.toposort(mode="nodes")
     return graph
+
+
+def topological_order(nodes: list[tuple[str, list[str], list[str]]], *, source: str = "model"
+                      ) -> list[int]:
+    """A stable topological order of ``nodes`` given as ``(name, input names, output names)``.
+
+    Inputs that no listed node produces (graph inputs, initializers) are ready from the start.
+    Raises :class:`InputError` naming the nodes of one cycle when there is no order.
+    """
+    producer_of: dict[str, int] = {}
+    for i, (_, _, outs) in enumerate(nodes):
+        for name in outs:
+            producer_of.setdefault(name, i)
+    deps: list[set[int]] = [
+        {producer_of[name] for name in ins if name in producer_of} for _, ins, _ in nodes
+    ]
+    users: list[list[int]] = [[] for _ in nodes]
+    waiting = [0] * len(nodes)
+    for i, dep in enumerate(deps):
+        waiting[i] = len(dep)
+        for d in dep:
+            users[d].append(i)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) == len(nodes):
+        return order
+    # Every unsorted node waits on another unsorted node: walk back along those until one repeats.
+    done = set(order)
+    start = next(i for i in range(len(nodes)) if i not in done)
+    path, seen = [start], {start: 0}
+    while True:
+        nxt = min(d for d in deps[path[-1]] if d not in done)
+        if nxt in seen:
+            cycle = path[seen[nxt]:]
+            break
+        seen[nxt] = len(path)
+        path.append(nxt)
+    cycle.reverse()  # producers first, in data-flow direction
+    first = cycle.index(min(cycle))  # start at the node that comes first in the file
+    cycle = cycle[first:] + cycle[:first]
+    names = " -> ".join(f"'{nodes[i][0]}'" for i in [*cycle, cycle[0]])
+    raise InputError(f"{source}: the graph has a cycle: {names}")
+
+
+@contextlib.contextmanager
+def quiet_gs() -> Iterator[None]:
+    """Silence onnx-graphsurgeon's logger, which prints to stdout (and would corrupt piped output).
+
+    Its critical messages still raise; tilec turns those into its own errors.
+    """
+    with G_LOGGER.suppress(G_LOGGER.CRITICAL + 1):
+        yield

@@ -1,76 +1,176 @@
 """ONNX front door: load a model file, apply batch / image-size overrides, infer every shape.
 
-The result is the graph form of :mod:`tilec.ir` with a concrete shape on every tensor. Everything a
-user can get wrong here becomes an :class:`~tilec.errors.InputError` naming the file and, where there
-is one, the input, node or tensor at fault.
+The result is the graph form of :mod:`tilec.ir` with a concrete shape on every tensor. Everything
+a user can get wrong here becomes an :class:`~tilec.errors.InputError` naming the file and, where
+there is one, the input, node or tensor at fault. The checks run cheapest-first and each one guards
+the next: the file, its header (opset, IR version), op types, graph structure (single assignment, no
+dangling reads, no cycle), each node against its ONNX schema, the input overrides, then shape
+inference and what it cannot see (a Conv whose weight disagrees with its input or attributes).
+
+Shape arithmetic that exporters leave behind (``Shape -> Gather -> Concat -> Reshape``) is folded
+to constants once the input shapes are fixed, because ONNX's data propagation does not follow every
+such chain; after capture no ``Shape`` or ``Size`` node reads an activation.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import DecodeError
 
 from tilec.capture.types import Captured
-from tilec.errors import InputError
+from tilec.errors import InputError, ShapeError
 from tilec.ir import (
+    _LIGHT_CONSTANT_LIMIT,
     FUSED_DOMAIN,
     _light_model,
     from_onnx,
     infer_shapes,
     is_concrete,
+    quiet_gs,
+    run_shape_inference,
+    topological_order,
     toposort,
 )
-from tilec.opinfo import CONSTANT_ONLY_OPS, OP_KINDS, supported_ops
+from tilec.opinfo import CONSTANT_ONLY_OPS, OP_KINDS
 
 MIN_OPSET = 11
+"""Oldest default-domain opset tilec reads (Resize, Pad-as-input and today's Split/Slice forms)."""
+
+MAX_OPSET = onnx.defs.onnx_opset_version()
+"""Newest opset the installed onnx knows; shape inference cannot check newer ones."""
+
+_OTHER_FORMATS = {
+    ".pt": "a PyTorch checkpoint or TorchScript file",
+    ".pth": "a PyTorch checkpoint",
+    ".ckpt": "a training checkpoint",
+    ".safetensors": "a weights-only file (no graph)",
+    ".bin": "a weights file",
+    ".pb": "a TensorFlow graph",
+    ".tflite": "a TensorFlow Lite model",
+    ".h5": "a Keras model",
+    ".keras": "a Keras model",
+    ".engine": "a TensorRT engine",
+    ".trt": "a TensorRT engine",
+    ".pdmodel": "a PaddlePaddle model",
+}
+"""Suffixes users hand to tilec by mistake, for a more useful error than "not ONNX"."""
+
+_POST_PROCESSING = frozenset({
+    "NonMaxSuppression", "TopK", "NonZero", "RoiAlign", "If", "Loop", "Scan", "GatherND",
+    "ScatterND", "ScatterElements",
+})
+"""Ops that usually belong to detection post-processing, which runs on the host, not the chip."""
+
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 
 
+# ------------------------------------------------------------------------------------- the file
 def load_model_proto(path: Path) -> onnx.ModelProto:
     """Read ``path`` (with its external data) or raise one clear :class:`InputError`."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an ONNX file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: empty file (0 bytes), not an ONNX model")
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise InputError(f"{path}: a Git LFS pointer, not the model itself (run `git lfs pull`)")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable ONNX file (truncated or not ONNX: "
-                         f"{type(exc).__name__})") from exc
-    if not model.graph.node and not model.graph.input:
-        raise InputError(f"{path}: not an ONNX model (no graph found)")
-    if _uses_external(model):
-        base = path.parent
-        for tensor in onnx.external_data_helper._get_all_tensors(model):
-            if onnx.external_data_helper.uses_external_data(tensor):
-                info = onnx.external_data_helper.ExternalDataInfo(tensor)
-                if not (base / info.location).exists():
-                    raise InputError(f"{path}: external data file '{info.location}' for tensor "
-                                     f"'{tensor.name}' not found next to the model")
-        try:
-            onnx.load_external_data_for_model(model, str(base))
-        except Exception as exc:
-            raise InputError(f"{path}: cannot read external data: {exc}") from exc
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise InputError(_unreadable(path, head, size)) from exc
+    if not model.HasField("graph") or not (model.graph.node or model.graph.input):
+        raise InputError(f"{path}: not an ONNX model (the file holds no graph)")
+    _load_external_data(model, path)
     return model
 
 
-def _uses_external(model: onnx.ModelProto) -> bool:
-    return any(
-        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
-    )
+def _unreadable(path: Path, head: bytes, size: int) -> str:
+    """Why ``path`` did not parse, as precisely as its suffix and first bytes tell."""
+    kind = _OTHER_FORMATS.get(path.suffix.lower())
+    if kind:
+        return (f"{path}: not an ONNX model ({path.suffix} is usually {kind}); export it to ONNX "
+                f"or pass a PyTorch module as file.py:factory")
+    # A serialized ModelProto starts with field 1 (ir_version, varint): byte 0x08.
+    if head[:1] == b"\x08":
+        return f"{path}: ONNX file is truncated or corrupt ({size} bytes could not be parsed)"
+    return f"{path}: not an ONNX file (its {size} bytes do not parse as an ONNX model)"
 
 
-def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
-    """``"896"`` -> (896, 896); ``"640x480"`` -> (640, 480) as (H, W)."""
+def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto in ``graph``: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _graph_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _graph_tensors(sub)
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Check every external-data reference, then load the data into ``model``."""
+    external = [t for t in _graph_tensors(model.graph)
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not external:
+        return
+    base = path.parent.resolve()
+    for tensor in external:
+        info = onnx.external_data_helper.ExternalDataInfo(tensor)
+        where = f"{path}: tensor '{tensor.name}'"
+        location = Path(info.location)
+        target = (base / location).resolve()
+        if not info.location or location.is_absolute() or not target.is_relative_to(base):
+            raise InputError(f"{where}: external data location '{info.location}' is not a file "
+                             "next to the model")
+        if not target.is_file():
+            raise InputError(f"{where}: external data file '{info.location}' not found next to "
+                             "the model")
+        offset = int(info.offset or 0)
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 0  # exotic or packed types: leave the length check to onnx
+        need = int(info.length or math.prod(tensor.dims) * itemsize)
+        have = target.stat().st_size
+        if offset + need > have:
+            raise InputError(f"{where}: external data file '{info.location}' is too short "
+                             f"(needs {need} bytes at offset {offset}, the file has {have}); "
+                             "truncated copy?")
+    try:
+        onnx.load_external_data_for_model(model, str(base))
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read external data: {_first_line(exc)}") from exc
+
+
+# ------------------------------------------------------------------------------------- the flags
+def parse_image_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"896"`` -> (896, 896); ``"640x480"`` -> (640, 480) as (H, W); a pair passes through."""
     if text is None:
         return None
-    if isinstance(text, int):
-        h = w = text
+    if isinstance(text, (tuple, list)):
+        if len(text) != 2:
+            raise InputError(f"--image-size: expected (H, W), got {text!r}")
+        h, w = (int(v) for v in text)
+    elif isinstance(text, (int, np.integer)):
+        h = w = int(text)
     else:
-        parts = str(text).lower().replace("×", "x").split("x")
+        parts = str(text).strip().lower().replace("×", "x").split("x")
         try:
             nums = [int(p) for p in parts]
         except ValueError:
@@ -81,17 +181,195 @@ def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
         elif len(nums) == 2:
             h, w = nums
         else:
-            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW)")
+            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW, e.g. 896 or "
+                             "640x480)")
     if h <= 0 or w <= 0:
         raise InputError(f"--image-size: must be positive, got {text}")
     return h, w
 
 
-def _dim_values(vi: onnx.ValueInfoProto) -> list[int | str | None]:
-    dims = []
+def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None
+                       ) -> dict[str | None, tuple[int, ...]] | None:
+    """``--input-shape``: ``"1,3,640,640"`` (the model's only input) or ``"a=1,3,64,64;b=1,10"``.
+
+    Returns {input name (None for "the only input"): dims}. ``x`` works as a separator too.
+    """
+    if text is None:
+        return None
+    if isinstance(text, dict):
+        return {k: tuple(int(d) for d in v) for k, v in text.items()}
+    if isinstance(text, (tuple, list)):
+        return {None: tuple(int(d) for d in text)}
+    shapes: dict[str | None, tuple[int, ...]] = {}
+    for part in str(text).split(";"):
+        if not part.strip():
+            continue
+        name, _, dims_text = part.rpartition("=")
+        dims_items = [d for d in re.split(r"[,x×\s]+", dims_text.strip().lower()) if d]
+        try:
+            dims = tuple(int(d) for d in dims_items)
+        except ValueError:
+            raise InputError(f"--input-shape: '{part.strip()}' is not a shape (use 1,3,640,640 "
+                             "or NAME=1,3,640,640;NAME2=...)") from None
+        if not dims or any(d <= 0 for d in dims):
+            raise InputError(f"--input-shape: '{part.strip()}' needs positive dimensions")
+        key = name.strip() or None
+        if key in shapes:
+            raise InputError(f"--input-shape: input '{key or '(only)'}' given twice")
+        shapes[key] = dims
+    if not shapes:
+        raise InputError(f"--input-shape: '{text}' is empty")
+    if None in shapes and len(shapes) > 1:
+        raise InputError("--input-shape: with several shapes, name each input (NAME=dims;...)")
+    return shapes
+
+
+# ------------------------------------------------------------------------------------- structure
+def check_header(model: onnx.ModelProto, source: str) -> int:
+    """The model's default-domain opset, if tilec and this onnx can read it."""
+    if model.ir_version > onnx.IR_VERSION:
+        raise InputError(f"{source}: IR version {model.ir_version} is newer than the installed "
+                         f"onnx {onnx.__version__} reads ({onnx.IR_VERSION}); upgrade onnx")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise InputError(f"{source}: the model imports no default ONNX opset")
+    if opset < MIN_OPSET:
+        raise InputError(f"{source}: opset {opset} is older than the oldest tilec reads "
+                         f"({MIN_OPSET}); convert it with onnx.version_converter")
+    if opset > MAX_OPSET:
+        raise InputError(f"{source}: opset {opset} is newer than the installed onnx "
+                         f"{onnx.__version__} knows ({MAX_OPSET}); upgrade onnx")
+    return int(opset)
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique, stable name (the planner, reports and errors key on names).
+
+    The first node with a name keeps it; a repeat gets ``__1``, ``__2``, ... and an unnamed node
+    becomes ``<op>_<position>``, never colliding with a name that is already in the file.
+    """
+    claimed: set[str] = set()
+    rename: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.name and node.name not in claimed:
+            claimed.add(node.name)
+        else:
+            rename.append(node)
+    position = {id(node): i for i, node in enumerate(model.graph.node)}
+    for node in rename:
+        base = node.name or f"{node.op_type}_{position[id(node)]}"
+        name, k = base, 0
+        while name in claimed:
+            k += 1
+            name = f"{base}__{k}"
+        node.name = name
+        claimed.add(name)
+
+
+def _node(node: onnx.NodeProto) -> str:
+    return f"node '{node.name}' ({node.op_type})"
+
+
+def check_structure(model: onnx.ModelProto, source: str) -> None:
+    """Single assignment, no read of a tensor nothing provides, outputs produced, no cycle."""
+    graph = model.graph
+    provided = {t.name for t in graph.initializer} | {vi.name for vi in graph.input}
+    writer: dict[str, onnx.NodeProto] = {}
+    for node in graph.node:
+        for out in node.output:
+            if not out:
+                continue
+            if out in writer:
+                raise InputError(f"{source}: tensor '{out}' is written by two nodes, "
+                                 f"'{writer[out].name}' and '{node.name}' (each ONNX tensor has "
+                                 "one producer)")
+            if out in provided:
+                raise InputError(f"{source}: {_node(node)} overwrites graph input or initializer "
+                                 f"'{out}'")
+            writer[out] = node
+    known = provided | set(writer)
+    for node in graph.node:
+        for name in node.input:
+            if name and name not in known:
+                raise InputError(f"{source}: {_node(node)} reads tensor '{name}', which no node, "
+                                 "graph input or initializer provides")
+    for vi in graph.output:
+        if vi.name not in known:
+            raise InputError(f"{source}: graph output '{vi.name}' is produced by no node")
+    order = topological_order(
+        [(n.name, [i for i in n.input if i], [o for o in n.output if o]) for n in graph.node],
+        source=source,
+    )
+    if order != list(range(len(order))):
+        nodes = [graph.node[i] for i in order]
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+
+def check_schemas(model: onnx.ModelProto, source: str) -> None:
+    """Each default-domain node against its ONNX schema (inputs, attributes and their types).
+
+    Shape inference does not do this (it skips a Conv with no weight), and ``check_model`` also
+    insists on shaped graph outputs, which valid exported models often lack; so node by node.
+    """
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = max(model.ir_version, 3)
+    ctx.opset_imports = {o.domain: o.version for o in model.opset_import}
+    lex = onnx.checker.C.LexicalScopeContext()
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            onnx.checker.check_node(node, ctx, lex)
+        except Exception as exc:
+            raise InputError(f"{source}: {_node(node)} is not valid ONNX: {_first_line(exc)}"
+                             ) from exc
+
+
+def supported_ops_summary() -> str:
+    """The op types tilec plans, grouped by kind, on one line (for error messages)."""
+    kinds: dict[str, list[str]] = {}
+    for op, kind in OP_KINDS.items():
+        kinds.setdefault(kind, []).append(op)
+    return " | ".join(f"{kind}: {' '.join(sorted(ops))}" for kind, ops in kinds.items())
+
+
+def check_supported(model: onnx.ModelProto, source: str) -> None:
+    """Every node must be an op tilec plans, a constant-only op, or one of tilec's fused ops."""
+    local = {f.name for f in model.functions if f.domain == FUSED_DOMAIN}
+    for node in model.graph.node:
+        domain = node.domain or ""
+        if domain == FUSED_DOMAIN and node.op_type in local:
+            continue
+        if domain in ("", "ai.onnx") and (
+                node.op_type in OP_KINDS or node.op_type in CONSTANT_ONLY_OPS):
+            continue
+        where = f" from domain '{domain}'" if domain not in ("", "ai.onnx") else ""
+        hint = ("; it is usually post-processing, which runs on the host: export the network "
+                "without it" if node.op_type in _POST_PROCESSING else "")
+        raise InputError(f"{source}: node '{node.name}' has op type '{node.op_type}'{where}, "
+                         f"which tilec cannot plan{hint}; tilec plans {len(OP_KINDS)} op types: "
+                         f"{supported_ops_summary()}")
+
+
+# ------------------------------------------------------------------------------------- overrides
+@dataclass
+class InputOverrides:
+    """What :func:`apply_overrides` did to the graph inputs."""
+
+    original: dict[str, list[int | str | None]]  # input name -> dims as the file declared them
+    final: dict[str, list[int]]  # input name -> dims after the overrides (all positive)
+    height_axes: list[tuple[str, int]] = field(default_factory=list)  # set from --image-size H
+    width_axes: list[tuple[str, int]] = field(default_factory=list)  # ... and W
+    batch_axes: list[tuple[str, int]] = field(default_factory=list)  # set from --batch
+    changed: bool = False
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
+    dims: list[int | str | None] = []
     for d in vi.type.tensor_type.shape.dim:
         if d.HasField("dim_value"):
-            dims.append(d.dim_value)
+            dims.append(int(d.dim_value))
         elif d.dim_param:
             dims.append(d.dim_param)
         else:
@@ -99,66 +377,144 @@ def _dim_values(vi: onnx.ValueInfoProto) -> list[int | str | None]:
     return dims
 
 
-def _set_dims(vi: onnx.ValueInfoProto, dims: list[int | str | None]) -> None:
-    shape = vi.type.tensor_type.shape
-    for d, value in zip(shape.dim, dims, strict=True):
-        if isinstance(value, int):
-            d.Clear()
-            d.dim_value = value
+def _shape_text(dims: list | tuple) -> str:
+    """``[1, 3, None, "W"]`` -> ``"1x3x?xW"``; onnx's invented ``unk__N`` symbols show as ``?``."""
+    def one(d: object) -> str:
+        if d is None or (isinstance(d, str) and d.startswith("unk__")):
+            return "?"
+        return str(d)
+
+    return "x".join(one(d) for d in dims) if dims else "scalar"
+
+
+def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Graph inputs that are not initializers (old exporters list weights as inputs too)."""
+    init = {t.name for t in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in init]
+
+
+def _looks_nhwc(dims: list[int | str | None]) -> bool:
+    return (len(dims) == 4 and isinstance(dims[3], int) and dims[3] in (1, 3, 4)
+            and isinstance(dims[1], int) and dims[1] > 4)
 
 
 def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
-                    image_size: tuple[int, int] | None) -> dict[str, list[int | str | None]]:
-    """Rewrite the real graph inputs' shapes in place; return the original dims by input name.
+                    image_size: tuple[int, int] | None,
+                    input_shapes: dict[str | None, tuple[int, ...]] | None = None
+                    ) -> InputOverrides:
+    """Rewrite the graph inputs' shapes in place so that every dimension is a positive integer.
 
-    ``batch`` replaces dimension 0 of every input; ``image_size`` replaces dimensions 2 and 3 of
-    every rank-4 (NCHW) input. Intermediate shapes recorded by the exporter are dropped so that
-    shape inference recomputes them from the new inputs.
+    In order: ``input_shapes`` sets whole shapes; ``batch`` sets dimension 0 of every input of rank
+    2 or more; ``image_size`` sets dimensions 2 and 3 (H, W) of every rank-4 input, which tilec
+    reads as NCHW. A symbolic dimension that gets a value passes it on to every other input
+    dimension with the same symbol (ONNX: same name, same size). When anything changed, the
+    intermediate shapes an exporter recorded are dropped, so inference recomputes them.
     """
     if batch is not None and batch <= 0:
         raise InputError(f"--batch: must be a positive integer, got {batch}")
-    initializer_names = {t.name for t in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in initializer_names]
+    inputs = real_inputs(model)
     if not inputs:
         raise InputError(f"{source}: the graph has no inputs")
-    original: dict[str, list[int | str | None]] = {}
     for vi in inputs:
-        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
-            raise InputError(f"{source}: input '{vi.name}' has no shape")
-        dims = _dim_values(vi)
-        original[vi.name] = list(dims)
-        if batch is not None and dims:
-            dims[0] = batch
-        if image_size is not None:
-            if len(dims) == 4:
-                dims[2], dims[3] = image_size
-        _set_dims(vi, dims)
-    if batch is not None or image_size is not None:
+        if not vi.type.HasField("tensor_type"):
+            raise InputError(f"{source}: input '{vi.name}' is not a tensor")
+        if not vi.type.tensor_type.HasField("shape"):
+            raise InputError(f"{source}: input '{vi.name}' has no shape (not even its rank); "
+                             f"give it with --input-shape {vi.name}=...")
+    dims = {vi.name: _dims(vi) for vi in inputs}
+    result = InputOverrides(original={k: list(v) for k, v in dims.items()}, final={})
+    symbols: dict[str, int] = {}
+
+    def assign(name: str, axis: int, value: int) -> None:
+        old = dims[name][axis]
+        if isinstance(old, str):
+            symbols.setdefault(old, value)
+        dims[name][axis] = value
+
+    listing = ", ".join(f"{k} {_shape_text(v)}" for k, v in dims.items())
+    if input_shapes:
+        for key, shape in input_shapes.items():
+            if key is None and len(dims) > 1:
+                raise InputError(f"--input-shape: the model has {len(dims)} inputs ({listing}); "
+                                 "name each one: NAME=dims;NAME2=dims")
+            name = key if key is not None else next(iter(dims))
+            if name not in dims:
+                raise InputError(f"--input-shape: the model has no input '{name}' (inputs: "
+                                 f"{listing})")
+            if len(shape) != len(dims[name]):
+                raise InputError(f"--input-shape: input '{name}' has rank {len(dims[name])} "
+                                 f"({_shape_text(dims[name])}), got {len(shape)} dimensions")
+            for axis, value in enumerate(shape):
+                assign(name, axis, value)
+    if batch is not None:
+        batched = [name for name, d in dims.items() if len(d) >= 2]
+        if not batched:
+            raise InputError(f"--batch: no input has a batch dimension (inputs: {listing})")
+        for name in batched:
+            assign(name, 0, batch)
+            result.batch_axes.append((name, 0))
+    if image_size is not None:
+        images = [name for name, d in dims.items() if len(d) == 4]
+        if not images:
+            raise InputError(f"--image-size: the model has no rank-4 (NCHW) image input "
+                             f"(inputs: {listing}); use --input-shape")
+        for name in images:
+            if _looks_nhwc(result.original[name]):
+                raise InputError(f"--image-size: input '{name}' "
+                                 f"({_shape_text(result.original[name])}) looks NHWC; tilec "
+                                 "resizes NCHW inputs only, give the shape with --input-shape")
+            assign(name, 2, image_size[0])
+            assign(name, 3, image_size[1])
+            result.height_axes.append((name, 2))
+            result.width_axes.append((name, 3))
+    for d in dims.values():  # symbols given a value anywhere apply everywhere
+        for axis, value in enumerate(d):
+            if isinstance(value, str) and value in symbols:
+                d[axis] = symbols[value]
+
+    for vi in inputs:
+        d = dims[vi.name]
+        for axis, value in enumerate(d):
+            if isinstance(value, int) and value > 0:
+                continue
+            if value == 0:
+                raise InputError(f"{source}: input '{vi.name}' dimension {axis} is 0 (an empty "
+                                 f"tensor); set a size with --input-shape")
+            what = f"'{value}'" if isinstance(value, str) else "unknown"
+            if axis == 0 and len(d) >= 2:
+                hint = "--batch"
+            elif len(d) == 4 and axis in (2, 3):
+                hint = "--image-size"
+            else:
+                example = ",".join("?" if not isinstance(v, int) or v <= 0 else str(v) for v in d)
+                hint = f"--input-shape {vi.name}={example} (fill in the ?)"
+            raise InputError(f"{source}: input '{vi.name}' dimension {axis} ({what}) is dynamic; "
+                             f"set it with {hint}")
+        result.final[vi.name] = [int(v) for v in d]
+        result.changed |= result.final[vi.name] != result.original[vi.name]
+        shape = vi.type.tensor_type.shape
+        for dim, value in zip(shape.dim, d, strict=True):
+            dim.Clear()
+            dim.dim_value = int(value)
+    if result.changed:
         # Exporters record intermediate shapes for the size they traced; they would now be stale.
         del model.graph.value_info[:]
         for out in model.graph.output:
-            if out.type.HasField("tensor_type"):
-                out.type.tensor_type.ClearField("shape")
-    for vi in inputs:
-        dims = _dim_values(vi)
-        for axis, d in enumerate(dims):
-            if not isinstance(d, int) or d <= 0:
-                hint = "--batch" if axis == 0 else (
-                    "--image-size" if len(dims) == 4 and axis in (2, 3) else "a fixed shape")
-                raise InputError(f"{source}: input '{vi.name}' dimension {axis} "
-                                 f"('{d}') is dynamic; set it with {hint}")
-    return original
+            if out.type.HasField("tensor_type") and out.type.tensor_type.HasField("shape"):
+                for dim in out.type.tensor_type.shape.dim:
+                    dim.Clear()
+    return result
 
 
-def network_stride(model: onnx.ModelProto, original: dict[str, list[int | str | None]]
-                   ) -> int | None:
-    """The ratio of the input's size to the coarsest output map, when both are static.
+def network_stride(model: onnx.ModelProto) -> int | None:
+    """The ratio of the first image input's height to the coarsest output map, as declared.
 
-    Used only to explain a bad ``--image-size``; returns None when it cannot be known (dynamic
-    original sizes, no spatial outputs, or non-integer ratios).
+    Read from the file's own static shapes (call before :func:`apply_overrides`); None when it
+    cannot be known: dynamic sizes, no rank-4 output, or a non-integer ratio.
     """
-    sizes = [d[2] for d in original.values() if len(d) == 4 and isinstance(d[2], int)]
-    outs = [_dim_values(o) for o in model.graph.output if o.type.HasField("tensor_type")]
+    inputs = [_dims(vi) for vi in real_inputs(model) if vi.type.HasField("tensor_type")]
+    sizes = [d[2] for d in inputs if len(d) == 4 and isinstance(d[2], int) and d[2] > 0]
+    outs = [_dims(o) for o in model.graph.output if o.type.HasField("tensor_type")]
     out_h = [d[2] for d in outs if len(d) == 4 and isinstance(d[2], int) and d[2] > 0]
     if not sizes or not out_h:
         return None
@@ -169,44 +525,200 @@ def network_stride(model: onnx.ModelProto, original: dict[str, list[int | str | 
     return stride if stride > 1 else None
 
 
-def _name_nodes(graph: gs.Graph) -> None:
-    """Give every node a unique, stable name (the planner and reports key on names)."""
-    seen: Counter[str] = Counter()
-    for i, node in enumerate(graph.nodes):
-        base = node.name or f"{node.op}_{i}"
-        name = base if not seen[base] else f"{base}__{seen[base]}"
-        seen[base] += 1
-        node.name = name
+# ------------------------------------------------------------------------------- after inference
+def _is_const(tensor: gs.Tensor, const_nodes: set[int]) -> bool:
+    return isinstance(tensor, gs.Constant) or bool(
+        tensor.inputs and id(tensor.inputs[0]) in const_nodes)
 
 
-def check_supported(graph: gs.Graph, source: str) -> None:
-    """Every node must be an op tilec plans, a constant-only op, or one of tilec's fused ops."""
-    local = {f.name for f in graph.functions}
+def _constant_nodes(graph: gs.Graph) -> set[int]:
+    """ids of nodes computing only from constants (the graph must be sorted)."""
+    const: set[int] = set()
     for node in graph.nodes:
-        if node.domain == FUSED_DOMAIN and node.op in local:
-            continue
-        if (node.domain or "") not in ("", "ai.onnx") or (
-            node.op not in OP_KINDS and node.op not in CONSTANT_ONLY_OPS
-        ):
-            raise InputError(
-                f"{source}: node '{node.name}' has op type '{node.op}'"
-                f"{' (domain ' + node.domain + ')' if node.domain else ''}, which tilec cannot "
-                f"plan; supported: {', '.join(supported_ops())}"
-            )
+        if node.op == "Constant" or (
+                node.inputs and all(_is_const(t, const) for t in node.inputs if t.name)):
+            const.add(id(node))
+    return const
+
+
+def _needs_folding(graph: gs.Graph) -> bool:
+    if any(n.op in ("Shape", "Size") for n in graph.nodes):
+        return True
+    return any(not is_concrete(t.shape) for n in graph.nodes for t in n.outputs)
+
+
+def fold_shape_arithmetic(graph: gs.Graph) -> int:
+    """Fold what is computable from constants and the (now fixed) shapes; return nodes removed.
+
+    onnx-graphsurgeon evaluates the constant subgraphs with onnxruntime. Nodes that read a large
+    constant (a weight) or quantize / dequantize are left alone: folding never touches weights, so
+    their values and storage types reach the planner as the file has them.
+    """
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # its graph optimizer warns on stderr otherwise
+
+    def exclude(node: gs.Node) -> bool:
+        if node.op in _QDQ_OPS:
+            return True
+        return any(isinstance(t, gs.Constant) and
+                   int(np.prod(t.shape, dtype=np.int64)) > _LIGHT_CONSTANT_LIMIT
+                   for t in node.inputs)
+
+    before = len(graph.nodes)
+    with quiet_gs():
+        graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=1 << 20,
+                             should_exclude_node=exclude)
+        graph.cleanup()
+    return before - len(graph.nodes)
 
 
 def check_shapes(graph: gs.Graph, source: str) -> None:
+    """Every activation has a concrete, non-empty shape (the first offender, in graph order)."""
+    const = _constant_nodes(graph)
     for node in graph.nodes:
         for tensor in node.outputs:
             if not is_concrete(tensor.shape):
+                runtime = [t.name for t in node.inputs[1:]
+                           if t.name and not _is_const(t, const) and not (
+                               t.dtype is not None and np.dtype(t.dtype).kind == "f")]
+                why = (f"; it depends on the run-time value of '{runtime[0]}'" if runtime
+                       else "; it depends on values known only at run time")
                 raise InputError(
                     f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
-                    f"{node.op}) has no concrete shape after inference (got {tensor.shape})"
+                    f"{node.op}) has no concrete shape after inference "
+                    f"(got {_shape_text(tensor.shape or [])}){why}"
+                )
+            if id(node) not in const and 0 in tensor.shape:
+                raise InputError(
+                    f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
+                    f"{node.op}) is empty (shape {_shape_text(tensor.shape)})"
                 )
 
 
+def check_constant_only(graph: gs.Graph, source: str) -> None:
+    """Ops tilec treats only as constant arithmetic must not read run-time tensors."""
+    const = _constant_nodes(graph)
+    for node in graph.nodes:
+        if node.op in CONSTANT_ONLY_OPS and id(node) not in const:
+            tensor = next(t.name for t in node.inputs if t.name and not _is_const(t, const))
+            raise InputError(f"{source}: node '{node.name}' ({node.op}) reads run-time tensor "
+                             f"'{tensor}'; tilec handles {node.op} only as constant arithmetic, "
+                             "which it folds away")
+
+
+def check_conv_weights(graph: gs.Graph, source: str) -> None:
+    """What ONNX shape inference does not check for Conv / ConvTranspose: weight vs input/attrs.
+
+    A wrong channel count or kernel size would otherwise pass capture and be planned as a
+    different network (onnxruntime would refuse to run it).
+    """
+    for node in graph.nodes:
+        if node.op not in ("Conv", "ConvTranspose") or len(node.inputs) < 2:
+            continue
+        x, w = node.inputs[0], node.inputs[1]
+        if not isinstance(w, gs.Constant) or not is_concrete(x.shape) or len(w.shape) < 3:
+            continue
+        where = f"{source}: node '{node.name}' ({node.op})"
+        group = int(node.attrs.get("group", 1))
+        w_shape = [int(d) for d in w.shape]
+        cin = int(x.shape[1])
+        expect = w_shape[1] * group if node.op == "Conv" else w_shape[0]
+        if cin != expect:
+            raise InputError(f"{where}: input '{x.name}' has {cin} channels but weight "
+                             f"'{w.name}' ({_shape_text(w_shape)}, group {group}) expects "
+                             f"{expect}")
+        kernel = node.attrs.get("kernel_shape")
+        if kernel is not None and [int(k) for k in kernel] != w_shape[2:]:
+            raise InputError(f"{where}: kernel_shape {_shape_text(list(kernel))} does not match "
+                             f"weight '{w.name}' ({_shape_text(w_shape)})")
+        cout = w_shape[0] if node.op == "Conv" else w_shape[1] * group
+        if len(node.inputs) > 2 and node.inputs[2].name and is_concrete(node.inputs[2].shape):
+            bias = node.inputs[2]
+            if [int(d) for d in bias.shape] != [cout]:
+                raise InputError(f"{where}: bias '{bias.name}' has shape "
+                                 f"{_shape_text(bias.shape)}, expected {cout}")
+
+
+# ------------------------------------------------------------------------------------- diagnosis
+def _infers(light: onnx.ModelProto, values: dict[tuple[str, int], int]) -> bool:
+    """Does shape inference accept ``light`` with the given input dimensions, all positive?"""
+    model = onnx.ModelProto()
+    model.CopyFrom(light)
+    by_name = {vi.name: vi for vi in model.graph.input}
+    for (name, axis), value in values.items():
+        dim = by_name[name].type.tensor_type.shape.dim[axis]
+        dim.Clear()
+        dim.dim_value = value
+    try:
+        inferred = run_shape_inference(model)
+    except ShapeError:
+        return False
+    return all(d.dim_value > 0 or not d.HasField("dim_value")
+               for vi in inferred.graph.value_info
+               for d in vi.type.tensor_type.shape.dim)
+
+
+def working_sizes(light: onnx.ModelProto, overrides: InputOverrides, h: int, w: int,
+                  stride: int | None) -> tuple[list[tuple[int, int]], int | None]:
+    """Image sizes next to (h, w) that the network takes, and the multiple they are of.
+
+    Tries the multiples of ``stride`` (when known) and then of 2, 4, ..., 128 just below and above
+    the request; the first multiple for which both pass shape inference wins.
+    """
+    def at(hh: int, ww: int) -> dict[tuple[str, int], int]:
+        return {**{a: hh for a in overrides.height_axes}, **{a: ww for a in overrides.width_axes}}
+
+    candidates = ([stride] if stride else []) + [2 ** k for k in range(1, 8)]
+    for s in dict.fromkeys(candidates):
+        lo = (max(s, h // s * s), max(s, w // s * s))
+        hi = (-(-h // s) * s, -(-w // s) * s)
+        sizes = list(dict.fromkeys([lo, hi]))
+        if (h, w) in sizes:
+            continue  # already a multiple of s, and it failed
+        if all(_infers(light, at(*size)) for size in sizes):
+            return sizes, s
+    return [], None
+
+
+def _explain_shape_error(exc: ShapeError, graph: gs.Graph, overrides: InputOverrides,
+                         hw: tuple[int, int] | None, stride: int | None,
+                         source: str) -> InputError:
+    """Say which override (if any) made inference fail, and what would work instead."""
+    where = f"node '{exc.node}' ({exc.op})" if exc.node else "shape inference"
+    light = _light_model(graph)
+    declared_ok: bool | None = None
+    if overrides.changed:
+        # Would the file's own declared (static) sizes have passed? Then the overrides broke it.
+        static = {(n, a): v for n, dims in overrides.original.items()
+                  for a, v in enumerate(dims) if isinstance(v, int) and v > 0}
+        restore = {k: v for k, v in static.items()
+                   if k in overrides.height_axes + overrides.width_axes + overrides.batch_axes}
+        declared_ok = _infers(light, restore) if restore else None
+    if hw is not None and declared_ok is not False:
+        sizes, multiple = working_sizes(light, overrides, hw[0], hw[1], stride)
+        if sizes:
+            listed = " or ".join(f"{a}x{b}" for a, b in sizes)
+            return InputError(f"{source}: image size {hw[0]}x{hw[1]} does not suit the network: "
+                              f"{where}: {exc.detail}; sizes that work: {listed} (multiples of "
+                              f"{multiple})")
+        return InputError(f"{source}: {where}: {exc.detail} (at image size {hw[0]}x{hw[1]}; "
+                          "no nearby size passes either)")
+    batch_axes = [(n, a) for n, a in overrides.batch_axes
+                  if isinstance(overrides.original[n][a], int)]
+    if declared_ok and batch_axes:
+        n, a = batch_axes[0]
+        return InputError(f"{source}: {where}: {exc.detail} (with --batch "
+                          f"{overrides.final[n][a]}; the model was exported for batch "
+                          f"{overrides.original[n][a]} and may have it baked into a constant: "
+                          "re-export it with a dynamic batch axis)")
+    return exc
+
+
+# ------------------------------------------------------------------------------------- capture
 def capture_onnx(path: str | Path, *, batch: int | None = None,
                  image_size: tuple[int, int] | str | int | None = None,
+                 input_shape: str | tuple[int, ...] | dict | None = None,
                  name: str | None = None, stride: int | None = None,
                  source: str | None = None) -> Captured:
     """Load an ONNX file into the graph form with every shape concrete.
@@ -216,53 +728,88 @@ def capture_onnx(path: str | Path, *, batch: int | None = None,
     """
     path = Path(path)
     label = source or str(path)
+    t0 = time.perf_counter()
     model = load_model_proto(path)
-    return capture_model_proto(model, batch=batch, image_size=image_size,
-                               name=name or path.stem, stride=stride, source=label)
+    load = time.perf_counter() - t0
+    captured = capture_model_proto(model, batch=batch, image_size=image_size,
+                                   input_shape=input_shape, name=name or path.stem, stride=stride,
+                                   source=label)
+    captured.seconds = {"load": load, **captured.seconds}
+    return captured
 
 
 def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size,
-                        name: str, stride: int | None, source: str) -> Captured:
-    """Capture an in-memory ONNX model (shared by the file and torch front doors)."""
+                        name: str, stride: int | None, source: str,
+                        input_shape: str | tuple[int, ...] | dict | None = None) -> Captured:
+    """Capture an in-memory ONNX model (shared by the file and torch front doors).
+
+    ``model`` is modified (node names, input shapes); pass a copy to keep the original.
+    """
+    clock = _Clock()
     hw = parse_image_size(image_size)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None:
-        raise InputError(f"{source}: the model imports no default ONNX opset")
-    if opset < MIN_OPSET:
-        raise InputError(f"{source}: opset {opset} is older than the oldest tilec reads "
-                         f"({MIN_OPSET}); convert it with onnx.version_converter")
-    original = apply_overrides(model, source, batch, hw)
-    known_stride = stride or network_stride(model, original)
-    if hw is not None and known_stride:
-        bad = [s for s in hw if s % known_stride]
-        if bad:
-            raise InputError(
-                f"{source}: image size {hw[0]}x{hw[1]} is not a multiple of the network's "
-                f"stride {known_stride}; try {max(known_stride, hw[0] // known_stride * known_stride)}"
-            )
+    shapes = parse_input_shapes(input_shape)
+    opset = check_header(model, source)
+    name_nodes(model)
+    check_supported(model, source)
+    check_structure(model, source)
+    check_schemas(model, source)
+    declared_stride = network_stride(model)
+    overrides = apply_overrides(model, source, batch, hw, shapes)
+    if hw is not None and stride and any(s % stride for s in hw):
+        lo, hi = (max(stride, hw[0] // stride * stride), -(-hw[0] // stride) * stride)
+        raise InputError(f"{source}: image size {hw[0]}x{hw[1]} is not a multiple of the "
+                         f"network's stride {stride}; try {lo} or {hi}")
+    known_stride = stride or declared_stride
+    clock.lap("check")
+
     graph = from_onnx(model)
-    _name_nodes(graph)
     toposort(graph, source=source)
-    check_supported(graph, source)
+    clock.lap("import")
     try:
         infer_shapes(graph, source=source)
-    except InputError as exc:
-        if hw is not None:
-            raise InputError(f"{exc} (does the network take image size {hw[0]}x{hw[1]}?)"
-                             ) from exc
-        raise
+    except ShapeError as exc:
+        raise _explain_shape_error(exc, graph, overrides, hw, known_stride, source) from exc
+    clock.lap("infer")
+    folded = 0
+    for _ in range(4):  # each round can expose more shapes to fold; real exports need one or two
+        if not _needs_folding(graph):
+            break
+        removed = fold_shape_arithmetic(graph)
+        folded += removed
+        infer_shapes(graph, source=source)
+        if not removed:
+            break
+    clock.lap("fold")
     check_shapes(graph, source)
-    try:
-        onnx.checker.check_model(_light_model(graph))
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"{source}: invalid ONNX graph: {first}") from exc
+    check_constant_only(graph, source)
+    check_conv_weights(graph, source)
+    clock.lap("verify")
+
     inputs = {t.name: tuple(int(d) for d in t.shape) for t in graph.inputs}
     first = next(iter(inputs.values()))
     four_d = [s for s in inputs.values() if len(s) == 4]
     return Captured(
         graph=graph, name=name, source=source,
-        batch=int(first[0]) if first else 1,
+        batch=int(first[0]) if len(first) >= 2 else 1,
         image_size=(four_d[0][2], four_d[0][3]) if four_d else None,
-        input_shapes=inputs, stride=known_stride, opset=int(opset),
+        input_shapes=inputs, stride=known_stride, opset=opset,
+        meta={"folded_nodes": folded} if folded else {}, seconds=clock.laps,
     )
+
+
+class _Clock:
+    """Wall-clock seconds per capture stage (for ``benchmarks/capture_time.py``)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = self.laps.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -20,3 +20,6 @@ class Captured:
     stride: int | None = None  # the network's total downsampling, where known
     opset: int = 0
     meta: dict[str, object] = field(default_factory=dict)
+    # Wall-clock seconds per capture stage ("load", "check", "import", "infer", "fold", ...). Kept
+    # apart from ``meta`` because timings must never reach deterministic outputs such as plan JSON.
+    seconds: dict[str, float] = field(default_factory=dict)

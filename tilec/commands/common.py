@@ -20,17 +20,31 @@ def add_model_args(parser: argparse.ArgumentParser, *, target: bool = True) -> N
     """MODEL plus the flags that fix its shape (and, for planning commands, the target)."""
     parser.add_argument("model", metavar="MODEL",
                         help="an .onnx file, file.py:factory (a PyTorch module), or a built-in "
-                             "model name (see `tilec zoo list`)")
+                             "model name (see `tilec zoo`)")
     if target:
         parser.add_argument("--target", "-t", default="gc200",
                             help="target name (see `tilec targets`) or path to a target TOML "
                                  "(default: gc200)")
-    parser.add_argument("--batch", "-b", type=positive_int, default=None,
-                        help="batch size (rewrites dimension 0 of every input)")
-    parser.add_argument("--image-size", "-s", default=None, metavar="S|HxW",
-                        help="input image size, e.g. 896 or 640x480 (rewrites NCHW inputs)")
-    parser.add_argument("--input-shape", default=None, metavar="N,C,H,W",
-                        help="full input shape for a PyTorch module, e.g. 1,3,896,896")
+    parser.add_argument("--batch", "-b", type=positive_int, default=None, metavar="N",
+                        help="batch size (sets dimension 0 of every input of rank 2 or more)")
+    parser.add_argument("--image-size", "-s", type=image_size, default=None, metavar="S|HxW",
+                        help="input image size, e.g. 896 or 640x480 (sets H and W of every "
+                             "NCHW input)")
+    parser.add_argument("--input-shape", default=None, metavar="SHAPE",
+                        help="whole input shape, e.g. 1,3,896,896; for several inputs "
+                             "NAME=1,3,896,896;NAME2=1,10 (--batch / --image-size apply on top)")
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type for --image-size: S or HxW, positive (a bad value is a usage error, exit 2)."""
+    from tilec.capture.onnx_file import parse_image_size
+
+    try:
+        size = parse_image_size(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--image-size: ")) from None
+    assert size is not None
+    return size
 
 
 def positive_int(text: str) -> int:
@@ -45,6 +59,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """argparse type for time limits and other positive reals."""
     try:
         value = float(text)
     except ValueError:

@@ -6,9 +6,13 @@ import argparse
 import json
 from collections import Counter
 
+import numpy as np
+import onnx_graphsurgeon as gs
 from rich.table import Table
 
-from tilec.commands.common import add_model_args, console
+from tilec.capture.types import Captured
+from tilec.commands.common import add_model_args, console, positive_int
+from tilec.errors import InputError
 from tilec.opinfo import build_graph_info
 
 
@@ -17,29 +21,81 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                        description="Capture MODEL (no lowering) and print op counts by type, "
                                    "parameters, MACs and the largest activations.")
     add_model_args(p, target=False)
-    p.add_argument("--top", type=int, default=8, help="how many of the largest tensors to list")
+    p.add_argument("--top", type=positive_int, default=8, metavar="K",
+                   help="how many of the largest activations to list (default 8)")
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     p.set_defaults(func=run)
 
 
-def summarize(captured, top: int = 8) -> dict:
-    """The inspect summary as plain data (also used by tests and benchmarks)."""
-    # Inspect reports the model as stored (its own dtypes), before any precision is chosen.
-    info = build_graph_info(captured.graph, weight_bits=32, act_bits=32, source=captured.source)
+def _dtype_name(dtype: object) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def summarize(captured: Captured, top: int = 8) -> dict:
+    """The inspect summary as plain data (also used by tests and benchmarks).
+
+    Parameters count each float weight once (shared weights too) plus quantized weights behind a
+    DequantizeLinear; integer shape constants (a Reshape's target, a Resize's scales) are not
+    parameters. Bytes are as stored in the file, before any precision is chosen.
+    """
+    graph = captured.graph
+    info = build_graph_info(graph, weight_bits=32, act_bits=32, source=captured.source)
     counts = Counter(op.op_type if not op.activation else f"{op.op_type}+{op.activation}"
                      for op in info.ops)
-    tensors = sorted(info.tensors.values(), key=lambda t: (-t.bytes, t.name))[:top]
+    tensors = graph.tensors()
+    weights: dict[str, tuple[int, int, str]] = {}  # name -> (elements, stored bits, dtype)
+    for op in info.ops:
+        for w in op.weights:
+            tensor = tensors.get(w.name)
+            if w.name in weights or tensor is None:
+                continue
+            producer = tensor.inputs[0] if isinstance(tensor, gs.Variable) and tensor.inputs \
+                else None
+            if producer is not None and producer.op == "DequantizeLinear":
+                weights[w.name] = (w.elements, w.bits, f"int{w.bits}")
+            elif tensor.dtype is not None and np.dtype(tensor.dtype).kind == "f":
+                dt = np.dtype(tensor.dtype)
+                weights[w.name] = (w.elements, dt.itemsize * 8, dt.name)
+    by_dtype = Counter()
+    for elements, _, dtype in weights.values():
+        by_dtype[dtype] += elements
+    largest = sorted(info.tensors.values(), key=lambda t: (-t.bytes, t.name))[:max(top, 0)]
     return {
-        "model": captured.name, "source": captured.source,
-        "inputs": {k: list(v) for k, v in captured.input_shapes.items()},
+        "model": captured.name, "source": captured.source, "opset": captured.opset,
+        "inputs": {t.name: {"shape": [int(d) for d in t.shape], "dtype": _dtype_name(t.dtype)}
+                   for t in graph.inputs},
         "outputs": {n: list(info.tensors[n].shape) for n in info.outputs},
-        "ops": len(info.ops), "op_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-        "params": info.params, "weight_bytes": info.weight_bytes, "macs": info.macs,
+        "batch": captured.batch,
+        "image_size": list(captured.image_size) if captured.image_size else None,
+        "ops": len(info.ops),
+        "op_counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "params": sum(e for e, _, _ in weights.values()),
+        "params_by_dtype": dict(sorted(by_dtype.items())),
+        "weight_bytes": sum((e * bits + 7) // 8 for e, bits, _ in weights.values()),
+        "macs": info.macs,
         "largest_tensors": [
             {"name": t.name, "shape": list(t.shape), "bytes": t.bytes,
-             "producer": t.producer} for t in tensors
+             "producer": t.producer} for t in largest
         ],
     }
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+
+
+def _shape(dims: list[int]) -> str:
+    return "x".join(map(str, dims)) if dims else "scalar"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,26 +105,34 @@ def run(args: argparse.Namespace) -> int:
                        input_shape=args.input_shape)
     data = summarize(captured, args.top)
     out = console(args)
-    out.print(f"[bold]{data['model']}[/] ({data['source']})")
-    out.print(f"  inputs:  {', '.join(f'{k} {v}' for k, v in data['inputs'].items())}")
-    out.print(f"  outputs: {', '.join(f'{k} {v}' for k, v in data['outputs'].items())}")
-    out.print(f"  ops: {data['ops']}   parameters: {data['params']:,} "
-              f"({data['weight_bytes'] / 2**20:.1f} MiB as stored)   "
-              f"MACs: {data['macs'] / 1e9:.2f} G")
-    table = Table(title="ops by type", show_edge=False)
-    table.add_column("op")
-    table.add_column("count", justify="right")
-    for op, n in data["op_counts"].items():
-        table.add_row(op, str(n))
-    out.print(table)
-    big = Table(title="largest activations", show_edge=False)
-    for col in ("tensor", "shape", "MiB", "produced by"):
-        big.add_column(col, justify="right" if col == "MiB" else "left")
-    for t in data["largest_tensors"]:
-        big.add_row(t["name"], "x".join(map(str, t["shape"])), f"{t['bytes'] / 2**20:.1f}",
-                    t["producer"] or "(input)")
-    out.print(big)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("inputs", ", ".join(f"{k} {_shape(v['shape'])} {v['dtype']}"
+                                     for k, v in data["inputs"].items()))
+    grid.add_row("outputs", ", ".join(f"{k} {_shape(v)}" for k, v in data["outputs"].items()))
+    grid.add_row("ops", f"{data['ops']}: " + ", ".join(f"{op} {n}"
+                                                        for op, n in data["op_counts"].items()))
+    dtypes = ", ".join(data["params_by_dtype"]) or "none"
+    grid.add_row("parameters", f"{data['params']:,} ({_mib(data['weight_bytes'])} as stored, "
+                               f"{dtypes})")
+    grid.add_row("MACs", f"{_si(data['macs'])} per inference at batch {data['batch']}")
+    out.print(f"[bold]{data['model']}[/]  {data['source']}  (opset {data['opset']})")
+    out.print(grid)
+    if data["largest_tensors"]:
+        big = Table(title=f"{len(data['largest_tensors'])} largest activations", show_edge=False,
+                    title_justify="left")
+        for col in ("tensor", "shape", "size", "produced by"):
+            big.add_column(col, justify="right" if col == "size" else "left")
+        for t in data["largest_tensors"]:
+            big.add_row(t["name"], _shape(t["shape"]), _mib(t["bytes"]),
+                        t["producer"] or "(graph input)")
+        out.print(big)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
+        try:
+            with open(args.json, "w") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+                fh.write("\n")
+        except OSError as exc:
+            raise InputError(f"--json: cannot write '{args.json}': {exc.strerror}") from exc
     return 0
