@@ -264,8 +264,12 @@ def test_ir_version_newer_than_onnx() -> None:
 
 # ------------------------------------------------------------------------------- shape folding
 def _torch_style_flatten(opset: int) -> onnx.ModelProto:
-    """x.view(x.size(0), -1) as the TorchScript exporter writes it; onnx's data propagation does
-    not carry the shape through Unsqueeze, so the Reshape stays unknown without folding."""
+    """x.view(x.size(0), -1) as the TorchScript exporter writes it.
+
+    With onnx 1.23, data propagation resolves this chain from opset 15 on (Shape-15 propagates its
+    value) but not at opsets 11 and 13, where the Reshape's output stays unknown; capture folds the
+    chain to constants at every opset, so the result does not depend on which one the file uses.
+    """
     inits = [numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w"),
              numpy_helper.from_array(np.zeros((10, 8 * 8 * 8), np.float32), "fc_w"),
              numpy_helper.from_array(np.array(0, np.int64), "zero"),

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import numpy as np
-import onnx_graphsurgeon as gs
 from rich.table import Table
 
-from tilec.capture.types import Captured
 from tilec.commands.common import add_model_args, console, positive_int
 from tilec.errors import InputError
-from tilec.opinfo import build_graph_info
+
+if TYPE_CHECKING:  # numpy, onnx and graphsurgeon load only when a command runs: `tilec --help`
+    from tilec.capture.types import Captured  # stays fast
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def _dtype_name(dtype: object) -> str:
+    import numpy as np
+
     try:
         return np.dtype(dtype).name
     except TypeError:
@@ -41,6 +43,11 @@ def summarize(captured: Captured, top: int = 8) -> dict:
     DequantizeLinear; integer shape constants (a Reshape's target, a Resize's scales) are not
     parameters. Bytes are as stored in the file, before any precision is chosen.
     """
+    import numpy as np
+    import onnx_graphsurgeon as gs
+
+    from tilec.opinfo import build_graph_info
+
     graph = captured.graph
     info = build_graph_info(graph, weight_bits=32, act_bits=32, source=captured.source)
     counts = Counter(op.op_type if not op.activation else f"{op.op_type}+{op.activation}"
