@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from tilec.costmodel import OpCost, Split
-from tilec.opinfo import GraphInfo, OpInfo
+from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
 from .base import BaseCostModel
 from .geometry import (
@@ -122,6 +122,12 @@ class IpuCostModel(BaseCostModel):
         inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
         out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
         return inp / self.h2d + out / self.d2h
+
+    def input_bytes(self, tensor: TensorInfo, tiles: int) -> dict[str, int]:
+        """Bytes per tile of holding model input ``tensor`` on ``tiles`` tiles (optional in the
+        contract; the planner asks it). Poplar streams host data straight into the input variable,
+        mapped over the tiles that first read it: each holds its share, as ``io``."""
+        return _nz(io=cdiv(tensor.bytes, max(1, tiles)))
 
     # ------------------------------------------------------------------------- helpers
     def datapath(self, act_bits: int) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from tilec.costmodel import OpCost, Split
 from tilec.errors import InputError
-from tilec.opinfo import GraphInfo, OpInfo
+from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
 from .base import BaseCostModel
 from .geometry import (
@@ -107,6 +107,11 @@ class NorthPoleCostModel(BaseCostModel):
         ``framebuffer_bytes`` means the model cannot run on this chip as compiled."""
         inp, out = self._io_split(graph)
         return inp + out
+
+    def input_bytes(self, tensor: TensorInfo, tiles: int) -> dict[str, int]:
+        """Model inputs sit in the framebuffer, not in core memory: nothing per core. (The first
+        layer's ``act_in`` still charges the slice each core receives while it runs.)"""
+        return {}
 
     @staticmethod
     def _io_split(graph: GraphInfo) -> tuple[int, int]:

@@ -261,13 +261,16 @@ def extract_comments(text: str) -> dict[str, str]:
 
     A key's comment is its trailing comment, else the block of full-line comments directly above
     it, else a trailing comment on a continuation line of a multi-line value. A section header's
-    comment is stored under ``"section"``. Inline tables share their key's comment.
+    comment (trailing, the block above it, or the block between it and its first key) is stored
+    under ``"section"`` and covers keys without one of their own. Inline tables share their key's
+    comment.
     """
     comments: dict[str, str] = {}
     section = ""
     pending: list[str] = []
     current_key: str | None = None  # key whose multi-line value is still open
     depth = 0
+    first_key = False
     for raw in text.splitlines():
         code, comment = _strip_comment(raw)
         stripped = code.strip()
@@ -287,6 +290,7 @@ def extract_comments(text: str) -> dict[str, str]:
             continue
         if stripped.startswith("["):
             section = stripped.strip("[] ")
+            first_key = True
             text_c = comment or " ".join(pending)
             if text_c:
                 comments[section] = text_c
@@ -296,6 +300,9 @@ def extract_comments(text: str) -> dict[str, str]:
             key = stripped.split("=", 1)[0].strip().strip('"').strip("'")
             full = f"{section}.{key}" if section else key
             comments[full] = comment or " ".join(pending)
+            if first_key and pending and section and not comments.get(section):
+                comments[section] = " ".join(pending)  # a block under a header covers the table
+            first_key = False
             value = stripped.split("=", 1)[1]
             depth = (value.count("[") + value.count("{")) - (value.count("]") + value.count("}"))
             current_key = full if depth > 0 else None

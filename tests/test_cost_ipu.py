@@ -1,0 +1,265 @@
+"""The IPU cost model against hand-computed examples (conv, pooling, concat, resize, add) on a
+test chip with round constants, plus the behaviours the chip must show.
+
+The test chip starts from gc200 and overrides the fitted constants with round numbers, so these
+examples stay valid whatever the calibration settles on. Inherited (cited) gc200 values used here:
+fp16 AMP 64 MAC/cycle with channel grains 16/16, 4 fp16 vector lanes, 8 copy bytes per cycle,
+half partials, Relu native, Mish = 13 vector ops and one output-sized temporary, AMP 0.6.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tilec.targets import load_target
+
+from tilec.costmodel import Split
+from tilec.errors import InputError
+from tilec.opinfo import OpInfo, WeightInfo
+
+TEST_CHIP = """
+[target]
+base = "gc200"
+name = "test-ipu"
+description = "gc200 with round numbers for hand-computed tests"
+[chip]
+tiles = 64
+grid = [8, 8]
+clock_hz = 1e9
+[memory]
+bytes_per_tile = 262144
+[memory.reserved]
+worker_stacks = 0
+vertex_code_library = 0
+host_exchange = 0
+[compute]
+conv_efficiency = 0.5
+[exchange]
+superstep_cycles = 100
+bytes_per_cycle_per_tile = 4
+[overheads]
+bytes_per_compute_set = 100
+code_share = 0.2
+state_share = 0.3
+exchange_share = 0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory):
+    p = Path(tmp_path_factory.mktemp("chip")) / "test-ipu.toml"
+    p.write_text(TEST_CHIP)
+    return load_target(str(p))
+
+
+def conv(*, n=1, cin=16, cout=32, hw=16, k=3, stride=1, group=1, act=None, bias=False,
+         wbits=16, abits=16, name="conv") -> OpInfo:
+    oh = (hw + 2 * (k // 2) - k) // stride + 1
+    weights = [WeightInfo(f"{name}.w", (cout, cin // group, k, k), wbits)]
+    if bias:
+        weights.append(WeightInfo(f"{name}.b", (cout,), 16))
+    return OpInfo(
+        name=name, op_type="Conv", kind="conv", inputs=("x",), outputs=("y",),
+        weights=tuple(weights),
+        attrs={"kernel_shape": [k, k], "strides": [stride, stride], "pads": [k // 2] * 4,
+               "group": group, **({"activation": act} if act else {})},
+        macs=n * cout * oh * oh * (cin // group) * k * k, activation=act,
+        weight_bits=wbits, act_bits=abits, in_shapes=((n, cin, hw, hw),),
+        out_shapes=((n, cout, oh, oh),),
+    )
+
+
+def simple(kind, op_type, ins, outs, attrs=None, weights=(), abits=16, name="op") -> OpInfo:
+    return OpInfo(name=name, op_type=op_type, kind=kind,
+                  inputs=tuple(f"i{j}" for j in range(len(ins))),
+                  outputs=tuple(f"o{j}" for j in range(len(outs))), weights=tuple(weights),
+                  attrs=attrs or {}, macs=0, act_bits=abits, in_shapes=tuple(ins),
+                  out_shapes=tuple(outs))
+
+
+# ------------------------------------------------------------------------ conv, by hand
+def test_conv_split_over_out_channels_and_rows(chip):
+    # 3x3 conv 16 -> 32 on 16x16, bias, Relu; out_ch 2 x rows 4 = 8 tiles.
+    op = conv(bias=True, act="Relu")
+    c = chip.cost_model.cost(op, Split.of(out_ch=2, rows=4))
+    # weights: slice = 16 out x 16 in x 9 x 2 B = 4608 + bias 16 x 2 B = 32 -> 4640; the 4 row
+    # tiles of a slice store it once: total 9280 B / 8 tiles = 1160 stored, 3480 received.
+    # sets: conv + bias + activation = 3 -> 300 B = code 60, state 90, exchange code 150.
+    assert c.always == {"weights": 1160, "code": 60, "state": 90, "exchange": 150}
+    # input: 16 ch x (4 rows + 2 halo) x 16 cols x 2 B = 3072
+    assert c.step == {"weights": 3480, "act_in": 3072}
+    assert c.outputs == (16 * 4 * 16 * 2,)
+    # MACs 1,179,648 / 8 = 147,456 at 64 x 0.5 per cycle = 4608; bias 1024/4 = 256; Relu 256;
+    # two extra supersteps 200
+    assert c.compute_cycles == 4608 + 256 + 256 + 200
+    assert c.exchange_cycles == (3480 + 3072) // 4
+    assert not c.follows_input
+
+
+def test_conv_split_over_input_channels_needs_partials_and_a_reduction(chip):
+    # same conv, Mish, no bias; in_ch 2 x out_ch 2 x rows 2 = 8 tiles
+    op = conv(act="Mish")
+    c = chip.cost_model.cost(op, Split.of(in_ch=2, out_ch=2, rows=2))
+    # weights: slice 16 x 8 x 9 x 2 B = 2304, stored 9216 / 8 = 1152, received 1152
+    # sets: conv + reduction + activation + non-native activation = 4 -> 400 B
+    assert c.always == {"weights": 1152, "code": 80, "state": 120, "exchange": 200}
+    # input 8 ch x (8 + 2) rows x 16 x 2 B = 2560.
+    # temp: partials 16 x 8 x 16 = 2048 half = 4096, reduction receive of the other half 2048,
+    # Mish intermediate of the 1024 outputs held after the reduction 2048 -> 8192
+    assert c.step == {"weights": 1152, "act_in": 2560, "temp": 8192}
+    assert c.outputs == (2048,)
+    # 147,456 MACs with input channels padded 8 -> 16 (x2) = 9216 cycles; reduction 2048/4 = 512;
+    # Mish 1024 x 13 / 4 = 3328; three extra supersteps 300
+    assert c.compute_cycles == 9216 + 512 + 3328 + 300
+    assert c.exchange_cycles == (1152 + 2560 + 2048) // 4
+
+
+def test_low_bit_weights_are_storage_only_on_the_ipu(chip):
+    # 1x1 conv 32 -> 32 on 8x8, int4 weights, fp16 activations; out_ch 2 = 2 tiles
+    c4 = chip.cost_model.cost(conv(cin=32, k=1, hw=8, wbits=4), Split.of(out_ch=2))
+    c16 = chip.cost_model.cost(conv(cin=32, k=1, hw=8, wbits=16), Split.of(out_ch=2))
+    # stored: 16 x 32 weights at 4 bits = 256 B (fp16: 1024 B); used: a dequantized fp16 copy
+    assert c4.always["weights"] == 256 and c16.always["weights"] == 1024
+    assert c4.step == {"act_in": 32 * 64 * 2, "temp": 16 * 32 * 2}
+    assert c16.step == {"act_in": 32 * 64 * 2}
+    # one more compute set for the dequantization: 200 B of overheads instead of 100
+    assert c4.always_bytes - c4.always["weights"] == 200
+    # cycles: 32,768 MACs / 32 = 1024, dequantize 512 x 2 / 4 = 256, one extra superstep 100
+    assert c4.compute_cycles == 1024 + 256 + 100
+    assert c16.compute_cycles == 1024
+
+
+def test_native_activation_needs_no_temporary_and_mish_does(chip):
+    split = Split.of(out_ch=2)
+    relu = chip.cost_model.cost(conv(act="Relu"), split)
+    mish = chip.cost_model.cost(conv(act="Mish"), split)
+    assert "temp" not in relu.step
+    assert mish.step["temp"] == mish.outputs[0]  # one output-sized intermediate
+    assert mish.always_bytes > relu.always_bytes  # one more compute set on every tile
+
+
+def test_depthwise_conv_falls_back_to_the_vector_unit(chip):
+    op = conv(cin=32, cout=32, group=32)
+    c = chip.cost_model.cost(op, Split.of(groups=2))
+    macs = 32 * 16 * 16 * 9 // 2
+    assert c.compute_cycles == macs // 4  # vector MACs beat the AMP padded 16 x 16 times
+
+
+# ----------------------------------------------------------------- other kinds, by hand
+def test_maxpool(chip):
+    # MaxPool 5x5 stride 1 pad 2 on 1x64x16x16; channels 2 x rows 4 = 8 tiles
+    op = simple("pool", "MaxPool", [(1, 64, 16, 16)], [(1, 64, 16, 16)],
+                {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]})
+    c = chip.cost_model.cost(op, Split.of(out_ch=2, rows=4))
+    assert c.step == {"act_in": 32 * (4 + 4) * 16 * 2}  # 4 rows + 4 halo rows
+    assert c.outputs == (32 * 4 * 16 * 2,)
+    assert c.always == {"code": 20, "state": 30, "exchange": 50}
+    assert c.compute_cycles == 32 * 4 * 16 * 25 // 4
+    assert c.exchange_cycles == 8192 // 4
+
+
+def test_concat_copy_and_in_place(chip):
+    ins = [(1, 32, 8, 8), (1, 32, 8, 8)]
+    op = simple("concat", "Concat", ins, [(1, 64, 8, 8)], {"axis": 1})
+    c = chip.cost_model.cost(op, Split.of(elements=8))
+    assert c.outputs == (4096 // 8 * 2,)
+    assert c.step == {"act_in": 1024}  # its share of the inputs arrives by exchange
+    assert c.compute_cycles == 1024 // 8 and c.exchange_cycles == 1024 // 4
+    in_place = simple("concat", "Concat", ins, [(1, 64, 8, 8)], {"axis": 1, "in_place": 1})
+    assert chip.cost_model.splits(in_place) == [Split()]
+    zero = chip.cost_model.cost(in_place, Split())
+    assert zero.peak_bytes == 0 and zero.cycles == 0
+
+
+def test_nearest_resize(chip):
+    op = simple("resize", "Resize", [(1, 64, 8, 8)], [(1, 64, 16, 16)], {"mode": "nearest"})
+    c = chip.cost_model.cost(op, Split.of(out_ch=4, rows=2))
+    # 16 channels x 8 output rows from 4 input rows + 1 edge row x 8 cols
+    assert c.step == {"act_in": 16 * 5 * 8 * 2}
+    assert c.outputs == (16 * 8 * 16 * 2,)
+    assert c.compute_cycles == 4096 // 8 and c.exchange_cycles == 1280 // 4
+
+
+def test_add_runs_where_its_input_lives_in_place(chip):
+    shape = (1, 64, 16, 16)
+    op = simple("elementwise", "Add", [shape, shape], [shape])
+    c = chip.cost_model.cost(op, Split.of(elements=8))
+    assert c.follows_input and c.in_place
+    assert c.outputs == (2048 * 2,)
+    assert c.step == {"act_in": 2048 * 2}  # the second operand's share arrives
+    assert c.always == {"code": 20, "state": 30, "exchange": 50}
+    assert c.compute_cycles == 2048 // 4 and c.exchange_cycles == 4096 // 4
+    # a per-channel operand: only the 8 + 1 channels the share touches
+    bc = simple("elementwise", "Add", [shape, (1, 64, 1, 1)], [shape])
+    assert chip.cost_model.cost(bc, Split.of(elements=8)).step == {"act_in": 9 * 2}
+
+
+def test_views_cost_nothing(chip):
+    op = simple("view", "Reshape", [(1, 64, 4, 4)], [(1, 1024)])
+    assert chip.cost_model.splits(op) == [Split()]
+    c = chip.cost_model.cost(op, Split())
+    assert c.peak_bytes == 0 and c.cycles == 0 and not c.spread
+
+
+def test_io_and_sync(chip):
+    from tilec.opinfo import GraphInfo, TensorInfo
+
+    x = TensorInfo("x", (1, 3, 8, 8), 16, None, ("c",), is_input=True)
+    y = TensorInfo("y", (1, 10), 16, "c", (), is_output=True)
+    g = GraphInfo("g", (), {"x": x, "y": y}, ("x",), ("y",), 16, 16)
+    assert chip.cost_model.io_seconds(g) == pytest.approx(384 / 14.55e9 + 20 / 6.33e9)
+    assert chip.cost_model.sync_cycles(64) == chip.cost_model.sync_cycles(1) == 100
+    assert chip.cost_model.input_bytes(x, 4) == {"io": 96}
+
+
+# --------------------------------------------------------------------- candidate splits
+def test_splits_cover_one_tile_to_the_chip(chip):
+    op = conv()  # small enough to fit on one tile
+    splits = chip.cost_model.splits(op)
+    counts = sorted({s.tiles for s in splits})
+    assert counts[0] == 1 and counts[-1] == chip.tiles
+    assert len(counts) >= 5  # a handful of steps in between
+    assert all(s.tiles <= chip.tiles for s in splits)
+    assert splits == sorted(splits, key=lambda s: (s.tiles, s.factors))
+    assert splits == chip.cost_model.splits(op)  # deterministic (and cached)
+
+
+def test_temporaries_respect_available_memory_proportion():
+    """Where some split of a tile count keeps a conv's temporaries under 0.6 of the tile, only
+    such splits are offered; where none does, the one needing least (Poplar's fallback)."""
+    t = load_target("gc200")
+    cm = t.cost_model
+    op = conv(cin=256, cout=256, hw=112, k=3, act="Mish", name="big")
+    cap = 0.6 * t.bytes_per_tile
+    returned = cm.splits(op)
+    bound_bites = False
+    for n in sorted({s.tiles for s in returned}):
+        cands = [cm.cost(op, s) for s in cm._candidates(op, n)]
+        mine = [cm.cost(op, s) for s in returned if s.tiles == n]
+        if any(c.step_bytes <= cap for c in cands):
+            assert all(c.step_bytes <= cap for c in mine)
+            bound_bites |= any(c.step_bytes > cap for c in cands)
+        else:
+            assert [c.step_bytes for c in mine] == [min(c.step_bytes for c in cands)]
+    assert bound_bites  # the example exercises the bound
+
+
+def test_candidates_fit_the_tile():
+    t = load_target("gc200")
+    op = conv(cin=1024, cout=1024, hw=28, k=3, act="Mish", name="deep")
+    splits = t.cost_model.splits(op)
+    assert splits
+    assert all(t.cost_model.cost(op, s).peak_bytes <= t.budget_per_tile for s in splits)
+    # the whole conv cannot sit on one tile (9.4 MB of weights), so no single-tile split
+    assert min(s.tiles for s in splits) > 1
+
+
+def test_too_many_tiles_is_a_bug_not_a_plan(chip):
+    with pytest.raises(ValueError, match="uses 128 tiles"):
+        chip.cost_model.cost(conv(), Split.of(out_ch=2, rows=64))
+
+
+def test_unsupported_precision_is_an_input_error(chip):
+    with pytest.raises(InputError):
+        chip.weight_bits("int3")
