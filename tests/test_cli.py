@@ -156,3 +156,13 @@ def test_compile_hands_the_captured_graph_to_the_planner(monkeypatch: pytest.Mon
     assert info.tensors["images"].shape == (2, 3, 32, 32)
     assert info.meta["batch"] == 2 and info.meta["input_shapes"] == {"images": [2, 3, 32, 32]}
     assert all(shape[0] == 2 for op in info.ops for shape in op.out_shapes)
+
+
+def test_folding_path_prints_nothing_extra(capfd: pytest.CaptureFixture[str]) -> None:
+    """Capture of an exporter's Shape arithmetic runs onnxruntime (to fold) and graphsurgeon;
+    neither may write to the terminal (checked at the file-descriptor level)."""
+    code = main(["inspect", str(GOOD.parent / "torch_flatten.onnx"), "--batch", "2"])
+    out, err = capfd.readouterr()
+    assert (code, err) == (0, "")
+    assert "ops         4: Conv 1, Gemm 1, Relu 1, Reshape 1" in out
+    assert "logits 2x10" in out

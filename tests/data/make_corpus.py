@@ -254,6 +254,27 @@ def bad_attribute() -> onnx.ModelProto:
     return model
 
 
+def torch_flatten() -> onnx.ModelProto:
+    """A good model: ``x.view(x.size(0), -1)`` as the TorchScript exporter writes it at opset 13
+    (Shape -> Gather -> Unsqueeze -> Concat -> Reshape), which capture must fold to get shapes."""
+    nodes = [
+        _conv("conv", "images", "w", "c", stride=2),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["shp"], name="shape"),
+        helper.make_node("Gather", ["shp", "zero"], ["n"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"], name="unsqueeze"),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["flat"], name="view"),
+        helper.make_node("Gemm", ["flat", "fc_w"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [_weights("w", (2, 3, 3, 3)), _weights("fc_w", (10, 2 * 4 * 4), 1),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    return _model(nodes, [helper.make_tensor_value_info("images", F, ["N", 3, 8, 8])],
+                  [helper.make_tensor_value_info("logits", F, ["N", 10])], inits, opset=13)
+
+
 CASES: dict[str, Callable[[], onnx.ModelProto | bytes]] = {
     "not_onnx": not_onnx,
     "empty": empty,
@@ -279,7 +300,9 @@ CASES: dict[str, Callable[[], onnx.ModelProto | bytes]] = {
 }
 """File stem -> builder. Each writes ``bad/<stem>.onnx``."""
 
-GOOD_CASES: dict[str, Callable[[], onnx.ModelProto]] = {"tiny_cnn": tiny_cnn}
+GOOD_CASES: dict[str, Callable[[], onnx.ModelProto]] = {
+    "tiny_cnn": tiny_cnn, "torch_flatten": torch_flatten,
+}
 """Well-formed models the CLI tests pair with bad flags (unknown target, bad image size, ...)."""
 
 
