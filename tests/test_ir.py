@@ -176,3 +176,22 @@ def test_quiet_gs_silences_graphsurgeon(capsys: pytest.CaptureFixture[str]) -> N
         G_LOGGER.warning("should not print")
         G_LOGGER.error("nor this")
     assert capsys.readouterr().out == ""
+
+
+def test_toposort_follows_object_links_not_names() -> None:
+    # A pass's half-built graph may repeat a tensor name; the order must follow the real links.
+    x = gs.Variable("x", np.float32, [1, 4])
+    a = gs.Variable("t", np.float32, [1, 4])
+    b = gs.Variable("t", np.float32, [1, 4])
+    second = gs.Node("Relu", name="second", inputs=[a], outputs=[b])
+    first = gs.Node("Sigmoid", name="first", inputs=[x], outputs=[a])
+    graph = gs.Graph(nodes=[second, first], inputs=[x], outputs=[b])
+    toposort(graph)
+    assert [n.name for n in graph.nodes] == ["first", "second"]
+    loop_a = gs.Variable("la", np.float32, [1, 4])
+    loop_b = gs.Variable("lb", np.float32, [1, 4])
+    cyclic = gs.Graph(nodes=[gs.Node("Relu", name="p", inputs=[loop_b], outputs=[loop_a]),
+                             gs.Node("Relu", name="q", inputs=[loop_a], outputs=[loop_b])],
+                      inputs=[], outputs=[loop_b])
+    with pytest.raises(InputError, match=r"^lowered: the graph has a cycle: 'p' -> 'q' -> 'p'$"):
+        toposort(cyclic, source="lowered")

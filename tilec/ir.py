@@ -276,13 +276,15 @@ def toposort(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
     Kahn's algorithm, iterative (onnx-graphsurgeon's own sort recurses once per level and overflows
     Python's stack on deep graphs listed in reverse) and stable: among ready nodes the one that came
     first in the original order goes first, so the result is deterministic and leaves an already
-    sorted graph unchanged.
+    sorted graph unchanged. Dependencies follow the graph's object links, not tensor names, so a
+    pass's half-built graph with a repeated or empty tensor name still sorts correctly.
     """
-    order = topological_order(
-        [(node.name or node.op, [t.name for t in node.inputs if t.name],
-          [t.name for t in node.outputs if t.name]) for node in graph.nodes],
-        source=source,
-    )
+    index = {id(node): i for i, node in enumerate(graph.nodes)}
+    deps = [
+        {index[id(t.inputs[0])] for t in node.inputs if t.inputs and id(t.inputs[0]) in index}
+        for node in graph.nodes
+    ]
+    order = _kahn(deps, [node.name or node.op for node in graph.nodes], source)
     graph.nodes = [graph.nodes[i] for i in order]
     with quiet_gs():
         for func in graph.functions:  # small bodies; gs's own sort is fine there
@@ -301,13 +303,15 @@ def topological_order(nodes: list[tuple[str, list[str], list[str]]], *, source: 
     for i, (_, _, outs) in enumerate(nodes):
         for name in outs:
             producer_of.setdefault(name, i)
-    deps: list[set[int]] = [
-        {producer_of[name] for name in ins if name in producer_of} for _, ins, _ in nodes
-    ]
-    users: list[list[int]] = [[] for _ in nodes]
-    waiting = [0] * len(nodes)
+    deps = [{producer_of[name] for name in ins if name in producer_of} for _, ins, _ in nodes]
+    return _kahn(deps, [name for name, _, _ in nodes], source)
+
+
+def _kahn(deps: list[set[int]], names: list[str], source: str) -> list[int]:
+    """Stable Kahn's algorithm over ``deps[i]`` = the nodes node ``i`` waits on."""
+    users: list[list[int]] = [[] for _ in deps]
+    waiting = [len(dep) for dep in deps]
     for i, dep in enumerate(deps):
-        waiting[i] = len(dep)
         for d in dep:
             users[d].append(i)
     ready = [i for i, n in enumerate(waiting) if n == 0]
@@ -320,11 +324,11 @@ def topological_order(nodes: list[tuple[str, list[str], list[str]]], *, source: 
             waiting[u] -= 1
             if waiting[u] == 0:
                 heapq.heappush(ready, u)
-    if len(order) == len(nodes):
+    if len(order) == len(deps):
         return order
     # Every unsorted node waits on another unsorted node: walk back along those until one repeats.
     done = set(order)
-    start = next(i for i in range(len(nodes)) if i not in done)
+    start = next(i for i in range(len(deps)) if i not in done)
     path, seen = [start], {start: 0}
     while True:
         nxt = min(d for d in deps[path[-1]] if d not in done)
@@ -336,8 +340,8 @@ def topological_order(nodes: list[tuple[str, list[str], list[str]]], *, source: 
     cycle.reverse()  # producers first, in data-flow direction
     first = cycle.index(min(cycle))  # start at the node that comes first in the file
     cycle = cycle[first:] + cycle[:first]
-    names = " -> ".join(f"'{nodes[i][0]}'" for i in [*cycle, cycle[0]])
-    raise InputError(f"{source}: the graph has a cycle: {names}")
+    text = " -> ".join(f"'{names[i]}'" for i in [*cycle, cycle[0]])
+    raise InputError(f"{source}: the graph has a cycle: {text}")
 
 
 @contextlib.contextmanager

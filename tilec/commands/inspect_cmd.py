@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     grid.add_row("parameters", f"{data['params']:,} ({_mib(data['weight_bytes'])} as stored, "
                                f"{dtypes})")
     grid.add_row("MACs", f"{_si(data['macs'])} per inference at batch {data['batch']}")
-    out.print(f"[bold]{data['model']}[/]  {data['source']}  (opset {data['opset']})")
+    where = f"  {data['source']}" if data["source"] != data["model"] else ""
+    out.print(f"[bold]{data['model']}[/]{where}  (opset {data['opset']})")
     out.print(grid)
     if data["largest_tensors"]:
         big = Table(title=f"{len(data['largest_tensors'])} largest activations", show_edge=False,
