@@ -10,7 +10,9 @@ report are consistent with each other and a renderer bug shows up as a mismatch.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -65,7 +67,7 @@ def gc200_target(bytes_per_tile: int = GC200_BYTES, grid: list[int] | None = Non
     return TargetInfo(name="gc200", tiles=1472, bytes_per_tile=bytes_per_tile,
                       reserved_bytes_per_tile=GC200_RESERVED,
                       budget_per_tile=bytes_per_tile - GC200_RESERVED,
-                      grid=grid or [32, 46], placement="range", clock_hz=1.33e9)
+                      grid=grid or [16, 92], placement="range", clock_hz=1.33e9)
 
 
 def northpole_target() -> TargetInfo:
@@ -309,7 +311,7 @@ def _place(i: int, tiles: int, n_tiles: int, rng: np.random.Generator,
     return [[(r0 + r) * cols + c0, (r0 + r) * cols + c0 + w] for r in range(h)]
 
 
-def gc200_plan() -> Plan:
+def _build_gc200_plan() -> Plan:
     """A fitting YOLO-like plan on all 1472 GC200 tiles, ~60 supersteps, two ops sharing a step."""
     specs = _conv_specs(60, 1472, seed=7, width=32, image=416, batch=2, bytes_per_weight=2)
     specs[11].step = 10  # two independent ops on one superstep (different tiles)
@@ -322,7 +324,7 @@ def gc200_plan() -> Plan:
                       notes=["precision: fp16 is the gc200 default (--precision to change)"])
 
 
-def northpole_plan() -> Plan:
+def _build_northpole_plan() -> Plan:
     """A fitting NorthPole plan: 16×16 mesh rectangles, weights spread over the whole array."""
     specs = _conv_specs(24, 256, seed=3, width=16, image=224, batch=1, bytes_per_weight=1,
                         rect_grid=(16, 16), spread_weights=True, scale=0.5)
@@ -330,7 +332,7 @@ def northpole_plan() -> Plan:
                       image_size=[224, 224], precision="int8", passes=["canonicalize", "quantize"])
 
 
-def does_not_fit_plan() -> Plan:
+def _build_does_not_fit_plan() -> Plan:
     """Batch 16 on the GC200: the best partial placement overflows; diagnosis with what-ifs."""
     specs = _conv_specs(40, 1472, seed=11, width=32, image=416, batch=16, bytes_per_weight=2,
                         scale=1.0)
@@ -380,7 +382,7 @@ def does_not_fit_plan() -> Plan:
     return draft
 
 
-def unknown_plan() -> Plan:
+def _build_unknown_plan() -> Plan:
     """The search limit was reached: 'unknown' with the best partial result and the gap."""
     specs = _conv_specs(20, 1472, seed=5, width=32, image=320, batch=4, bytes_per_weight=2)
     solver = SolverInfo(status="FEASIBLE", objective=1.2e6, bound=0.9e6, gap=0.25,
@@ -399,7 +401,7 @@ def unknown_plan() -> Plan:
     return plan
 
 
-def op_too_large_plan() -> Plan:
+def _build_op_too_large_plan() -> Plan:
     """A diagnosis made before any placement: no steps, ops, buffers or memory summary."""
     target = gc200_target()
     return Plan(
@@ -423,7 +425,45 @@ def op_too_large_plan() -> Plan:
     )
 
 
+_BUILDERS = {"gc200": _build_gc200_plan, "northpole": _build_northpole_plan,
+             "does_not_fit": _build_does_not_fit_plan, "unknown": _build_unknown_plan,
+             "op_too_large": _build_op_too_large_plan}
+
+
+@cache
+def _saved(name: str) -> str:
+    return _BUILDERS[name]().to_json()
+
+
+def plan_named(name: str) -> Plan:
+    """A fresh copy (callers may change it) of a fixture plan, built once per test session."""
+    return Plan.from_dict(json.loads(_saved(name)))
+
+
+def gc200_plan() -> Plan:
+    """A fitting YOLO-like plan on all 1472 GC200 tiles, ~60 supersteps, two ops sharing a step."""
+    return plan_named("gc200")
+
+
+def northpole_plan() -> Plan:
+    """A fitting NorthPole plan: 16×16 mesh rectangles, weights spread over the whole array."""
+    return plan_named("northpole")
+
+
+def does_not_fit_plan() -> Plan:
+    """Batch 16 on the GC200: the best partial placement overflows; diagnosis with what-ifs."""
+    return plan_named("does_not_fit")
+
+
+def unknown_plan() -> Plan:
+    """The search limit was reached: 'unknown' with the best partial result and the gap."""
+    return plan_named("unknown")
+
+
+def op_too_large_plan() -> Plan:
+    """A diagnosis made before any placement: no steps, ops, buffers or memory summary."""
+    return plan_named("op_too_large")
+
+
 def all_plans() -> dict[str, Plan]:
-    return {"gc200": gc200_plan(), "northpole": northpole_plan(),
-            "does_not_fit": does_not_fit_plan(), "unknown": unknown_plan(),
-            "op_too_large": op_too_large_plan()}
+    return {name: plan_named(name) for name in _BUILDERS}

@@ -55,16 +55,16 @@ def load_plan(path: str | Path) -> Plan:
     if data.get("version") != SCHEMA_VERSION:
         raise InputError(f"{path}: plan schema version {data.get('version')!r} is not supported "
                          f"(this tilec reads version {SCHEMA_VERSION}); re-run tilec compile")
-    from tilec.report.schema import validation_errors
+    from tilec.report.schema import type_errors
 
-    errors = validation_errors(data)
+    errors = type_errors(data)
     if errors:
         raise InputError(f"{path}: not a valid plan: {errors[0]}"
                          + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     try:
         return Plan.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        # Reached without jsonschema installed: a field is missing or has the wrong shape.
+        # A value of the right type the model still cannot take (should not happen).
         raise InputError(f"{path}: not a valid plan ({type(exc).__name__}: {exc})") from None
 
 

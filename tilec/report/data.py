@@ -157,10 +157,12 @@ def tile_coords(tile: int, grid: list[int] | tuple[int, int]) -> tuple[int, int]
 def display_grid(plan: Plan) -> tuple[int, int]:
     """(rows, cols) to draw the tiles in, row-major in tile-id order.
 
-    The target's own grid when it describes the chip as a reasonable rectangle (NorthPole's 16×16
-    mesh). Otherwise -- a one-row "grid", or a shape far from square -- the factorisation of the
-    tile count closest to a 3:2 landscape rectangle, so that the page stays readable: the GC200's
-    1472 tiles become 32 rows × 46 columns. That is a display choice, not the physical floorplan.
+    The target's own grid whenever it is a rectangle no more than 8 times wider than high (or
+    high than wide): NorthPole's 16×16 mesh, the GC200's 16×92 (which its target file chooses for
+    heatmaps; the IPU exchange is all-to-all, so the arrangement carries no distance). Otherwise --
+    a one-row "grid", or a shape far from square -- the factorisation of the tile count closest to
+    a 3:2 landscape rectangle (1472 tiles: 32 rows × 46 columns). Either way tiles run row-major
+    in tile-id order; for the IPU it is a display grid, not the physical floorplan.
     """
     tiles = plan.target.tiles
     grid = plan.target.grid

@@ -319,7 +319,7 @@ def _heatmap_section(plan: Plan, details: Any) -> str:
     rows, cols = display_grid(plan)
     tiles = plan.target.tiles
     budget = plan.target.budget_per_tile
-    cell = max(8, min(36, 736 // cols))
+    cell = max(8, min(36, 1080 // cols))  # at most ~1.1k px wide: 11 px for gc200's 92 columns
     gap = 1 if cell < 20 else 2
     left, top = 56, 18
     width, height = left + cols * cell + 4, top + rows * cell + 4

@@ -7,7 +7,11 @@ code and the documentation. See docs/reports.md for the versioning policy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
+import typing
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -32,6 +36,8 @@ def validation_errors(data: Any, limit: int = 5) -> list[str] | None:
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
     out = []
     for err in errors[:limit]:
+        while err.context:  # "not valid under any of the given schemas": say why, precisely
+            err = max(err.context, key=lambda c: len(c.absolute_path))  # the deepest
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
         out.append(f"{path.lstrip('.') or '(top level)'}: {_short(err.message)}")
     return out
@@ -39,3 +45,105 @@ def validation_errors(data: Any, limit: int = 5) -> list[str] | None:
 
 def _short(message: str, width: int = 160) -> str:
     return message if len(message) <= width else message[: width - 3] + "..."
+
+
+# ----------------------------------------------------------------------------------- fast check
+def type_errors(data: Any, limit: int = 5) -> list[str]:
+    """Check ``data`` against the *types* of :class:`tilec.plan.model.Plan`'s fields.
+
+    What ``tilec report`` runs on every file: it needs no jsonschema and takes milliseconds
+    (full schema validation takes about a second for a 300-op plan), and it catches what would
+    make a renderer fail -- a missing field, a string where a number belongs -- naming the
+    field's path. The schema (checked in the tests on every emitted plan) is stricter still:
+    enums, minimums, category names.
+    """
+    from tilec.plan.model import Plan
+
+    errors: list[str] = []
+    _checker(Plan)(data, "", errors)
+    return errors[:limit]
+
+
+Check = Callable[[Any, str, list[str]], None]
+_SCALARS: dict[Any, Callable[[Any], bool]] = {
+    int: lambda v: type(v) is int,
+    float: lambda v: type(v) in (int, float),
+    str: lambda v: type(v) is str,
+    bool: lambda v: type(v) is bool,
+}
+_LIMIT = 5
+
+
+@cache
+def _checker(tp: Any) -> Check:
+    """A function that appends the type errors of a value of type ``tp`` (built once per type)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return lambda v, p, e: None
+    if origin in (typing.Union, types.UnionType):
+        inner_types = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _checker(inner_types[0] if len(inner_types) == 1 else Any)
+        nullable = type(None) in typing.get_args(tp)
+
+        def check_union(v: Any, p: str, e: list[str]) -> None:
+            if not (v is None and nullable):
+                inner(v, p, e)
+        return check_union
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        parts = [(f.name, _checker(hints[f.name]),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(tp) if f.init and f.name != "timings"]
+
+        def check_object(v: Any, p: str, e: list[str]) -> None:
+            if type(v) is not dict:
+                e.append(f"{p or '(top level)'}: expected an object, got {_kind(v)}")
+                return
+            for name, check, required in parts:
+                if len(e) >= _LIMIT:
+                    return
+                if name in v:
+                    check(v[name], f"{p}.{name}" if p else name, e)
+                elif required:
+                    e.append(f"{p or '(top level)'}: '{name}' is missing")
+        return check_object
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        item = _checker(item_tp)
+        scalar = _SCALARS.get(item_tp)
+
+        def check_list(v: Any, p: str, e: list[str]) -> None:
+            if type(v) is not list:
+                e.append(f"{p}: expected a list, got {_kind(v)}")
+                return
+            if scalar is not None and all(map(scalar, v)):
+                return  # the common case, without a Python call per element
+            for i, x in enumerate(v):
+                if len(e) >= _LIMIT:
+                    return
+                item(x, f"{p}[{i}]", e)
+        return check_list
+    if origin is dict:
+        _, value_tp = typing.get_args(tp) or (str, Any)
+        value = _checker(value_tp)
+
+        def check_dict(v: Any, p: str, e: list[str]) -> None:
+            if type(v) is not dict:
+                e.append(f"{p}: expected an object, got {_kind(v)}")
+                return
+            for k, x in v.items():
+                value(x, f"{p}.{k}", e)
+        return check_dict
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        return lambda v, p, e: None
+
+    def check_scalar(v: Any, p: str, e: list[str]) -> None:
+        if not scalar(v):
+            e.append(f"{p}: expected {tp.__name__}, got {_kind(v)} {_short(repr(v), 40)}")
+    return check_scalar
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
