@@ -362,6 +362,16 @@ def test_external_data_missing_or_short(tmp_path: Path) -> None:
         capture_onnx(path)
 
 
+def test_external_data_through_a_symbolic_link(tmp_path: Path) -> None:
+    path, weights = _save_external(tmp_path)
+    (tmp_path / "sub").mkdir()
+    moved = tmp_path / "sub" / "real.weights"
+    weights.rename(moved)
+    weights.symlink_to(moved)
+    with pytest.raises(InputError, match=r"external data file 'ext.weights' is a symbolic link"):
+        capture_onnx(path)
+
+
 def test_external_data_outside_the_model_folder(tmp_path: Path) -> None:
     m = corpus.missing_external_data()
     for t in m.graph.initializer:

@@ -134,10 +134,13 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         info = onnx.external_data_helper.ExternalDataInfo(tensor)
         where = f"{path}: tensor '{tensor.name}'"
         location = Path(info.location)
-        target = (base / location).resolve()
-        if not info.location or location.is_absolute() or not target.is_relative_to(base):
+        target = base / location
+        if not info.location or location.is_absolute() or ".." in location.parts:
             raise InputError(f"{where}: external data location '{info.location}' is not a file "
                              "next to the model")
+        if target.is_symlink():  # onnx refuses to read through links
+            raise InputError(f"{where}: external data file '{info.location}' is a symbolic link; "
+                             "onnx reads only real files: copy it next to the model")
         if not target.is_file():
             raise InputError(f"{where}: external data file '{info.location}' not found next to "
                              "the model")
