@@ -105,6 +105,15 @@ def test_symbols_shared_between_inputs_follow_the_override() -> None:
     assert shapes(c)["y"] == [2, 16, 8]
 
 
+def test_batch_overrides_input_shape_and_reaches_the_shared_symbol() -> None:
+    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], name="mean_c", axes=[1, 2, 3],
+                              keepdims=0),
+             helper.make_node("Mul", ["m", "weight"], ["y"], name="scale")]
+    m = model_of(nodes, [vi("images", ["N", 3, 8, 8]), vi("weight", ["N"])], [vi("y", None)])
+    c = cap(m, input_shape="images=1,3,8,8", batch=4)
+    assert c.input_shapes == {"images": (4, 3, 8, 8), "weight": (4,)}
+
+
 def test_batch_leaves_rank1_inputs_alone() -> None:
     nodes = [helper.make_node("Gather", ["x", "idx"], ["y"], name="pick", axis=1)]
     m = model_of(nodes, [vi("x", ["N", 8]), vi("idx", [3], I64)], [vi("y", None)])

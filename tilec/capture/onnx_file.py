@@ -429,9 +429,9 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
     symbols: dict[str, int] = {}
 
     def assign(name: str, axis: int, value: int) -> None:
-        old = dims[name][axis]
-        if isinstance(old, str):
-            symbols.setdefault(old, value)
+        symbol = result.original[name][axis]
+        if isinstance(symbol, str):
+            symbols[symbol] = value  # a later flag wins: --batch overrides --input-shape's dim 0
         dims[name][axis] = value
 
     listing = ", ".join(f"{k} {_shape_text(v)}" for k, v in dims.items())
