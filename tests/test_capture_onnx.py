@@ -140,6 +140,13 @@ def test_image_size_refuses_an_nhwc_input() -> None:
                  [vi("y", None)])
     with pytest.raises(InputError, match=r"input 'x' \(1x224x224x3\) looks NHWC"):
         cap(m, image_size=320)
+    m = model_of([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", ["N", "H", "W", 3])],
+                 [vi("y", None)])
+    with pytest.raises(InputError, match=r"input 'x' \(NxHxWx3\) looks NHWC"):
+        cap(m, batch=1, image_size=320)
+    m = model_of([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", ["N", 3, "H", 3])],
+                 [vi("y", None)])
+    assert cap(m, batch=1, image_size=(5, 6)).input_shapes == {"x": (1, 3, 5, 6)}  # NCHW, C=3
 
 
 def test_input_shape_sets_what_no_other_flag_can() -> None:

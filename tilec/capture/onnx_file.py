@@ -397,8 +397,9 @@ def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def _looks_nhwc(dims: list[int | str | None]) -> bool:
+    """Channels-last: a small static last dimension after a large or unknown dimension 1."""
     return (len(dims) == 4 and isinstance(dims[3], int) and dims[3] in (1, 3, 4)
-            and isinstance(dims[1], int) and dims[1] > 4)
+            and not (isinstance(dims[1], int) and dims[1] <= 4))
 
 
 def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
