@@ -177,7 +177,7 @@ def full_copy(name: str) -> str:
     ("grid = [16, 92]", "grid = [16]", "[chip] grid", "must be a list of two positive integers"),
     ('default = "fp16"', 'default = "int16"', "[precision] default",
      "must be one of the supported precisions"),
-    ("conv_efficiency = 0.40", "conv_efficiency = 1.5", "[compute] conv_efficiency",
+    ("conv_efficiency = ", "conv_efficiency = 1.5  # ", "[compute] conv_efficiency",
      "must be a number in (0, 1]"),
     ('cost_model = "ipu"', 'cost_model = "gpu"', "[target] cost_model", "must be one of"),
     ("macs_per_cycle = { fp32 = 16, fp16 = 64 }", "macs_per_cycle = { fp32 = 16 }",
