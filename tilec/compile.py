@@ -139,7 +139,6 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
 
     The plan's status is "fits" only for a plan the independent verifier accepted.
     """
-    from tilec.plan import plan_model
     from tilec.targets import load_target
 
     options = options or CompileOptions()
@@ -164,6 +163,8 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
                       input_shape=options.input_shape)
         opts = CompileOptions(**{**options.__dict__, "precision": precision or lowered.precision})
         return lower(cap, target, opts).info
+
+    from tilec.plan import plan_model  # after capture: input errors never depend on the planner
 
     plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
                       passes=lowered.passes, stage_seconds=dict(lowered.seconds))
