@@ -172,6 +172,7 @@ def test_diagnosis_panel() -> None:
 def test_unknown_and_no_placement() -> None:
     out = text_of(unknown_plan())
     assert out.splitlines()[1].startswith(" UNKNOWN (d: search limit) ")
+    assert "why no placement was found" in out
     assert "gap 25.0 %" in out and "of the best partial placement" in out
     out = text_of(op_too_large_plan())
     assert out.splitlines()[1].startswith(" DOES NOT FIT (b: op too large) ")
@@ -267,3 +268,21 @@ def test_memory_summary_is_consistent_with_occupancy() -> None:
         assert peaks[plan.memory.peak_tile] == peaks.max()
         tl = plan.memory.worst_tile_timeline[plan.memory.peak_step]
         assert sum(tl.values()) == plan.memory.peak_bytes
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["ops"][0].update(tiles=[[0, 5000]]), "ops[0].tiles: tile range [0, 5000] is "
+                                                       "not inside [0, 1472)"),
+    (lambda d: d["ops"][0].update(step=999), "ops[0].step: 999 is not a superstep"),
+    (lambda d: d["buffers"][1].update(first=9, end=3), "buffers[1]: lifetime [9, 3) is not in"),
+    (lambda d: d["memory"].update(per_tile_peak=[1, 2]), "memory.per_tile_peak: 2 values for"),
+])
+def test_report_rejects_inconsistent_plans(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           change: object, message: str) -> None:
+    data_ = json.loads(gc200_plan().to_json())
+    change(data_)  # type: ignore[operator]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data_))
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: inconsistent plan: {message}" in err and len(err.splitlines()) == 1

@@ -55,17 +55,22 @@ def load_plan(path: str | Path) -> Plan:
     if data.get("version") != SCHEMA_VERSION:
         raise InputError(f"{path}: plan schema version {data.get('version')!r} is not supported "
                          f"(this tilec reads version {SCHEMA_VERSION}); re-run tilec compile")
-    from tilec.report.schema import type_errors
+    from tilec.report.schema import consistency_errors, type_errors
 
     errors = type_errors(data)
     if errors:
         raise InputError(f"{path}: not a valid plan: {errors[0]}"
                          + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     try:
-        return Plan.from_dict(data)
+        plan = Plan.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         # A value of the right type the model still cannot take (should not happen).
         raise InputError(f"{path}: not a valid plan ({type(exc).__name__}: {exc})") from None
+    errors = consistency_errors(plan)
+    if errors:
+        raise InputError(f"{path}: inconsistent plan: {errors[0]}"
+                         + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

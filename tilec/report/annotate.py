@@ -145,9 +145,13 @@ def relower(plan: Plan) -> gs.Graph:
     input_shape = None
     if kind in ("python", "module") and m.input_shapes:
         input_shape = tuple(next(iter(m.input_shapes.values())))
-    captured = capture(m.source, batch=m.batch,
-                       image_size=tuple(m.image_size) if m.image_size else None,
-                       input_shape=input_shape, name=m.name)
+    try:
+        captured = capture(m.source, batch=m.batch,
+                           image_size=tuple(m.image_size) if m.image_size else None,
+                           input_shape=input_shape, name=m.name)
+    except InputError as exc:
+        raise InputError(f"{exc} (--onnx captures and lowers the plan's model again, so it must "
+                         "be where the compile found it)") from exc
     if not m.passes:
         return captured.graph
     target = _load_target(plan.target.name)

@@ -236,7 +236,8 @@ def _diagnosis(plan: Plan) -> str:
     budget = plan.target.budget_per_tile
     cls = "bad" if plan.status != STATUS_FITS and ev.kind != "search_limit" else "warn"
     letter = ev.letter if ev.kind in EVIDENCE_TITLES else "?"
-    out = [f'<section class="diagnosis {cls}" id="diagnosis"><h2>Why it does not fit</h2>',
+    title = "Why no placement was found" if ev.kind == "search_limit" else "Why it does not fit"
+    out = [f'<section class="diagnosis {cls}" id="diagnosis"><h2>{title}</h2>',
            f'<p class="evidence"><b>evidence ({e(letter)})'
            f' {e(ev.kind.replace("_", " "))}</b> — {e(EVIDENCE_TITLES.get(ev.kind, ""))}'
            + (' · <span class="ok">re-checked independently</span>' if ev.rechecked else "")

@@ -147,3 +147,38 @@ def _checker(tp: Any) -> Check:
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def consistency_errors(plan: Any, limit: int = 5) -> list[str]:
+    """Cheap checks that a well-typed plan is also self-consistent enough to draw: tile ranges
+    inside the chip, lifetimes in order, summaries the size of the chip. (A file tilec wrote always
+    passes; a hand-edited one might not, and should get a message, not a crash.)"""
+    tiles = plan.target.tiles
+    steps = len(plan.steps)
+    errors: list[str] = []
+
+    def ranges(where: str, rs: list[list[int]]) -> None:
+        for r in rs:
+            if len(r) != 2 or not 0 <= r[0] < r[1] <= tiles:
+                errors.append(f"{where}: tile range {r} is not inside [0, {tiles})")
+                return
+
+    if tiles <= 0:
+        errors.append(f"target.tiles: must be positive, got {tiles}")
+        return errors
+    for i, op in enumerate(plan.ops):
+        ranges(f"ops[{i}].tiles", op.tiles)
+        if steps and not 0 <= op.step < steps:
+            errors.append(f"ops[{i}].step: {op.step} is not a superstep (0..{steps - 1})")
+    for i, b in enumerate(plan.buffers):
+        ranges(f"buffers[{i}].tiles", b.tiles)
+        if not 0 <= b.first <= b.end:
+            errors.append(f"buffers[{i}]: lifetime [{b.first}, {b.end}) is not in order")
+    mem = plan.memory
+    if mem is not None:
+        if len(mem.per_tile_peak) != tiles:
+            errors.append(f"memory.per_tile_peak: {len(mem.per_tile_peak)} values for "
+                          f"{tiles} tiles")
+        if not 0 <= mem.peak_tile < tiles:
+            errors.append(f"memory.peak_tile: {mem.peak_tile} is not a tile (0..{tiles - 1})")
+    return errors[:limit]

@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, Plan, tiles_in
+from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, STATUS_UNKNOWN, Plan, tiles_in
 from tilec.report.data import (
     EVIDENCE_TITLES,
     WHAT_IF_TITLES,
@@ -251,7 +251,8 @@ def _diagnosis(plan: Plan) -> Group:
             table.add_row(WHAT_IF_TITLES.get(w.question, w.question),
                           fmt_answer(w.question, w.answer), w.status, w.note)
         rows.append(table)
-    title = "why it does not fit" if plan.status != STATUS_FITS else "diagnosis"
+    title = {STATUS_DOES_NOT_FIT: "why it does not fit",
+             STATUS_UNKNOWN: "why no placement was found"}.get(plan.status, "diagnosis")
     style = "red" if plan.status == STATUS_DOES_NOT_FIT else "yellow"
     panel = Panel(Group(*rows), title=title, title_align="left", border_style=style,
                   box=box.ROUNDED)
