@@ -126,6 +126,7 @@ class ConvDims:
     kernel_elements: int = 0  # elements of the kernel weight (0: the kernel is an activation input)
     other_weight_bytes: int = 0  # bias and any other constants, scaled with output channels
     act_kernel_bits: int = 0  # bits of a kernel that is an activation input (batched matmul)
+    kernel_batched: bool = False  # an activation kernel with its own slice per batch element
     macs: int = 0
     weight_bytes: int = 0  # all of the op's weights at their storage widths
 
@@ -187,10 +188,12 @@ def matmul_dims(op: OpInfo) -> ConvDims:
         other, act_kbits = sum(nbytes(numel(x.shape), x.bits) for x in op.weights[1:]), 0
     else:
         kernel_bits, kernel_elements, other, act_kbits = op.act_bits, 0, 0, op.act_bits
+    b = op.in_shapes[1] if len(op.in_shapes) > 1 else ()
+    batched = not op.weights and len(b) > 2 and numel(b[:-2]) > 1
     return ConvDims(
         n=batch, groups=1, cin_g=k, cout_g=ncols, ih=m, iw=1, oh=m, ow=1, kh=1, kw=1, sh=1, sw=1,
         dh=1, dw=1, kernel_bits=kernel_bits, kernel_elements=kernel_elements,
-        other_weight_bytes=other, act_kernel_bits=act_kbits,
+        other_weight_bytes=other, act_kernel_bits=act_kbits, kernel_batched=batched,
         macs=op.macs or batch * m * ncols * k, weight_bytes=weight_bytes(op),
     )
 

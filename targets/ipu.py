@@ -206,7 +206,7 @@ class IpuCostModel(BaseCostModel):
             act_kernel = 0
         else:  # a kernel that is an activation arrives like an input
             w_store = w_recv = dequant = 0
-            act_kernel = nbytes(k_elems, d.act_kernel_bits)
+            act_kernel = nbytes(k_elems * (s.n if d.kernel_batched else 1), d.act_kernel_bits)
         in_recv = nbytes(s.in_elements, abits) + act_kernel
         out_bytes = nbytes(s.out_elements, abits)
         # temporaries

@@ -178,7 +178,8 @@ class NorthPoleCostModel(BaseCostModel):
                 d.other_weight_bytes * s.g * s.co, d.groups * d.cout_g)
             act_kernel = 0
         else:
-            w_slice, act_kernel = 0, nbytes(k_elems, d.act_kernel_bits)
+            w_slice = 0
+            act_kernel = nbytes(k_elems * (s.n if d.kernel_batched else 1), d.act_kernel_bits)
         in_recv = nbytes(s.in_elements, abits) + act_kernel
         partial = nbytes(s.out_slice, self._partials_bits(key)) if s.fi > 1 else 0
         vmm = d.macs * s.work_fraction / (self.vmm[key] * self.eff)

@@ -146,6 +146,27 @@ def test_depthwise_conv_falls_back_to_the_vector_unit(chip):
     assert c.compute_cycles == macs // 4  # vector MACs beat the AMP padded 16 x 16 times
 
 
+def test_gemm_is_a_1x1_conv(chip):
+    # (1, 256) x (256, 128) + bias, split over output features (out_ch 2)
+    op = OpInfo(name="fc", op_type="Gemm", kind="matmul", inputs=("x",), outputs=("y",),
+                weights=(WeightInfo("w", (256, 128), 16), WeightInfo("b", (128,), 16)),
+                attrs={}, macs=256 * 128, act_bits=16, in_shapes=((1, 256),),
+                out_shapes=((1, 128),))
+    c = chip.cost_model.cost(op, Split.of(out_ch=2))
+    assert c.always["weights"] == 64 * 256 * 2 + 64 * 2  # its half of the matrix and the bias
+    assert c.step == {"act_in": 256 * 2}
+    assert c.outputs == (64 * 2,)
+    # 16,384 MACs at 32 per cycle = 512; bias 64 / 4 = 16; one extra superstep (bias)
+    assert c.compute_cycles == 512 + 16 + 100
+    # attention-style batched MatMul: the second operand is an activation, per batch element
+    att = OpInfo(name="qk", op_type="MatMul", kind="matmul", inputs=("q", "k"), outputs=("s",),
+                 weights=(), attrs={}, macs=4 * 16 * 16 * 32, act_bits=16,
+                 in_shapes=((4, 16, 32), (4, 32, 16)), out_shapes=((4, 16, 16),))
+    c = chip.cost_model.cost(att, Split.of(batch=2))
+    assert "weights" not in c.always
+    assert c.step == {"act_in": 2 * 16 * 32 * 2 + 2 * 32 * 16 * 2}
+
+
 # ----------------------------------------------------------------- other kinds, by hand
 def test_maxpool(chip):
     # MaxPool 5x5 stride 1 pad 2 on 1x64x16x16; channels 2 x rows 4 = 8 tiles
