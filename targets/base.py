@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from tilec.costmodel import OpCost, Split
 from tilec.opinfo import OpInfo
 
-from .geometry import ConvDims, conv_dims, matmul_dims, numel, signature, tile_counts
+from .geometry import (
+    ConvDims,
+    cdiv,
+    conv_dims,
+    matmul_dims,
+    numel,
+    signature,
+    tile_counts,
+)
 
 if TYPE_CHECKING:
     from .target import TileTarget
@@ -56,7 +64,7 @@ class BaseCostModel:
         hit = self._splits.get(key)
         if hit is not None:
             return list(hit)
-        if op.kind == "view" or self._is_alias(op):
+        if op.kind == "view":
             result: tuple[Split, ...] = (Split(),)
         else:
             picks: list[OpCost] = []
@@ -83,8 +91,10 @@ class BaseCostModel:
         hit = self._costs.get(ck)
         if hit is not None:
             return hit
-        if op.kind == "view" or self._is_alias(op):
+        if op.kind == "view":
             result = OpCost(split=split)
+        elif self.in_place_concat(op):
+            result = self._in_place_concat(op, split)
         else:
             result = self._cost(op, split)
         self._costs[ck] = result
@@ -102,13 +112,19 @@ class BaseCostModel:
 
     # -------------------------------------------------------------------------- helpers
     @staticmethod
-    def _is_alias(op: OpInfo) -> bool:
-        """An in-place concat owns no buffer and runs no code: its inputs are its slices.
-
-        ``GraphInfo`` marks such concats through ``TensorInfo.part_of``; an ``in_place`` attribute
-        on the op is honoured too, so a planner that passes one gets a zero cost here.
-        """
+    def in_place_concat(op: OpInfo) -> bool:
+        """A concat whose inputs are written straight into slices of its buffer (the
+        ``concat-in-place`` pass). Recognised by an ``in_place`` attribute on the op; ``GraphInfo``
+        also marks its inputs through ``TensorInfo.part_of``."""
         return op.kind == "concat" and bool(op.attrs.get("in_place"))
+
+    def _in_place_concat(self, op: OpInfo, split: Split) -> OpCost:
+        """An in-place concat runs nothing (on the IPU ``poplar::concat`` is a view; on NorthPole
+        it is where the activation NoC puts the parts) but its tiles hold the whole buffer, which
+        the planner charges to this op's ``outputs``; its producers write into it."""
+        t = split.tiles
+        return OpCost(split=split, outputs=tuple(
+            cdiv(numel(o) * op.act_bits, 8 * t) for o in op.out_shapes))
 
     def tile_counts(self, op: OpInfo) -> list[int]:
         """Tile counts worth trying: no tile gets fewer than ``min_elements_per_tile`` outputs."""
