@@ -142,13 +142,16 @@ def _show(t, args: argparse.Namespace) -> int:
         table.add_column("file", no_wrap=True)
     table.add_column("source", overflow="fold")
     section = None
+    last_source = ""
     for sec, key, value, source, origin in rows:
         if sec != section:
             if section is not None:
                 table.add_section()
-            section = sec
+            section, last_source = sec, ""
             table.add_row(Text(f"[{sec}]", style="bold"))
-        cells = [key, _fmt_value(value)] + ([origin] if inherited else []) + [source]
+        shown = "(as above)" if source and source == last_source else source
+        last_source = source
+        cells = [key, _fmt_value(value)] + ([origin] if inherited else []) + [shown]
         table.add_row(*(Text(c) for c in cells))  # Text: "[...]" in values is not markup
     out.print(table)
     return 0
