@@ -1,1 +1,78 @@
-"""Planner: schedule -> partition -> place -> lay out -> verify -> diagnose."""
+"""Planner: schedule -> partition -> place -> lay out -> verify -> diagnose (-> what-if).
+
+Stages (one module each, plain-data results; see docs/planner.md):
+
+* :mod:`~tilec.plan.schedule`   topological order = supersteps, chosen to keep the live set small
+* :mod:`~tilec.plan.partition`  per op, Pareto-pruned candidate splits priced by the cost model
+* :mod:`~tilec.plan.problem`    buffers, lifetimes, op groups and their memory profiles
+* :mod:`~tilec.plan.place`      greedy + CP-SAT choice of split and tiles under per-tile budgets
+* :mod:`~tilec.plan.layout`     an address for every buffer on every tile
+* :mod:`~tilec.plan.verify`     independent re-check of the finished plan
+* :mod:`~tilec.plan.bounds`, :mod:`~tilec.plan.proof`, :mod:`~tilec.plan.diagnose`  evidence
+* :mod:`~tilec.plan.whatif`     largest batch / image size, lowest precision, smallest SRAM
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tilec.costmodel import Target
+from tilec.opinfo import GraphInfo
+from tilec.plan.cpsat import DEFAULT_DETERMINISTIC, SolveSettings
+from tilec.plan.model import STATUS_FITS, Plan
+from tilec.plan.pipeline import Options, run
+
+__all__ = ["Options", "plan_model", "settings_from"]
+
+
+def settings_from(options: Any) -> SolveSettings:
+    """Solver settings from a CompileOptions-like object (time_limit, seed, workers)."""
+    time_limit = float(getattr(options, "time_limit", 10.0) or 10.0)
+    # The deterministic budget (what actually stops a solve, reproducibly) scales with the
+    # user's wall-clock limit: the default 10 s gives DEFAULT_DETERMINISTIC.
+    det = float(getattr(options, "deterministic_limit", 0) or
+                DEFAULT_DETERMINISTIC * time_limit / 10.0)
+    return SolveSettings(time_limit=time_limit, deterministic_limit=min(det, time_limit),
+                         seed=int(getattr(options, "seed", 0) or 0),
+                         workers=max(1, int(getattr(options, "workers", 2) or 1)))
+
+
+def plan_model(info: GraphInfo, target: Target, *, options: Any,
+               rebuild: Callable[..., GraphInfo] | None = None, passes: list[str] | None = None,
+               stage_seconds: dict[str, float] | None = None) -> Plan:
+    """Plan ``info`` on ``target``: a verified plan, or a diagnosis with what-if answers.
+
+    ``options`` carries ``time_limit``, ``what_if``, ``seed``, ``workers`` and ``progress``
+    (tilec.compile.CompileOptions). ``rebuild(batch=, image_size=, precision=)`` returns the same
+    model at another configuration (for what-if); without it the questions that need it are
+    skipped. Wall-clock times go to ``plan.timings`` (never into the JSON).
+    """
+    progress = getattr(options, "progress", None)
+    opts = Options(settings=settings_from(options))
+    t0 = time.perf_counter()
+    outcome = run(info, target, passes=passes or [], options=opts, progress=progress)
+    timings = {**(stage_seconds or {}), **{f"plan.{k}": v for k, v in outcome.timings.items()}}
+    plan = outcome.plan
+    timings["plan"] = time.perf_counter() - t0
+    if plan.status != STATUS_FITS and getattr(options, "what_if", True) and plan.diagnosis:
+        from tilec.plan.whatif import what_if
+
+        t1 = time.perf_counter()
+        if rebuild is None:
+            def rebuild(**kw: Any) -> GraphInfo:
+                raise_missing()
+
+        plan.diagnosis.what_if = what_if(info, target, outcome, rebuild=rebuild, options=opts,
+                                         seconds=max(5.0, opts.settings.time_limit),
+                                         progress=progress)
+        timings["what_if"] = time.perf_counter() - t1
+    plan.timings = timings
+    return plan
+
+
+def raise_missing() -> None:
+    from tilec.errors import InputError
+
+    raise InputError("what-if: this model cannot be rebuilt at another configuration")

@@ -54,6 +54,8 @@ class ModelInfo:
     macs: int
     weight_bytes: int
     passes: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)  # model input tensors
+    outputs: list[str] = field(default_factory=list)  # model output tensors (live to the end)
 
 
 @dataclass
@@ -87,6 +89,10 @@ class OpPlacement:
     activation: str | None = None
     weight_bits: int | None = None
     act_bits: int | None = None
+    # Added by the planner (optional, so older plans still load):
+    shape: list[int] | None = None  # [h, w] of the rectangle on a mesh target
+    spread: dict[str, int] = field(default_factory=dict)  # total bytes over the whole array
+    group: str | None = None  # the op whose tiles this op shares (cost model: follows_input)
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Buffer:
     first: int  # first superstep live
     end: int  # one past the last superstep live
     offsets: list[list[int]] = field(default_factory=list)  # [[tile_start, tile_stop, offset]]
+    tensors: list[str] = field(default_factory=list)  # "tensor" buffers: every tensor it holds
+    reuses: str | None = None  # in place: id of the buffer whose memory it takes over at `first`
 
 
 @dataclass
@@ -147,6 +155,9 @@ class SolverInfo:
     gap: float | None = None
     time_limit: float | None = None
     deterministic_limit: float | None = None
+    method: str = ""  # how the kept placement was found ("greedy:...", "cp-sat")
+    wall_clock_limited: bool = False  # the wall-clock limit stopped a solve (may not reproduce)
+    details: dict[str, Any] = field(default_factory=dict)  # model sizes, passes (no timings)
 
 
 @dataclass
@@ -208,6 +219,7 @@ class Plan:
     verification: Verification | None = None
     diagnosis: Diagnosis | None = None
     notes: list[str] = field(default_factory=list)  # notices for the user (e.g. a default chosen)
+    bounds: dict[str, Any] = field(default_factory=dict)  # lower bounds on the per-tile peak
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION

@@ -1,0 +1,110 @@
+"""diagnose: when the model does not fit, say where, by how much, and how sure we are.
+
+The evidence comes from the stage that established it (bounds.py for (a) and (b), proof.py for
+(c)); without any of those the verdict is (d), "unknown: search limit reached" -- never "does not
+fit". The *where* comes from the best placement attempted (the least over-budget one): the worst
+tile and superstep, the bytes there by category, the ops and tensors live there, and the top tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tilec.plan.bounds import Bound
+from tilec.plan.model import Buffer, Diagnosis, Evidence, OpPlacement
+from tilec.plan.proof import Proof
+
+
+def fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, int]) -> Evidence:
+    if b.kind == "op_too_large":
+        d = b.details
+        summary = (f"op '{b.op}' needs at least {fmt(b.needed)} bytes on each of its tiles even at "
+                   f"its finest split ({d.get('split')} on {d.get('tiles')} tiles), more than "
+                   f"the {fmt(budget)}-byte budget per tile")
+    else:
+        summary = (f"at op '{b.op}', at least {fmt(b.needed)} bytes must be live on the chip in "
+                   f"any schedule, more than {tiles} tiles x {fmt(budget)} bytes = "
+                   f"{fmt(b.capacity)}")
+    details = {"op": b.op, "needed": b.needed, "capacity": b.capacity,
+               "over_by": b.needed - b.capacity, "step": step_of.get(b.op or ""),
+               "schedule_independent": True, **b.details}
+    return Evidence(kind=b.kind, summary=summary, details=details, rechecked=True)
+
+
+def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str]],
+                        order: Sequence[str]) -> Evidence:
+    what = ("the exact per-tile model" if p.scope == "exact"
+            else "a chip-level relaxation of the placement (totals per step, each op's own "
+                 "tiles, the centre tile)")
+    where = (f"steps {', '.join(str(s) for s in p.steps)}" if p.steps
+             else "the always-live bytes alone")
+    summary = (f"CP-SAT proved that no choice of splits and tiles fits {where} of this schedule "
+               f"({what}; re-checked on a fresh model)")
+    details = {
+        "scope": p.scope, "schedule": schedule_method, "steps": p.steps,
+        "ops_at_steps": {str(s): order[s] for s in p.steps},
+        "tensors_live": {str(s): live.get(s, []) for s in p.steps},
+        "claim": (f"for this schedule (heuristic '{schedule_method}') under the target's cost "
+                  "model, over every memory-non-dominated split of every op"),
+        "recheck_status": p.recheck_status, "solver_status": p.status,
+    }
+    return Evidence(kind="solver_infeasible", summary=summary, details=details,
+                    rechecked=p.rechecked)
+
+
+def evidence_unknown(reason: str, details: dict) -> Evidence:
+    return Evidence(kind="search_limit", summary=f"unknown: search limit reached ({reason})",
+                    details=details, rechecked=False)
+
+
+def locate(evidence: Evidence, ops: Sequence[OpPlacement], buffers: Sequence[Buffer],
+           occ: np.ndarray | None, budget: int, top: int = 5) -> Diagnosis:
+    """A Diagnosis with the worst tile / step of the best attempt (if there is one)."""
+    diag = Diagnosis(evidence=evidence, worst_tile=None, worst_step=None,
+                     worst_op=evidence.details.get("op"), bytes_needed=None, over_by=None)
+    if evidence.kind == "op_too_large":
+        diag.bytes_needed = int(evidence.details["needed"])
+        diag.over_by = int(evidence.details["needed"]) - budget
+    if occ is None or occ.size == 0:
+        return diag
+    _tiles, steps = occ.shape
+    flat = int(np.argmax(occ))
+    t, s = divmod(flat, steps)
+    by_step = [o.name for o in ops if o.step == s]
+    diag.worst_tile, diag.worst_step = int(t), int(s)
+    if evidence.kind not in ("op_too_large",):
+        diag.worst_op = by_step[0] if by_step else diag.worst_op
+        diag.bytes_needed = int(occ[t, s])
+        diag.over_by = int(occ[t, s]) - budget
+    per_tile = occ.max(axis=1)
+    order = np.argsort(-per_tile, kind="stable")[:top]
+    diag.top_tiles = [{"tile": int(k), "bytes": int(per_tile[k]),
+                       "step": int(np.argmax(occ[k])), "over_by": int(per_tile[k]) - budget}
+                      for k in order]
+    cats: dict[str, int] = {}
+    live_ops: set[str] = set()
+    tensors: list[dict] = []
+    producer = {t_: o.name for o in ops for t_ in o.outputs}
+    for b in buffers:
+        if b.bytes <= 0 or not (b.first <= s < b.end):
+            continue
+        if not any(a <= t < c for a, c in b.tiles):
+            continue
+        cats[b.category] = cats.get(b.category, 0) + b.bytes
+        if b.kind == "tensor":
+            tensors.append({"name": b.owner, "bytes": b.bytes, "first": b.first, "end": b.end,
+                            "producer": producer.get(b.owner)})
+            if producer.get(b.owner):
+                live_ops.add(producer[b.owner])
+        else:
+            live_ops.add(b.owner)
+    diag.by_category = dict(sorted(cats.items()))
+    diag.live_ops = sorted(live_ops)
+    diag.live_tensors = sorted(tensors, key=lambda d: (-d["bytes"], d["name"]))
+    return diag

@@ -1,0 +1,448 @@
+"""lay out: an address (offset) for every buffer on every tile, over its lifetime.
+
+The placement guarantees that at every step the bytes live on a tile fit its budget; that is
+necessary but not sufficient: buffers need addresses, and two buffers live at the same time must
+not overlap (dynamic storage allocation, NP-hard in general). This module solves it:
+
+* :func:`allocate` -- the generic problem: items ``(id, lower, upper, size)`` with half-open
+  lifetimes ``[lower, upper)`` and a capacity. First the *live-bytes lower bound* (the most bytes
+  live at one step; if it exceeds the capacity nothing can fit, and that is a proof). Then two
+  greedy heuristics -- *greedy by size* (largest first, each at the lowest address free over its
+  lifetime; the classic best performer on DNN arenas) and *linear scan* (in lifetime order, best-fit
+  into the free holes) -- and the lower of the two. Only if neither fits: an exact CP-SAT model
+  (``NoOverlap2D`` of lifetime x address rectangles, plus the cumulative bound) under a time limit,
+  which finds a layout, proves none exists, or gives up ("unknown").
+* :func:`layout_plan` -- the plan's buffers. Tiles with the same set of buffers are laid out once:
+  the tile axis is cut at every buffer range boundary into *segments*, and segments whose buffers
+  have the same shapes (lifetimes and sizes) share one solution. Buffers live for the whole run
+  (always, spread) are stacked at the bottom; the rest are allocated above them. Buffers of one op
+  with the same lifetime form one unit (categories contiguous), as does an in-place chain (the
+  output takes its input's address).
+* CSV I/O for ``tilec layout`` (``id,lower,upper,size``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ortools.sat.python import cp_model
+
+from tilec.errors import InputError
+from tilec.plan.cpsat import SolveSettings, solver
+
+OK, INFEASIBLE, UNKNOWN = "ok", "infeasible", "unknown"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    lower: int
+    upper: int  # exclusive
+    size: int
+
+
+@dataclass
+class Allocation:
+    """Offsets for items, or why there are none."""
+
+    status: str  # "ok" | "infeasible" | "unknown"
+    offsets: dict[str, int] = field(default_factory=dict)
+    peak: int = 0  # highest address used (max offset + size)
+    lower_bound: int = 0  # most bytes live at one step
+    lower_bound_step: int | None = None
+    method: str = ""
+    reason: str = ""
+
+
+# ----------------------------------------------------------------------------------- bounds
+def live_lower_bound(items: Sequence[Item]) -> tuple[int, int | None]:
+    """(most bytes live at one step, that step) -- a lower bound on any layout's peak."""
+    if not items:
+        return 0, None
+    events: dict[int, int] = {}
+    for it in items:
+        if it.upper > it.lower and it.size > 0:
+            events[it.lower] = events.get(it.lower, 0) + it.size
+            events[it.upper] = events.get(it.upper, 0) - it.size
+    best, best_step, acc = 0, None, 0
+    for t in sorted(events):
+        acc += events[t]
+        if acc > best:
+            best, best_step = acc, t
+    return best, best_step
+
+
+# ----------------------------------------------------------------------------------- heuristics
+def greedy_by_size(items: Sequence[Item]) -> dict[str, int]:
+    """Largest first; each at the lowest address not used by a placed item it overlaps in time."""
+    order = sorted(items, key=lambda it: (-it.size, -(it.upper - it.lower), it.lower, it.id))
+    placed_lo: list[int] = []
+    placed_hi: list[int] = []
+    placed_off: list[int] = []
+    placed_end: list[int] = []
+    offsets: dict[str, int] = {}
+    for it in order:
+        if it.size <= 0 or it.upper <= it.lower:
+            offsets[it.id] = 0
+            continue
+        busy = sorted((placed_off[k], placed_end[k]) for k in range(len(placed_lo))
+                      if placed_lo[k] < it.upper and it.lower < placed_hi[k])
+        off = 0
+        for a, b in busy:
+            if a >= off + it.size:
+                break
+            off = max(off, b)
+        offsets[it.id] = off
+        placed_lo.append(it.lower)
+        placed_hi.append(it.upper)
+        placed_off.append(off)
+        placed_end.append(off + it.size)
+    return offsets
+
+
+def linear_scan(items: Sequence[Item]) -> dict[str, int]:
+    """In order of start (longer first): best fit into a free hole, else on top; free at end."""
+    order = sorted(items, key=lambda it: (it.lower, -(it.upper - it.lower), -it.size, it.id))
+    offsets: dict[str, int] = {}
+    active: list[tuple[int, int, int]] = []  # (upper, offset, size)
+    holes: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+    top = 0
+
+    def free(off: int, size: int) -> None:
+        nonlocal top
+        bisect.insort(holes, (off, size))
+        merged: list[tuple[int, int]] = []
+        for o, s in holes:
+            if merged and merged[-1][0] + merged[-1][1] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1] + s)
+            else:
+                merged.append((o, s))
+        if merged and merged[-1][0] + merged[-1][1] == top:
+            top = merged[-1][0]
+            merged.pop()
+        holes[:] = merged
+
+    for it in order:
+        if it.size <= 0 or it.upper <= it.lower:
+            offsets[it.id] = 0
+            continue
+        still = []
+        for up, off, size in sorted(active):
+            if up <= it.lower:
+                free(off, size)
+            else:
+                still.append((up, off, size))
+        active = still
+        best = None
+        for k, (_o, s) in enumerate(holes):
+            if s >= it.size and (best is None or s < holes[best][1]):
+                best = k
+        if best is None:
+            off = top
+            top += it.size
+        else:
+            o, s = holes.pop(best)
+            off = o
+            if s > it.size:
+                bisect.insort(holes, (o + it.size, s - it.size))
+        offsets[it.id] = off
+        active.append((it.upper, off, it.size))
+    return offsets
+
+
+def peak_of(items: Sequence[Item], offsets: dict[str, int]) -> int:
+    return max((offsets[it.id] + it.size for it in items if it.size > 0), default=0)
+
+
+# ----------------------------------------------------------------------------------- exact
+def exact_layout(items: Sequence[Item], capacity: int, settings: SolveSettings,
+                 hint: dict[str, int] | None = None) -> tuple[str, dict[str, int]]:
+    """CP-SAT: rectangles (lifetime x address) that must not overlap, inside the capacity."""
+    m = cp_model.CpModel()
+    real = [it for it in items if it.size > 0 and it.upper > it.lower]
+    if any(it.size > capacity for it in real):
+        return INFEASIBLE, {}
+    xs, ys, offs = [], [], {}
+    for it in real:
+        off = m.new_int_var(0, capacity - it.size, f"o_{it.id}")
+        offs[it.id] = off
+        xs.append(m.new_fixed_size_interval_var(it.lower, it.upper - it.lower, f"t_{it.id}"))
+        ys.append(m.new_fixed_size_interval_var(off, it.size, f"a_{it.id}"))
+    m.add_no_overlap_2d(xs, ys)
+    m.add_cumulative(xs, [it.size for it in real], capacity)
+    # symmetry: the largest item sits in the lower half of the address space
+    if real:
+        big = max(real, key=lambda it: (it.size, it.id))
+        m.add(offs[big.id] * 2 <= capacity - big.size)
+    if hint:
+        for it in real:
+            if it.id in hint and hint[it.id] + it.size <= capacity:
+                m.add_hint(offs[it.id], hint[it.id])
+    s = solver(settings)
+    st = s.solve(m)
+    if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        out = {it.id: 0 for it in items}
+        out.update({k: int(s.value(v)) for k, v in offs.items()})
+        return OK, out
+    if st == cp_model.INFEASIBLE:
+        return INFEASIBLE, {}
+    return UNKNOWN, {}
+
+
+def allocate(items: Sequence[Item], capacity: int, *, exact: bool = True,
+             settings: SolveSettings | None = None) -> Allocation:
+    """Offsets for ``items`` within ``capacity`` bytes (see the module docstring)."""
+    lb, lb_step = live_lower_bound(items)
+    if lb > capacity:
+        return Allocation(status=INFEASIBLE, lower_bound=lb, lower_bound_step=lb_step,
+                          method="bound",
+                          reason=f"at step {lb_step} the live buffers need {lb} bytes, more than "
+                                 f"the capacity of {capacity} bytes")
+    best: tuple[int, str, dict[str, int]] | None = None
+    for name, fn in (("greedy-by-size", greedy_by_size), ("linear-scan", linear_scan)):
+        offs = fn(items)
+        pk = peak_of(items, offs)
+        if best is None or pk < best[0]:
+            best = (pk, name, offs)
+        if pk == lb:
+            break  # optimal: cannot beat the live-bytes bound
+    assert best is not None
+    pk, name, offs = best
+    if pk <= capacity:
+        return Allocation(status=OK, offsets=offs, peak=pk, lower_bound=lb,
+                          lower_bound_step=lb_step, method=name)
+    if not exact:
+        return Allocation(status=UNKNOWN, offsets=offs, peak=pk, lower_bound=lb,
+                          lower_bound_step=lb_step, method=name,
+                          reason=f"greedy layouts need {pk} bytes (> {capacity}); exact search "
+                                 "not run")
+    settings = settings or SolveSettings(time_limit=10.0, deterministic_limit=5.0, workers=1)
+    status, exact_offs = exact_layout(items, capacity, settings, hint=offs)
+    if status == OK:
+        return Allocation(status=OK, offsets=exact_offs, peak=peak_of(items, exact_offs),
+                          lower_bound=lb, lower_bound_step=lb_step, method="cp-sat")
+    if status == INFEASIBLE:
+        return Allocation(status=INFEASIBLE, peak=pk, lower_bound=lb, lower_bound_step=lb_step,
+                          method="cp-sat",
+                          reason=f"the exact search (CP-SAT) proved that no layout fits "
+                                 f"{capacity} bytes, although at most {lb} bytes are live at "
+                                 "once (fragmentation is unavoidable)")
+    return Allocation(status=UNKNOWN, offsets=offs, peak=pk, lower_bound=lb,
+                      lower_bound_step=lb_step, method="cp-sat",
+                      reason=f"no layout found within the search limit: the best greedy layout "
+                             f"needs {pk} bytes (> {capacity}); at most {lb} are live at once")
+
+
+# ----------------------------------------------------------------------------------- CSV
+def read_csv(path: str | Path) -> list[Item]:
+    """Items from an ``id,lower,upper,size`` CSV (header required); InputError names the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise InputError(f"{path}: empty file (expected a header 'id,lower,upper,size')")
+    header = [h.strip().lower() for h in rows[0]]
+    if header[:4] != ["id", "lower", "upper", "size"]:
+        raise InputError(f"{path}:1: header must be 'id,lower,upper,size', got "
+                         f"'{','.join(rows[0])}'")
+    items: list[Item] = []
+    seen: set[str] = set()
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 4:
+            raise InputError(f"{path}:{lineno}: expected 4 fields id,lower,upper,size, "
+                             f"got {len(row)}")
+        ident = row[0].strip()
+        if not ident:
+            raise InputError(f"{path}:{lineno}: empty id")
+        if ident in seen:
+            raise InputError(f"{path}:{lineno}: duplicate id '{ident}'")
+        try:
+            lower, upper, size = (int(row[k].strip()) for k in (1, 2, 3))
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: lower, upper and size must be integers, got "
+                             f"'{','.join(row[1:4])}'") from None
+        if lower < 0 or size < 0:
+            raise InputError(f"{path}:{lineno}: lower and size must be >= 0")
+        if upper <= lower:
+            raise InputError(f"{path}:{lineno}: upper ({upper}) must be greater than lower "
+                             f"({lower}); lifetimes are half-open [lower, upper)")
+        seen.add(ident)
+        items.append(Item(ident, lower, upper, size))
+    return items
+
+
+def write_csv(path: str | Path, items: Sequence[Item], offsets: dict[str, int]) -> None:
+    lines = ["id,lower,upper,size,offset"]
+    lines += [f"{it.id},{it.lower},{it.upper},{it.size},{offsets[it.id]}" for it in items]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def check_layout(items: Sequence[Item], offsets: dict[str, int], capacity: int) -> list[str]:
+    """Independent check of a layout: every item inside the capacity, no two live ones overlap."""
+    errors = []
+    real = [it for it in items if it.size > 0]
+    for it in real:
+        o = offsets.get(it.id)
+        if o is None or o < 0 or o + it.size > capacity:
+            errors.append(f"{it.id}: offset {o} puts it outside [0, {capacity})")
+    real.sort(key=lambda it: offsets.get(it.id, 0))
+    for i, a in enumerate(real):
+        ao = offsets.get(a.id, 0)
+        for b in real[i + 1:]:
+            bo = offsets.get(b.id, 0)
+            if bo >= ao + a.size:
+                break
+            if a.lower < b.upper and b.lower < a.upper:
+                errors.append(f"{a.id} and {b.id} overlap in time and address")
+    return errors
+
+
+# ----------------------------------------------------------------------------------- the plan
+@dataclass
+class Unit:
+    """Buffers laid out together: one op's buffers of one lifetime, or an in-place chain."""
+
+    key: str
+    members: list[tuple[str, int]]  # (buffer id, offset within the unit)
+    ranges: list[tuple[int, int]]
+    first: int
+    end: int
+    size: int
+
+
+@dataclass
+class PlanLayout:
+    """Offsets per buffer: ``{buffer id: [[tile_start, tile_stop, offset], ...]}``."""
+
+    offsets: dict[str, list[list[int]]]
+    ok: bool
+    failures: list[dict] = field(default_factory=list)  # segments that did not fit
+    segments: int = 0
+    distinct: int = 0
+    exact_used: int = 0
+
+
+def _units(buffers: Sequence, steps: int) -> list[Unit]:
+    """Group the plan's buffers into layout units (see the module docstring)."""
+    by_key: dict[tuple, Unit] = {}
+    chain_of: dict[str, str] = {}
+    for b in buffers:
+        reuses = getattr(b, "reuses", None)
+        if reuses:
+            chain_of[b.id] = reuses
+    # resolve in-place chains to their first buffer
+    def head(bid: str) -> str:
+        seen = set()
+        while bid in chain_of and bid not in seen:
+            seen.add(bid)
+            bid = chain_of[bid]
+        return bid
+
+    for b in sorted(buffers, key=lambda b: b.id):
+        if b.bytes <= 0:
+            continue
+        ranges = tuple(tuple(r) for r in b.tiles)
+        if b.kind == "tensor":
+            key = ("chain", head(b.id), ranges)
+        else:
+            key = (b.kind, b.owner, b.first, b.end, ranges)
+        u = by_key.get(key)
+        if u is None:
+            u = Unit(key="|".join(map(str, key[:2])), members=[], ranges=list(ranges),
+                     first=b.first, end=b.end, size=0)
+            by_key[key] = u
+        if b.kind == "tensor":
+            u.members.append((b.id, 0))
+            u.size = max(u.size, b.bytes)
+            u.first = min(u.first, b.first)
+            u.end = max(u.end, b.end)
+        else:
+            u.members.append((b.id, u.size))
+            u.size += b.bytes
+    return sorted(by_key.values(), key=lambda u: u.key)
+
+
+def layout_plan(buffers: Sequence, tiles: int, steps: int, budget: int, *,
+                exact_settings: SolveSettings | None = None, exact: bool = True) -> PlanLayout:
+    """Offsets for every buffer of a plan on every tile it occupies."""
+    units = _units(buffers, steps)
+    bounds = {0, tiles}
+    for u in units:
+        for a, b in u.ranges:
+            bounds.add(a)
+            bounds.add(b)
+    cuts = sorted(bounds)
+    seg_units: list[list[int]] = [[] for _ in range(len(cuts) - 1)]
+    for ui, u in enumerate(units):
+        for a, b in u.ranges:
+            for k in range(bisect.bisect_left(cuts, a), bisect.bisect_left(cuts, b)):
+                seg_units[k].append(ui)
+    memo: dict[tuple, tuple[str, list[int], Allocation | None]] = {}
+    unit_offsets: list[dict[int, int]] = [{} for _ in units]  # per unit: segment -> offset
+    failures: list[dict] = []
+    exact_used = 0
+    for k, members in enumerate(seg_units):
+        if not members:
+            continue
+        members = sorted(members, key=lambda ui: (units[ui].first != 0 or units[ui].end != steps,
+                                                  units[ui].first, units[ui].end,
+                                                  -units[ui].size, units[ui].key))
+        shape = tuple((units[ui].first, units[ui].end, units[ui].size) for ui in members)
+        if shape not in memo:
+            fixed = [ui for ui in members if units[ui].first == 0 and units[ui].end >= steps]
+            moving = [ui for ui in members if not (units[ui].first == 0
+                                                  and units[ui].end >= steps)]
+            offs: list[int] = []
+            base = 0
+            for ui in fixed:  # whole-run buffers: stacked at the bottom
+                offs.append(base)
+                base += units[ui].size
+            items = [Item(str(i), units[ui].first, units[ui].end, units[ui].size)
+                     for i, ui in enumerate(moving)]
+            alloc = allocate(items, max(0, budget - base), exact=exact, settings=exact_settings)
+            if alloc.method == "cp-sat":
+                exact_used += 1
+            if alloc.status == OK:
+                offs += [base + alloc.offsets[str(i)] for i in range(len(moving))]
+                memo[shape] = (OK, offs, alloc)
+            else:
+                fallback = greedy_by_size(items)
+                offs += [base + fallback[str(i)] for i in range(len(moving))]
+                memo[shape] = (alloc.status, offs, alloc)
+        status, offs, alloc = memo[shape]
+        if status != OK:
+            failures.append({"tiles": [cuts[k], cuts[k + 1]], "status": status,
+                             "reason": alloc.reason if alloc else "",
+                             "always_bytes": sum(units[ui].size for ui in members
+                                                 if units[ui].first == 0
+                                                 and units[ui].end >= steps)})
+        for ui, off in zip(members, offs, strict=False):
+            unit_offsets[ui][k] = off
+    result: dict[str, list[list[int]]] = {}
+    for ui, u in enumerate(units):
+        segs = sorted(unit_offsets[ui].items())
+        for bid, inner in u.members:
+            entries: list[list[int]] = []
+            for k, off in segs:
+                a, b = cuts[k], cuts[k + 1]
+                if entries and entries[-1][1] == a and entries[-1][2] == off + inner:
+                    entries[-1][1] = b
+                else:
+                    entries.append([a, b, off + inner])
+            result[bid] = entries
+    for b in buffers:
+        if b.id not in result:
+            result[b.id] = [[a, c, 0] for a, c in b.tiles]  # zero-byte buffers: address 0
+    return PlanLayout(offsets=result, ok=not failures, failures=failures,
+                      segments=sum(1 for m in seg_units if m), distinct=len(memo),
+                      exact_used=exact_used)
+

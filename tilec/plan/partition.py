@@ -1,0 +1,273 @@
+"""partition: per op, a short Pareto-pruned list of candidate splits with their costs.
+
+For every op the target's cost model proposes splits (:meth:`CostModel.splits`) and prices each
+(:meth:`CostModel.cost`). A :class:`Candidate` condenses one :class:`OpCost` into the numbers the
+placement needs: tiles, bytes per tile by lifetime (summed over categories), the rectangles it could
+occupy on a mesh, and cycles.
+
+Two lists are kept per op, because searching and proving need different things:
+
+``proof``   every candidate not *memory-dominated* by another one. Candidate X memory-dominates Y
+            when X needs no more bytes per tile in each lifetime (always, step, each output, spread)
+            and its footprint fits inside Y's (fewer tiles on a line of tiles; on a mesh, every
+            rectangle of Y contains one of X). Whatever placement uses Y stays valid with X put in
+            its place, so dropping Y loses no feasible plan: infeasibility proven over this list
+            holds for all the cost model's splits.
+``search``  the same with cycles as one more objective (so no faster option is lost either), then
+            cut to at most ``max_candidates`` by keeping the extremes (fewest bytes per tile, fewest
+            cycles, smallest total footprint) and the rest evenly spread over tile counts. This is
+            what the placer searches; the cut is a tractability choice that may cost optimality,
+            never validity.
+
+``finest`` is the candidate with the fewest peak bytes per tile over *all* splits: if even it
+overflows a tile, the op cannot run on this target (evidence (b)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from tilec.costmodel import OpCost, Split, Target
+from tilec.errors import InputError
+from tilec.opinfo import GraphInfo, OpInfo
+
+MAX_CANDIDATES = 6
+"""Default cap on the search list per op (modelling choice: enough to span the bytes/cycles front
+of a conv -- one tile group, a few intermediate widths, the whole chip -- while keeping the CP-SAT
+model near 10^4 Booleans for a 400-op network)."""
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def rect_shapes(tiles: int, grid: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """Every ``(h, w)`` with ``h * w == tiles`` fitting ``grid`` (rows, cols), squarest first."""
+    rows, cols = grid
+    shapes = [(h, tiles // h) for h in range(1, rows + 1)
+              if tiles % h == 0 and tiles // h <= cols]
+    return tuple(sorted(shapes, key=lambda s: (abs(s[0] - s[1]), s)))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One split of one op with the numbers the placer needs (bytes are per tile)."""
+
+    op: str
+    split: Split
+    cost: OpCost
+    tiles: int
+    shapes: tuple[tuple[int, int], ...]  # rectangles it may occupy (mesh targets); () on a line
+    always: int
+    step: int
+    outputs: tuple[int, ...]  # per output of the op (the cost model's order)
+    spread: int  # total bytes over the whole array (all categories)
+    spread_per_tile: int  # what every tile carries for it: sum over categories of ceil(total / T)
+    cycles: int  # compute + exchange (sync is added per superstep by the placer)
+
+    @property
+    def peak(self) -> int:
+        """Per-tile bytes of this op alone while it runs (always + step + all outputs)."""
+        return self.always + self.step + sum(self.outputs)
+
+    def charged_peak(self, charged: Sequence[bool]) -> int:
+        """Like :attr:`peak` but only with the outputs the op's own tiles hold (see problem.py)."""
+        outs = zip(self.outputs, charged, strict=False)
+        return self.always + self.step + sum(o for o, c in outs if c)
+
+    def total(self, charged: Sequence[bool]) -> int:
+        """Bytes over the chip while it runs (its tiles times its per-tile bytes, plus spread)."""
+        return self.charged_peak(charged) * self.tiles + self.spread
+
+
+@dataclass(frozen=True)
+class OpCandidates:
+    """The candidates of one op."""
+
+    op: str
+    search: tuple[Candidate, ...]
+    proof: tuple[Candidate, ...]
+    finest: Candidate
+    all_count: int  # how many splits the cost model proposed (after dropping impossible ones)
+    follows_input: bool
+    in_place: bool
+    dropped: tuple[str, ...] = ()  # splits dropped as impossible on this target, with the reason
+
+
+@dataclass
+class Partition:
+    """Candidates of every op, and which outputs each op's tiles hold."""
+
+    ops: dict[str, OpCandidates]
+    charged: dict[str, tuple[bool, ...]]  # per op, per output: held on the op's own tiles?
+    notes: list[str] = field(default_factory=list)
+
+
+def _vector(c: Candidate, charged: Sequence[bool]) -> tuple[int, ...]:
+    outs = tuple(o if ch else 0 for o, ch in zip(c.outputs, charged, strict=False))
+    return (c.always, c.step, c.spread_per_tile, *outs)
+
+
+def footprint_within(x: Candidate, y: Candidate, placement: str) -> bool:
+    """Can x always take y's place: x's tiles fit inside y's wherever y goes?"""
+    if placement == "rect":
+        return all(any(hx <= hy and wx <= wy for hx, wx in x.shapes) for hy, wy in y.shapes)
+    return x.tiles <= y.tiles
+
+
+def _dominates(x: Candidate, y: Candidate, charged: Sequence[bool], placement: str,
+               with_cycles: bool) -> bool:
+    vx, vy = _vector(x, charged), _vector(y, charged)
+    if any(a > b for a, b in zip(vx, vy, strict=False)) or not footprint_within(x, y, placement):
+        return False
+    if with_cycles and x.cycles > y.cycles:
+        return False
+    strictly = (vx != vy or x.tiles < y.tiles or (with_cycles and x.cycles < y.cycles))
+    return strictly
+
+
+def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
+           with_cycles: bool) -> list[Candidate]:
+    """The candidates no other candidate dominates (identical ones: the first in split order)."""
+    keep: list[Candidate] = []
+    for i, y in enumerate(cands):
+        dominated = False
+        for j, x in enumerate(cands):
+            if i == j:
+                continue
+            if _dominates(x, y, charged, placement, with_cycles):
+                dominated = True
+                break
+            if (j < i and _vector(x, charged) == _vector(y, charged) and x.tiles == y.tiles
+                    and x.shapes == y.shapes and (not with_cycles or x.cycles == y.cycles)):
+                dominated = True  # an identical twin earlier in the list
+                break
+        if not dominated:
+            keep.append(y)
+    return keep
+
+
+def _shortlist(front: list[Candidate], charged: Sequence[bool], limit: int) -> list[Candidate]:
+    """At most ``limit`` candidates of ``front``: the extremes, then evenly spread tile counts."""
+    if len(front) <= limit:
+        return front
+    by_tiles = sorted(front, key=lambda c: (c.tiles, c.cycles, c.split))
+    chosen: list[Candidate] = []
+
+    def add(c: Candidate) -> None:
+        if not any(c is x for x in chosen):
+            chosen.append(c)
+
+    add(min(front, key=lambda c: (c.charged_peak(charged), c.cycles, c.split)))
+    add(min(front, key=lambda c: (c.cycles, c.charged_peak(charged), c.split)))
+    add(min(front, key=lambda c: (c.total(charged), c.cycles, c.split)))
+    slots = limit - len(chosen)
+    if slots > 0:
+        rest = [c for c in by_tiles if not any(c is x for x in chosen)]
+        for k in range(slots):
+            idx = round(k * (len(rest) - 1) / max(1, slots - 1)) if slots > 1 else len(rest) // 2
+            add(rest[idx])
+    return sorted(chosen[:limit], key=lambda c: (c.tiles, c.cycles, c.split))
+
+
+def make_candidate(op: OpInfo, split: Split, cost: OpCost, target: Target,
+                   shapes: tuple[tuple[int, int], ...]) -> Candidate:
+    spread = sum(int(v) for v in cost.spread.values())
+    spread_pt = sum(ceil_div(int(v), target.tiles) for v in cost.spread.values() if v)
+    return Candidate(
+        op=op.name, split=split, cost=cost, tiles=split.tiles, shapes=shapes,
+        always=int(cost.always_bytes), step=int(cost.step_bytes),
+        outputs=tuple(int(o) for o in cost.outputs), spread=spread, spread_per_tile=spread_pt,
+        cycles=int(cost.compute_cycles) + int(cost.exchange_cycles),
+    )
+
+
+def _check_cost(op: OpInfo, cost: OpCost, target: Target) -> None:
+    """A cost model bug must not become a silent wrong answer."""
+    for lifetime in (cost.always, cost.step, cost.spread):
+        for cat, v in lifetime.items():
+            if int(v) < 0:
+                raise InputError(f"target {target.name}: cost model gives op '{op.name}' "
+                                 f"{v} bytes of {cat} (negative)")
+    if len(cost.outputs) not in (0, len(op.outputs)):
+        raise InputError(f"target {target.name}: cost model gives op '{op.name}' "
+                         f"{len(cost.outputs)} output sizes for {len(op.outputs)} outputs")
+    if any(int(o) < 0 for o in cost.outputs):
+        raise InputError(f"target {target.name}: cost model gives op '{op.name}' a negative "
+                         "output size")
+
+
+def charged_outputs(info: GraphInfo) -> dict[str, tuple[bool, ...]]:
+    """Per op, per output: does the op's own footprint hold this output's buffer?
+
+    It does when the output is a root tensor (a buffer of its own). A view's output aliases its
+    input and an in-place concat's input is a slice of the concat's buffer: both are held where the
+    root's writer runs, so the op that computes them is not charged for them a second time.
+    """
+    return {op.name: tuple(info.root(t) == t for t in op.outputs) for op in info.ops}
+
+
+def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CANDIDATES,
+              ops: Iterable[OpInfo] | None = None) -> Partition:
+    """Candidates for every op of ``info`` on ``target``."""
+    model = target.cost_model
+    charged = charged_outputs(info)
+    grid = (int(target.grid[0]), int(target.grid[1]))
+    result: dict[str, OpCandidates] = {}
+    notes: list[str] = []
+    for op in (ops if ops is not None else info.ops):
+        seen: set[Split] = set()
+        cands: list[Candidate] = []
+        dropped: list[str] = []
+        for split in model.splits(op):
+            if split in seen:
+                continue
+            seen.add(split)
+            if split.tiles > target.tiles:
+                dropped.append(f"{split}: {split.tiles} tiles > {target.tiles}")
+                continue
+            shapes: tuple[tuple[int, int], ...] = ()
+            if target.placement == "rect":
+                shapes = rect_shapes(split.tiles, grid)
+                if not shapes:
+                    dropped.append(f"{split}: {split.tiles} tiles form no rectangle in "
+                                   f"{grid[0]}x{grid[1]}")
+                    continue
+            cost = model.cost(op, split)
+            _check_cost(op, cost, target)
+            if cost.outputs == () and op.outputs:
+                cost = OpCost(split=cost.split, always=cost.always, step=cost.step,
+                              outputs=tuple(0 for _ in op.outputs), spread=cost.spread,
+                              compute_cycles=cost.compute_cycles,
+                              exchange_cycles=cost.exchange_cycles,
+                              follows_input=cost.follows_input, in_place=cost.in_place)
+            cands.append(make_candidate(op, split, cost, target, shapes))
+        if not cands:
+            why = "; ".join(dropped) if dropped else "the cost model proposed no split"
+            raise InputError(f"target {target.name}: op '{op.name}' ({op.op_type}) cannot be "
+                             f"placed: {why}")
+        cands.sort(key=lambda c: (c.tiles, c.split))
+        ch = charged[op.name]
+        follows = any(c.cost.follows_input for c in cands)
+        if follows:
+            # A follower's tile count is dictated by its input's producer: keep every tile count
+            # the cost model offers (the group decides), pruning only within a tile count.
+            front: list[Candidate] = []
+            for n in sorted({c.tiles for c in cands}):
+                same = [c for c in cands if c.tiles == n and c.cost.follows_input]
+                front.extend(pareto(same, ch, target.placement, with_cycles=True))
+            proof = front
+            search = front
+        else:
+            proof = pareto(cands, ch, target.placement, with_cycles=False)
+            search = _shortlist(pareto(cands, ch, target.placement, with_cycles=True), ch,
+                                max_candidates)
+        finest = min(cands, key=lambda c: (c.charged_peak(ch), c.tiles, c.split))
+        result[op.name] = OpCandidates(
+            op=op.name, search=tuple(search), proof=tuple(sorted(
+                proof, key=lambda c: (c.tiles, c.split))),
+            finest=finest, all_count=len(cands), follows_input=follows,
+            in_place=all(c.cost.in_place for c in cands), dropped=tuple(dropped),
+        )
+    return Partition(ops=result, charged=charged, notes=notes)

@@ -1,0 +1,238 @@
+"""The planner pipeline: schedule, partition, bounds, place, lay out, verify, diagnose.
+
+:func:`run` plans one configuration and returns the :class:`Plan` (status "fits" only after the
+independent verifier accepted it) together with the intermediate results the what-if search reuses.
+Each stage is a module with a plain-data result; this file only wires them and times them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tilec.costmodel import Target
+from tilec.errors import InternalError
+from tilec.opinfo import GraphInfo
+from tilec.plan import build
+from tilec.plan.bounds import Bound, chip_bound, op_bound, quality_lower_bound
+from tilec.plan.cpsat import SolveSettings
+from tilec.plan.diagnose import (
+    evidence_from_bound,
+    evidence_from_proof,
+    evidence_unknown,
+    locate,
+)
+from tilec.plan.geometry import Geometry
+from tilec.plan.layout import layout_plan
+from tilec.plan.model import (
+    STATUS_DOES_NOT_FIT,
+    STATUS_FITS,
+    STATUS_UNKNOWN,
+    Plan,
+    SolverInfo,
+)
+from tilec.plan.partition import Partition, partition
+from tilec.plan.place import PlaceResult, place
+from tilec.plan.problem import Problem, build_problem
+from tilec.plan.proof import prove
+from tilec.plan.schedule import Schedule, schedule
+from tilec.plan.verify import verify
+
+Progress = Callable[[str, float], None] | None
+
+
+@dataclass
+class Options:
+    """How hard to try (the CLI's --time-limit, seed, workers) and what to produce."""
+
+    settings: SolveSettings = field(default_factory=SolveSettings)
+    use_cpsat: bool = True
+    prove: bool = True
+    layout_exact: bool = True
+    max_blocks: int = 32
+    max_positions: int = 6
+    greedy_passes: int = 5  # price bisection passes of the tile-level greedy
+
+
+@dataclass
+class Outcome:
+    """One configuration planned: the plan and what the what-if search may reuse."""
+
+    plan: Plan
+    schedule: Schedule
+    partition: Partition
+    bounds: dict[str, Bound]
+    problem: Problem | None = None
+    place: PlaceResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.plan.status
+
+    @property
+    def proven(self) -> bool:
+        """Is a "does not fit" backed by evidence (a)-(c)?"""
+        return self.plan.status == STATUS_DOES_NOT_FIT
+
+
+def _tick(timings: dict[str, float], stage: str, t0: float) -> float:
+    t = time.perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + (t - t0)
+    return t
+
+
+def _live_tensors(problem: Problem) -> dict[int, list[str]]:
+    live: dict[int, list[str]] = {}
+    for root, spec in sorted(problem.buffers.items()):
+        for s in range(spec.first, spec.end):
+            live.setdefault(s, []).append(root)
+    return live
+
+
+def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options: Options,
+        progress: Progress = None, sched: Schedule | None = None) -> Outcome:
+    """Plan ``info`` on ``target`` (see the module docstring)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if progress:
+        progress("schedule", 0.0)
+    sched = sched or schedule(info)
+    t0 = _tick(timings, "schedule", t0)
+    if progress:
+        progress("partition", 0.0)
+    part = partition(info, target)
+    t0 = _tick(timings, "partition", t0)
+    bounds = {"b": op_bound(info, part, target), "a": chip_bound(info, part, target)}
+    t0 = _tick(timings, "bounds", t0)
+    problem = build_problem(info, target, sched, part)
+    geometry = Geometry(int(target.tiles), (int(target.grid[0]), int(target.grid[1])),
+                        str(target.placement), max_blocks=options.max_blocks,
+                        max_positions=options.max_positions)
+    t0 = _tick(timings, "problem", t0)
+    certificate = bounds["b"] if bounds["b"].holds else (bounds["a"] if bounds["a"].holds
+                                                         else None)
+    if progress:
+        progress("place", 0.0)
+    res = place(problem, geometry, options.settings, use_cpsat=options.use_cpsat
+                and certificate is None, greedy_passes=options.greedy_passes,
+                progress=progress)
+    t0 = _tick(timings, "place", t0)
+    plan = build.new_plan(info, target, passes, STATUS_UNKNOWN)
+    plan.notes = list(problem.partition.notes) + list(problem.notes)
+    plan.bounds = {"a_chip_bytes": bounds["a"].needed, "a_op": bounds["a"].op,
+                   "b_tile_bytes": bounds["b"].needed, "b_op": bounds["b"].op,
+                   **quality_lower_bound(problem)}
+    plan.solver = _solver_info(res, options, sched, problem, geometry)
+    ops, buffers, steps = build.placements_and_buffers(problem, res.best.choice)
+    plan.ops, plan.buffers, plan.steps = ops, buffers, steps
+    plan.latency = build.latency(steps, target, info, plan.model.batch)
+    t0 = _tick(timings, "build", t0)
+
+    fits_blocks = res.fits and certificate is None
+    layout_failure = None
+    if fits_blocks:
+        if progress:
+            progress("layout", 0.0)
+        lay = layout_plan(buffers, int(target.tiles), problem.steps, problem.budget,
+                          exact=options.layout_exact,
+                          exact_settings=SolveSettings(
+                              time_limit=options.settings.time_limit,
+                              deterministic_limit=options.settings.deterministic_limit,
+                              seed=options.settings.seed, workers=1))
+        for b in buffers:
+            b.offsets = lay.offsets.get(b.id, [])
+        plan.solver.details["layout"] = {"segments": lay.segments, "distinct": lay.distinct,
+                                         "exact_searches": lay.exact_used}
+        if not lay.ok:
+            layout_failure = lay.failures
+        t0 = _tick(timings, "layout", t0)
+    occ = build.occupancy(buffers, int(target.tiles), problem.steps)
+    plan.memory = build.memory_summary(buffers, int(target.tiles), problem.steps, occ)
+    t0 = _tick(timings, "summary", t0)
+    if progress:
+        progress("verify", 0.0)
+    plan.verification = verify(plan)
+    t0 = _tick(timings, "verify", t0)
+
+    if fits_blocks and layout_failure is None:
+        if not plan.verification.ok:
+            raise InternalError(
+                "the planner built a plan the verifier rejects: "
+                + "; ".join(plan.verification.errors[:5]))
+        plan.status = STATUS_FITS
+        return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds,
+                       problem=problem, place=res, timings=timings)
+
+    # ---- does not fit (or could not be laid out): evidence, then where
+    live = _live_tensors(problem)
+    if certificate is not None:
+        ev = evidence_from_bound(certificate, int(target.tiles), problem.budget,
+                                 problem.step_of)
+        plan.status = STATUS_DOES_NOT_FIT
+    else:
+        proof = None
+        if options.prove and layout_failure is None:
+            if progress:
+                progress("prove", 0.0)
+            proof = prove(problem, geometry, options.settings, progress=progress)
+            t0 = _tick(timings, "prove", t0)
+        if proof is not None and proof.proven:
+            ev = evidence_from_proof(proof, sched.method, live, sched.order)
+            plan.status = STATUS_DOES_NOT_FIT
+        else:
+            if layout_failure is not None:
+                reason = "no address layout found for " + "; ".join(
+                    f"tiles {f['tiles']}: {f['reason']}" for f in layout_failure[:3])
+            else:
+                reason = (f"best placement found needs {res.best.peak:,} bytes on a tile "
+                          f"(budget {problem.budget:,}); no proof that none fits")
+            details = {"best_peak": int(res.best.peak), "budget": problem.budget,
+                       "solver_status": res.solver_status,
+                       "proof_status": proof.status if proof else "NOT_RUN",
+                       "proof_scope": proof.scope if proof else None,
+                       "layout_failures": layout_failure or []}
+            if proof is not None and proof.notes:
+                details["proof_notes"] = proof.notes
+            ev = evidence_unknown(reason, details)
+            plan.status = STATUS_UNKNOWN
+    plan.diagnosis = locate(ev, plan.ops, plan.buffers, occ, problem.budget)
+    t0 = _tick(timings, "diagnose", t0)
+    return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds, problem=problem,
+                   place=res, timings=timings)
+
+
+def _solver_info(res: PlaceResult, options: Options, sched: Schedule, problem: Problem,
+                 geometry: Geometry) -> SolverInfo:
+    budget1 = problem.budget + 1
+    obj = bound = gap = None
+    if res.objective is not None:
+        obj = float(res.objective // budget1)
+        bound = float(res.bound // budget1) if res.bound is not None else None
+        if bound is not None and obj > 0:
+            gap = max(0.0, (obj - bound) / obj)
+    details = dict(res.details)
+    details["schedule"] = {"method": sched.method, "live_peak": sched.live_peak,
+                           "live_peak_step": sched.live_peak_step, "scores": dict(sched.scores)}
+    details["kept_cycles"] = int(res.best.cycles)
+    details["kept_block_peak"] = int(res.best.peak)
+    details["greedy_cycles"] = res.greedy_cycles
+    details["greedy_block_peak"] = res.greedy_peak
+    details["candidates"] = {"search": sum(len(o.search) for o in problem.partition.ops.values()),
+                             "proof": sum(len(o.proof) for o in problem.partition.ops.values())}
+    return SolverInfo(status=res.solver_status, objective=obj, bound=bound, gap=gap,
+                      time_limit=options.settings.time_limit,
+                      deterministic_limit=options.settings.deterministic_limit,
+                      method=res.best.method, wall_clock_limited=res.wall_clock_hit,
+                      details=details)
+
+
+def peak_of(plan: Plan) -> int:
+    return int(plan.memory.peak_bytes) if plan.memory else 0
+
+
+def occupancy_of(plan: Plan) -> np.ndarray:
+    return build.occupancy(plan.buffers, plan.target.tiles, len(plan.steps))

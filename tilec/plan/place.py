@@ -1,0 +1,748 @@
+"""place: pick a split and the concrete tiles for every op so every tile stays within budget.
+
+Formulation. Each group (an op and the element-wise ops that follow it) chooses one *slot*: a group
+option (a candidate split per member, see problem.py) at one offered position (geometry.py). The
+memory a slot puts on each tile of its footprint at step ``s`` is the option's profile ``P[s]``:
+always bytes at every step plus the step and buffer bytes over their fixed lifetimes. Feasibility:
+for every block ``j`` and step ``s``::
+
+    sum over groups whose slot touches j of P_slot[s]  +  spread per tile  <=  budget
+
+Blocks are single tiles on small chips (the exact model) and groups of tiles on big ones, where a
+slot is charged to every block it touches (conservative, so block-feasible means tile-feasible).
+
+Search, in order:
+
+1. **greedy** (numpy over blocks x steps): groups in a fixed order, each takes the slot that keeps
+   its footprint's resulting peak lowest ("memory" mode), or the fastest slot whose resulting peak
+   stays under a fill level (``level`` mode, tried at a few levels); the best result by
+   (fits, cycles, peak) is kept. Milliseconds per pass.
+2. **CP-SAT** over Boolean slot choices ``y[g, k]`` (exactly one per group): the always-live load
+   per block is one shared linear expression ``A_j``; constraints ``A_j + spread <= budget`` for all
+   block, and ``A_j + spread + sum(varying P[s] y) <= budget`` for every block at the steps in a
+   working set, grown lazily: solve, evaluate the solution at every step, add the steps it violates,
+   re-solve (a few rounds). Objective: total cycles, then the peak (weighted so any cycle counts
+   more than all headroom). The greedy result is the hint, so CP-SAT starts feasible whenever the
+   greedy fits and only has to improve.
+
+Every result is re-evaluated at every block and step by :func:`evaluate` before it is trusted; the
+exact per-tile check is the verifier's (verify.py), on the finished plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from tilec.plan.cpsat import SolveSettings, solve
+from tilec.plan.geometry import Geometry, Position
+from tilec.plan.problem import Group, Problem
+
+Slot = tuple[int, Position]  # (option index, position)
+
+
+@dataclass
+class Placement:
+    """A slot per group (``None`` only while building) and how it scores at block level."""
+
+    choice: list[Slot]
+    load: np.ndarray  # [blocks, steps] bytes per tile, conservative, including spread
+    peak: int
+    peak_block: int
+    peak_step: int
+    cycles: int
+    method: str
+    fits: bool = False
+
+
+@dataclass
+class PlaceResult:
+    """The placement to build the plan from, and how it was found."""
+
+    best: Placement
+    fits: bool  # block-level feasible under the budget
+    solver_status: str  # CP-SAT status name, or "greedy" when CP-SAT was not needed / not run
+    objective: float | None = None
+    bound: float | None = None
+    infeasible_exact: bool = False  # CP-SAT proved the exact model (small chip) infeasible
+    wall_clock_hit: bool = False
+    details: dict = field(default_factory=dict)
+    greedy_cycles: int | None = None
+    greedy_peak: int | None = None
+    seconds: dict = field(default_factory=dict)  # wall clock; never serialised
+
+
+# ----------------------------------------------------------------------------------- slots
+def make_slots(problem: Problem, geometry: Geometry, *, proof: bool = False) -> list[list[Slot]]:
+    """Per group, every (option, position) offered, in a fixed order."""
+    out: list[list[Slot]] = []
+    for g in problem.groups:
+        opts = g.proof_options if proof else g.options
+        slots: list[Slot] = []
+        for oi, opt in enumerate(opts):
+            for pos in geometry.positions(opt.tiles, opt.shapes):
+                slots.append((oi, pos))
+        out.append(slots)
+    return out
+
+
+def spread_floor(problem: Problem) -> int:
+    """Spread bytes every tile carries whatever the choice (each group at its cheapest option)."""
+    return sum(min(o.spread_per_tile for o in g.options) for g in problem.groups if g.options)
+
+
+def evaluate(problem: Problem, geometry: Geometry, choice: Sequence[Slot], method: str,
+             budget: int | None = None) -> Placement:
+    """Block-level load of a complete choice at every step (conservative, spread included)."""
+    load = np.zeros((geometry.n_blocks, problem.steps), dtype=np.int64)
+    sp = 0
+    cycles = 0
+    for g, (oi, pos) in zip(problem.groups, choice, strict=False):
+        opt = g.options[oi]
+        cycles += opt.cycles
+        sp += opt.spread_per_tile
+        if g.trivial:
+            continue
+        load[list(pos.blocks), :] += g.profiles[oi]
+    load += sp
+    if load.size:
+        flat = int(np.argmax(load))
+        pb, ps = divmod(flat, problem.steps)
+        peak = int(load[pb, ps])
+    else:
+        pb = ps = peak = 0
+    budget = problem.budget if budget is None else budget
+    p = Placement(choice=list(choice), load=load, peak=peak, peak_block=pb, peak_step=ps,
+                  cycles=cycles, method=method)
+    p.fits = peak <= budget
+    return p
+
+
+# ----------------------------------------------------------------------------------- greedy
+def _trivial_slot(problem: Problem, g: Group, slots: list[Slot],
+                  choice: Sequence[Slot | None]) -> Slot:
+    """A zero-byte group goes where its first input lives when it can, else the first slot."""
+    info = problem.info
+    op = info.op_by_name[g.leader]
+    if op.inputs:
+        spec = problem.buffers.get(info.root(op.inputs[0]))
+        if spec is not None and spec.owner in problem.group_of:
+            src = choice[problem.group_of[spec.owner]]
+            if src is not None:
+                for s in slots:
+                    if s[1] == src[1]:
+                        return min((t for t in slots if t[1] == src[1]),
+                                   key=lambda t: (g.options[t[0]].cycles, t[0]))
+    return min(slots, key=lambda t: (g.options[t[0]].cycles, t[0]))
+
+
+def greedy(problem: Problem, geometry: Geometry, slots: list[list[Slot]], order: Sequence[int],
+           mode: str, level: int | None = None, budget: int | None = None,
+           mu: float = 0.0) -> list[Slot]:
+    """One greedy pass (see the module docstring); returns a slot per group."""
+    nb, steps = geometry.n_blocks, problem.steps
+    budget = problem.budget if budget is None else budget
+    occ = np.zeros((nb, steps), dtype=np.int64)
+    sp = spread_floor(problem)
+    quantum = max(1, budget // 256)
+    choice: list[Slot | None] = [None] * len(problem.groups)
+    for gi in order:
+        g = problem.groups[gi]
+        if g.trivial:
+            continue
+        sp_min = min(o.spread_per_tile for o in g.options)
+        best_key, best = None, None
+        need_cache: dict[int, np.ndarray] = {}
+        for k, (oi, pos) in enumerate(slots[gi]):
+            need = need_cache.get(oi)
+            if need is None:
+                need = (occ + g.profiles[oi][None, :]).max(axis=1)
+                need_cache[oi] = need
+            opt = g.options[oi]
+            val = int(need[list(pos.blocks)].max()) + sp + opt.spread_per_tile - sp_min
+            area = opt.tiles * int(g.profiles[oi].max())
+            if mode == "memory":
+                key = (val // quantum, area, opt.cycles, val, k)
+            elif mode == "lagrange":
+                # price cycles in bytes: mu bytes per cycle saved (mu = 0 is pure memory)
+                key = (val > budget, opt.cycles * mu + val, area, k)
+            else:
+                lim = budget if level is None else level
+                key = ((0, opt.cycles, val, k) if val <= lim else (1, val, opt.cycles, k))
+            if best_key is None or key < best_key:
+                best_key, best = key, (oi, pos)
+        assert best is not None
+        choice[gi] = best
+        occ[list(best[1].blocks), :] += g.profiles[best[0]][None, :]
+        sp += g.options[best[0]].spread_per_tile - sp_min
+    for gi, g in enumerate(problem.groups):
+        if choice[gi] is None:
+            choice[gi] = _trivial_slot(problem, g, slots[gi], choice)
+    return [c for c in choice if c is not None]
+
+
+def greedy_orders(problem: Problem) -> dict[str, list[int]]:
+    """Group orders tried by the greedy: biggest footprint first, and schedule order."""
+    n = len(problem.groups)
+
+    def size(gi: int) -> int:
+        g = problem.groups[gi]
+        return min(int(g.profiles[oi].max()) * o.tiles for oi, o in enumerate(g.options))
+
+    return {
+        "largest_first": sorted(range(n), key=lambda gi: (-size(gi), gi)),
+        "schedule": list(range(n)),
+    }
+
+
+def greedy_search(problem: Problem, geometry: Geometry, slots: list[list[Slot]],
+                  budget: int | None = None, passes: int = 6) -> tuple[Placement, list[dict]]:
+    """Greedy passes; the best by (fits, cycles, peak). Returns it and a log of the passes.
+
+    First the memory-first pass in two group orders (largest footprint first, schedule order);
+    if it fits, a bisection on the price ``mu`` of a cycle in bytes looks for the fastest plan that
+    still fits (a Lagrangian relaxation of "fastest plan under the budget", one pass per probe).
+    """
+    budget = problem.budget if budget is None else budget
+    log: list[dict] = []
+    results: list[Placement] = []
+
+    def score(p: Placement) -> tuple:
+        return (0, p.cycles, p.peak) if p.peak <= budget else (1, p.peak, p.cycles)
+
+    def run(order_name: str, order: list[int], mode: str, mu: float = 0.0) -> Placement:
+        ch = greedy(problem, geometry, slots, order, mode, budget=budget, mu=mu)
+        p = evaluate(problem, geometry, ch, f"greedy:{mode}:{order_name}"
+                     + (f":mu={mu:.3g}" if mode == "lagrange" else ""), budget)
+        results.append(p)
+        log.append({"pass": p.method, "peak": p.peak, "cycles": p.cycles})
+        return p
+
+    orders = greedy_orders(problem)
+    mem = [(name, run(name, order, "memory")) for name, order in orders.items()]
+    best_name, best_mem = min(mem, key=lambda t: (t[1].peak > budget, t[1].cycles, t[1].peak))
+    if best_mem.peak <= budget and passes > 0:
+        order = orders[best_name]
+        lo, hi = -16.0, 4.0  # log2 of mu (bytes per cycle)
+        for _ in range(passes):
+            mid = (lo + hi) / 2
+            p = run(best_name, order, "lagrange", 2.0 ** mid)
+            if p.peak <= budget:
+                lo = mid
+            else:
+                hi = mid
+    return min(results, key=score), log
+
+
+# ----------------------------------------------------------------------------------- exact greedy
+def window_max(v: np.ndarray, n: int) -> np.ndarray:
+    """``out[i] = max(v[i:i+n])`` for every full window, by doubling (O(len log n))."""
+    out = v
+    span = 1
+    while span * 2 <= n:
+        out = np.maximum(out[:-span], out[span:])
+        span *= 2
+    if span < n:
+        out = np.maximum(out[: len(out) - (n - span)], out[n - span:])
+    return out[: len(v) - n + 1]
+
+
+def window_sum(v: np.ndarray, n: int) -> np.ndarray:
+    c = np.concatenate(([0], np.cumsum(v)))
+    return c[n:] - c[:-n]
+
+
+def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
+    """Exact bytes per tile at every step of a choice (spread included), ``[tiles, steps]``."""
+    tiles = int(problem.target.tiles)
+    occ = np.zeros((tiles, problem.steps), dtype=np.int64)
+    sp = 0
+    for g, (oi, pos) in zip(problem.groups, choice, strict=False):
+        sp += g.options[oi].spread_per_tile
+        if g.trivial:
+            continue
+        for a, b in pos.ranges:
+            occ[a:b, :] += g.profiles[oi]
+    return occ + sp
+
+
+def greedy_exact(problem: Problem, geometry: Geometry, order: Sequence[int], *,
+                 mu: float = 0.0, budget: int | None = None) -> list[Slot]:
+    """A greedy pass at tile granularity with every start (range) or origin (rect) offered.
+
+    The per-tile need of an option is ``max(M[t] + base, max over its varying steps of
+    occ[t, s] + P[s])`` (``M`` = per-tile maximum over steps), so evaluating an option costs
+    O(tiles x varying steps) rather than O(tiles x steps); the best start is a sliding-window
+    maximum. Ties go to the least loaded window (spreads the always-live bytes)."""
+    tiles, steps = int(problem.target.tiles), problem.steps
+    budget = problem.budget if budget is None else budget
+    rows, cols = geometry.grid
+    occ = np.zeros((tiles, steps), dtype=np.int64)
+    peak = np.zeros(tiles, dtype=np.int64)
+    sp = spread_floor(problem)
+    choice: list[Slot | None] = [None] * len(problem.groups)
+    for gi in order:
+        g = problem.groups[gi]
+        if g.trivial:
+            continue
+        sp_min = min(o.spread_per_tile for o in g.options)
+        best_key, best = None, None
+        for oi, opt in enumerate(g.options):
+            prof = g.profiles[oi]
+            var = np.nonzero(prof > opt.base)[0]
+            need = peak + opt.base
+            if len(var):
+                need = np.maximum(need, (occ[:, var] + prof[var]).max(axis=1))
+            extra = sp + opt.spread_per_tile - sp_min
+            price = opt.cycles * mu
+            if geometry.placement == "range":
+                n = opt.tiles
+                if n > tiles:
+                    continue
+                wm = window_max(need, n)
+                ws = window_sum(peak, n)
+                val = wm + extra
+                key_arr = val + price
+                over = val > budget
+                # lexicographic: not over budget, then price+val, then load, then start
+                order_idx = np.lexsort((np.arange(len(val)), ws, key_arr, over))
+                st = int(order_idx[0])
+                key = (bool(over[st]), float(key_arr[st]), int(ws[st]), oi, st)
+                if best_key is None or key < best_key:
+                    best_key, best = key, (oi, geometry.at((st,), n))
+            else:
+                grid = need.reshape(rows, cols)
+                load = peak.reshape(rows, cols)
+                shapes = opt.shapes if geometry.exact else opt.shapes[: max(1, 3)]
+                for h, w in shapes:
+                    colmax = np.stack([window_max(grid[r], w) for r in range(rows)])
+                    wm = np.stack([window_max(colmax[:, c], h)
+                                   for c in range(colmax.shape[1])], axis=1)
+                    colsum = np.stack([window_sum(load[r], w) for r in range(rows)])
+                    ws = np.stack([window_sum(colsum[:, c], h)
+                                   for c in range(colsum.shape[1])], axis=1)
+                    val = wm + extra
+                    key_arr = val + price
+                    flat = np.lexsort((np.arange(val.size), ws.ravel(), key_arr.ravel(),
+                                       (val > budget).ravel()))[0]
+                    r0, c0 = divmod(int(flat), val.shape[1])
+                    key = (bool(val[r0, c0] > budget), float(key_arr[r0, c0]),
+                           int(ws[r0, c0]), oi, int(flat))
+                    if best_key is None or key < best_key:
+                        best_key, best = key, (oi, geometry.at((r0, c0), opt.tiles, (h, w)))
+        assert best is not None
+        choice[gi] = best
+        oi, pos = best
+        for a, b in pos.ranges:
+            occ[a:b, :] += g.profiles[oi]
+            peak[a:b] = occ[a:b, :].max(axis=1)
+        sp += g.options[oi].spread_per_tile - sp_min
+    for gi, g in enumerate(problem.groups):
+        if choice[gi] is None:
+            opt_i = min(range(len(g.options)), key=lambda k: (g.options[k].cycles, k))
+            opt = g.options[opt_i]
+            choice[gi] = (opt_i, geometry.at((0,) if geometry.placement == "range" else (0, 0),
+                                             opt.tiles, opt.shapes[0] if opt.shapes else None))
+    return [c for c in choice if c is not None]
+
+
+def exact_search(problem: Problem, geometry: Geometry, budget: int, passes: int = 6
+                 ) -> tuple[list[Slot], int, int, list[dict]]:
+    """Tile-exact greedy passes: memory first, then the price of a cycle bisected while it fits.
+    Returns (choice, tile peak, cycles, log)."""
+    log: list[dict] = []
+    results: list[tuple[tuple, list[Slot], int, int]] = []
+
+    def run(order_name: str, order: list[int], mu: float) -> tuple[int, int]:
+        ch = greedy_exact(problem, geometry, order, mu=mu, budget=budget)
+        occ = tile_occupancy(problem, ch)
+        pk = int(occ.max()) if occ.size else 0
+        cyc = sum(g.options[oi].cycles for g, (oi, _) in zip(problem.groups, ch, strict=False))
+        log.append({"pass": f"exact:{order_name}:mu={mu:.3g}", "peak": pk, "cycles": cyc})
+        key = (0, cyc, pk) if pk <= budget else (1, pk, cyc)
+        results.append((key, ch, pk, cyc))
+        return pk, cyc
+
+    orders = greedy_orders(problem)
+    mem = {name: run(name, order, 0.0) for name, order in orders.items()}
+    best_name = min(mem, key=lambda n: (mem[n][0] > budget, mem[n][1], mem[n][0]))
+    if mem[best_name][0] <= budget:
+        lo, hi = -16.0, 4.0
+        for _ in range(passes):
+            mid = (lo + hi) / 2
+            pk, _ = run(best_name, orders[best_name], 2.0 ** mid)
+            if pk <= budget:
+                lo = mid
+            else:
+                hi = mid
+    _key, ch, pk, cyc = min(results, key=lambda r: r[0])
+    return ch, pk, cyc, log
+
+
+# ----------------------------------------------------------------------------------- CP-SAT
+def cover_nodes(geometry: Geometry, blocks: tuple[int, ...]) -> list[int]:
+    """Nodes of the coverage tree whose union is exactly ``blocks``.
+
+    On a line the blocks a footprint touches are contiguous, so a segment tree over the blocks
+    decomposes them into O(log G) canonical nodes; a block's load is the sum over the nodes on its
+    root-to-leaf path. This keeps the always-live load per block at O(slots log G) terms instead of
+    O(slots x blocks). On a mesh the nodes are the blocks themselves.
+    """
+    nb = geometry.n_blocks
+    if geometry.placement != "range" or len(blocks) <= 2:
+        return list(blocks)
+    lo, hi = blocks[0], blocks[-1] + 1
+    out: list[int] = []
+
+    def rec(node: int, a: int, b: int) -> None:
+        if hi <= a or b <= lo:
+            return
+        if lo <= a and b <= hi:
+            out.append(node)
+            return
+        mid = (a + b) // 2
+        rec(2 * node + 1, a, mid)
+        rec(2 * node + 2, mid, b)
+
+    rec(0, 0, nb)
+    return [nb + v for v in out]  # tree nodes numbered after the leaf blocks
+
+
+def block_paths(geometry: Geometry) -> list[list[int]]:
+    """Per block, the nodes whose load it carries: itself and (on a line) its tree ancestors."""
+    nb = geometry.n_blocks
+    if geometry.placement != "range":
+        return [[j] for j in range(nb)]
+    paths: list[list[int]] = [[j] for j in range(nb)]
+
+    def rec(node: int, a: int, b: int, anc: list[int]) -> None:
+        here = [*anc, nb + node]
+        if b - a == 1:
+            paths[a].extend(here)
+            return
+        mid = (a + b) // 2
+        rec(2 * node + 1, a, mid, here)
+        rec(2 * node + 2, mid, b, here)
+
+    if nb > 0:
+        rec(0, 0, nb, [])
+    return paths
+
+
+@dataclass
+class _Model:
+    model: cp_model.CpModel
+    y: list[list[cp_model.IntVar]]
+    a: list[cp_model.LinearExprT]  # always-live load per block
+    sp: cp_model.LinearExprT
+    z: cp_model.IntVar
+    cycles: cp_model.LinearExprT
+    steps_in: set[int]
+    step_lits: dict[int, cp_model.IntVar]
+    live: list[list[int]]
+    nodes: list[list[list[int]]]  # per group, per slot: cover nodes
+    paths: list[list[int]]
+
+
+def _varying(problem: Problem, options_of: Callable[[Group], Sequence]) -> list[list[int]]:
+    """Per step, the groups whose profile varies there (some option has a bump at that step)."""
+    live: list[list[int]] = [[] for _ in range(problem.steps)]
+    for gi, g in enumerate(problem.groups):
+        if g.trivial:
+            continue
+        opts = options_of(g)
+        prof = np.stack([_profile(g, oi, opts, problem.steps) for oi in range(len(opts))])
+        base = np.array([o.base for o in opts], dtype=np.int64)[:, None]
+        active = np.nonzero((prof - base).max(axis=0) > 0)[0]
+        for s in active:
+            live[int(s)].append(gi)
+    return live
+
+
+def _node_sum(m: cp_model.CpModel, terms: dict[int, tuple[list, list]], ub: int, name: str
+              ) -> dict[int, cp_model.LinearExprT]:
+    """One expression per node: an integer variable when it has several terms."""
+    out: dict[int, cp_model.LinearExprT] = {}
+    for v, (vars_, coefs) in terms.items():
+        if len(vars_) == 1:
+            out[v] = vars_[0] * coefs[0]
+        else:
+            x = m.new_int_var(0, ub, f"{name}{v}")
+            m.add(x == cp_model.LinearExpr.weighted_sum(vars_, coefs))
+            out[v] = x
+    return out
+
+
+def build_model(problem: Problem, geometry: Geometry, slots: list[list[Slot]], budget: int,
+                steps: set[int], *, with_objective: bool, step_literals: bool = False,
+                options_of: Callable[[Group], Sequence] | None = None) -> _Model:
+    """The slot-choice model with the block constraints of the given steps."""
+    opts_of = options_of or (lambda g: g.options)
+    m = cp_model.CpModel()
+    y: list[list[cp_model.IntVar]] = []
+    nodes: list[list[list[int]]] = []
+    for gi, _g in enumerate(problem.groups):
+        row = [m.new_bool_var(f"y{gi}_{k}") for k in range(len(slots[gi]))]
+        m.add_exactly_one(row)
+        y.append(row)
+        nodes.append([cover_nodes(geometry, pos.blocks) for _, pos in slots[gi]])
+    paths = block_paths(geometry)
+    nb = geometry.n_blocks
+    sp_terms = [(y[gi][k], opts_of(g)[oi].spread_per_tile)
+                for gi, g in enumerate(problem.groups) for k, (oi, _) in enumerate(slots[gi])
+                if opts_of(g)[oi].spread_per_tile]
+    sp: cp_model.LinearExprT = (cp_model.LinearExpr.weighted_sum(
+        [v for v, _ in sp_terms], [c for _, c in sp_terms]) if sp_terms else 0)
+    terms: dict[int, tuple[list, list]] = {}
+    for gi, g in enumerate(problem.groups):
+        opts = opts_of(g)
+        for k, (oi, _pos) in enumerate(slots[gi]):
+            base = opts[oi].base
+            if base:
+                for v in nodes[gi][k]:
+                    t = terms.setdefault(v, ([], []))
+                    t[0].append(y[gi][k])
+                    t[1].append(base)
+    node_a = _node_sum(m, terms, budget, "A")
+    a: list[cp_model.LinearExprT] = []
+    for j in range(nb):
+        parts = [node_a[v] for v in paths[j] if v in node_a]
+        a.append(sum(parts) if parts else 0)
+    z = m.new_int_var(0, budget, "peak")
+    for j in range(nb):
+        m.add(a[j] + sp <= z)
+    mdl = _Model(model=m, y=y, a=a, sp=sp, z=z, cycles=0, steps_in=set(), step_lits={},
+                 live=_varying(problem, opts_of), nodes=nodes, paths=paths)
+    add_steps(problem, geometry, slots, mdl, steps, step_literals=step_literals,
+              options_of=opts_of)
+    if with_objective:
+        cyc_vars, cyc_coefs = [], []
+        for gi, g in enumerate(problem.groups):
+            opts = opts_of(g)
+            for k, (oi, _) in enumerate(slots[gi]):
+                if opts[oi].cycles:
+                    cyc_vars.append(y[gi][k])
+                    cyc_coefs.append(opts[oi].cycles)
+        mdl.cycles = (cp_model.LinearExpr.weighted_sum(cyc_vars, cyc_coefs) if cyc_vars else 0)
+        m.minimize(mdl.cycles * (budget + 1) + z)
+    return mdl
+
+
+def add_steps(problem: Problem, geometry: Geometry, slots: list[list[Slot]], mdl: _Model,
+              steps: set[int], *, step_literals: bool = False,
+              options_of: Callable[[Group], Sequence] | None = None) -> None:
+    """Add the per-block constraints of ``steps`` (those not in the model yet)."""
+    opts_of = options_of or (lambda g: g.options)
+    nb = geometry.n_blocks
+    for s in sorted(steps - mdl.steps_in):
+        terms: dict[int, tuple[list, list]] = {}
+        for gi in mdl.live[s]:
+            g = problem.groups[gi]
+            opts = opts_of(g)
+            for k, (oi, _pos) in enumerate(slots[gi]):
+                extra = int(_profile(g, oi, opts, problem.steps)[s]) - opts[oi].base
+                if extra:
+                    for v in mdl.nodes[gi][k]:
+                        t = terms.setdefault(v, ([], []))
+                        t[0].append(mdl.y[gi][k])
+                        t[1].append(extra)
+        node_v = _node_sum(mdl.model, terms, problem.budget * 4 + 1, f"V{s}_")
+        lit = None
+        if step_literals:
+            lit = mdl.model.new_bool_var(f"step{s}")
+            mdl.step_lits[s] = lit
+        for j in range(nb):
+            parts = [node_v[v] for v in mdl.paths[j] if v in node_v]
+            if not parts:
+                continue
+            ct = mdl.model.add(mdl.a[j] + mdl.sp + sum(parts) <= mdl.z)
+            if lit is not None:
+                ct.only_enforce_if(lit)
+        mdl.steps_in.add(s)
+
+
+def _profile(g: Group, oi: int, opts: Sequence, steps: int) -> np.ndarray:
+    if opts is g.options and g.profiles is not None:
+        return g.profiles[oi]
+    return opts[oi].profile(g.intervals, steps)
+
+
+def _choice_from(mdl: _Model, s: cp_model.CpSolver, slots: list[list[Slot]]) -> list[Slot]:
+    out = []
+    for gi, row in enumerate(mdl.y):
+        k = next(i for i, v in enumerate(row) if s.boolean_value(v))
+        out.append(slots[gi][k])
+    return out
+
+
+def initial_steps(problem: Problem, hint: Placement, budget: int, limit: int = 24) -> set[int]:
+    """Steps the CP-SAT model starts with: where the hint is tightest, and where the varying
+    demand is largest."""
+    col_peak = hint.load.max(axis=0)
+    tight = set(int(s) for s in np.argsort(-col_peak, kind="stable")[:limit])
+    tight |= {int(s) for s in np.nonzero(col_peak > budget * 0.9)[0]}
+    return tight
+
+
+def cpsat_search(problem: Problem, geometry: Geometry, slots: list[list[Slot]], hint: Placement,
+                 settings: SolveSettings, *, budget: int | None = None, rounds: int = 2,
+                 progress: Callable[[str, float], None] | None = None) -> PlaceResult:
+    """Improve (or find) a placement with CP-SAT, growing the step set lazily."""
+    budget = problem.budget if budget is None else budget
+    if geometry.exact and problem.steps * geometry.n_blocks <= 20000:
+        steps = set(range(problem.steps))  # small: the complete exact model at once
+    else:
+        steps = initial_steps(problem, hint, budget)
+    mdl = build_model(problem, geometry, slots, budget, steps, with_objective=True)
+    slot_index = [{(oi, pos): k for k, (oi, pos) in enumerate(row)} for row in slots]
+    best = hint if hint.peak <= budget else None
+    details: dict = {"rounds": 0, "steps_modelled": 0, "booleans": sum(len(r) for r in slots)}
+    status_name, obj, bound, wall_hit = "UNKNOWN", None, None, False
+    first_round = SolveSettings(time_limit=settings.time_limit,
+                                deterministic_limit=settings.deterministic_limit,
+                                seed=settings.seed, workers=settings.workers)
+    repair_round = SolveSettings(time_limit=settings.time_limit,
+                                 deterministic_limit=settings.deterministic_limit / 2,
+                                 seed=settings.seed, workers=settings.workers)
+    current_hint = hint
+    infeasible_exact = False
+    for r in range(rounds):
+        mdl.model.clear_hints()
+        for gi, (oi, pos) in enumerate(current_hint.choice):
+            k = slot_index[gi].get((oi, pos))
+            if k is not None:
+                for kk, v in enumerate(mdl.y[gi]):
+                    mdl.model.add_hint(v, kk == k)
+        out = solve(mdl.model, first_round if r == 0 else repair_round)
+        sol, st = out.solver, out.status
+        wall_hit = wall_hit or out.wall_clock_hit
+        status_name = out.status_name
+        details["rounds"] = r + 1
+        details["steps_modelled"] = len(mdl.steps_in)
+        if progress:
+            progress("place", 0.1 + 0.9 * (r + 1) / rounds)
+        if st == cp_model.INFEASIBLE:
+            # Infeasible with a subset of the constraints: infeasible with all of them. It is a
+            # proof about the restricted model; only on the exact geometry about the chip.
+            infeasible_exact = geometry.exact
+            break
+        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            break
+        obj, bound = sol.objective_value, sol.best_objective_bound
+        cand = evaluate(problem, geometry, _choice_from(mdl, sol, slots), "cp-sat", budget)
+        violated = {int(s) for s in np.nonzero(cand.load.max(axis=0) > budget)[0]}
+        if not violated:
+            if best is None or (cand.cycles, cand.peak) < (best.cycles, best.peak):
+                best = cand
+            # The peak term only saw the modelled steps: add those where the true peak sits.
+            above = {int(s) for s in np.nonzero(cand.load.max(axis=0) > sol.value(mdl.z))[0]}
+            if not above - mdl.steps_in:
+                break
+            add_steps(problem, geometry, slots, mdl, above)
+            current_hint = best
+            continue
+        add_steps(problem, geometry, slots, mdl, violated)
+        current_hint = best if best is not None else cand
+    result_best = best if best is not None else hint
+    return PlaceResult(best=result_best, fits=result_best.peak <= budget,
+                       solver_status=status_name, objective=obj, bound=bound,
+                       infeasible_exact=infeasible_exact, wall_clock_hit=wall_hit,
+                       details=details)
+
+
+# ----------------------------------------------------------------------------------- driver
+def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def snap(choice: Sequence[Slot], slots: list[list[Slot]]) -> list[Slot]:
+    """Each group's offered slot closest to a tile-level choice: same option, nearest origin."""
+    out = []
+    for (oi, pos), row in zip(choice, slots, strict=False):
+        same = [s for s in row if s[0] == oi] or row
+        out.append(min(same, key=lambda s, pos=pos: (_distance(s[1].origin, pos.origin),
+                                                     s[1].origin)))
+    return out
+
+
+def neighbourhood(slots: list[list[Slot]], hint: Sequence[Slot], reach: int = 2
+                  ) -> list[list[Slot]]:
+    """Per group, the slots near the hint: every option at the hint's origin (when offered), and
+    the hint's option at the ``reach`` nearest other origins. Keeps the CP-SAT model small enough
+    to improve within a second on big chips (a large-neighbourhood restriction)."""
+    out = []
+    for row, (oi, pos) in zip(slots, hint, strict=False):
+        keep = [s for s in row if s[1].origin == pos.origin or (s[0] == oi and s[1] == pos)]
+        same = sorted((s for s in row if s[0] == oi and s not in keep),
+                      key=lambda s, pos=pos: (_distance(s[1].origin, pos.origin),
+                                              s[1].origin))
+        keep += same[:reach]
+        if not any(s[0] == oi and s[1] == pos for s in keep):
+            keep.append((oi, pos))
+        out.append(sorted(keep, key=lambda s: (s[0], s[1].origin)))
+    return out
+
+
+def evaluate_tiles(problem: Problem, choice: Sequence[Slot], method: str, budget: int
+                   ) -> Placement:
+    """Exact (per-tile) score of a complete choice."""
+    occ = tile_occupancy(problem, choice)
+    if occ.size:
+        flat = int(np.argmax(occ))
+        pt, ps = divmod(flat, problem.steps)
+        peak = int(occ[pt, ps])
+    else:
+        pt = ps = peak = 0
+    cycles = sum(g.options[oi].cycles for g, (oi, _) in zip(problem.groups, choice, strict=False))
+    return Placement(choice=list(choice), load=occ, peak=peak, peak_block=pt, peak_step=ps,
+                     cycles=cycles, method=method, fits=peak <= budget)
+
+
+def place(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
+          budget: int | None = None, use_cpsat: bool = True, greedy_passes: int = 5,
+          progress: Callable[[str, float], None] | None = None) -> PlaceResult:
+    """Greedy passes (block and tile level), CP-SAT from the best block-level one, and the best of
+    all by their exact per-tile score: (fits, cycles, peak)."""
+    budget = problem.budget if budget is None else budget
+    t0 = time.perf_counter()
+    slots = make_slots(problem, geometry)
+    hint, log = greedy_search(problem, geometry, slots, budget,
+                              passes=greedy_passes if geometry.exact else 0)
+    candidates: list[Placement] = [evaluate_tiles(problem, hint.choice, hint.method, budget)]
+    if not geometry.exact:
+        ch, _pk, _cyc, log2 = exact_search(problem, geometry, budget, passes=greedy_passes)
+        log += log2
+        candidates.append(evaluate_tiles(problem, ch, "greedy:tile", budget))
+        snapped = evaluate(problem, geometry, snap(ch, slots), "greedy:tile-snapped", budget)
+        log.append({"pass": snapped.method, "peak": snapped.peak, "cycles": snapped.cycles})
+        if (snapped.peak > budget, snapped.cycles if snapped.peak <= budget else snapped.peak) < (
+                hint.peak > budget, hint.cycles if hint.peak <= budget else hint.peak):
+            hint = snapped
+    if progress:
+        progress("place", 0.2)
+    t1 = time.perf_counter()
+    details = {"greedy": log, "geometry": geometry.describe(),
+               "groups": len(problem.groups), "slots": sum(len(s) for s in slots)}
+    res: PlaceResult
+    if use_cpsat and not all(g.trivial for g in problem.groups):
+        model_slots = slots if geometry.exact else neighbourhood(slots, hint.choice)
+        details["cp_sat_slots"] = sum(len(r) for r in model_slots)
+        res = cpsat_search(problem, geometry, model_slots, hint, settings, budget=budget,
+                           progress=progress)
+        if res.best is not hint:
+            candidates.append(evaluate_tiles(problem, res.best.choice, "cp-sat", budget))
+    else:
+        res = PlaceResult(best=hint, fits=hint.peak <= budget, solver_status="greedy")
+    best = min(candidates, key=lambda p: (0, p.cycles, p.peak) if p.fits else (1, p.peak,
+                                                                                p.cycles))
+    greedy_best = min(candidates[:2], key=lambda p: (0, p.cycles, p.peak) if p.fits
+                      else (1, p.peak, p.cycles))
+    res.details = {**details, **res.details, "kept": best.method}
+    res.best, res.fits = best, best.fits
+    res.greedy_cycles, res.greedy_peak = greedy_best.cycles, greedy_best.peak
+    res.seconds = {"greedy": t1 - t0, "cp-sat": time.perf_counter() - t1}
+    return res
