@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from tilec.costmodel import Target
 from tilec.opinfo import GraphInfo
 from tilec.plan.partition import Partition
-from tilec.plan.problem import io_input_bytes
+from tilec.plan.problem import io_input_bytes, outputs_stay
 from tilec.plan.schedule import buffer_uses
 
 
@@ -127,6 +127,7 @@ def chip_bound(info: GraphInfo, partition: Partition, target: Target) -> Bound:
         return Bound("chip_capacity", False, None, 0, capacity)
     bit, anc, desc = _closure(info)
     uses = buffer_uses(info)
+    stay = outputs_stay(target)
     totals = buffer_min_totals(info, partition, target)
     always = sum(min(c.always * c.tiles + c.spread for c in oc.proof)
                  for oc in partition.ops.values())
@@ -154,10 +155,11 @@ def chip_bound(info: GraphInfo, partition: Partition, target: Target) -> Bound:
             written = is_in or bool(w & (anc[i] | me))
             if not written:
                 continue
-            read_later = bool(rd & (desc[i] | me)) or (is_out and bool(w & (anc[i] | me)))
+            read_later = bool(rd & (desc[i] | me)) or (stay and is_out
+                                                        and bool(w & (anc[i] | me)))
             if not read_later:
                 continue
-            if r == skip and not (rd & desc[i]) and not is_out:
+            if r == skip and not (rd & desc[i]) and not (stay and is_out):
                 continue
             live.append((r, totals[r]))
         step = min(c.step * c.tiles for c in oc.proof)

@@ -48,7 +48,8 @@ def target_info(target: Target) -> TargetInfo:
                       reserved_bytes_per_tile=int(target.reserved_bytes_per_tile),
                       budget_per_tile=int(target.budget_per_tile),
                       grid=[int(target.grid[0]), int(target.grid[1])],
-                      placement=str(target.placement), clock_hz=float(target.clock_hz))
+                      placement=str(target.placement), clock_hz=float(target.clock_hz),
+                      io_location=str(getattr(target, "io_location", "host")))
 
 
 def _ranges(pos) -> list[list[int]]:

@@ -22,7 +22,10 @@ def fmt(n: int) -> str:
 
 
 def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, int]) -> Evidence:
-    if b.kind == "op_too_large":
+    if b.details.get("resource") == "framebuffer":
+        summary = (f"the model's inputs and outputs need {fmt(b.needed)} bytes of the I/O "
+                   f"framebuffer, which holds {fmt(b.capacity)}")
+    elif b.kind == "op_too_large":
         d = b.details
         summary = (f"op '{b.op}' needs at least {fmt(b.needed)} bytes on each of its tiles even at "
                    f"its finest split ({d.get('split')} on {d.get('tiles')} tiles), more than "

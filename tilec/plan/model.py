@@ -68,6 +68,7 @@ class TargetInfo:
     grid: list[int]  # [rows, cols]
     placement: str  # "range" | "rect"
     clock_hz: float
+    io_location: str = "host"  # "host": outputs stay in tile memory to the end; "framebuffer"
 
 
 @dataclass

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tilec.costmodel import OpCost, Split, Target
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo, OpInfo
@@ -116,36 +118,37 @@ def footprint_within(x: Candidate, y: Candidate, placement: str) -> bool:
     return x.tiles <= y.tiles
 
 
-def _dominates(x: Candidate, y: Candidate, charged: Sequence[bool], placement: str,
-               with_cycles: bool) -> bool:
-    vx, vy = _vector(x, charged), _vector(y, charged)
-    if any(a > b for a, b in zip(vx, vy, strict=False)) or not footprint_within(x, y, placement):
-        return False
-    if with_cycles and x.cycles > y.cycles:
-        return False
-    strictly = (vx != vy or x.tiles < y.tiles or (with_cycles and x.cycles < y.cycles))
-    return strictly
-
-
 def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
            with_cycles: bool) -> list[Candidate]:
-    """The candidates no other candidate dominates (identical ones: the first in split order)."""
-    keep: list[Candidate] = []
-    for i, y in enumerate(cands):
-        dominated = False
-        for j, x in enumerate(cands):
-            if i == j:
-                continue
-            if _dominates(x, y, charged, placement, with_cycles):
-                dominated = True
-                break
-            if (j < i and _vector(x, charged) == _vector(y, charged) and x.tiles == y.tiles
-                    and x.shapes == y.shapes and (not with_cycles or x.cycles == y.cycles)):
-                dominated = True  # an identical twin earlier in the list
-                break
-        if not dominated:
-            keep.append(y)
-    return keep
+    """The candidates no other candidate dominates (identical ones: the first in split order).
+
+    X dominates Y when X needs no more bytes per tile in any lifetime (and, ``with_cycles``, no
+    more cycles), its footprint fits inside Y's, and it is strictly better somewhere. Vectorised:
+    an (n x n) comparison per op.
+    """
+    n = len(cands)
+    if n <= 1:
+        return list(cands)
+    width = max(len(_vector(c, charged)) for c in cands)
+    rows = []
+    for c in cands:
+        v = list(_vector(c, charged))
+        v += [0] * (width - len(v))
+        if with_cycles:
+            v.append(c.cycles)
+        v.append(c.tiles)
+        rows.append(v)
+    m = np.array(rows, dtype=np.int64)  # [n, d]
+    le = (m[:, None, :] <= m[None, :, :]).all(axis=2)  # le[x, y]: x <= y everywhere
+    eq = (m[:, None, :] == m[None, :, :]).all(axis=2)
+    if placement == "rect":
+        fit = np.array([[footprint_within(x, y, placement) for y in cands] for x in cands])
+        le &= fit
+        eq &= fit & fit.T
+    strictly = le & ~eq
+    earlier_twin = eq & np.tri(n, k=-1, dtype=bool).T  # twin x earlier than y (x < y)
+    dominated = (strictly | earlier_twin).any(axis=0)
+    return [c for c, d in zip(cands, dominated, strict=True) if not d]
 
 
 def _shortlist(front: list[Candidate], charged: Sequence[bool], limit: int) -> list[Candidate]:

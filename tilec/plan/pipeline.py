@@ -36,7 +36,7 @@ from tilec.plan.model import (
 )
 from tilec.plan.partition import Partition, partition
 from tilec.plan.place import PlaceResult, place
-from tilec.plan.problem import Problem, build_problem
+from tilec.plan.problem import Problem, build_problem, framebuffer_need
 from tilec.plan.proof import prove
 from tilec.plan.schedule import Schedule, schedule
 from tilec.plan.verify import verify
@@ -107,14 +107,18 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     part = partition(info, target)
     t0 = _tick(timings, "partition", t0)
     bounds = {"b": op_bound(info, part, target), "a": chip_bound(info, part, target)}
+    fb = framebuffer_need(target, info)
+    if fb is not None:
+        bounds["io"] = Bound(kind="chip_capacity", holds=fb[0] > fb[1], op=None, needed=fb[0],
+                             capacity=fb[1], details={"resource": "framebuffer"})
     t0 = _tick(timings, "bounds", t0)
     problem = build_problem(info, target, sched, part)
     geometry = Geometry(int(target.tiles), (int(target.grid[0]), int(target.grid[1])),
                         str(target.placement), max_blocks=options.max_blocks,
                         max_positions=options.max_positions)
     t0 = _tick(timings, "problem", t0)
-    certificate = bounds["b"] if bounds["b"].holds else (bounds["a"] if bounds["a"].holds
-                                                         else None)
+    certificate = next((bounds[k] for k in ("io", "b", "a") if k in bounds and bounds[k].holds),
+                       None)
     if progress:
         progress("place", 0.0)
     res = place(problem, geometry, options.settings, use_cpsat=options.use_cpsat

@@ -638,13 +638,7 @@ def cpsat_search(problem: Problem, geometry: Geometry, slots: list[list[Slot]], 
         if not violated:
             if best is None or (cand.cycles, cand.peak) < (best.cycles, best.peak):
                 best = cand
-            # The peak term only saw the modelled steps: add those where the true peak sits.
-            above = {int(s) for s in np.nonzero(cand.load.max(axis=0) > sol.value(mdl.z))[0]}
-            if not above - mdl.steps_in:
-                break
-            add_steps(problem, geometry, slots, mdl, above)
-            current_hint = best
-            continue
+            break  # its peak term saw only the modelled steps; the exact score decides later
         add_steps(problem, geometry, slots, mdl, violated)
         current_hint = best if best is not None else cand
     result_best = best if best is not None else hint

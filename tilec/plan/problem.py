@@ -40,6 +40,23 @@ from tilec.plan.schedule import Schedule, buffer_uses
 MAX_FOLLOWER_COMBOS = 16
 
 
+def outputs_stay(target: Target) -> bool:
+    """Do model outputs stay in tile memory until the end of the run (the host reads them after
+    the last superstep)? Not when the target keeps I/O in a framebuffer outside tile memory
+    (``target.io_location == "framebuffer"``, NorthPole): there an output leaves tile memory after
+    its last reader inside the network, like any other activation."""
+    return getattr(target, "io_location", "host") != "framebuffer"
+
+
+def framebuffer_need(target: Target, info: GraphInfo) -> tuple[int, int] | None:
+    """(bytes the I/O framebuffer must hold, its size) for a framebuffer target, else None."""
+    size = int(getattr(target, "framebuffer_bytes", 0) or 0)
+    fn = getattr(target.cost_model, "io_bytes", None)
+    if size <= 0 or fn is None or outputs_stay(target):
+        return None
+    return int(fn(info)), size
+
+
 def io_input_bytes(target: Target, tensor: TensorInfo, tiles: int) -> dict[str, int]:
     """Bytes per tile (by category) that holding model input ``tensor`` on ``tiles`` tiles costs.
 
@@ -136,8 +153,8 @@ class Problem:
     notes: list[str] = field(default_factory=list)
 
 
-def build_buffers(info: GraphInfo, step_of: Mapping[str, int], steps: int
-                  ) -> dict[str, BufferSpec]:
+def build_buffers(info: GraphInfo, step_of: Mapping[str, int], steps: int,
+                  outputs_to_end: bool = True) -> dict[str, BufferSpec]:
     """Every buffer with its owner and lifetime (before in-place merging)."""
     out: dict[str, BufferSpec] = {}
     members: dict[str, list[str]] = {}
@@ -159,7 +176,7 @@ def build_buffers(info: GraphInfo, step_of: Mapping[str, int], steps: int
             owner = producer
             idx = info.op_by_name[producer].outputs.index(root)
         last = max([step_of[r] for r in readers] + [first])
-        end = steps if use.is_output else last + 1
+        end = steps if (use.is_output and outputs_to_end) else last + 1
         out[root] = BufferSpec(root=root, tensors=tuple(sorted(members[root])), owner=owner,
                                out_index=idx, first=first, end=end, is_input=use.is_input,
                                is_output=use.is_output, readers=tuple(sorted(readers)),
@@ -187,7 +204,7 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
     step_of = schedule.step_of
     steps = len(schedule.order)
     budget = int(target.budget_per_tile)
-    buffers = build_buffers(info, step_of, steps)
+    buffers = build_buffers(info, step_of, steps, outputs_stay(target))
     notes: list[str] = []
     model = target.cost_model
 
@@ -212,7 +229,8 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
             continue
         rin, rout = info.root(op.inputs[0]), op.outputs[0]
         bin_, bout = buffers.get(rin), buffers.get(rout)
-        if (bin_ is None or bout is None or rout != info.root(rout) or bin_.is_output
+        if (bin_ is None or bout is None or rout != info.root(rout)
+                or (bin_.is_output and bin_.end == steps)
                 or bin_.reuses is not None or bin_.end != step_of[name] + 1
                 or group_of_op.get(bin_.owner) != group_of_op[name] or bout.owner != name
                 or bin_.first >= step_of[name]

@@ -236,7 +236,8 @@ def _note(note: str, extra: str) -> str:
 def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober,
                probes: list[Probe]) -> WhatIf:
     """Smallest bytes per tile (1 KiB steps) at which this configuration fits."""
-    grain = 1024
+    current_bytes = int(target.bytes_per_tile)
+    grain = 1024 if current_bytes >= 64 * 1024 else max(1, current_bytes // 64)
     reserved = int(target.reserved_bytes_per_tile)
     current = int(target.bytes_per_tile)
     tiles = int(target.tiles)
@@ -284,5 +285,5 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober,
         status, note = "exact", f"{lo:,} bytes per tile proven not to fit"
     else:
         status, note = "bound", f"{hi:,} bytes per tile fits; {lo:,} was not proven not to fit"
-    return WhatIf("min_bytes_per_tile", hi, status, note + f" (1 KiB resolution; the lower "
-                  f"bounds alone need {need:,})", [p.record() for p in probes])
+    return WhatIf("min_bytes_per_tile", hi, status, note + f" ({grain:,}-byte resolution; the "
+                  f"lower bounds alone need {need:,})", [p.record() for p in probes])
