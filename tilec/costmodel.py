@@ -17,10 +17,25 @@ Lifetimes are what make a tiled-SRAM chip different from a GPU, so they are expl
 ``outputs`` bytes on each of the op's tiles per output tensor, from the op's superstep to the last
             superstep that reads it (or a view or in-place concat of it).
 ``spread``  bytes stored once over the *whole* array for the whole run, independent of where the
-            op runs (NorthPole's weights: "stored once, broadcast per layer").
+            op runs (NorthPole's weights: "stored once, broadcast per layer"). These values are
+            *totals* over the array; the planner charges ``ceil(total / tiles)`` of each category
+            on every tile.
 
 Categories name what the bytes are for (:data:`CATEGORIES`); reports break memory down by them.
-The planner adds nothing of its own: every byte it charges comes from an :class:`OpCost`.
+The planner adds nothing of its own: every byte it charges comes from an :class:`OpCost` -- or, for
+the model's inputs and outputs, from the optional I/O hooks below.
+
+Optional I/O hooks (looked up with ``getattr``; a target without them keeps I/O out of tile
+memory and has no framebuffer):
+
+* ``CostModel.input_bytes(tensor, tiles) -> {category: bytes per tile}``: what holding model input
+  ``tensor`` costs on each of the ``tiles`` tiles of its first reader (the IPU: the host streams
+  it into a variable mapped over those tiles). It is live from step 0 to its last read.
+* ``Target.io_location``: ``"host"`` (default; model outputs stay in tile memory until the end of
+  the run, when the host reads them) or ``"framebuffer"`` (inputs and outputs live in an on-chip
+  I/O buffer outside tile memory; an output leaves tile memory after its last reader).
+* ``Target.framebuffer_bytes`` and ``CostModel.io_bytes(graph) -> int``: the framebuffer's size
+  and the bytes the model's inputs plus outputs need there; more is evidence (a).
 """
 
 from __future__ import annotations
