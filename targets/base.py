@@ -45,6 +45,8 @@ class BaseCostModel:
         self.keep = int(splits["max_per_tile_count"])
         self.max_in_split = int(splits["max_in_channel_split"])
         self.min_elems = int(splits["min_elements_per_tile"])
+        self.policy = str(splits["policy"])
+        self.slack = float(splits["fastest_slack"])
         self.vector_ops: dict[str, float] = dict(self.spec["vector_ops"])
         self._rect = target.placement == "rect"
         self._splits: dict[tuple, tuple[Split, ...]] = {}
@@ -58,7 +60,9 @@ class BaseCostModel:
 
         Candidates that exceed the tile's budget are dropped when any candidate fits; if none
         fits at any tile count, the single smallest one is returned, so the planner can report
-        the op as too large with the best split there is.
+        the op as too large with the best split there is. Under the ``fastest`` policy only the
+        splits within ``fastest_slack`` of the fastest remain (ops that follow their input keep
+        every tile count: their producer decides).
         """
         key = self._signature(op)
         hit = self._splits.get(key)
@@ -74,6 +78,8 @@ class BaseCostModel:
             fit = [c for c in picks if c.peak_bytes <= self.budget]
             if not fit and picks:
                 fit = [min(picks, key=lambda c: (c.peak_bytes, c.cycles, c.split))]
+            if self.policy == "fastest" and fit and not any(c.follows_input for c in fit):
+                fit = self._fastest(fit)
             result = tuple(sorted({c.split for c in fit}, key=lambda s: (s.tiles, s.factors)))
             result = result or (Split(),)
         self._splits[key] = result
@@ -193,6 +199,18 @@ class BaseCostModel:
             if len(picks) >= self.keep:
                 break
         return picks
+
+    def _fastest(self, costs: list[OpCost]) -> list[OpCost]:
+        """The ``fastest`` policy: what a compiler that plans each op for speed alone would pick
+        (PopLibs plans every convolution over the whole IPU for minimum cycles under its
+        temporary-memory bound; element-wise tensors are mapped linearly over all tiles). Our
+        cycle estimates are not PopLibs', so every split within ``fastest_slack`` of the fastest
+        is an equally plausible choice and stays; at most ``max_per_tile_count`` of them, the
+        fastest first."""
+        best = min(c.cycles for c in costs)
+        near = [c for c in costs if c.cycles <= best * (1.0 + self.slack)]
+        near.sort(key=lambda c: (c.cycles, c.peak_bytes, c.split))
+        return near[: self.keep]
 
     def _cost(self, op: OpInfo, split: Split) -> OpCost:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -128,6 +128,12 @@ _STREAMING = {
     "bytes_per_s": Field("nonneg_num", "streaming memory bandwidth"),
 }
 _SPLITS = {
+    "policy": Field("choice", "which splits the planner may choose from: 'fastest' (what a "
+                              "compiler planning each op for speed picks, as Poplar does) or "
+                              "'pareto' (the memory/speed trade-offs from one tile to the chip)",
+                    choices=("fastest", "pareto")),
+    "fastest_slack": Field("nonneg_num", "under 'fastest': splits within this fraction of the "
+                                         "fastest count as equally fast"),
     "max_per_tile_count": Field("pos_int", "candidate splits kept per tile count (Pareto-best)"),
     "max_in_channel_split": Field("pos_int", "largest input-channel split factor tried"),
     "min_elements_per_tile": Field("pos_int", "smallest per-tile share an op is split into"),

@@ -43,6 +43,8 @@ bytes_per_compute_set = 100
 code_share = 0.2
 state_share = 0.3
 exchange_share = 0.5
+[splits]
+policy = "pareto"
 """
 
 
@@ -246,6 +248,30 @@ def test_splits_cover_one_tile_to_the_chip(chip):
     assert all(s.tiles <= chip.tiles for s in splits)
     assert splits == sorted(splits, key=lambda s: (s.tiles, s.factors))
     assert splits == chip.cost_model.splits(op)  # deterministic (and cached)
+
+
+def test_gc200_offers_only_what_poplar_would_choose(tmp_path):
+    """Poplar plans each op for speed over the whole IPU: gc200 offers the splits within 10% of
+    the fastest; the same chip with policy "pareto" offers the memory trade-offs as well."""
+    t = load_target("gc200")
+    op = conv(cin=128, cout=128, hw=112, k=3, act="Mish", name="mid")
+    fast = t.cost_model.splits(op)
+    costs = [t.cost_model.cost(op, s) for s in fast]
+    best = min(c.cycles for c in costs)
+    assert 1 <= len(fast) <= 3
+    assert all(c.cycles <= best * 1.1 for c in costs)
+    assert min(s.tiles for s in fast) >= 512  # big convs spread over (most of) the chip
+    p = tmp_path / "free.toml"
+    p.write_text('[target]\nbase = "gc200"\nname = "free"\n[splits]\npolicy = "pareto"\n')
+    free = load_target(str(p))
+    wide = free.cost_model.splits(op)
+    assert set(fast) <= set(wide) and min(s.tiles for s in wide) < 512
+    assert min(free.cost_model.cost(op, s).cycles for s in wide) == best
+    # element-wise ops follow their producer: every tile count stays on offer
+    shape = (1, 128, 112, 112)
+    add = simple("elementwise", "Add", [shape, shape], [shape])
+    counts = {s.tiles for s in t.cost_model.splits(add)}
+    assert {368, 512, 736, 1024, 1472} <= counts and len(counts) >= 8
 
 
 def test_temporaries_respect_available_memory_proportion():
