@@ -336,7 +336,7 @@ def _check_page(chromium: str, plan: Plan, tmp_path: Path, name: str) -> dict[st
         mem = plan.memory
         assert mem is not None
         budget = plan.target.budget_per_tile
-        assert facts["fills"] == len({heat_colour(p / budget) for p in mem.per_tile_peak}) > 3
+        assert facts["fills"] == len({heat_colour(p / budget) for p in mem.per_tile_peak})
         assert facts["charts"] >= 4, "stacked areas in the memory charts"
         assert facts["rows"] == len(plan.ops)
 

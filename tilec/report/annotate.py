@@ -30,7 +30,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from tilec.errors import InputError
-from tilec.ir import set_ann, to_onnx
+from tilec.ir import FUSED_DOMAIN, set_ann, to_onnx
 from tilec.plan.model import Plan, tiles_in
 from tilec.report.data import fmt_split, fmt_tiles, op_tile_bytes
 
@@ -68,7 +68,7 @@ def annotate_graph(graph: gs.Graph, plan: Plan, *, strict: bool = True) -> list[
     unmatched = []
     for op in plan.ops:
         node = nodes.get(op.name)
-        if node is None or not _same_type(node, op.op_type):
+        if node is None or not _same_type(node, op):
             if strict:
                 what = ("is not in" if node is None
                         else f"is a {node.op} in")
@@ -98,10 +98,14 @@ def placement_annotations(plan: Plan, op: Any) -> dict[str, Any]:
     }
 
 
-def _same_type(node: gs.Node, op_type: str) -> bool:
-    """A plan's op type is the node's op, optionally qualified by its domain."""
+def _same_type(node: gs.Node, op: Any) -> bool:
+    """The plan's op type names the node's op: exactly, qualified by its domain, or -- for a
+    fused op such as ``ConvLeakyRelu`` in tilec's domain -- as its base op plus activation."""
     domain = getattr(node, "domain", None) or ""
-    return op_type in (node.op, f"{domain}::{node.op}", f"{domain}.{node.op}")
+    names = {op.op_type, f"{domain}::{op.op_type}", f"{domain}.{op.op_type}"}
+    if domain == FUSED_DOMAIN:
+        names.add(op.op_type + (op.activation or ""))
+    return node.op in names or f"{domain}::{node.op}" in names
 
 
 def _set_model_metadata(model: onnx.ModelProto, plan: Plan, unmatched: list[str]) -> None:

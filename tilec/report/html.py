@@ -220,9 +220,14 @@ def _cards(plan: Plan) -> str:
         cards.append(("solver", s.status, gap))
     if plan.verification is not None:
         v = plan.verification
-        cards.append(("verifier", "passed" if v.ok else "FAILED",
-                      f"{len(v.checks)} checks" + (f", {len(v.errors)} errors" if v.errors
-                                                    else "")))
+        if plan.status == STATUS_FITS:
+            cards.append(("verifier", "passed" if v.ok else "FAILED",
+                          f"{len(v.checks)} checks" + (f", {len(v.errors)} errors" if v.errors
+                                                        else "")))
+        else:  # what the verifier says of a placement that is known not to fit
+            cards.append(("placement shown", "partial",
+                          f"the verifier finds {len(v.errors)} errors in it" if v.errors else
+                          "best partial placement"))
     return '<section class="cards">' + "".join(
         f'<div class="card"><div class="k">{e(k)}</div><div class="v">{e(v)}</div>'
         f'<div class="d">{e(d)}</div></div>' for k, v, d in cards) + "</section>"
@@ -263,8 +268,12 @@ def _diagnosis(plan: Plan) -> str:
             f"</span>{e(c)} {fmt_bytes(d.by_category[c])} ({fmt_pct(d.by_category[c], total)})"
             for c in category_order(d.by_category) if d.by_category.get(c)) + "</dd>")
     if d.live_ops:
-        out.append(f"<dt>live ops ({len(d.live_ops)})</dt><dd>"
-                   + ", ".join(f"<code>{e(o)}</code>" for o in d.live_ops) + "</dd>")
+        shown, rest = d.live_ops[:12], d.live_ops[12:]
+        text = ", ".join(f"<code>{e(o)}</code>" for o in shown)
+        if rest:  # a big network has hundreds: the rest folds away
+            text += (f'<details><summary>{len(rest)} more</summary>'
+                     + ", ".join(f"<code>{e(o)}</code>" for o in rest) + "</details>")
+        out.append(f"<dt>live ops ({len(d.live_ops)})</dt><dd>{text}</dd>")
     if ev.details:
         out.append("<dt>details</dt><dd>" + ", ".join(
             f"{e(str(k))} = <code>{e(json.dumps(v, sort_keys=True))}</code>"
@@ -416,7 +425,7 @@ def _memory_section(plan: Plan, cats: list[str]) -> str:
            _category_legend(cats, mem.worst_tile_timeline + mem.chip_timeline),
            f"<h3>Worst tile: tile {mem.peak_tile}</h3>",
            _stacked_chart("chart-tile", mem.worst_tile_timeline, cats, budget,
-                          f"budget {fmt_bytes(budget)}", mem.peak_step)]
+                          f"per-tile budget {fmt_bytes(budget)}", mem.peak_step)]
     if mem.chip_timeline:
         capacity = budget * plan.target.tiles
         out.append(f"<h3>Whole chip: {plan.target.tiles:,} tiles</h3>")
@@ -441,7 +450,9 @@ def _stacked_chart(chart_id: str, timeline: list[dict[str, int]], cats: list[str
     steps = len(timeline)
     totals = [sum(d.values()) for d in timeline]
     vmax = max(totals, default=0)
-    show_limit = not limit_optional or limit <= 1.6 * max(vmax, 1)
+    # The limit line sets the scale unless it would squash the data into the bottom of the chart
+    # (a small model on a big chip); then it is named, off scale.
+    show_limit = limit <= (1.6 if limit_optional else 2.5) * max(vmax, 1)
     unit, scale = _byte_unit(max(vmax, limit if show_limit else 0))
     ticks, top = _nice_ticks(max(vmax, limit if show_limit else 0) / scale)
     pw = CHART_W - MARGIN_L - MARGIN_R
@@ -522,7 +533,9 @@ def _memory_map(plan: Plan, cats: list[str]) -> str:
         return ""
     steps = len(plan.steps)
     budget = plan.target.budget_per_tile
-    vmax = max(max(o + b.bytes for b, o in boxes), budget)
+    top_used = max(o + b.bytes for b, o in boxes)
+    show_budget = budget <= 2.5 * top_used  # else the boxes would be squashed: budget off scale
+    vmax = max(top_used, budget) if show_budget else top_used
     unit, scale = _byte_unit(vmax)
     ticks, top = _nice_ticks(vmax / scale)
     pw = CHART_W - MARGIN_L - MARGIN_R
@@ -559,10 +572,14 @@ def _memory_map(plan: Plan, cats: list[str]) -> str:
         if s <= steps - 1 and s == int(s):
             out.append(f'<text class="ax" x="{_num(x(s + 0.5))}" y="{MARGIN_T + ph + 14}" '
                        f'text-anchor="middle">{int(s)}</text>')
-    ly = _num(y(budget))
-    out.append(f'<line class="limit" x1="{MARGIN_L}" x2="{CHART_W - MARGIN_R}" y1="{ly}" '
-               f'y2="{ly}"/><text class="limit-label" x="{CHART_W - MARGIN_R - 4}" y="{ly}" '
-               f'dy="-4" text-anchor="end">budget {fmt_bytes(budget)}</text>')
+    if show_budget:
+        ly = _num(y(budget))
+        out.append(f'<line class="limit" x1="{MARGIN_L}" x2="{CHART_W - MARGIN_R}" y1="{ly}" '
+                   f'y2="{ly}"/><text class="limit-label" x="{CHART_W - MARGIN_R - 4}" '
+                   f'y="{ly}" dy="-4" text-anchor="end">budget {fmt_bytes(budget)}</text>')
+    else:
+        out.append(f'<text class="limit-label" x="{CHART_W - MARGIN_R - 4}" y="{MARGIN_T + 10}" '
+                   f'text-anchor="end">budget {fmt_bytes(budget)} (off scale)</text>')
     out.append(f'<text class="ax" x="{MARGIN_L + pw / 2}" y="{height - 4}" '
                'text-anchor="middle">superstep</text></svg></section>')
     return "".join(out)
@@ -575,7 +592,7 @@ def _ops_section(plan: Plan) -> str:
     out = [f'<section id="ops-section"><h2>Ops ({len(plan.ops)})</h2>'
            "<p class=small>Bytes are per tile while the op runs (always-live + step + outputs). "
            "Click a header to sort, a row to outline the op's tiles on the heatmap.</p>"
-           '<table id="ops" class="sortable"><thead><tr>']
+           '<div class="scroll"><table id="ops" class="sortable"><thead><tr>']
     heads = [("step", "num"), ("op", ""), ("type", ""), ("kind", ""), ("tiles", "num"),
              ("where", ""), ("split", ""), ("bytes/tile", "num"), ("always", "num"),
              ("step bytes", "num"), ("outputs", "num"), ("MACs", "num"),
@@ -597,7 +614,7 @@ def _ops_section(plan: Plan) -> str:
         out.append(f'<tr data-op="{i}">' + "".join(
             f'<td class="num" data-v="{v}">{e(text)}</td>' if v is not None
             else f"<td>{e(text)}</td>" for v, text in cells) + "</tr>")
-    out.append("</tbody></table></section>")
+    out.append("</tbody></table></div></section>")
     return "".join(out)
 
 
