@@ -1,0 +1,445 @@
+"""Proving the passes with onnxruntime, at a small *probe* size.
+
+Running the full model before and after every pass would cost two full inferences per pass
+(yolov4-p5 at 896 px is 163 GMACs); a compile must take seconds. The rewrites do not depend on the
+spatial size or the batch, so tilec proves them on a *probe*: the same model at batch 1 and a small
+image size, carried through the pipeline in lockstep with the real graph.
+
+* Each pass runs on the real graph and on the probe. Both runs must make the same decisions (the
+  same rewrites at the same nodes) -- otherwise the proof would not carry over, and that is an
+  :class:`~tilec.errors.InternalError`.
+* The probe is run through onnxruntime on seeded random inputs before and after; an exact pass (or
+  run of exact passes) whose outputs move by more than the tolerance (relative to the output's
+  scale, :func:`tilec.numerics.rel_error`) is an :class:`~tilec.errors.InternalError` -- never a
+  silently changed model. A lossy pass (quantize) has its output error measured and reported.
+
+Where the probe comes from: the caller may pass one; otherwise the verifier re-shapes a copy of the
+graph (batch 1 and the first candidate image size whose shapes infer and which onnxruntime runs),
+which shares the model's weight arrays, so the probe's passes reuse the model's arithmetic. If that
+fails -- sizes baked into constants (a detection grid, a Reshape target) -- a probe *factory* from
+the caller is tried (``tilec lower`` exports a zoo model again at a small size), and last the model
+is proved at its own size, batch 1 if possible: slower, never skipped.
+
+Modes: ``"pass"`` verifies every pass on its own (``tilec lower``, tests); ``"pipeline"`` verifies
+each run of consecutive exact passes once, and each lossy pass once (``tilec compile``); ``"off"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+from onnx_graphsurgeon.ir.tensor import LazyValues
+
+from tilec import numerics
+from tilec.errors import InputError, InternalError
+from tilec.ir import ANN_PREFIX, FUSED_DOMAIN, MAX_IR_VERSION, infer_shapes, is_concrete
+
+if TYPE_CHECKING:
+    from tilec.passes import PassStats
+
+MODES = ("pass", "pipeline", "off")
+PROBE_SIZES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640)
+"""Candidate probe image sizes, tried in order; with a known network stride only multiples of it
+that keep the coarsest feature map at least 2x2 (:func:`probe_sizes`). At 2x2 every tap of a 3x3
+kernel still meets a real pixel at some output position, so a misplaced tap changes the result;
+at 1x1 only the centre tap would. Every earlier, larger feature map is compared too."""
+
+
+def probe_sizes(smallest_side: int, stride: int | None) -> list[int]:
+    """Probe sizes to try for a model whose smaller image side is ``smallest_side``."""
+    return [s for s in PROBE_SIZES if s < smallest_side
+            and (not stride or (s % stride == 0 and s >= 2 * stride))]
+
+
+E2E_LIMIT = 1e-2
+"""Bound on the end-to-end output error of an exact pass whose every region checked equal: far
+above fp32 rounding amplified through a deep network, far below any real change."""
+
+
+@dataclass
+class VerifyRecord:
+    """One onnxruntime check: which passes it covered and what it measured."""
+
+    scope: tuple[str, ...]
+    exact: bool
+    max_rel_err: float
+    worst_output: str | None
+    tolerance: float | None
+    probe: dict[str, list[int]]
+    seconds: float
+    per_output: dict[str, float] = field(default_factory=dict)  # end-to-end, by model output
+    output_rel_err: float | None = None  # end to end on the same inputs (None: not run)
+    checked: int = 0  # tensors compared
+
+
+    @property
+    def ok(self) -> bool:
+        return self.tolerance is None or self.max_rel_err <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": list(self.scope), "exact": self.exact,
+            "max_rel_err": _json_float(self.max_rel_err), "worst_output": self.worst_output,
+            "tolerance": self.tolerance, "probe": self.probe, "seconds": round(self.seconds, 4),
+            "output_rel_err": (None if self.output_rel_err is None
+                               else _json_float(self.output_rel_err)),
+            "checked": self.checked,
+        }
+
+
+def _json_float(x: float) -> float | str:
+    return x if np.isfinite(x) else str(x)
+
+
+def _share_weights(src: gs.Graph, dst: gs.Graph) -> None:
+    """Make ``dst``'s constants hold the very arrays of ``src``'s (no second copy of the weights).
+
+    Passes never modify an array in place (they make new constants), so sharing is safe.
+    """
+    dst_consts = {n: t for n, t in dst.tensors().items() if isinstance(t, gs.Constant)}
+    for name, t in src.tensors().items():
+        other = dst_consts.get(name)
+        if isinstance(t, gs.Constant) and other is not None:
+            if isinstance(t._values, LazyValues):
+                t.values = t._values.load()
+            other.values = t.values
+
+
+def reshape_copy(graph: gs.Graph, batch: int | None, size: int | None,
+                 source: str) -> gs.Graph | None:
+    """A copy of ``graph`` with batch ``batch`` and square image size ``size`` (None: unchanged),
+    its shapes re-inferred; None when the shapes do not infer at that size."""
+    copy = graph.copy()
+    changed = False
+    for t in copy.inputs:
+        shape = list(t.shape)
+        if batch is not None and shape and shape[0] != batch:
+            shape[0] = batch
+            changed = True
+        if size is not None and len(shape) == 4 and (shape[2], shape[3]) != (size, size):
+            shape[2] = shape[3] = size
+            changed = True
+        t.shape = shape
+    if not changed:
+        return None
+    for node in copy.nodes:
+        for out in node.outputs:
+            out.shape = None
+    try:
+        infer_shapes(copy, source=source)
+    except InputError:
+        return None
+    for node in copy.nodes:
+        for out in node.outputs:
+            if not is_concrete(out.shape) or any(int(d) == 0 for d in out.shape):
+                return None
+    _share_weights(graph, copy)
+    return copy
+
+
+def _value_info(name: str, dtype: Any, shape: Any = None) -> onnx.ValueInfoProto:
+    try:
+        elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    except (TypeError, KeyError, ValueError):
+        elem = onnx.TensorProto.FLOAT
+    dims = [int(d) for d in shape] if shape is not None else None
+    return onnx.helper.make_tensor_value_info(name, elem, dims)
+
+
+_PACKED = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.INT2,
+                     onnx.TensorProto.UINT2})
+FEED_LIMIT = 4096
+"""Constants with more elements than this are fed to onnxruntime as inputs, not serialized."""
+
+
+def runnable(graph: gs.Graph, *, all_outputs: bool = False
+             ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """``graph`` as a model onnxruntime runs, with its large weights handed over as input arrays.
+
+    Serializing 280 MB of weights into a protobuf and parsing them back costs seconds per check;
+    feeding the same numpy arrays as inputs costs nothing (sub-byte INT4/INT2 weights, which numpy
+    cannot hold, stay packed initializers). ``all_outputs`` makes every node output a model output.
+    Annotations are left out (they are not ONNX attributes).
+    """
+    stash = []
+    for node in graph.nodes:
+        ann = {k: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
+        if ann:
+            for k in ann:
+                del node.attrs[k]
+            stash.append((node, ann))
+    try:
+        nodes = [OnnxExporter.export_node(node) for node in graph.nodes]
+    finally:
+        for node, ann in stash:
+            node.attrs.update(ann)
+    inputs = [_value_info(t.name, t.dtype, t.shape) for t in graph.inputs]
+    outputs = [_value_info(t.name, t.dtype) for t in graph.outputs]
+    inits: list[onnx.TensorProto] = []
+    feeds: dict[str, np.ndarray] = {}
+    for name, t in graph.tensors().items():
+        if not isinstance(t, gs.Constant) or not t.outputs:
+            continue
+        lazy = t._values if isinstance(t._values, LazyValues) else None
+        packed = lazy is not None and lazy.tensor.data_type in _PACKED
+        if packed or math.prod(int(d) for d in t.shape) <= FEED_LIMIT:
+            inits.append(OnnxExporter.export_tensor_proto(t))
+        else:
+            feeds[name] = np.asarray(t.values)
+            inputs.append(_value_info(name, feeds[name].dtype, feeds[name].shape))
+    if all_outputs:
+        have = {o.name for o in outputs}
+        for node in graph.nodes:
+            for t in node.outputs:
+                if t.name and t.name not in have and t.dtype is not None:
+                    vi = _value_info(t.name, t.dtype)
+                    if vi.type.tensor_type.elem_type in _PACKED:
+                        continue  # numpy cannot receive INT4/INT2 values
+                    have.add(t.name)
+                    outputs.append(vi)
+    domains: dict[str, int] = {d.domain: d.version for d in (graph.import_domains or [])}
+    domains.setdefault("", int(graph.opset))
+    if any(n.domain == FUSED_DOMAIN for n in graph.nodes):
+        domains.setdefault(FUSED_DOMAIN, 1)
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(nodes, graph.name or "tilec", inputs, outputs, inits),
+        opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in sorted(domains.items())],
+        functions=[OnnxExporter.export_function(f) for f in graph.functions],
+    )
+    model.ir_version = MAX_IR_VERSION
+    return model, feeds
+
+
+def cut_model(model: onnx.ModelProto, ref: dict[str, np.ndarray]
+              ) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[str]]:
+    """``model`` cut at every tensor it shares (by name) with the reference run.
+
+    Each such tensor is still computed -- it becomes an output -- but its readers read the
+    reference value instead (a new input ``<name>::ref``). Every region between shared tensors is
+    then evaluated on exactly the inputs the original model gave it, so a rewrite's error is
+    measured where it is made, not after 160 layers of fp32 rounding have amplified it.
+    Returns the cut model, its extra inputs and the names of the outputs to compare.
+    """
+    graph = model.graph
+    produced = [o for node in graph.node for o in node.output if o]
+    shared = [name for name in produced if name in ref]
+    shared_set = set(shared)
+    feeds: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in shared_set:
+                node.input[i] = name + "::ref"
+                feeds[name + "::ref"] = ref[name]
+    for name, value in feeds.items():
+        graph.input.append(_value_info(name, value.dtype, value.shape))
+    del graph.output[:]
+    graph.output.extend(_value_info(name, ref[name].dtype) for name in shared)
+    return model, feeds, shared
+
+
+class Verifier:
+    """Carries the probe through the pipeline and checks it with onnxruntime.
+
+    Every check of an exact pass measures two errors on the probe:
+
+    * **local** -- the rewritten model cut at every tensor it shares with the model before the
+      pass (see :func:`cut_model`): each region's outputs against the reference values, given the
+      reference inputs; plus every folded constant against the value it replaced. This is the
+      proof: it is sharp (~1e-6 for a correct rewrite) and covers every node, because every region
+      ends in a shared tensor or a model output. Must be within the tolerance.
+    * **end to end** -- the model outputs on the same random inputs. Reported. Deep networks in
+      fp32 amplify rounding: onnxruntime's own Conv+BN fusion moves yolov4-p5's outputs by ~1e-4
+      (see docs/passes.md), so this is bounded loosely (:data:`E2E_LIMIT`) as a safety net.
+    """
+
+    def __init__(self, graph: gs.Graph, *, mode: str, source: str,
+                 probe: gs.Graph | Callable[[], gs.Graph | None] | None = None,
+                 tolerance: float | None = None, seed: int = 0, stride: int | None = None) -> None:
+        if mode not in MODES:
+            raise InputError(f"--verify: unknown mode '{mode}' (one of {', '.join(MODES)})")
+        self.mode = mode
+        self.source = source
+        self.seed = seed
+        self.graph = graph
+        self.seconds = 0.0
+        self.runs = 0
+        self.records: list[VerifyRecord] = []
+        self.pending: list[PassStats] = []
+        self.notes: list[str] = []
+        self._inputs: dict[str, np.ndarray] | None = None
+        t0 = time.perf_counter()
+        self.probe, self.ref = self._choose_probe(graph, probe, stride)
+        self.shared = self.probe is graph
+        self.outputs = [t.name for t in self.probe.outputs]
+        out_dtype = self.ref[self.outputs[0]].dtype if self.outputs else np.float32
+        self.tolerance = tolerance if tolerance is not None else numerics.tolerance_for(out_dtype)
+        self.probe_shapes = {t.name: [int(d) for d in t.shape] for t in self.probe.inputs}
+        self.seconds += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------------------ running
+    def _run_model(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+        sess = numerics.session(model, quiet=True)
+        if self._inputs is None:
+            self._inputs = numerics.random_inputs(sess, seed=self.seed, skip=feeds)
+        self.runs += 1
+        return numerics.run(sess, {**self._inputs, **feeds})
+
+    def _run_all(self, graph: gs.Graph) -> dict[str, np.ndarray]:
+        model, feeds = runnable(graph, all_outputs=True)
+        return self._run_model(model, feeds)
+
+    def _try(self, graph: gs.Graph) -> dict[str, np.ndarray] | None:
+        try:
+            self._inputs = None
+            return self._run_all(graph)
+        except Exception as exc:  # onnxruntime rejects the re-shaped graph: try the next one
+            self.notes.append(f"probe {[list(t.shape) for t in graph.inputs]} rejected by "
+                              f"onnxruntime: {str(exc).splitlines()[0][:160]}")
+            return None
+
+    def _choose_probe(self, graph: gs.Graph, probe: gs.Graph | Callable[[], gs.Graph | None]
+                      | None, stride: int | None) -> tuple[gs.Graph, dict[str, np.ndarray]]:
+        if isinstance(probe, gs.Graph):
+            ref = self._try(probe)
+            if ref is not None:
+                return probe, ref
+        image = [t for t in graph.inputs if len(t.shape) == 4]
+        small = min((min(int(t.shape[2]), int(t.shape[3])) for t in image), default=0)
+        sizes = probe_sizes(small, stride)
+        for size in sizes:
+            copy = reshape_copy(graph, 1, size, self.source)
+            if copy is not None:
+                ref = self._try(copy)
+                if ref is not None:
+                    return copy, ref
+                break  # shapes inferred but ORT refused: smaller sizes will not do better
+        if callable(probe):  # the caller can make one (e.g. export a zoo model again, small)
+            made = probe()
+            if made is not None:
+                ref = self._try(made)
+                if ref is not None:
+                    return made, ref
+        copy = reshape_copy(graph, 1, None, self.source)
+        if copy is not None:
+            ref = self._try(copy)
+            if ref is not None:
+                return copy, ref
+        self._inputs = None
+        try:
+            ref = self._run_all(graph)
+        except Exception as exc:
+            raise InputError(
+                f"{self.source}: onnxruntime cannot run the model, so the lowering passes cannot "
+                f"be verified ({str(exc).splitlines()[0][:200]}); use --verify off to skip"
+            ) from exc
+        if sizes or any(int(t.shape[0]) > 1 for t in graph.inputs if t.shape):
+            self.notes.append("the model could not be re-shaped to a smaller probe; verified at "
+                              "its own size")
+        return graph, ref
+
+    # ------------------------------------------------------------------------------ steps
+    def check_decisions(self, model_stats: PassStats, probe_stats: PassStats) -> None:
+        """The pass must have rewritten the same nodes the same way on the model and the probe."""
+        a = [(r.kind, r.where) for r in model_stats.rewrites]
+        b = [(r.kind, r.where) for r in probe_stats.rewrites]
+        if a != b:
+            first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                         min(len(a), len(b)))
+            ga = a[first] if first < len(a) else None
+            gb = b[first] if first < len(b) else None
+            raise InternalError(
+                f"{self.source}: pass '{model_stats.name}' rewrote the model and its verification "
+                f"probe differently ({len(a)} vs {len(b)} rewrites; first difference: {ga} vs "
+                f"{gb}); its result cannot be proved"
+            )
+
+    def after_pass(self, stats: PassStats, exact: bool) -> None:
+        """Account for a pass that has run on both the model and the probe."""
+        if not stats.rewrites:
+            return  # nothing changed, nothing to prove
+        if exact:
+            self.pending.append(stats)
+            if self.mode == "pass":
+                self.flush()
+            return
+        self.flush()
+        self._check([stats], exact=False, need_ref=True)
+
+    def flush(self, *, final: bool = False) -> None:
+        """Verify the exact passes run since the last check. ``final``: nothing follows, so the
+        reference values after them are not needed (in pipeline mode the end-to-end run is
+        skipped; the region-by-region check is the proof)."""
+        if self.pending:
+            group, self.pending = self.pending, []
+            self._check(group, exact=True, need_ref=not final or self.mode == "pass")
+
+    def _local(self) -> numerics.Comparison:
+        """Region-by-region error of the probe against the reference values (see cut_model)."""
+        model, feeds = runnable(self.probe)
+        model, ref_feeds, shared = cut_model(model, self.ref)
+        result = numerics.Comparison()
+        if shared:
+            got = self._run_model(model, {**feeds, **ref_feeds})
+            for name in shared:
+                result.per_output[name] = numerics.rel_error(self.ref[name], got[name])
+        for name, t in self.probe.tensors().items():
+            if isinstance(t, gs.Constant) and name in self.ref and t.outputs:
+                result.per_output[name] = numerics.rel_error(self.ref[name], np.asarray(t.values))
+        return result
+
+    def _check(self, group: list[PassStats], *, exact: bool, need_ref: bool) -> None:
+        t0 = time.perf_counter()
+        names = ", ".join(s.name for s in group)
+        try:
+            local = self._local() if exact else None
+            after = self._run_all(self.probe) if need_ref else None
+        except Exception as exc:
+            raise InternalError(
+                f"{self.source}: after pass(es) {names} onnxruntime cannot run the model: "
+                f"{str(exc).splitlines()[0][:300]}"
+            ) from exc
+        e2e = None
+        if after is not None:
+            e2e = numerics.compare({k: self.ref[k] for k in self.outputs},
+                                   {k: after[k] for k in self.outputs})
+        dt = time.perf_counter() - t0
+        self.seconds += dt
+        main = local if local is not None else e2e
+        record = VerifyRecord(
+            scope=tuple(s.name for s in group), exact=exact, max_rel_err=main.max_rel_err,
+            worst_output=main.worst_output, tolerance=self.tolerance if exact else None,
+            probe=self.probe_shapes, seconds=dt,
+            per_output=dict(e2e.per_output) if e2e is not None else {},
+            output_rel_err=e2e.max_rel_err if e2e is not None else None,
+            checked=len(main.per_output),
+        )
+        self.records.append(record)
+        for s in group:
+            s.verify = record
+        hint = "" if len(group) == 1 else " (rerun with --verify pass to find the pass)"
+        if exact and not record.ok:
+            raise InternalError(
+                f"{self.source}: pass(es) {names} changed the model: relative error "
+                f"{record.max_rel_err:.3g} > {self.tolerance:g} at tensor '{record.worst_output}' "
+                f"(probe {self.probe_shapes}){hint}"
+            )
+        if exact and e2e is not None and e2e.max_rel_err > E2E_LIMIT:
+            raise InternalError(
+                f"{self.source}: pass(es) {names} changed the model's outputs by "
+                f"{e2e.max_rel_err:.3g} (output '{e2e.worst_output}') although every region "
+                f"checked equal{hint}"
+            )
+        if not exact and e2e is not None and not e2e.finite:
+            raise InternalError(f"{self.source}: after {names} the model's outputs are not "
+                                f"finite (output '{e2e.worst_output}')")
+        if after is not None:
+            self.ref = after

@@ -1,0 +1,162 @@
+"""The pass registry, run_pipeline and its onnxruntime proof (hand-built graphs and the zoo)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tilec.passes import REGISTRY, default_pipeline, get, names, run_pipeline
+from tilec.passes._testing import Builder, capture
+
+from tilec.errors import InputError, InternalError
+from tilec.ir import FUSED_DOMAIN
+
+EXPECTED = ["canonicalize", "fold-bn", "fuse-repvgg", "fuse-activation", "quantize",
+            "concat-in-place"]
+
+
+def _csp() -> Builder:
+    b = Builder()
+    x = b.input("x", [2, 4, 16, 16])
+    y = b.op("Mish", [b.bn(b.conv(x, 4, 8, 3), 8)])
+    cat = b.op("Concat", [b.conv(y, 8, 4, 1), b.conv(y, 8, 4, 1)], axis=1)
+    b.output(b.op("Mish", [b.bn(cat, 8)]))
+    return b
+
+
+def test_registry_names_and_docs():
+    assert names() == EXPECTED == default_pipeline()
+    for p in REGISTRY.values():
+        assert p.summary and "\n" not in p.summary and len(p.summary) < 100
+        assert len(p.doc) > 300  # the rewrite, its math and what it leaves alone
+    assert get("quantize").exact is False
+    with pytest.raises(InputError, match=r"unknown pass 'fold_bn'.*canonicalize, fold-bn"):
+        run_pipeline(capture(_csp().model()), ["fold_bn"], precision="fp32")
+
+
+def test_unknown_precision_and_mode():
+    with pytest.raises(InputError, match=r"--precision.*int3"):
+        run_pipeline(capture(_csp().model()), ["fold-bn"], precision="int3")
+    with pytest.raises(InputError, match=r"--verify.*sometimes"):
+        run_pipeline(capture(_csp().model()), ["fold-bn"], precision="fp32", verify="sometimes")
+
+
+def test_stats_record_counts_and_where():
+    graph, stats = run_pipeline(capture(_csp().model()), EXPECTED, precision="fp32",
+                                verify="pass")
+    by = {s.name: s for s in stats}
+    assert by["fold-bn"].counts() == {"concat-split": 1, "conv+bn": 1}
+    assert by["fold-bn"].op_delta()["BatchNormalization"] == (2, 0)
+    assert by["fuse-activation"].counts() == {"concat+Mish": 1, "conv+Mish": 1}
+    assert by["concat-in-place"].counts() == {"in-place": 1}
+    assert by["fold-bn"].nodes_before == 8 and by["concat-in-place"].nodes_after == 4
+    assert by["fold-bn"].params_after < by["fold-bn"].params_before
+    d = by["fold-bn"].to_dict()
+    assert d["verify"]["max_rel_err"] < 1e-5 and d["rewrites"][0]["where"]
+    assert sum(n.domain == FUSED_DOMAIN for n in graph.nodes) == 3
+
+
+def test_modes_pass_pipeline_off():
+    runs = {}
+    for mode in ("pass", "pipeline", "off"):
+        summary: dict = {}
+        run_pipeline(capture(_csp().model()), EXPECTED, precision="fp32", verify=mode,
+                     summary=summary)
+        runs[mode] = summary["runs"]
+        if mode != "off":
+            assert summary["probe"] == {"x": [1, 4, 16, 16]}  # batch 1, not the model's 2
+    assert runs["off"] == 0 and runs["pipeline"] < runs["pass"]
+
+
+def test_pipeline_mode_measures_quantize_separately():
+    summary: dict = {}
+    _, _stats = run_pipeline(capture(_csp().model()), EXPECTED, precision="int4",
+                            verify="pipeline", summary=summary)
+    scopes = [tuple(c["scope"]) for c in summary["checks"]]
+    assert scopes == [("fold-bn", "fuse-activation"), ("quantize",), ("concat-in-place",)]
+    assert summary["checks"][1]["exact"] is False and summary["checks"][1]["max_rel_err"] > 1e-3
+
+
+def test_a_broken_rewrite_is_caught(monkeypatch):
+    """A fold that forgets the BN shift must not get through."""
+    from tilec.passes import _affine
+
+    real = _affine.fold_into
+
+    def forgetful(node, aff, names, memo=None):
+        return real(node, _affine.Affine(aff.scale, np.zeros_like(aff.shift)), names, memo)
+
+    monkeypatch.setattr("tilec.passes.fold_bn.fold_into", forgetful)
+    with pytest.raises(InternalError, match="fold-bn changed the model"):
+        run_pipeline(capture(_csp().model()), ["fold-bn"], precision="fp32", verify="pipeline")
+
+
+def test_a_pass_deciding_differently_on_the_probe_is_caught(monkeypatch):
+    from tilec.passes import fuse_activation
+
+    real = fuse_activation.run
+
+    def shape_dependent(graph, ctx):
+        if int(graph.inputs[0].shape[0]) == 2:  # only on the model, not on the batch-1 probe
+            real(graph, ctx)
+
+    monkeypatch.setattr(fuse_activation, "run", shape_dependent)
+    with pytest.raises(InternalError, match="rewrote the model and its verification probe"):
+        run_pipeline(capture(_csp().model()), ["fold-bn", "fuse-activation"], precision="fp32")
+
+
+def test_model_with_baked_sizes_is_verified_at_its_own_size():
+    b = Builder()
+    x = b.input("x", [2, 3, 4, 4])
+    y = b.op("Reshape", [b.bn(b.conv(x, 3, 4, 3), 4), b.const(np.array([2, 64], np.int64))])
+    b.output(y)
+    summary: dict = {}
+    run_pipeline(capture(b.model()), ["fold-bn"], precision="fp32", summary=summary)
+    assert summary["probe"] == {"x": [2, 3, 4, 4]}
+    assert any("own size" in n for n in summary["notes"])
+
+
+# ----------------------------------------------------------------------------------- the zoo
+def _zoo_graph(name: str, size: int, mish: str = "op"):
+    from tilec import zoo
+    from tilec.capture import capture_onnx
+
+    return capture_onnx(zoo.export(name, image_size=(size, size), mish=mish), name=name,
+                        source=name).graph
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mish", ["op", "decomposed"])
+def test_yolov4_p5_gc200_pipeline(mish):
+    from tilec.targets import load_target
+
+    passes = load_target("gc200").default_passes("fp16")
+    graph = _zoo_graph("yolov4-p5", 128, mish)
+    summary: dict = {}
+    graph, stats = run_pipeline(graph, passes, precision="fp16", verify="pass", summary=summary)
+    ops = [n.op for n in graph.nodes]
+    assert "BatchNormalization" not in ops
+    assert not {"Mish", "Softplus", "Tanh", "Exp", "Log"} & set(ops)  # no standalone Mish
+    assert stats[0].nodes_before > 2 * stats[-1].nodes_after
+    for s in stats:
+        print(f"{s.name}: nodes {s.nodes_before} -> {s.nodes_after}, {s.counts()}")
+        if s.verify is not None:
+            assert s.verify.max_rel_err < 1e-4
+            assert s.verify.output_rel_err < 1e-4  # the model's own outputs, end to end
+    concat = [n for n in graph.nodes if n.op == "Concat"]
+    assert concat and all(n.attrs.get("tilec.in_place") for n in concat)
+
+
+ZOO = [("yolov4-p5", 64), ("yolov4", 64), ("yolov4-tiny", 64), ("repvgg-a0", 64),
+       ("repvgg-b1g2", 64), ("resnet50", 64)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, size", ZOO)
+def test_zoo_models_stay_equal_through_every_exact_pass(name, size):
+    exact = [n for n in EXPECTED if n != "quantize"]
+    graph, stats = run_pipeline(_zoo_graph(name, size), exact, precision="fp32", verify="pass")
+    for s in stats:
+        if s.verify is not None:
+            assert s.verify.max_rel_err < 1e-4, s.name
+            assert s.verify.output_rel_err < 1e-4, s.name
+    assert not any(n.op == "BatchNormalization" for n in graph.nodes)
