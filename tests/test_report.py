@@ -96,15 +96,6 @@ def test_tile_details_agree_with_the_memory_summary() -> None:
         assert at_peak == plan.memory.by_category_at_peak, name
 
 
-def test_live_buffers_sum_to_the_peak() -> None:
-    plan = gc200_plan()
-    mem = plan.memory
-    assert mem is not None
-    live = data.live_buffers(plan, mem.peak_tile, mem.peak_step)
-    assert sum(b for *_, b in live) == mem.peak_bytes
-    assert [b for *_, b in live] == sorted((b for *_, b in live), reverse=True)
-
-
 def test_top_tile_groups_merge_equal_neighbours() -> None:
     plan = gc200_plan()
     groups = data.top_tile_groups(plan, 5)
@@ -286,3 +277,19 @@ def test_report_rejects_inconsistent_plans(tmp_path: Path, capsys: pytest.Captur
     assert main(["report", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: inconsistent plan: {message}" in err and len(err.splitlines()) == 1
+
+
+def test_all_zero_summary_means_no_placement() -> None:
+    """The planner may attach an empty summary to a diagnosis made before placing anything."""
+    from tilec.plan.model import MemorySummary
+    from tilec.report.html import render_html
+    from tilec.report.trace import trace_events
+
+    plan = op_too_large_plan()
+    plan.memory = MemorySummary(peak_bytes=0, peak_tile=0, peak_step=0,
+                                per_tile_peak=[0] * plan.target.tiles, worst_tile_timeline=[],
+                                chip_timeline=[])
+    out = text_of(plan)
+    assert "peak" not in out.split("why")[0] and "fullest tiles" not in out
+    assert "No placement was made" in render_html(plan)
+    assert not any(e["ph"] == "C" for e in trace_events(plan)["traceEvents"])

@@ -18,10 +18,10 @@ from tilec.plan.model import (
     EVIDENCE_KINDS,
     STATUS_DOES_NOT_FIT,
     STATUS_FITS,
+    MemorySummary,
     OpPlacement,
     Plan,
     Ranges,
-    tiles_in,
 )
 
 EVIDENCE_TITLES = {
@@ -238,18 +238,16 @@ def _occupancy(arr: np.ndarray, steps: int, tiles: int) -> np.ndarray:
     return np.cumsum(np.cumsum(diff, axis=0), axis=1)[:steps, :tiles]
 
 
-def live_buffers(plan: Plan, tile: int, step: int) -> list[tuple[str, str, str, int]]:
-    """Buffers on ``tile`` at ``step`` as (owner, kind, category, bytes), largest first."""
-    out = []
-    for b in plan.buffers:
-        if b.first <= step < b.end and any(a <= tile < z for a, z in b.tiles):
-            out.append((b.owner, b.kind, b.category, b.bytes))
-    out.sort(key=lambda r: (-r[3], r[0], r[2]))
-    return out
+def placed_memory(plan: Plan) -> MemorySummary | None:
+    """The plan's memory summary when there is a placement to summarise, else None.
 
-
-def ops_on_tile(plan: Plan, tile: int) -> list[OpPlacement]:
-    return [op for op in plan.ops if any(a <= tile < z for a, z in op.tiles)]
+    A diagnosis made before any placement may still carry an all-zero summary; renderers treat it
+    as no placement (no "peak tile 0 at step 0: 0 B" lines).
+    """
+    mem = plan.memory
+    if mem is None or not mem.per_tile_peak or (mem.peak_bytes <= 0 and not plan.buffers):
+        return None
+    return mem
 
 
 def op_at_step(plan: Plan, step: int | None) -> str | None:
@@ -260,15 +258,6 @@ def op_at_step(plan: Plan, step: int | None) -> str | None:
     if not ops:
         return None
     return ops[0] if len(ops) == 1 else f"{ops[0]} (+{len(ops) - 1} more)"
-
-
-def top_tiles(plan: Plan, n: int = 5) -> list[tuple[int, int]]:
-    """(tile, peak bytes) of the ``n`` fullest tiles, ties by tile id."""
-    if plan.memory is None or not plan.memory.per_tile_peak:
-        return []
-    peaks = np.asarray(plan.memory.per_tile_peak, dtype=np.int64)
-    order = np.lexsort((np.arange(len(peaks)), -peaks))[:n]
-    return [(int(t), int(peaks[t])) for t in order]
 
 
 def top_tile_groups(plan: Plan, n: int = 5) -> list[tuple[int, int, int]]:
@@ -307,13 +296,6 @@ def fmt_tiles(plan: Plan, ranges: Ranges, limit: int = 4) -> str:
     return fmt_ranges(ranges, limit)
 
 
-def tiles_used(plan: Plan) -> int:
-    """Tiles that hold anything at any step."""
-    if plan.memory is None:
-        return 0
-    return int(sum(1 for p in plan.memory.per_tile_peak if p > 0))
-
-
 __all__ = [
     "EVIDENCE_TITLES",
     "WHAT_IF_TITLES",
@@ -328,16 +310,12 @@ __all__ = [
     "fmt_seconds",
     "fmt_split",
     "fmt_tiles",
-    "live_buffers",
     "model_line",
     "op_at_step",
     "op_tile_bytes",
-    "ops_on_tile",
+    "placed_memory",
     "tile_coords",
     "tile_details",
-    "tiles_in",
-    "tiles_used",
     "top_tile_groups",
-    "top_tiles",
     "verdict",
 ]

@@ -42,6 +42,7 @@ from tilec.report.data import (
     model_line,
     op_at_step,
     op_tile_bytes,
+    placed_memory,
     tile_details,
     top_tile_groups,
     verdict,
@@ -184,7 +185,7 @@ def _cards(plan: Plan) -> str:
     e = html.escape
     cards: list[tuple[str, str, str]] = []
     budget = plan.target.budget_per_tile
-    mem = plan.memory
+    mem = placed_memory(plan)
     if mem is not None:
         head = budget - mem.peak_bytes
         where = f"tile {mem.peak_tile}, step {mem.peak_step}"
@@ -321,7 +322,7 @@ def _dict_table(rows: list[dict[str, Any]], first: tuple[str, ...]) -> str:
 
 def _heatmap_section(plan: Plan, details: Any) -> str:
     e = html.escape
-    mem = plan.memory
+    mem = placed_memory(plan)
     out = ['<section id="heatmap-section"><h2>Tiles: peak bytes per tile</h2>']
     if mem is None or not mem.per_tile_peak:
         out.append("<p>No placement was made, so there is no per-tile picture.</p></section>")
@@ -417,7 +418,7 @@ def _legend(budget: int) -> str:
 
 
 def _memory_section(plan: Plan, cats: list[str]) -> str:
-    mem = plan.memory
+    mem = placed_memory(plan)
     if mem is None or not mem.worst_tile_timeline:
         return ""
     budget = plan.target.budget_per_tile
@@ -520,7 +521,7 @@ def _stacked_chart(chart_id: str, timeline: list[dict[str, int]], cats: list[str
 
 def _memory_map(plan: Plan, cats: list[str]) -> str:
     """The worst tile's buffers at their offsets over time (when the plan has a layout)."""
-    mem = plan.memory
+    mem = placed_memory(plan)
     if mem is None or not plan.buffers or not plan.steps:
         return ""
     tile = mem.peak_tile
@@ -622,7 +623,7 @@ def _ops_section(plan: Plan) -> str:
 def _page_data(plan: Plan, cats: list[str], details: Any) -> dict[str, Any]:
     """What report.js needs: small arrays, not tiles × steps."""
     rows, cols = display_grid(plan)
-    mem = plan.memory
+    mem = placed_memory(plan)
     ops = sorted(plan.ops, key=lambda o: (o.step, o.name))
     data: dict[str, Any] = {
         "tiles": plan.target.tiles, "cols": cols, "rows": rows,

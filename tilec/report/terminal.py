@@ -34,6 +34,7 @@ from tilec.report.data import (
     model_line,
     op_at_step,
     op_tile_bytes,
+    placed_memory,
     tile_coords,
     top_tile_groups,
     verdict,
@@ -62,9 +63,10 @@ def render(plan: Plan, verbose: bool = False) -> list:
     line.append("  " + _verdict_detail(plan))
     out.append(line)
     out.append(_facts(plan))
-    if plan.memory is not None and plan.memory.by_category_at_peak:
+    mem = placed_memory(plan)
+    if mem is not None and mem.by_category_at_peak:
         out.append(_categories(plan))
-    if plan.memory is not None and plan.memory.per_tile_peak:
+    if mem is not None:
         out.append(_top_tiles(plan))
     if plan.diagnosis is not None:
         out.append(_diagnosis(plan))
@@ -110,7 +112,7 @@ def _facts(plan: Plan) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     budget = plan.target.budget_per_tile
-    mem = plan.memory
+    mem = placed_memory(plan)
     if mem is not None:
         headroom = budget - mem.peak_bytes
         word = "headroom" if headroom >= 0 else "over by"
@@ -149,7 +151,7 @@ def _facts(plan: Plan) -> Table:
 
 
 def _categories(plan: Plan) -> Group:
-    mem = plan.memory
+    mem = placed_memory(plan)
     assert mem is not None
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("category")
@@ -211,7 +213,7 @@ def _diagnosis(plan: Plan) -> Group:
         if d.over_by is not None:
             text += f", {fmt_bytes(d.over_by)} over the {fmt_bytes(budget)} budget"
         rows.append(Text(text))
-    mem = plan.memory
+    mem = placed_memory(plan)
     same_peak = mem is not None and (mem.peak_tile, mem.peak_step) == (d.worst_tile, d.worst_step)
     if d.by_category and not (same_peak and d.by_category == mem.by_category_at_peak):
         total = sum(d.by_category.values())

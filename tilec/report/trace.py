@@ -32,6 +32,7 @@ from tilec.report.data import (
     fmt_tiles,
     model_line,
     op_tile_bytes,
+    placed_memory,
     verdict,
 )
 
@@ -111,7 +112,7 @@ def trace_events(plan: Plan) -> dict[str, Any]:
                                  op.kind, _op_args(plan, op, here)))
 
     # ----- memory counters
-    mem = plan.memory
+    mem = placed_memory(plan)
     if mem is not None and plan.steps:
         _process(meta, PID_MEMORY, "memory (bytes per superstep)", 2)
         cats = category_order(*mem.worst_tile_timeline, *mem.chip_timeline)
