@@ -30,6 +30,8 @@ from .geometry import (
 if TYPE_CHECKING:
     from .target import TileTarget
 
+_MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
+
 
 class BaseCostModel:
     """Caching and candidate selection; subclasses supply :meth:`_cost` and :meth:`_candidates`."""
@@ -73,7 +75,8 @@ class BaseCostModel:
         else:
             picks: list[OpCost] = []
             for t in self.tile_counts(op):
-                costs = [self._cost_keyed(op, key, s) for s in self._candidates(op, t)]
+                # enumerated candidates are not cached (most are discarded); the kept ones are
+                costs = [self._uncached(op, s) for s in self._candidates(op, t)]
                 picks.extend(self._select(op, costs))
             fit = [c for c in picks if c.peak_bytes <= self.budget]
             if not fit and picks:
@@ -82,6 +85,8 @@ class BaseCostModel:
                 fit = self._fastest(fit)
             result = tuple(sorted({c.split for c in fit}, key=lambda s: (s.tiles, s.factors)))
             result = result or (Split(),)
+            for c in fit:
+                self._remember((key, c.split), c)
         self._splits[key] = result
         return list(result)
 
@@ -90,21 +95,29 @@ class BaseCostModel:
         return self._cost_keyed(op, self._signature(op), split)
 
     def _cost_keyed(self, op: OpInfo, key: tuple, split: Split) -> OpCost:
-        if split.tiles > self.tiles:
-            raise ValueError(f"{self.target_name}: split {split} of op '{op.name}' uses "
-                             f"{split.tiles} tiles; the chip has {self.tiles}")
         ck = (key, split)
         hit = self._costs.get(ck)
         if hit is not None:
             return hit
-        if op.kind == "view":
-            result = OpCost(split=split)
-        elif self.in_place_concat(op):
-            result = self._in_place_concat(op, split)
-        else:
-            result = self._cost(op, split)
-        self._costs[ck] = result
+        result = self._uncached(op, split)
+        self._remember(ck, result)
         return result
+
+    def _uncached(self, op: OpInfo, split: Split) -> OpCost:
+        if split.tiles > self.tiles:
+            raise ValueError(f"{self.target_name}: split {split} of op '{op.name}' uses "
+                             f"{split.tiles} tiles; the chip has {self.tiles}")
+        if op.kind == "view":
+            return OpCost(split=split)
+        if self.in_place_concat(op):
+            return self._in_place_concat(op, split)
+        return self._cost(op, split)
+
+    def _remember(self, key: tuple, cost: OpCost) -> None:
+        """Cache a cost; the cache is bounded (what-if searches re-plan at many shapes)."""
+        if len(self._costs) >= _MAX_CACHED:
+            self._costs.clear()
+        self._costs[key] = cost
 
     def _signature(self, op: OpInfo) -> tuple:
         """The op's cache key, memoised per op object (the planner asks about the same OpInfo
@@ -113,6 +126,8 @@ class BaseCostModel:
         if hit is not None and hit[0] is op:
             return hit[1]
         sig = signature(op)
+        if len(self._sigs) >= _MAX_CACHED:
+            self._sigs.clear()
         self._sigs[id(op)] = (op, sig)
         return sig
 
