@@ -192,7 +192,8 @@ def _cards(plan: Plan) -> str:
         op = op_at_step(plan, mem.peak_step)
         if op:
             where += f" ({op})"
-        cards.append(("peak tile", f"{fmt_bytes(mem.peak_bytes)}",
+        partial = "" if plan.status == STATUS_FITS else " (partial placement)"
+        cards.append((f"peak tile{partial}", f"{fmt_bytes(mem.peak_bytes)}",
                       f"{fmt_pct(mem.peak_bytes, budget)} of {fmt_bytes(budget)} · {where}"))
         cards.append(("headroom" if head >= 0 else "over budget", fmt_bytes(abs(head)),
                       f"{fmt_pct(abs(head), budget)} of the per-tile budget"))
