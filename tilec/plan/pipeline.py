@@ -52,7 +52,8 @@ class Options:
     use_cpsat: bool = True
     prove: bool = True
     layout_exact: bool = True
-    max_blocks: int = 32
+    max_blocks: int = 32  # CP-SAT block model on a line of tiles (1472 -> 32 blocks of 46)
+    max_blocks_mesh: int = 16  # on a mesh (16 x 16 -> 4 x 4 blocks of 4 x 4)
     max_positions: int = 6
     greedy_passes: int = 5  # price bisection passes of the tile-level greedy
 
@@ -94,7 +95,8 @@ def _live_tensors(problem: Problem) -> dict[int, list[str]]:
 
 
 def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options: Options,
-        progress: Progress = None, sched: Schedule | None = None) -> Outcome:
+        progress: Progress = None, sched: Schedule | None = None,
+        part: Partition | None = None) -> Outcome:
     """Plan ``info`` on ``target`` (see the module docstring)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "schedule", t0)
     if progress:
         progress("partition", 0.0)
-    part = partition(info, target)
+    part = part or partition(info, target)
     t0 = _tick(timings, "partition", t0)
     bounds = {"b": op_bound(info, part, target), "a": chip_bound(info, part, target)}
     fb = framebuffer_need(target, info)
@@ -114,7 +116,9 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "bounds", t0)
     problem = build_problem(info, target, sched, part)
     geometry = Geometry(int(target.tiles), (int(target.grid[0]), int(target.grid[1])),
-                        str(target.placement), max_blocks=options.max_blocks,
+                        str(target.placement),
+                        max_blocks=(options.max_blocks_mesh if target.placement == "rect"
+                                    else options.max_blocks),
                         max_positions=options.max_positions)
     t0 = _tick(timings, "problem", t0)
     certificate = next((bounds[k] for k in ("io", "b", "a") if k in bounds and bounds[k].holds),

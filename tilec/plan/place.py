@@ -240,20 +240,23 @@ def greedy_search(problem: Problem, geometry: Geometry, slots: list[list[Slot]],
 
 # ----------------------------------------------------------------------------------- exact greedy
 def window_max(v: np.ndarray, n: int) -> np.ndarray:
-    """``out[i] = max(v[i:i+n])`` for every full window, by doubling (O(len log n))."""
+    """``out[..., i] = max(v[..., i:i+n])`` for every full window along the last axis, by
+    doubling (O(len log n) element operations, no Python loop over positions)."""
     out = v
     span = 1
     while span * 2 <= n:
-        out = np.maximum(out[:-span], out[span:])
+        out = np.maximum(out[..., :-span], out[..., span:])
         span *= 2
     if span < n:
-        out = np.maximum(out[: len(out) - (n - span)], out[n - span:])
-    return out[: len(v) - n + 1]
+        out = np.maximum(out[..., : out.shape[-1] - (n - span)], out[..., n - span:])
+    return out[..., : v.shape[-1] - n + 1]
 
 
 def window_sum(v: np.ndarray, n: int) -> np.ndarray:
-    c = np.concatenate(([0], np.cumsum(v)))
-    return c[n:] - c[:-n]
+    """``out[..., i] = sum(v[..., i:i+n])`` along the last axis."""
+    c = np.cumsum(v, axis=-1)
+    c = np.concatenate((np.zeros((*v.shape[:-1], 1), dtype=c.dtype), c), axis=-1)
+    return c[..., n:] - c[..., :-n]
 
 
 def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
@@ -319,12 +322,8 @@ def greedy_exact(problem: Problem, geometry: Geometry, order: Sequence[int], *,
                 load = peak.reshape(rows, cols)
                 shapes = opt.shapes if geometry.exact else opt.shapes[: max(1, 3)]
                 for h, w in shapes:
-                    colmax = np.stack([window_max(grid[r], w) for r in range(rows)])
-                    wm = np.stack([window_max(colmax[:, c], h)
-                                   for c in range(colmax.shape[1])], axis=1)
-                    colsum = np.stack([window_sum(load[r], w) for r in range(rows)])
-                    ws = np.stack([window_sum(colsum[:, c], h)
-                                   for c in range(colsum.shape[1])], axis=1)
+                    wm = window_max(window_max(grid, w).T, h).T
+                    ws = window_sum(window_sum(load, w).T, h).T
                     val = wm + extra
                     key_arr = val + price
                     flat = np.lexsort((np.arange(val.size), ws.ravel(), key_arr.ravel(),
@@ -370,9 +369,10 @@ def exact_search(problem: Problem, geometry: Geometry, budget: int, passes: int 
     orders = greedy_orders(problem)
     mem = {name: run(name, order, 0.0) for name, order in orders.items()}
     best_name = min(mem, key=lambda n: (mem[n][0] > budget, mem[n][1], mem[n][0]))
-    if mem[best_name][0] <= budget:
+    if mem[best_name][0] <= budget and passes > 0:
         lo, hi = -16.0, 4.0
-        for _ in range(passes):
+        pk, _ = run(best_name, orders[best_name], 2.0 ** hi)  # the fastest the greedy can do
+        for _ in range(passes - 1 if pk > budget else 0):
             mid = (lo + hi) / 2
             pk, _ = run(best_name, orders[best_name], 2.0 ** mid)
             if pk <= budget:
@@ -495,8 +495,11 @@ def build_model(problem: Problem, geometry: Geometry, slots: list[list[Slot]], b
     sp_terms = [(y[gi][k], opts_of(g)[oi].spread_per_tile)
                 for gi, g in enumerate(problem.groups) for k, (oi, _) in enumerate(slots[gi])
                 if opts_of(g)[oi].spread_per_tile]
-    sp: cp_model.LinearExprT = (cp_model.LinearExpr.weighted_sum(
-        [v for v, _ in sp_terms], [c for _, c in sp_terms]) if sp_terms else 0)
+    sp: cp_model.LinearExprT = 0
+    if sp_terms:  # one variable, so the many block constraints share it
+        sp = m.new_int_var(0, budget, "spread")
+        m.add(sp == cp_model.LinearExpr.weighted_sum([v for v, _ in sp_terms],
+                                                     [c for _, c in sp_terms]))
     terms: dict[int, tuple[list, list]] = {}
     for gi, g in enumerate(problem.groups):
         opts = opts_of(g)
@@ -538,13 +541,22 @@ def add_steps(problem: Problem, geometry: Geometry, slots: list[list[Slot]], mdl
     """Add the per-block constraints of ``steps`` (those not in the model yet)."""
     opts_of = options_of or (lambda g: g.options)
     nb = geometry.n_blocks
+    extras: dict[int, np.ndarray] = {}  # per group: [options, steps] bytes above the base
+
+    def extra_of(gi: int) -> np.ndarray:
+        if gi not in extras:
+            g = problem.groups[gi]
+            opts = opts_of(g)
+            prof = np.stack([_profile(g, oi, opts, problem.steps) for oi in range(len(opts))])
+            extras[gi] = prof - np.array([o.base for o in opts], dtype=np.int64)[:, None]
+        return extras[gi]
+
     for s in sorted(steps - mdl.steps_in):
         terms: dict[int, tuple[list, list]] = {}
         for gi in mdl.live[s]:
-            g = problem.groups[gi]
-            opts = opts_of(g)
+            ex = extra_of(gi)[:, s]
             for k, (oi, _pos) in enumerate(slots[gi]):
-                extra = int(_profile(g, oi, opts, problem.steps)[s]) - opts[oi].base
+                extra = int(ex[oi])
                 if extra:
                     for v in mdl.nodes[gi][k]:
                         t = terms.setdefault(v, ([], []))

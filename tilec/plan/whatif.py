@@ -32,7 +32,7 @@ from tilec.opinfo import GraphInfo
 from tilec.plan.bounds import chip_bound, op_bound
 from tilec.plan.cpsat import SolveSettings
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, WhatIf
-from tilec.plan.partition import partition
+from tilec.plan.partition import Partition, partition
 from tilec.plan.pipeline import Options, Outcome, run
 
 FITS, NO, UNKNOWN = "fits", "does_not_fit", "unknown"
@@ -68,9 +68,10 @@ class Prober:
     def expired(self) -> bool:
         return time.perf_counter() > self.deadline
 
-    def bounds_only(self, info: GraphInfo, target: Target) -> str | None:
+    def bounds_only(self, info: GraphInfo, target: Target, part: Partition | None = None
+                    ) -> str | None:
         """(a)/(b) evidence kind if a cheap bound already proves it cannot fit."""
-        part = partition(info, target)
+        part = part or partition(info, target)
         b = op_bound(info, part, target)
         if b.holds:
             return b.kind
@@ -85,10 +86,11 @@ class Prober:
             info, target = make()
         except InputError as exc:
             return Probe(value, UNKNOWN, evidence=f"cannot build: {exc}")
-        kind = self.bounds_only(info, target)
+        part = partition(info, target)
+        kind = self.bounds_only(info, target, part)
         if kind is not None:
             return Probe(value, NO, evidence=kind)
-        out: Outcome = run(info, target, options=self.options)
+        out: Outcome = run(info, target, options=self.options, part=part)
         peak = out.plan.memory.peak_bytes if out.plan.memory else None
         if out.plan.status == STATUS_FITS:
             return Probe(value, FITS, peak=peak)
@@ -97,40 +99,37 @@ class Prober:
                      evidence=ev, peak=peak)
 
 
-def _bisect(prober: Prober, lo_fit: int | None, hi_no: int, hi_proven: bool,
+def _bisect(prober: Prober, hi_no: int, hi_proven: bool,
             make: Callable[[int], Callable[[], tuple[GraphInfo, Target]]],
-            label: Callable[[int], Any], probes: list[Probe], step: int = 1
-            ) -> tuple[int | None, str, str]:
-    """Largest value in [1 .. hi_no) that fits, by bisection on multiples of ``step``.
+            label: Callable[[int], Any], probes: list[Probe]) -> tuple[int | None, str, str]:
+    """Largest value in [1 .. hi_no) that fits, by bisection (``hi_no`` is known not to fit).
 
-    ``lo_fit`` is a value known to fit (or None). Returns (answer, status, note).
+    Plain bisection over [0, hi_no) with 0 as a virtual "fits" anchor, so the first probe is in
+    the middle rather than at 1 (answers near the top cost log2 probes, not more). Returns
+    (answer or None, status, note).
     """
-    first = step
-    if lo_fit is None:
-        if first >= hi_no:
-            return None, ("exact" if hi_proven else "bound"), "nothing smaller to try"
-        p = prober.probe(label(first), make(first))
-        probes.append(p)
-        if p.result != FITS:
-            status = "exact" if p.result == NO else "unknown"
-            return None, status, f"even {label(first)} does not fit" if p.result == NO else (
-                f"{label(first)}: unknown")
-        lo_fit = first
+    lo: int | None = None
     hi, proven = hi_no, hi_proven
-    while hi - lo_fit > step:
-        if prober.expired:
-            return lo_fit, "bound", "what-if time budget reached; larger values may also fit"
-        mid = lo_fit + ((hi - lo_fit) // (2 * step)) * step
-        mid = max(mid, lo_fit + step)
+    while hi - (lo or 0) > 1:
+        if prober.expired and probes:
+            note = "what-if time budget reached"
+            if lo is None:
+                return None, "unknown", note
+            return lo, "bound", f"{note}; values up to {label(hi)} were not tried"
+        mid = ((lo or 0) + hi) // 2
         p = prober.probe(label(mid), make(mid))
         probes.append(p)
         if p.result == FITS:
-            lo_fit = mid
+            lo = mid
         else:
             hi, proven = mid, p.result == NO
+    if lo is None:
+        if proven:
+            return None, "exact", f"even {label(1)} does not fit"
+        return None, "unknown", f"{label(1)} could not be decided"
     if proven:
-        return lo_fit, "exact", ""
-    return lo_fit, "bound", f"{label(hi)} was not proven not to fit"
+        return lo, "exact", ""
+    return lo, "bound", f"{label(hi)} was not proven not to fit"
 
 
 def what_if(info: GraphInfo, target: Target, base: Outcome, *,
@@ -141,7 +140,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
         time_limit=options.settings.time_limit,
         deterministic_limit=max(0.05, options.settings.deterministic_limit / 3),
         seed=options.settings.seed, workers=options.settings.workers), layout_exact=False,
-        use_cpsat=False, greedy_passes=3)
+        use_cpsat=False, greedy_passes=2)
     prober = Prober(probe_opts, time.perf_counter() + seconds, progress)
     t_start = time.perf_counter()
 
@@ -163,7 +162,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
     def mk_batch(b: int):
         return lambda: (rebuild(batch=b), target)
 
-    ans, status, note = _bisect(prober, None, batch, base_proven, mk_batch, lambda b: b, probes)
+    ans, status, note = _bisect(prober, batch, base_proven, mk_batch, lambda b: b, probes)
     out.append(WhatIf("max_batch", ans, status, _note(note, monotone),
                       [p.record() for p in probes]))
 
@@ -184,7 +183,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
         def mk_size(k: int):
             return lambda: (rebuild(image_size=dims(k)), target)
 
-        ans_k, status, note = _bisect(prober, None, k0 if h % int(stride) == 0 else k0 + 1,
+        ans_k, status, note = _bisect(prober, k0 if h % int(stride) == 0 else k0 + 1,
                                       base_proven, mk_size, lambda k: list(dims(k)), probes)
         out.append(WhatIf("max_image_size", list(dims(ans_k)) if ans_k else None, status,
                           _note(note, f"multiples of the stride {stride}; " + monotone),
@@ -194,8 +193,12 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
                           "the network's stride or image size is unknown" if not prober.expired
                           else "what-if time budget reached", []))
 
-    # ---- lower precision
+    # ---- smallest bytes per tile
     share(2)
+    probes = []
+    out.append(_min_bytes(info, target, base, prober, probes))
+    # ---- lower precision
+    share(3)
     precision = meta.get("precision")
     probes = []
     lower = []
@@ -205,7 +208,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
     status = "exact"
     note = ""
     for p in lower:
-        if prober.expired:
+        if prober.expired and probes:
             status, note = "unknown", "what-if time budget reached"
             break
         pr = prober.probe(p, lambda p=p: (rebuild(precision=p), target))
@@ -219,13 +222,10 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
         note = f"the target supports nothing below {precision}"
     elif answer is None and not note:
         note = "no supported lower precision fits"
+    if answer is None and status == "bound":
+        status = "unknown"
     out.append(WhatIf("min_precision", answer, status, note,
                       [p.record() for p in probes]))
-
-    # ---- smallest bytes per tile
-    share(3)
-    probes = []
-    out.append(_min_bytes(info, target, base, prober, probes))
     return out
 
 
@@ -251,9 +251,11 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober,
 
     hi = None
     x = start
-    for _ in range(8):
-        if prober.expired:
+    tried = None
+    for k in range(8):
+        if prober.expired and k > 0:
             break
+        tried = x
         p = prober.probe(x, mk(x))
         probes.append(p)
         if p.result == FITS:
@@ -262,7 +264,8 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober,
         x = -(-int(x * 1.25) // grain) * grain
     if hi is None:
         return WhatIf("min_bytes_per_tile", None, "unknown",
-                      f"nothing up to {x:,} bytes per tile was found to fit",
+                      f"nothing up to {tried:,} bytes per tile was found to fit"
+                      + (" (what-if time budget reached)" if prober.expired else ""),
                       [p.record() for p in probes])
     lo = max(current, start - grain)  # largest value known (or assumed) not to fit
     lo_proven = base.plan.status == STATUS_DOES_NOT_FIT if lo == current else (
