@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from tilec.errors import InputError
+from tilec.errors import InputError, InternalError
 from tilec.ir import infer_shapes, toposort
 
 from . import _graph
@@ -54,6 +54,7 @@ class Pass:
     doc: str
     exact: bool
     module: ModuleType
+    annotates_only: bool = False  # changes only tilec annotations: proved by structure, no ORT
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> None:
         self.module.run(graph, ctx)
@@ -145,7 +146,8 @@ def _load_registry() -> dict[str, Pass]:
         module = importlib.import_module(f"{__name__}.{mod_name}")
         registry[module.NAME] = Pass(name=module.NAME, summary=module.SUMMARY,
                                      doc=(module.__doc__ or "").strip(), exact=module.EXACT,
-                                     module=module)
+                                     module=module,
+                                     annotates_only=getattr(module, "ANNOTATES_ONLY", False))
     return registry
 
 
@@ -174,6 +176,24 @@ def default_pipeline() -> list[str]:
 def _snapshot(graph: gs.Graph) -> tuple[int, int, dict[str, int]]:
     counts = _graph.op_counts(graph)
     return len(graph.nodes), _graph.weight_params(graph), dict(sorted(counts.items()))
+
+
+def fingerprint(graph: gs.Graph) -> tuple:
+    """The graph as ONNX sees it -- ops, wiring, attributes, weights by identity -- without
+    tilec's annotations and independent of node order. Equal fingerprints: the same function."""
+    def attr(v: Any) -> str:
+        return f"const@{id(v)}" if isinstance(v, gs.Constant) else repr(v)
+
+    def tensor(t: gs.Tensor) -> tuple[str, int]:  # (no loading of lazily held weights)
+        return (t.name, id(t._values) if isinstance(t, gs.Constant) else 0)
+
+    nodes = sorted(
+        (n.op, n.domain or "", tuple(tensor(t) for t in n.inputs),
+         tuple(t.name for t in n.outputs),
+         tuple(sorted((k, attr(v)) for k, v in n.attrs.items() if not k.startswith("tilec."))))
+        for n in graph.nodes)
+    return (tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs),
+            tuple(nodes))
 
 
 def _run_one(p: Pass, graph: gs.Graph, ctx: PassContext) -> PassStats:
@@ -237,8 +257,17 @@ def run_pipeline(graph: gs.Graph, names: Sequence[str], *, precision: str,
     for p in passes:
         if verifier is not None and not p.exact:
             verifier.flush()  # prove the exact passes before a lossy one changes the probe
+        before = fingerprint(graph) if verifier is not None and p.annotates_only else None
         stats = _run_one(p, graph, ctx)
-        if verifier is not None:
+        if before is not None:
+            if fingerprint(graph) != before:
+                raise InternalError(f"{source}: pass '{p.name}' should only annotate, but it "
+                                    "changed the graph")
+            if stats.rewrites:
+                stats.verify = VerifyRecord(
+                    scope=(p.name,), exact=True, max_rel_err=0.0, worst_output=None,
+                    tolerance=verifier.tolerance, probe={}, seconds=0.0, method="structure")
+        elif verifier is not None:
             t0 = time.perf_counter()
             if not verifier.shared:
                 probe_stats = _run_one(p, verifier.probe, probe_ctx)

@@ -88,6 +88,7 @@ def _fold(graph: gs.Graph, ctx: PassContext) -> None:
                 del node.attrs[k]
             stash.append((node, ann))
     before = [(n, list(n.outputs)) for n in candidates]
+    read_before = [any(t.outputs for t in n.outputs) for n in candidates]
     try:
         graph.fold_constants(
             fold_shapes=True, partitioning="basic", error_ok=True, flatten_subgraphs=False,
@@ -97,11 +98,22 @@ def _fold(graph: gs.Graph, ctx: PassContext) -> None:
     finally:
         for node, ann in stash:
             node.attrs.update(ann)
+    outputs = _graph.output_names(graph)
+    folded: dict[int, str] = {}
     for node, outs in before:
         if outs and all(isinstance(t, gs.Constant) for t in outs):
-            shapes = ", ".join(str(list(t.shape)) for t in outs)
-            ctx.rewrite("fold-constant", node.name, f"{node.op} -> {shapes}")
+            folded[id(node)] = ", ".join(str(list(t.shape)) for t in outs)
             _graph.disconnect(node)
+    # Nodes whose readers were all folded (or now read a folded copy of their value): consumers
+    # first, so a chain of them goes at once.
+    for (node, outs), was_read in reversed(list(zip(before, read_before, strict=True))):
+        if (id(node) not in folded and outs and was_read
+                and not any(t.outputs or t.name in outputs for t in outs)):
+            folded[id(node)] = "replaced by a constant"
+            _graph.disconnect(node)
+    for node, _ in before:
+        if id(node) in folded:
+            ctx.rewrite("fold-constant", node.name, f"{node.op} -> {folded[id(node)]}")
 
 
 def _foldable_hint(node: gs.Node) -> bool:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 NAME = "concat-in-place"
 SUMMARY = "mark Concats whose producers write straight into the output buffer (no copy)"
 EXACT = True
+ANNOTATES_ONLY = True
 
 _VIEWS = frozenset(op for op, kind in OP_KINDS.items() if kind == "view")
 

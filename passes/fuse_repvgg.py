@@ -44,23 +44,42 @@ EXACT = True
 
 @dataclass
 class Branch:
-    """One summand in plain form: ``W`` over ``x`` (float64) plus bias, and its geometry."""
+    """One summand: a conv (or the identity) over ``x``, optionally followed by a BN affine."""
 
     leaf: gs.Tensor
     x: gs.Tensor
-    weight: np.ndarray  # [Cout, Cin/group, k...]
-    bias: np.ndarray  # [Cout]
+    shape: tuple[int, ...]  # of its plain kernel: [Cout, Cin/group, k...]
     group: int
     strides: list[int]
     begin: list[int]  # pad_begin - k//2 per spatial axis
     end: list[int]  # pad_end - k//2
-    kind: str  # "conv3x3", "conv1x1", "identity", ...
+    kind: str  # "conv3x3", "conv1x1+bn", "identity+bn", ...
+    src_w: np.ndarray | None = None  # the conv's weight (None: identity)
+    src_b: np.ndarray | None = None
+    aff: Affine | None = None
     nodes: list[gs.Node] = field(default_factory=list)  # nodes the fusion removes
     conv: gs.Node | None = None
 
     @property
     def kernel(self) -> tuple[int, ...]:
-        return tuple(self.weight.shape[2:])
+        return tuple(self.shape[2:])
+
+    def plain(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W, b) in float64 with the BN folded in (the identity as a depthwise kernel)."""
+        cout = self.shape[0]
+        t = self.aff.scale if self.aff is not None else np.ones(cout)
+        shift = self.aff.shift if self.aff is not None else np.zeros(cout)
+        if self.src_w is None:
+            return t.reshape(self.shape).astype(np.float64), shift.astype(np.float64)
+        w = self.src_w.astype(np.float64) * t.reshape((-1,) + (1,) * (len(self.shape) - 1))
+        b = np.zeros(cout) if self.src_b is None else self.src_b.astype(np.float64).reshape(-1)
+        return w, b * t + shift
+
+    def key(self) -> tuple:
+        """Identifies the branch's numbers (weights by identity, see _verify's shared arrays)."""
+        aff = b"" if self.aff is None else self.aff.scale.tobytes() + self.aff.shift.tobytes()
+        return (id(self.src_w) if self.src_w is not None else 0,
+                id(self.src_b) if self.src_b is not None else 0, aff, self.group, self.shape)
 
 
 def _conv_branch(conv: gs.Node, aff: Affine | None, leaf: gs.Tensor,
@@ -80,18 +99,18 @@ def _conv_branch(conv: gs.Node, aff: Affine | None, leaf: gs.Tensor,
         return None, f"kernel {kernel} is not odd"
     if any(d != 1 for d, k in zip(geo["dilations"], kernel, strict=True) if k > 1):
         return None, "dilated kernel"
+    if aff is not None and aff.scale.size != w.shape[0]:
+        return None, "BN channel count differs from the conv's"
     n = len(kernel)
-    w64 = w.astype(np.float64)
-    bias = np.zeros(w.shape[0]) if b is None else b.astype(np.float64).reshape(-1)
-    if aff is not None:
-        w64 = w64 * aff.scale.reshape((-1,) + (1,) * (w.ndim - 1))
-        bias = bias * aff.scale + aff.shift
     pads = geo["pads"]
-    kind = "conv" + "x".join(str(k) for k in kernel) + ("+bn" if aff is not None else "")
+    kind = ("conv" + "x".join(str(k) for k in kernel)
+            + (f"/g{geo['group']}" if geo["group"] > 1 else "")
+            + ("+bn" if aff is not None else ""))
     return Branch(
-        leaf=leaf, x=conv.inputs[0], weight=w64, bias=bias, group=geo["group"],
+        leaf=leaf, x=conv.inputs[0], shape=tuple(int(d) for d in w.shape), group=geo["group"],
         strides=geo["strides"], begin=[pads[d] - kernel[d] // 2 for d in range(n)],
-        end=[pads[n + d] - kernel[d] // 2 for d in range(n)], kind=kind, nodes=nodes, conv=conv,
+        end=[pads[n + d] - kernel[d] // 2 for d in range(n)], kind=kind, src_w=w, src_b=b,
+        aff=aff, nodes=nodes, conv=conv,
     ), ""
 
 
@@ -101,14 +120,11 @@ def _identity_branch(x: gs.Tensor, leaf: gs.Tensor, aff: Affine | None,
         return None
     c = int(x.shape[1])
     n = len(x.shape) - 2
-    scale = aff.scale if aff is not None else np.ones(c)
-    shift = aff.shift if aff is not None else np.zeros(c)
-    if scale.size != c:
+    if aff is not None and aff.scale.size != c:
         return None
     return Branch(
-        leaf=leaf, x=x, weight=scale.reshape((c, 1) + (1,) * n).astype(np.float64),
-        bias=shift.astype(np.float64), group=c, strides=[1] * n, begin=[0] * n, end=[0] * n,
-        kind="identity+bn" if aff is not None else "identity", nodes=nodes,
+        leaf=leaf, x=x, shape=(c, 1) + (1,) * n, group=c, strides=[1] * n, begin=[0] * n,
+        end=[0] * n, kind="identity+bn" if aff is not None else "identity", aff=aff, nodes=nodes,
     )
 
 
@@ -162,13 +178,13 @@ def _is_sum(node: gs.Node | None) -> bool:
 def _check_group(branches: list[Branch]) -> str | None:
     """Why these branches (all on the same input) cannot be merged, or None."""
     first = branches[0]
-    cout = {b.weight.shape[0] for b in branches}
+    cout = {b.shape[0] for b in branches}
     if len(cout) != 1:
         return f"branches have different output channels {sorted(cout)}"
     for b in branches:
-        if b.kind.startswith("identity") and b.weight.shape[0] != int(first.x.shape[1]):
+        if b.kind.startswith("identity") and b.shape[0] != int(first.x.shape[1]):
             return "identity branch changes the channel count"
-        cin = b.weight.shape[1] * b.group
+        cin = b.shape[1] * b.group
         if cin != int(first.x.shape[1]):
             return f"branch {b.kind} reads {cin} channels, input has {first.x.shape[1]}"
         if b.strides != first.strides:
@@ -181,9 +197,21 @@ def _check_group(branches: list[Branch]) -> str | None:
     return None
 
 
-def _merge(branches: list[Branch]) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
-    """Summed kernel [Cout, Cin/g, K..], bias, group g and kernel K of the merged conv."""
-    cout = branches[0].weight.shape[0]
+def _merge(branches: list[Branch], dtype: np.dtype, memo: dict | None = None
+           ) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
+    """Summed kernel [Cout, Cin/g, K..] and bias (in ``dtype``), group g and kernel K of the
+    merged conv (summed in float64, rounded once).
+
+    ``memo`` shares the result between the model and its verification probe (same arrays), so
+    later passes on the probe see the very arrays the model has."""
+    key = ("repvgg", np.dtype(dtype).str, *(b.key() for b in branches))
+    refs = [(b.src_w, b.src_b) for b in branches]
+    if memo is not None:
+        hit = memo.get(key)
+        if hit is not None and all(x is y and u is v for (x, u), (y, v) in zip(
+                hit[0], refs, strict=True)):
+            return hit[1]
+    cout = branches[0].shape[0]
     cin = int(branches[0].x.shape[1])
     g = 0
     for b in branches:
@@ -199,9 +227,13 @@ def _merge(branches: list[Branch]) -> tuple[np.ndarray, np.ndarray, int, list[in
         cols = off[:, None] + np.arange(cin // gb)[None, :]
         window = tuple(slice((big[d] - b.kernel[d]) // 2, (big[d] - b.kernel[d]) // 2 + b.kernel[d])
                        for d in range(n))
-        weight[(o[:, None], cols, *window)] += b.weight
-        bias += b.bias
-    return weight, bias, g, big
+        w, bb = b.plain()
+        weight[(o[:, None], cols, *window)] += w
+        bias += bb
+    result = (weight.astype(dtype), bias.astype(dtype), g, big)
+    if memo is not None:
+        memo[key] = (refs, result)
+    return result
 
 
 def _rebuild_sum(graph: gs.Graph, root: gs.Node, adds: list[gs.Node], terms: list[gs.Tensor],
@@ -268,12 +300,11 @@ def run(graph: gs.Graph, ctx: PassContext) -> None:
                 ctx.leave("repvgg", [b.conv.name for b in convs] + [root.name], why)
                 terms.extend(b.leaf for b in grp)
                 continue
-            weight, bias, g, big = _merge(grp)
             main = max(convs, key=lambda b: math.prod(b.kernel))
+            weight, bias, g, big = _merge(grp, main.src_w.dtype, ctx.memo)
             n = len(big)
             pads = [grp[0].begin[d] + big[d] // 2 for d in range(n)] + [
                 grp[0].end[d] + big[d] // 2 for d in range(n)]
-            dtype = main.conv.inputs[1].dtype
             x = grp[0].x
             y = gs.Variable(names(f"{main.conv.name}/fused"), dtype=out.dtype, shape=out.shape)
             removed = [nd.name for b in grp for nd in b.nodes]
@@ -284,8 +315,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> None:
                 "Conv", name=main.conv.name,
                 attrs={"kernel_shape": big, "strides": list(grp[0].strides), "pads": pads,
                        "dilations": [1] * n, "group": g},
-                inputs=[x, gs.Constant(names(f"{main.conv.name}/W"), weight.astype(dtype)),
-                        gs.Constant(names(f"{main.conv.name}/B"), bias.astype(dtype))],
+                inputs=[x, gs.Constant(names(f"{main.conv.name}/W"), weight),
+                        gs.Constant(names(f"{main.conv.name}/B"), bias)],
                 outputs=[y],
             )
             graph.nodes.append(fused)

@@ -69,11 +69,26 @@ def test_modes_pass_pipeline_off():
 
 def test_pipeline_mode_measures_quantize_separately():
     summary: dict = {}
-    _, _stats = run_pipeline(capture(_csp().model()), EXPECTED, precision="int4",
+    _, stats = run_pipeline(capture(_csp().model()), EXPECTED, precision="int4",
                             verify="pipeline", summary=summary)
     scopes = [tuple(c["scope"]) for c in summary["checks"]]
-    assert scopes == [("fold-bn", "fuse-activation"), ("quantize",), ("concat-in-place",)]
+    assert scopes == [("fold-bn", "fuse-activation"), ("quantize",)]
     assert summary["checks"][1]["exact"] is False and summary["checks"][1]["max_rel_err"] > 1e-3
+    assert stats[-1].name == "concat-in-place" and stats[-1].verify.method == "structure"
+
+
+def test_an_annotating_pass_that_changes_the_graph_is_caught(monkeypatch):
+    from tilec.passes import concat_in_place
+
+    real = concat_in_place.run
+
+    def meddling(graph, ctx):
+        real(graph, ctx)
+        graph.nodes[-1].op = "Relu"  # was Mish
+
+    monkeypatch.setattr(concat_in_place, "run", meddling)
+    with pytest.raises(InternalError, match="should only annotate"):
+        run_pipeline(capture(_csp().model()), ["concat-in-place"], precision="fp32")
 
 
 def test_a_broken_rewrite_is_caught(monkeypatch):

@@ -51,10 +51,11 @@ def test_this_onnxruntime_runs_every_dequantize_form():
 def test_quantize_rows_is_symmetric_per_channel(bits):
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(6, 2000)) * np.arange(1, 7)[:, None]  # channels of different scale
-    q, s = quantize_rows(rows, bits)
+    q, s, err = quantize_rows(rows, bits)
     assert q.min() >= -qmax(bits) and q.max() <= qmax(bits)
     assert s.shape == (6,) and np.all(s > 0)
     approx = q * s[:, None]
+    assert np.allclose(err, ((rows - approx) ** 2).sum(1), rtol=1e-4)
     # per channel: a channel's error is relative to its own scale, not the largest channel's
     # (one scale for the tensor would cost the 1x channel 20 log10(6) = 15.6 dB against the 6x one)
     per_channel = [numerics.sqnr_db(rows[i], approx[i]) for i in range(6)]
@@ -185,3 +186,18 @@ def test_pre_quantized_weights_are_not_quantized_again():
     b.output(b.op("Conv", [x, w]))
     graph, stats = _lower(b.model(), "int4")
     assert stats[0].rewrites == [] and ops(graph).count("DequantizeLinear") == 1
+
+
+def test_an_int4_model_lowers_again_unchanged():
+    """Re-lowering tilec's own int4 output: packed weights stay packed, nothing is re-quantized."""
+    from tilec.ir import to_onnx
+
+    graph, _ = _lower(_net().model(), "int4")
+    again = capture(to_onnx(graph))
+    names = ["canonicalize", "fold-bn", "fuse-repvgg", "fuse-activation", "quantize",
+             "concat-in-place"]
+    again, stats = run_pipeline(again, names, precision="int4", verify="pass")
+    assert next(s for s in stats if s.name == "quantize").rewrites == []
+    info = build_graph_info(again, weight_bits=16)
+    assert {op.weights[0].bits for op in info.ops if op.kind in ("conv", "matmul")} == {4}
+    onnx.checker.check_model(to_onnx(again))

@@ -107,19 +107,24 @@ def _fmt_params(n: int) -> str:
 
 
 def _fmt_err(stats) -> str:
+    """The proof's figure: region-by-region error (exact passes; the end-to-end output error in
+    brackets when it was measured) or the output error (lossy passes)."""
     rec = stats.verify
     if rec is None:
         return "-" if not stats.rewrites else "not verified"
-    tag = "" if len(rec.scope) == 1 else f" ({'+'.join(rec.scope)})"
+    tag = "" if len(rec.scope) == 1 else f" [{'+'.join(rec.scope)}]"
+    if rec.method == "structure":
+        return "same graph (annotations only)"
     if rec.exact:
-        return f"{rec.max_rel_err:.1e} ok{tag}"
-    return f"{rec.max_rel_err:.2e} (lossy){tag}"
+        out = f" (out {rec.output_rel_err:.0e})" if rec.output_rel_err is not None else ""
+        return f"{rec.max_rel_err:.1e} ok{out}{tag}"
+    return f"output {rec.max_rel_err:.2e} (lossy){tag}"
 
 
 def print_stats(con, stats: list, *, verbose: bool = False) -> None:
     """The per-pass table (shared with benchmarks)."""
     table = Table(title="lowering passes", show_lines=False)
-    for col in ("pass", "nodes", "params", "rewrites", "max rel. error", "time"):
+    for col in ("pass", "nodes", "params", "rewrites", "proof (max rel. error)", "time"):
         table.add_column(col, justify="right" if col in ("nodes", "params", "time") else "left")
     for s in stats:
         counts = ", ".join(f"{k} {v}" for k, v in s.counts().items()) or "-"
