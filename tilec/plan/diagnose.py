@@ -91,7 +91,7 @@ def locate(evidence: Evidence, ops: Sequence[OpPlacement], buffers: Sequence[Buf
                        "step": int(np.argmax(occ[k])), "over_by": int(per_tile[k]) - budget}
                       for k in order]
     cats: dict[str, int] = {}
-    live_ops: set[str] = set()
+    live_ops: dict[str, int] = {}  # op -> bytes it holds on the worst tile at the worst step
     tensors: list[dict] = []
     producer = {t_: o.name for o in ops for t_ in o.outputs}
     for b in buffers:
@@ -104,10 +104,10 @@ def locate(evidence: Evidence, ops: Sequence[OpPlacement], buffers: Sequence[Buf
             tensors.append({"name": b.owner, "bytes": b.bytes, "first": b.first, "end": b.end,
                             "producer": producer.get(b.owner)})
             if producer.get(b.owner):
-                live_ops.add(producer[b.owner])
+                live_ops[producer[b.owner]] = live_ops.get(producer[b.owner], 0) + b.bytes
         else:
-            live_ops.add(b.owner)
+            live_ops[b.owner] = live_ops.get(b.owner, 0) + b.bytes
     diag.by_category = dict(sorted(cats.items()))
-    diag.live_ops = sorted(live_ops)
+    diag.live_ops = sorted(live_ops, key=lambda n: (-live_ops[n], n))  # most bytes first
     diag.live_tensors = sorted(tensors, key=lambda d: (-d["bytes"], d["name"]))
     return diag

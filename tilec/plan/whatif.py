@@ -140,7 +140,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
         time_limit=options.settings.time_limit,
         deterministic_limit=max(0.05, options.settings.deterministic_limit / 3),
         seed=options.settings.seed, workers=options.settings.workers), layout_exact=False,
-        use_cpsat=False, greedy_passes=2)
+        use_cpsat=False, greedy_passes=5)
     prober = Prober(probe_opts, time.perf_counter() + seconds, progress)
     t_start = time.perf_counter()
 
