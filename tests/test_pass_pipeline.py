@@ -154,7 +154,7 @@ def test_yolov4_p5_gc200_pipeline(mish):
     assert stats[0].nodes_before > 2 * stats[-1].nodes_after
     for s in stats:
         print(f"{s.name}: nodes {s.nodes_before} -> {s.nodes_after}, {s.counts()}")
-        if s.verify is not None:
+        if s.verify is not None and s.verify.method == "onnxruntime":
             assert s.verify.max_rel_err < 1e-4
             assert s.verify.output_rel_err < 1e-4  # the model's own outputs, end to end
     concat = [n for n in graph.nodes if n.op == "Concat"]
@@ -171,7 +171,7 @@ def test_zoo_models_stay_equal_through_every_exact_pass(name, size):
     exact = [n for n in EXPECTED if n != "quantize"]
     graph, stats = run_pipeline(_zoo_graph(name, size), exact, precision="fp32", verify="pass")
     for s in stats:
-        if s.verify is not None:
+        if s.verify is not None and s.verify.method == "onnxruntime":
             assert s.verify.max_rel_err < 1e-4, s.name
             assert s.verify.output_rel_err < 1e-4, s.name
     assert not any(n.op == "BatchNormalization" for n in graph.nodes)
