@@ -9,7 +9,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tilec.capture.onnx_file import capture_onnx, parse_image_size, parse_input_shapes
@@ -91,3 +93,15 @@ def capture(model: Any, *, batch: int | None = None,
         module, label = model, name or type(model).__name__
     return fx.capture_module(module, input_shape=shape, batch=batch, image_size=image_size,
                              name=name or label, source=label)
+
+
+class _CallableModule(ModuleType):
+    """Importing this package rebinds the name ``tilec.capture`` from the function of
+    ``tilec/__init__.py`` to the package itself; calling the package still captures, so the
+    documented ``tilec.capture(model, ...)`` works whatever was imported first."""
+
+    def __call__(self, model: Any, **kwargs: Any) -> Captured:
+        return capture(model, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
