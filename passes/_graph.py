@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from tilec.ir import FUSED_DOMAIN, constant_value
+from tilec.ir import constant_value
 
 
 # ----------------------------------------------------------------------------------- queries
@@ -25,8 +25,6 @@ def producer(t: gs.Tensor) -> gs.Node | None:
     return t.inputs[0] if t.inputs else None
 
 
-def consumers(t: gs.Tensor) -> list[gs.Node]:
-    return list(t.outputs)
 
 
 def sole_consumer(t: gs.Tensor, outputs: set[str]) -> gs.Node | None:
@@ -36,12 +34,6 @@ def sole_consumer(t: gs.Tensor, outputs: set[str]) -> gs.Node | None:
     return t.outputs[0]
 
 
-def only_read_by(t: gs.Tensor, nodes: Iterable[gs.Node], outputs: set[str]) -> bool:
-    """True when every reader of ``t`` is one of ``nodes`` and ``t`` is not a graph output."""
-    if t.name in outputs:
-        return False
-    allowed = {id(n) for n in nodes}
-    return all(id(c) in allowed for c in t.outputs)
 
 
 def output_names(graph: gs.Graph) -> set[str]:
@@ -77,12 +69,8 @@ def is_plain(node: gs.Node | None, *ops: str) -> bool:
     return node is not None and node.op in ops and (node.domain or "") in ("", "ai.onnx")
 
 
-def is_fused(node: gs.Node | None) -> bool:
-    return node is not None and node.domain == FUSED_DOMAIN
 
 
-def rank(t: gs.Tensor) -> int | None:
-    return len(t.shape) if t.shape is not None else None
 
 
 # ----------------------------------------------------------------------------------- conv attrs

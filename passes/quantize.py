@@ -24,7 +24,8 @@ width), except that a float layer whose precision differs from the compile preci
 (the layer's bits, or what the caller's ``act_bits(precision)`` says the target stores -- gc200
 keeps fp16 activations under int weights). With calibration inputs (``--calibration``) activations
 are also quantized: per-tensor symmetric ``QuantizeLinear`` / ``DequantizeLinear`` after each
-quantized layer, scale from the largest magnitude seen on the calibration set.
+quantized layer, scale from the largest magnitude seen on the calibration set (run with the
+quantized weights).
 
 Not exact: the pipeline measures the model's output error after this pass instead of requiring
 equality.
@@ -44,6 +45,7 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from tilec import numerics
+from tilec.errors import InputError
 from tilec.ir import FUSED_DOMAIN, set_ann, to_onnx
 
 from . import _fused, _graph
@@ -363,7 +365,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> None:
 # ----------------------------------------------------------------------------------- activations
 def _calibrate(graph: gs.Graph, tensors: list[gs.Tensor],
                batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Largest |value| of each tensor over the calibration batches (float model, onnxruntime)."""
+    """Largest |value| of each tensor over the calibration batches (onnxruntime, the model with its
+    weights already quantized -- the activations the quantized layers will really produce)."""
     saved = list(graph.outputs)
     graph.outputs = saved + [t for t in tensors if t not in saved]
     try:
@@ -376,8 +379,6 @@ def _calibrate(graph: gs.Graph, tensors: list[gs.Tensor],
     for batch in batches:
         for spec in specs:
             if spec.name in batch and tuple(batch[spec.name].shape) != spec.shape:
-                from tilec.errors import InputError
-
                 raise InputError(f"--calibration: batch for '{spec.name}' has shape "
                                  f"{list(batch[spec.name].shape)}, the model takes "
                                  f"{list(spec.shape)}")
