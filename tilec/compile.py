@@ -35,6 +35,7 @@ class CompileOptions:
     precision_map: str | None = None  # path of a per-layer precision file
     passes: list[str] | None = None  # None: the target's default pipeline
     time_limit: float = 10.0
+    verify: str = "pipeline"  # how the passes are proved: "pipeline" | "pass" | "off"
     what_if: bool = True
     seed: int = 0
     workers: int = 2
@@ -53,6 +54,7 @@ class Lowered:
     passes: list[str]
     pass_stats: list[Any] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # notices for the user (become Plan.notes)
 
 
 def resolve_precision(target: Target, precision: str | None) -> str:
@@ -73,16 +75,23 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
     from tilec.passes import run_pipeline
 
     precision = resolve_precision(target, options.precision)
+    notes = []
+    if options.precision is None:
+        note = getattr(target, "default_precision_note", None)
+        if note:
+            notes.append(note)
     names = options.passes if options.passes is not None else target.default_passes(precision)
     t0 = time.perf_counter()
     graph, stats = run_pipeline(captured.graph, names, precision=precision,
-                                precision_map=options.precision_map, source=captured.source)
+                                precision_map=options.precision_map, source=captured.source,
+                                verify=options.verify, act_bits=target.act_bits,
+                                stride=captured.stride)
     t1 = time.perf_counter()
     info = graph_info(graph, captured, target, precision)
     t2 = time.perf_counter()
     return Lowered(captured=captured, target=target, graph=graph, info=info, precision=precision,
                    passes=names, pass_stats=stats,
-                   seconds={"lower": t1 - t0, "analyse": t2 - t1})
+                   seconds={"lower": t1 - t0, "analyse": t2 - t1}, notes=notes)
 
 
 def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: str) -> GraphInfo:
@@ -161,11 +170,15 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
         cap = capture(model, batch=batch or captured.batch,
                       image_size=image_size or captured.image_size,
                       input_shape=options.input_shape)
-        opts = CompileOptions(**{**options.__dict__, "precision": precision or lowered.precision})
+        # The exact passes were already proved on this model by the compile itself; a what-if
+        # probe only needs the planner's view, so it skips the onnxruntime proof.
+        opts = CompileOptions(**{**options.__dict__, "verify": "off",
+                                 "precision": precision or lowered.precision})
         return lower(cap, target, opts).info
 
     from tilec.plan import plan_model  # after capture: input errors never depend on the planner
 
     plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
                       passes=lowered.passes, stage_seconds=dict(lowered.seconds))
+    plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
     return plan, lowered
