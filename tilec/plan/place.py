@@ -273,80 +273,155 @@ def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
     return occ + sp
 
 
+def _best_slot(problem: Problem, geometry: Geometry, g: Group, occ: np.ndarray,
+               peak: np.ndarray, sp_other: int, mu: float, budget: int,
+               option: int | None = None) -> tuple[tuple, Slot] | None:
+    """The best position of every option of ``g`` given the load of the others (``occ``, its
+    per-tile maximum ``peak``, and ``sp_other`` = spread per tile of all other groups).
+
+    Key (lowest wins): over budget?, ``val + mu x cycles``, load of the window, option, position;
+    ``val`` is the resulting peak on the footprint. With ``mu`` huge this is "the fastest slot that
+    fits", with ``mu = 0`` "the slot that keeps the peak lowest"."""
+    tiles = int(problem.target.tiles)
+    rows, cols = geometry.grid
+    best_key, best = None, None
+    for oi, opt in enumerate(g.options):
+        if option is not None and oi != option:
+            continue
+        prof = g.profiles[oi]
+        var = np.nonzero(prof > opt.base)[0]
+        need = peak + opt.base
+        if len(var):
+            need = np.maximum(need, (occ[:, var] + prof[var]).max(axis=1))
+        extra = sp_other + opt.spread_per_tile
+        price = opt.cycles * mu
+        if geometry.placement == "range":
+            n = opt.tiles
+            if n > tiles:
+                continue
+            val = window_max(need, n) + extra
+            ws = window_sum(peak, n)
+            key_arr = val + price
+            over = val > budget
+            st = int(np.lexsort((np.arange(len(val)), ws, key_arr, over))[0])
+            key = (bool(over[st]), float(key_arr[st]), int(ws[st]), oi, st)
+            if best_key is None or key < best_key:
+                best_key, best = key, (oi, geometry.at((st,), n))
+        else:
+            grid = need.reshape(rows, cols)
+            load = peak.reshape(rows, cols)
+            shapes = opt.shapes if geometry.exact else opt.shapes[:3]
+            for h, w in shapes:
+                val = window_max(window_max(grid, w).T, h).T + extra
+                ws = window_sum(window_sum(load, w).T, h).T
+                key_arr = val + price
+                flat = int(np.lexsort((np.arange(val.size), ws.ravel(), key_arr.ravel(),
+                                       (val > budget).ravel()))[0])
+                r0, c0 = divmod(flat, val.shape[1])
+                key = (bool(val[r0, c0] > budget), float(key_arr[r0, c0]), int(ws[r0, c0]), oi,
+                       flat)
+                if best_key is None or key < best_key:
+                    best_key, best = key, (oi, geometry.at((r0, c0), opt.tiles, (h, w)))
+    if best is None or best_key is None:
+        return None
+    return best_key, best
+
+
+def _add(occ: np.ndarray, peak: np.ndarray, prof: np.ndarray, pos: Position, sign: int) -> None:
+    for a, b in pos.ranges:
+        occ[a:b, :] += sign * prof
+        peak[a:b] = occ[a:b, :].max(axis=1)
+
+
 def greedy_exact(problem: Problem, geometry: Geometry, order: Sequence[int], *,
-                 mu: float = 0.0, budget: int | None = None) -> list[Slot]:
+                 mu: float = 0.0, budget: int | None = None,
+                 only: dict[int, int] | None = None) -> list[Slot]:
     """A greedy pass at tile granularity with every start (range) or origin (rect) offered.
 
     The per-tile need of an option is ``max(M[t] + base, max over its varying steps of
     occ[t, s] + P[s])`` (``M`` = per-tile maximum over steps), so evaluating an option costs
     O(tiles x varying steps) rather than O(tiles x steps); the best start is a sliding-window
-    maximum. Ties go to the least loaded window (spreads the always-live bytes)."""
+    maximum. Ties go to the least loaded window (spreads the always-live bytes). ``only`` fixes
+    a group's option (then only its position is chosen)."""
     tiles, steps = int(problem.target.tiles), problem.steps
     budget = problem.budget if budget is None else budget
-    rows, cols = geometry.grid
     occ = np.zeros((tiles, steps), dtype=np.int64)
     peak = np.zeros(tiles, dtype=np.int64)
-    sp = spread_floor(problem)
+    sp = spread_floor(problem)  # every group at its cheapest spread until it chooses
     choice: list[Slot | None] = [None] * len(problem.groups)
     for gi in order:
         g = problem.groups[gi]
         if g.trivial:
             continue
         sp_min = min(o.spread_per_tile for o in g.options)
-        best_key, best = None, None
-        for oi, opt in enumerate(g.options):
-            prof = g.profiles[oi]
-            var = np.nonzero(prof > opt.base)[0]
-            need = peak + opt.base
-            if len(var):
-                need = np.maximum(need, (occ[:, var] + prof[var]).max(axis=1))
-            extra = sp + opt.spread_per_tile - sp_min
-            price = opt.cycles * mu
-            if geometry.placement == "range":
-                n = opt.tiles
-                if n > tiles:
-                    continue
-                wm = window_max(need, n)
-                ws = window_sum(peak, n)
-                val = wm + extra
-                key_arr = val + price
-                over = val > budget
-                # lexicographic: not over budget, then price+val, then load, then start
-                order_idx = np.lexsort((np.arange(len(val)), ws, key_arr, over))
-                st = int(order_idx[0])
-                key = (bool(over[st]), float(key_arr[st]), int(ws[st]), oi, st)
-                if best_key is None or key < best_key:
-                    best_key, best = key, (oi, geometry.at((st,), n))
-            else:
-                grid = need.reshape(rows, cols)
-                load = peak.reshape(rows, cols)
-                shapes = opt.shapes if geometry.exact else opt.shapes[: max(1, 3)]
-                for h, w in shapes:
-                    wm = window_max(window_max(grid, w).T, h).T
-                    ws = window_sum(window_sum(load, w).T, h).T
-                    val = wm + extra
-                    key_arr = val + price
-                    flat = np.lexsort((np.arange(val.size), ws.ravel(), key_arr.ravel(),
-                                       (val > budget).ravel()))[0]
-                    r0, c0 = divmod(int(flat), val.shape[1])
-                    key = (bool(val[r0, c0] > budget), float(key_arr[r0, c0]),
-                           int(ws[r0, c0]), oi, int(flat))
-                    if best_key is None or key < best_key:
-                        best_key, best = key, (oi, geometry.at((r0, c0), opt.tiles, (h, w)))
-        assert best is not None
-        choice[gi] = best
-        oi, pos = best
-        for a, b in pos.ranges:
-            occ[a:b, :] += g.profiles[oi]
-            peak[a:b] = occ[a:b, :].max(axis=1)
+        found = _best_slot(problem, geometry, g, occ, peak, sp - sp_min, mu, budget,
+                           None if only is None else only.get(gi))
+        assert found is not None
+        oi, pos = found[1]
+        choice[gi] = (oi, pos)
+        _add(occ, peak, g.profiles[oi], pos, 1)
         sp += g.options[oi].spread_per_tile - sp_min
     for gi, g in enumerate(problem.groups):
         if choice[gi] is None:
-            opt_i = min(range(len(g.options)), key=lambda k: (g.options[k].cycles, k))
-            opt = g.options[opt_i]
-            choice[gi] = (opt_i, geometry.at((0,) if geometry.placement == "range" else (0, 0),
-                                             opt.tiles, opt.shapes[0] if opt.shapes else None))
+            choice[gi] = _trivial_slot(problem, g, _all_slots(geometry, g), choice)
     return [c for c in choice if c is not None]
+
+
+def _all_slots(geometry: Geometry, g: Group) -> list[Slot]:
+    return [(oi, pos) for oi, opt in enumerate(g.options)
+            for pos in geometry.positions(opt.tiles, opt.shapes)]
+
+
+def improve_exact(problem: Problem, geometry: Geometry, choice: Sequence[Slot], budget: int,
+                  sweeps: int = 1) -> list[Slot]:
+    """Local improvement of a fitting tile-level plan: each group in turn (largest possible
+    saving first) is taken out and put back at the fastest slot that still fits -- its
+    footprint's peak within the budget, and a larger spread only if every tile has room."""
+    tiles, steps = int(problem.target.tiles), problem.steps
+    occ = np.zeros((tiles, steps), dtype=np.int64)
+    peak = np.zeros(tiles, dtype=np.int64)
+    sp = 0
+    cur = list(choice)
+    for g, (oi, pos) in zip(problem.groups, cur, strict=True):
+        sp += g.options[oi].spread_per_tile
+        if not g.trivial:
+            for a, b in pos.ranges:
+                occ[a:b, :] += g.profiles[oi]
+    if steps:
+        peak[:] = occ.max(axis=1)
+
+    def saving(gi: int) -> int:
+        g = problem.groups[gi]
+        return g.options[cur[gi][0]].cycles - min(o.cycles for o in g.options)
+
+    order = sorted((gi for gi, g in enumerate(problem.groups) if not g.trivial),
+                   key=lambda gi: (-saving(gi), gi))
+    for _ in range(sweeps):
+        changed = False
+        for gi in order:
+            if saving(gi) == 0:
+                continue
+            g = problem.groups[gi]
+            oi, pos = cur[gi]
+            _add(occ, peak, g.profiles[oi], pos, -1)
+            sp_other = sp - g.options[oi].spread_per_tile
+            found = _best_slot(problem, geometry, g, occ, peak, sp_other, 1e12, budget)
+            new = cur[gi]
+            if found is not None and not found[0][0]:
+                noi, npos = found[1]
+                grow = g.options[noi].spread_per_tile - g.options[oi].spread_per_tile
+                if g.options[noi].cycles < g.options[oi].cycles and (
+                        grow <= 0 or int(peak.max()) + sp_other
+                        + g.options[noi].spread_per_tile <= budget):
+                    new = (noi, npos)
+            _add(occ, peak, g.profiles[new[0]], new[1], 1)
+            sp += g.options[new[0]].spread_per_tile - g.options[oi].spread_per_tile
+            if new != cur[gi]:
+                cur[gi] = new
+                changed = True
+        if not changed:
+            break
+    return cur
 
 
 def exact_search(problem: Problem, geometry: Geometry, budget: int, passes: int = 6
@@ -380,6 +455,24 @@ def exact_search(problem: Problem, geometry: Geometry, budget: int, passes: int 
             else:
                 hi = mid
     _key, ch, pk, cyc = min(results, key=lambda r: r[0])
+    if pk <= budget:
+        better = improve_exact(problem, geometry, ch, budget)
+        occ = tile_occupancy(problem, better)
+        bpk = int(occ.max()) if occ.size else 0
+        bcyc = sum(g.options[oi].cycles for g, (oi, _) in zip(problem.groups, better,
+                                                               strict=True))
+        log.append({"pass": "exact:improve", "peak": bpk, "cycles": bcyc})
+        if bpk <= budget and bcyc < cyc:
+            ch, pk, cyc = better, bpk, bcyc
+        # then headroom: the same options (same cycles), positions chosen memory-first
+        for order_name, order in orders.items():
+            fixed = greedy_exact(problem, geometry, order, budget=budget,
+                                 only={gi: oi for gi, (oi, _) in enumerate(ch)})
+            occ = tile_occupancy(problem, fixed)
+            fpk = int(occ.max()) if occ.size else 0
+            log.append({"pass": f"exact:headroom:{order_name}", "peak": fpk, "cycles": cyc})
+            if fpk < pk:
+                ch, pk = fixed, fpk
     return ch, pk, cyc, log
 
 
