@@ -240,3 +240,29 @@ def test_workers_do_not_change_validity(workers):
                                           workers=workers))
     plan = plan_of(info, toy_target(4, 12), options=opts)
     assert plan.status == STATUS_FITS and plan.verification.ok
+
+
+def test_fragmentation_retry_holds_bytes_back(monkeypatch):
+    """When no address layout exists although every tile's live bytes fit, the planner places
+    again with the overflow held back and lays out at the real budget."""
+    import tilec.plan.pipeline as pipeline
+    from tilec.plan.layout import PlanLayout
+
+    real = pipeline._layout
+    calls = []
+
+    def flaky(buffers, target, problem, options):
+        calls.append(problem.budget)
+        if len(calls) == 1:  # pretend the first placement fragments by 2 bytes
+            return PlanLayout(offsets={}, ok=False, failures=[{
+                "tiles": [0, 1], "status": "unknown", "reason": "test", "needs":
+                problem.budget + 2, "always_bytes": 0}])
+        return real(buffers, target, problem, options)
+
+    monkeypatch.setattr(pipeline, "_layout", flaky)
+    info = chain(3, {1: (2, 1, 2, 5), 2: (1, 1, 1, 9)})
+    plan = plan_of(info, toy_target(4, 12))
+    assert len(calls) == 2
+    assert plan.status == STATUS_FITS and plan.verification.ok
+    assert any("held back" in n for n in plan.notes)
+    assert plan.memory.peak_bytes <= 12 - 2

@@ -208,3 +208,25 @@ def test_orders_enumerated(order):
                       OpSpec("c", ["ta"], ["tc"], {1: (0, 0, 1, 1)})])
     orders = list(_topo_orders(info))
     assert ["a", *order] in orders and len(orders) == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_problems(rect=False) | small_problems(rect=True))
+def test_aggregate_relaxation_is_sound(problem):
+    """The big-chip proof model (chip totals, own tiles, centre tile) forced onto a small chip:
+    whenever it claims infeasibility, exhaustive search agrees."""
+    from tilec.plan.geometry import Geometry
+    from tilec.plan.partition import partition
+    from tilec.plan.problem import build_problem
+    from tilec.plan.proof import prove
+    from tilec.plan.schedule import schedule
+
+    info, target = problem
+    sched = schedule(info)
+    prob = build_problem(info, target, sched, partition(info, target))
+    geo = Geometry(target.tiles, target.grid, target.placement, exact_limit=0)
+    assert not geo.exact
+    proof = prove(prob, geo, SolveSettings(deterministic_limit=2.0, workers=1))
+    if proof.proven:
+        assert proof.scope == "aggregate" and proof.rechecked
+        assert not feasible(info, target, list(sched.order))

@@ -422,6 +422,8 @@ def layout_plan(buffers: Sequence, tiles: int, steps: int, budget: int, *,
         if status != OK:
             failures.append({"tiles": [cuts[k], cuts[k + 1]], "status": status,
                              "reason": alloc.reason if alloc else "",
+                             "needs": max(offs[i] + units[ui].size
+                                          for i, ui in enumerate(members)),
                              "always_bytes": sum(units[ui].size for ui in members
                                                  if units[ui].first == 0
                                                  and units[ui].end >= steps)})

@@ -145,12 +145,24 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     if fits_blocks:
         if progress:
             progress("layout", 0.0)
-        lay = layout_plan(buffers, int(target.tiles), problem.steps, problem.budget,
-                          exact=options.layout_exact,
-                          exact_settings=SolveSettings(
-                              time_limit=options.settings.time_limit,
-                              deterministic_limit=options.settings.deterministic_limit,
-                              seed=options.settings.seed, workers=1))
+        lay = _layout(buffers, target, problem, options)
+        if not lay.ok:
+            # Fragmentation: no address layout although every tile's live bytes fit. Place once
+            # more with the budget lowered by the worst overflow, then lay out at the real budget.
+            short = max(f["needs"] for f in lay.failures) - problem.budget
+            res2 = place(problem, geometry, options.settings, budget=problem.budget - short,
+                         use_cpsat=options.use_cpsat, greedy_passes=options.greedy_passes)
+            if res2.fits:
+                ops2, buffers2, steps2 = build.placements_and_buffers(problem, res2.best.choice)
+                lay2 = _layout(buffers2, target, problem, options)
+                if lay2.ok:
+                    res, lay = res2, lay2
+                    ops, buffers, steps = ops2, buffers2, steps2
+                    plan.ops, plan.buffers, plan.steps = ops, buffers, steps
+                    plan.latency = build.latency(steps, target, info, plan.model.batch)
+                    plan.solver = _solver_info(res, options, sched, problem, geometry)
+                    plan.notes.append(f"placed with {short:,} bytes per tile held back: the "
+                                      "first placement could not be laid out (fragmentation)")
         for b in buffers:
             b.offsets = lay.offsets.get(b.id, [])
         plan.solver.details["layout"] = {"segments": lay.segments, "distinct": lay.distinct,
@@ -211,6 +223,15 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "diagnose", t0)
     return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds, problem=problem,
                    place=res, timings=timings)
+
+
+def _layout(buffers, target: Target, problem: Problem, options: Options):
+    return layout_plan(buffers, int(target.tiles), problem.steps, problem.budget,
+                       exact=options.layout_exact,
+                       exact_settings=SolveSettings(
+                           time_limit=options.settings.time_limit,
+                           deterministic_limit=options.settings.deterministic_limit,
+                           seed=options.settings.seed, workers=1))
 
 
 def _solver_info(res: PlaceResult, options: Options, sched: Schedule, problem: Problem,
