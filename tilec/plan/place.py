@@ -372,6 +372,68 @@ def _all_slots(geometry: Geometry, g: Group) -> list[Slot]:
             for pos in geometry.positions(opt.tiles, opt.shapes)]
 
 
+def repair_exact(problem: Problem, geometry: Geometry, choice: Sequence[Slot], budget: int,
+                 rounds: int = 60) -> tuple[list[Slot], int]:
+    """Local search on an over-budget tile-level plan: at the worst (tile, step), take out each
+    group that holds bytes there (largest first) and put it back where it keeps its footprint's
+    peak lowest; keep the move if the plan's (peak, number of tile-steps at the peak) drops.
+    Returns the plan and its peak (possibly still over budget)."""
+    tiles, steps = int(problem.target.tiles), problem.steps
+    occ = np.zeros((tiles, steps), dtype=np.int64)
+    sp = 0
+    cur = list(choice)
+    for g, (oi, pos) in zip(problem.groups, cur, strict=True):
+        sp += g.options[oi].spread_per_tile
+        if not g.trivial:
+            for a, b in pos.ranges:
+                occ[a:b, :] += g.profiles[oi]
+    peak = occ.max(axis=1) if steps else np.zeros(tiles, dtype=np.int64)
+
+    def score() -> tuple[int, int]:
+        top = int(peak.max()) if tiles else 0
+        return top + sp, int((occ == top).sum())
+
+    best = score()
+    tried: set[tuple[int, int, int]] = set()
+    for _ in range(rounds):
+        if best[0] <= budget:
+            break
+        t_star = int(np.argmax(peak))
+        s_star = int(np.argmax(occ[t_star]))
+        holders = [gi for gi, (oi, pos) in enumerate(cur)
+                   if not problem.groups[gi].trivial
+                   and any(a <= t_star < b for a, b in pos.ranges)
+                   and int(problem.groups[gi].profiles[oi][s_star]) > 0]
+        holders.sort(key=lambda gi: (-int(problem.groups[gi].profiles[cur[gi][0]][s_star]), gi))
+        moved = False
+        for gi in holders:
+            if (gi, t_star, s_star) in tried:
+                continue
+            tried.add((gi, t_star, s_star))
+            g = problem.groups[gi]
+            oi, pos = cur[gi]
+            _add(occ, peak, g.profiles[oi], pos, -1)
+            sp_other = sp - g.options[oi].spread_per_tile
+            found = _best_slot(problem, geometry, g, occ, peak, sp_other, 0.0, budget)
+            if found is not None:
+                noi, npos = found[1]
+                _add(occ, peak, g.profiles[noi], npos, 1)
+                sp_new = sp_other + g.options[noi].spread_per_tile
+                old_sp, sp = sp, sp_new
+                now = score()
+                if now < best:
+                    cur[gi] = (noi, npos)
+                    best = now
+                    moved = True
+                    break
+                sp = old_sp
+                _add(occ, peak, g.profiles[noi], npos, -1)
+            _add(occ, peak, g.profiles[oi], pos, 1)
+        if not moved:
+            break
+    return cur, best[0]
+
+
 def improve_exact(problem: Problem, geometry: Geometry, choice: Sequence[Slot], budget: int,
                   sweeps: int = 1) -> list[Slot]:
     """Local improvement of a fitting tile-level plan: each group in turn (largest possible
@@ -455,6 +517,13 @@ def exact_search(problem: Problem, geometry: Geometry, budget: int, passes: int 
             else:
                 hi = mid
     _key, ch, pk, cyc = min(results, key=lambda r: r[0])
+    if pk > budget:
+        fixed, fpk = repair_exact(problem, geometry, ch, budget)
+        fcyc = sum(g.options[oi].cycles for g, (oi, _) in zip(problem.groups, fixed,
+                                                               strict=True))
+        log.append({"pass": "exact:repair", "peak": fpk, "cycles": fcyc})
+        if fpk < pk:
+            ch, pk, cyc = fixed, fpk, fcyc
     if pk <= budget:
         better = improve_exact(problem, geometry, ch, budget)
         occ = tile_occupancy(problem, better)
@@ -828,7 +897,8 @@ def place(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
                "groups": len(problem.groups), "slots": sum(len(s) for s in slots)}
     res: PlaceResult
     if use_cpsat and not all(g.trivial for g in problem.groups):
-        model_slots = slots if geometry.exact else neighbourhood(slots, hint.choice)
+        model_slots = (slots if geometry.exact or hint.peak > budget
+                       else neighbourhood(slots, hint.choice))
         details["cp_sat_slots"] = sum(len(r) for r in model_slots)
         res = cpsat_search(problem, geometry, model_slots, hint, settings, budget=budget,
                            progress=progress)
