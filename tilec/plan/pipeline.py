@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from tilec.costmodel import Target
 from tilec.errors import InternalError
 from tilec.opinfo import GraphInfo
@@ -264,10 +262,3 @@ def _solver_info(res: PlaceResult, options: Options, sched: Schedule, problem: P
                       method=res.best.method, wall_clock_limited=res.wall_clock_hit,
                       details=details)
 
-
-def peak_of(plan: Plan) -> int:
-    return int(plan.memory.peak_bytes) if plan.memory else 0
-
-
-def occupancy_of(plan: Plan) -> np.ndarray:
-    return build.occupancy(plan.buffers, plan.target.tiles, len(plan.steps))

@@ -1,32 +1,34 @@
 """place: pick a split and the concrete tiles for every op so every tile stays within budget.
 
 Formulation. Each group (an op and the element-wise ops that follow it) chooses one *slot*: a group
-option (a candidate split per member, see problem.py) at one offered position (geometry.py). The
-memory a slot puts on each tile of its footprint at step ``s`` is the option's profile ``P[s]``:
-always bytes at every step plus the step and buffer bytes over their fixed lifetimes. Feasibility:
-for every block ``j`` and step ``s``::
+option (a candidate split per member, see problem.py) at a position. The memory a slot puts on each
+tile of its footprint at step ``s`` is the option's profile ``P[s]``: always bytes at every step
+plus the step and buffer bytes over their fixed lifetimes. Feasibility: for every tile ``t`` and
+step ``s``::
 
-    sum over groups whose slot touches j of P_slot[s]  +  spread per tile  <=  budget
+    sum over groups whose footprint holds t of P_slot[s]  +  spread per tile  <=  budget
 
-Blocks are single tiles on small chips (the exact model) and groups of tiles on big ones, where a
-slot is charged to every block it touches (conservative, so block-feasible means tile-feasible).
+Objective: latency (sum of the chosen options' cycles), then the peak (headroom).
 
-Search, in order:
+Search, in order (:func:`place`):
 
-1. **greedy** (numpy over blocks x steps): groups in a fixed order, each takes the slot that keeps
-   its footprint's resulting peak lowest ("memory" mode), or the fastest slot whose resulting peak
-   stays under a fill level (``level`` mode, tried at a few levels); the best result by
-   (fits, cycles, peak) is kept. Milliseconds per pass.
-2. **CP-SAT** over Boolean slot choices ``y[g, k]`` (exactly one per group): the always-live load
-   per block is one shared linear expression ``A_j``; constraints ``A_j + spread <= budget`` for all
-   block, and ``A_j + spread + sum(varying P[s] y) <= budget`` for every block at the steps in a
-   working set, grown lazily: solve, evaluate the solution at every step, add the steps it violates,
-   re-solve (a few rounds). Objective: total cycles, then the peak (weighted so any cycle counts
-   more than all headroom). The greedy result is the hint, so CP-SAT starts feasible whenever the
-   greedy fits and only has to improve.
+1. **Greedy at tile level** (:func:`exact_search`): groups in a fixed order, each at the position
+   (every start / origin, by sliding-window maxima) and option minimising its footprint's resulting
+   peak plus ``mu`` x cycles; ``mu = 0`` (memory first), then the largest ``mu`` (fastest), then a
+   bisection on ``mu``; then an improvement sweep (fastest slot that still fits, group by group), a
+   headroom pass (same options, memory-first positions), or -- when nothing fits -- a repair local
+   search at the worst tile and step. Tens of milliseconds per pass.
+2. **CP-SAT on blocks** (:func:`cpsat_search`): tiles grouped into blocks (single tiles on small
+   chips: the exact model), a slot charged to every block it touches (conservative: block-feasible
+   means tile-feasible). Boolean slot choices ``y[g, k]``, exactly one per group; the always-live
+   load per block shared through a segment tree over the blocks; spread one shared variable;
+   ``always + spread + varying <= peak <= budget`` per block at the steps of a working set grown
+   lazily (solve, evaluate every step, add the violated ones, re-solve). Objective
+   ``cycles x (budget + 1) + peak``. Hinted with the best block-level greedy; on big chips only
+   the hint's neighbourhood is offered while the hint fits.
+3. The best plan by its exact per-tile score (:func:`evaluate_tiles`): fits, cycles, peak.
 
-Every result is re-evaluated at every block and step by :func:`evaluate` before it is trusted; the
-exact per-tile check is the verifier's (verify.py), on the finished plan.
+The finished plan is checked again, tile by tile, by the independent verifier (verify.py).
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ def _trivial_slot(problem: Problem, g: Group, slots: list[Slot],
 
 
 def greedy(problem: Problem, geometry: Geometry, slots: list[list[Slot]], order: Sequence[int],
-           mode: str, level: int | None = None, budget: int | None = None,
-           mu: float = 0.0) -> list[Slot]:
-    """One greedy pass (see the module docstring); returns a slot per group."""
+           mode: str, budget: int | None = None, mu: float = 0.0) -> list[Slot]:
+    """One greedy pass over the offered (block-aligned) slots, charged per block: the CP-SAT
+    model's hint. ``mode`` "memory": lowest resulting peak (to 1/256 of the budget), then least
+    area, then fewest cycles; "lagrange": lowest ``val + mu x cycles`` among slots within budget."""
     nb, steps = geometry.n_blocks, problem.steps
     budget = problem.budget if budget is None else budget
     occ = np.zeros((nb, steps), dtype=np.int64)
@@ -166,13 +169,9 @@ def greedy(problem: Problem, geometry: Geometry, slots: list[list[Slot]], order:
             val = int(need[list(pos.blocks)].max()) + sp + opt.spread_per_tile - sp_min
             area = opt.tiles * int(g.profiles[oi].max())
             if mode == "memory":
-                key = (val // quantum, area, opt.cycles, val, k)
-            elif mode == "lagrange":
-                # price cycles in bytes: mu bytes per cycle saved (mu = 0 is pure memory)
+                key: tuple = (val // quantum, area, opt.cycles, val, k)
+            else:  # "lagrange": price cycles in bytes (mu bytes per cycle)
                 key = (val > budget, opt.cycles * mu + val, area, k)
-            else:
-                lim = budget if level is None else level
-                key = ((0, opt.cycles, val, k) if val <= lim else (1, val, opt.cycles, k))
             if best_key is None or key < best_key:
                 best_key, best = key, (oi, pos)
         assert best is not None
