@@ -133,6 +133,10 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
                    "b_tile_bytes": bounds["b"].needed, "b_op": bounds["b"].op,
                    **quality_lower_bound(problem)}
     plan.solver = _solver_info(res, options, sched, problem, geometry)
+    if res.wall_clock_hit:
+        plan.notes.append("the wall-clock time limit stopped a CP-SAT solve before its "
+                          "deterministic budget: the plan is valid but may differ between runs "
+                          "(raise --time-limit for reproducible results)")
     ops, buffers, steps = build.placements_and_buffers(problem, res.best.choice)
     plan.ops, plan.buffers, plan.steps = ops, buffers, steps
     plan.latency = build.latency(steps, target, info, plan.model.batch)

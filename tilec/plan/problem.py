@@ -206,7 +206,6 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
     budget = int(target.budget_per_tile)
     buffers = build_buffers(info, step_of, steps, outputs_stay(target))
     notes: list[str] = []
-    model = target.cost_model
 
     # ---- groups: each follower joins its leader's group (ops in schedule order)
     group_members: dict[str, list[str]] = {}
@@ -287,7 +286,6 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
                               complete_s and complete_p, steps))
         for m in members:
             group_of[m] = len(groups) - 1
-    del model
     return Problem(info=info, target=target, schedule=schedule, partition=partition, steps=steps,
                    step_of=step_of, budget=budget, buffers=buffers, groups=groups,
                    group_of=group_of, notes=notes)
