@@ -95,16 +95,13 @@ def compile_point(target, image_size: int, batch: int, time_limit: float) -> Res
     from tilec.compile import CompileOptions, compile_model
 
     t0 = time.perf_counter()
-    plan, lowered = compile_model(MODEL, target, CompileOptions(
+    plan, _ = compile_model(MODEL, target, CompileOptions(
         batch=batch, image_size=image_size, precision="fp16", time_limit=time_limit,
         what_if=False))
     wall = time.perf_counter() - t0
-    info = lowered.info
-    d2h = float(target.spec["io"]["device_to_host_bytes_per_s"])
-    out_s = sum(info.tensors[n].bytes for n in info.outputs) / d2h
     lat = plan.latency
     return Result(image_size, batch, plan.status, lat.seconds if lat else None,
-                  lat.io_seconds if lat else None, out_s, wall)
+                  lat.io_seconds if lat else None, lat.output_seconds if lat else None, wall)
 
 
 def pct(pred: float | None, meas: float) -> str:

@@ -119,9 +119,13 @@ class IpuCostModel(BaseCostModel):
 
     def io_seconds(self, graph: GraphInfo) -> float:
         """Inputs cross the host link host->device, outputs device->host, at the measured rates."""
+        return sum(self.io_breakdown(graph))
+
+    def io_breakdown(self, graph: GraphInfo) -> tuple[float, float]:
+        """(input seconds, output seconds) of :meth:`io_seconds` (optional hook)."""
         inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
         out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
-        return inp / self.h2d + out / self.d2h
+        return inp / self.h2d, out / self.d2h
 
     def input_bytes(self, tensor: TensorInfo, tiles: int) -> dict[str, int]:
         """Bytes per tile of holding model input ``tensor`` on ``tiles`` tiles (optional in the

@@ -99,8 +99,12 @@ class NorthPoleCostModel(BaseCostModel):
     def io_seconds(self, graph: GraphInfo) -> float:
         """Write the input tensors into the framebuffer and read the outputs back over the host
         link ("write tensor, run network, read tensor")."""
+        return sum(self.io_breakdown(graph))
+
+    def io_breakdown(self, graph: GraphInfo) -> tuple[float, float]:
+        """(input seconds, output seconds) of :meth:`io_seconds` (optional hook)."""
         inp, out = self._io_split(graph)
-        return inp / self.h2d + out / self.d2h
+        return inp / self.h2d, out / self.d2h
 
     def io_bytes(self, graph: GraphInfo) -> int:
         """Bytes the framebuffer must hold: the model's inputs and outputs. More than

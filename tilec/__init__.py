@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def capture(model: Any, **kwargs: Any):  # noqa: ANN201 - re-exported, documented there
+def capture(model: Any, **kwargs: Any):  # re-exported; documented at tilec.capture.capture
     """Capture a model into tilec's graph form; see :func:`tilec.capture.capture`."""
     from tilec.capture import capture as _capture
 

@@ -13,7 +13,7 @@ What is *not* an op here:
 
 Aliases: a view op (Reshape, Flatten, Squeeze, ...) produces no new buffer, its output *aliases* its
 input; an in-place Concat (annotated by the ``concat-in-place`` pass) has no buffer of its own, its
-inputs are *parts* of its output. :meth:`GraphInfo.root` resolves a tensor to the buffer that holds it.
+inputs are *parts* of its output. :meth:`GraphInfo.root` resolves a tensor to the buffer holding it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from tilec.errors import InputError
-from tilec.ir import FUSED_DOMAIN, constant_value, get_ann, is_concrete
+from tilec.ir import FUSED_DOMAIN, get_ann, is_concrete
 
 # ONNX op type -> op kind. The kind is what a cost model dispatches on.
 OP_KINDS: dict[str, str] = {
@@ -237,10 +237,8 @@ def _conv_macs(node: gs.Node, in_shape: tuple[int, ...], out_shape: tuple[int, .
 def _matmul_macs(op_type: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
                  attrs: Mapping[str, Any]) -> int:
     a = in_shapes[0]
-    if op_type == "Gemm":
-        k = a[0] if attrs.get("transA", 0) else a[-1]
-    else:
-        k = a[-1]
+    transposed = op_type == "Gemm" and attrs.get("transA", 0)
+    k = a[0] if transposed else a[-1]
     return int(np.prod(out_shape, dtype=np.int64)) * int(k)
 
 
@@ -358,6 +356,7 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         if kind == "view" and inputs and outputs:
             alias[outputs[0]] = inputs[0]
         if kind == "concat" and get_ann(node, "in_place") and outputs:
+            attrs["in_place"] = True  # cost models see it on the op, the planner via part_of
             for n in inputs:
                 part.setdefault(n, outputs[0])
         ops.append(OpInfo(

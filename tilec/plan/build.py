@@ -177,10 +177,16 @@ def memory_summary(buffers: Sequence[Buffer], tiles: int, steps: int,
 
 def latency(steps: Sequence[Step], target: Target, info: GraphInfo, batch: int) -> Latency:
     cycles = sum(s.cycles for s in steps)
-    io = float(target.cost_model.io_seconds(info))
+    breakdown = getattr(target.cost_model, "io_breakdown", None)
+    if breakdown is not None:
+        t_in, t_out = (float(x) for x in breakdown(info))
+    else:  # a cost model without the optional hook: all I/O counted as input
+        t_in, t_out = float(target.cost_model.io_seconds(info)), 0.0
+    io = t_in + t_out
     seconds = cycles / float(target.clock_hz) + io
     return Latency(cycles=int(cycles), seconds=seconds, io_seconds=io,
-                   throughput_per_s=(batch / seconds) if seconds > 0 else 0.0)
+                   throughput_per_s=(batch / seconds) if seconds > 0 else 0.0,
+                   input_seconds=t_in, output_seconds=t_out)
 
 
 def new_plan(info: GraphInfo, target: Target, passes: Sequence[str], status: str) -> Plan:

@@ -139,10 +139,23 @@ class MemorySummary:
 
 @dataclass
 class Latency:
+    """Estimated time per batch: device supersteps plus the model's I/O.
+
+    ``io_seconds`` = ``input_seconds`` + ``output_seconds``; the device time is
+    ``seconds - io_seconds``. They are kept apart because a measured pipeline often moves far
+    fewer output bytes than the graph produces (e.g. detections filtered on the chip).
+    """
+
     cycles: int
     seconds: float
     io_seconds: float
     throughput_per_s: float  # images per second at this batch
+    input_seconds: float = 0.0  # the model's inputs into the chip (host link / framebuffer)
+    output_seconds: float = 0.0  # the model's outputs back out
+
+    @property
+    def device_seconds(self) -> float:
+        return self.seconds - self.io_seconds
 
 
 @dataclass

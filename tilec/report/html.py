@@ -208,8 +208,9 @@ def _cards(plan: Plan) -> str:
     lat = plan.latency
     if lat is not None and plan.status == STATUS_FITS:
         cards.append(("latency", fmt_seconds(lat.seconds),
-                      f"per batch of {plan.model.batch}, incl. {fmt_seconds(lat.io_seconds)} "
-                      "host I/O (estimate)"))
+                      f"per batch of {plan.model.batch} (estimate): device "
+                      f"{fmt_seconds(lat.device_seconds)} + input {fmt_seconds(lat.input_seconds)}"
+                      f" + output {fmt_seconds(lat.output_seconds)}"))
         cards.append(("throughput", f"{lat.throughput_per_s:,.0f}/s", "images per second"))
     m = plan.model
     cards.append(("model", f"{m.ops} ops", f"{fmt_count(m.params)} params · "

@@ -128,7 +128,9 @@ def _facts(plan: Plan) -> Table:
     if lat is not None and plan.status != STATUS_DOES_NOT_FIT:
         estimate = "estimated" if plan.status == STATUS_FITS else "of the best partial placement"
         grid.add_row("latency", f"{fmt_seconds(lat.seconds)} per batch of {plan.model.batch} "
-                                f"({estimate}, incl. {fmt_seconds(lat.io_seconds)} host I/O) · "
+                                f"({estimate}: device {fmt_seconds(lat.device_seconds)} + "
+                                f"input {fmt_seconds(lat.input_seconds)} + output "
+                                f"{fmt_seconds(lat.output_seconds)}) · "
                                 f"{_rate(lat.throughput_per_s)} images/s")
     m = plan.model
     size = (f"{m.ops} ops · {fmt_count(m.params)} params · {fmt_count(m.macs, 'MAC')} · "
