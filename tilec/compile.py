@@ -163,10 +163,17 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     def rebuild(batch: int | None = None, image_size: tuple[int, int] | None = None,
                 precision: str | None = None) -> GraphInfo:
         """The planner's view of the same model at another batch / image size / precision."""
-        if precision is None or precision == lowered.precision:
-            again = reshaped(lowered, batch, image_size)
+        same_precision = precision is None or precision == lowered.precision
+        # A float-lowered graph differs from a uniformly quantized one only in the storage bits
+        # the planner charges (quantize rewrites no op, and DequantizeLinear of a weight folds
+        # into its consumer), so another uniform precision needs no second lowering.
+        float_graph = lowered.precision in ("fp32", "fp16") and options.precision_map is None
+        if same_precision or float_graph:
+            again = reshaped(lowered, batch, image_size) if (batch or image_size) else lowered
             if again is not None:
-                return again.info
+                if same_precision:
+                    return again.info
+                return graph_info(again.graph, again.captured, target, precision)
         cap = capture(model, batch=batch or captured.batch,
                       image_size=image_size or captured.image_size,
                       input_shape=options.input_shape)
