@@ -133,6 +133,7 @@ class ShapeZoo(nn.Module):
                 padded, self.ada(x), -x, x @ x.transpose(2, 3))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize(("module", "shape"), [
     (ConvZoo(), (2, 4, 16, 16)),
     (ActivationZoo(), (1, 3, 5, 7)),
@@ -202,6 +203,31 @@ def test_module_training_flag_is_restored() -> None:
     captured = capture_module(net, input_shape=(1, 3, 8, 8))
     assert net.training and all(m.training for m in net.modules())
     assert not any(n.op == "Dropout" for n in captured.graph.nodes)  # inference: no node
+
+
+def test_training_only_branches_are_not_traced() -> None:
+    class Aux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            if self.training:  # e.g. an auxiliary loss head
+                y = y * 0.0
+            return y
+
+    net = Aux().train()
+    captured = capture_module(net, input_shape=(1, 3, 4, 4))
+    assert [n.op for n in captured.graph.nodes] == ["Conv"]
+    assert net.training
+
+
+def test_half_precision_module() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).half()
+    captured = capture_module(net, input_shape=(1, 3, 8, 8))
+    assert captured.graph.inputs[0].dtype == np.float16
+    assert captured.graph.nodes[0].inputs[1].values.dtype == np.float16
 
 
 def test_shared_weights_are_one_initializer() -> None:

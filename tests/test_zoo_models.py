@@ -202,13 +202,16 @@ def test_conv_kernels_are_random_and_zero_mean_per_filter() -> None:
             assert w.mean(dim=1).abs().max() < 1e-6  # see tilec.zoo.weights, problem 2
 
 
-@pytest.mark.parametrize("name", ["yolov4-tiny", "resnet50", "repvgg-a0", "yolov4-p5"])
+@pytest.mark.parametrize("name", [
+    "yolov4-tiny", "resnet50", "repvgg-a0",
+    pytest.param("yolov4-p5", marks=pytest.mark.slow),
+])
 def test_outputs_are_sane_across_sizes(name: str) -> None:
-    """Outputs finite and O(1) -- neither exploding nor vanishing -- at 64 .. 256 px."""
+    """Outputs finite and O(1) -- neither exploding nor vanishing -- from 64 to 192 px."""
     model = _built(name)
     spec = zoo.spec(name)
     gen = torch.Generator().manual_seed(0)
-    for size in (64, 128, 256):
+    for size in (64, 192):
         with torch.no_grad():
             out = model(torch.randn(spec.input_shape(size), generator=gen))
         for y in out if isinstance(out, tuple) else (out,):

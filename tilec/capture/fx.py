@@ -175,10 +175,15 @@ def capture_module(module: Any, *, input_shape: Sequence[int] | str | None = Non
     if batch is not None and batch <= 0:
         raise InputError(f"--batch: must be a positive integer, got {batch}")
     hw = parse_image_size(image_size)
-    gm = trace(module, label)
-    shape = _resolve_input_shape(gm, input_shape, batch, hw, label)
-    model, expected = module_to_onnx(module, shape, opset=opset, mish=mish, source=label,
-                                     graph_name=name or label, traced=gm)
+    was_training = module.training
+    module.eval()  # before tracing: `if self.training:` branches must take the inference path
+    try:
+        gm = trace(module, label)
+        shape = _resolve_input_shape(gm, input_shape, batch, hw, label)
+        model, expected = module_to_onnx(module, shape, opset=opset, mish=mish, source=label,
+                                         graph_name=name or label, traced=gm)
+    finally:
+        module.train(was_training)
     captured = capture_model_proto(model, batch=None, image_size=None, name=name or label,
                                    stride=None, source=label)
     check_against_fake(captured, expected, label)
@@ -248,7 +253,8 @@ def module_to_onnx(module: Any, input_shape: Sequence[int], *, opset: int = DEFA
 
     Returns the model and the shape PyTorch gives each tensor the converter named (for
     :func:`check_against_fake`). The module is put in eval mode for the conversion (BatchNorm uses
-    its running statistics, Dropout is the identity) and restored afterwards.
+    its running statistics, Dropout is the identity) and restored afterwards. The input's dtype
+    defaults to that of the module's first floating-point parameter (float32 if it has none).
     """
     import torch
 
@@ -257,12 +263,14 @@ def module_to_onnx(module: Any, input_shape: Sequence[int], *, opset: int = DEFA
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset: {opset} is outside the range the converter writes "
                          f"({MIN_OPSET}..{MAX_OPSET})")
+    if dtype is None:
+        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
+                     torch.float32)
     was_training = module.training
     module.eval()
     try:
         gm = traced if traced is not None else trace(module, source)
-        values = _fake_run(gm, tuple(int(d) for d in input_shape), source,
-                           dtype or torch.float32)
+        values = _fake_run(gm, tuple(int(d) for d in input_shape), source, dtype)
         emitter = _Emitter(gm, values, opset=opset, mish=mish, source=source)
         graph = emitter.convert(graph_name or source)
     finally:
