@@ -42,7 +42,13 @@ from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from tilec import numerics
 from tilec.errors import InputError, InternalError
-from tilec.ir import ANN_PREFIX, FUSED_DOMAIN, MAX_IR_VERSION, infer_shapes, is_concrete
+from tilec.ir import (
+    FUSED_DOMAIN,
+    MAX_IR_VERSION,
+    infer_shapes,
+    is_concrete,
+    without_annotations,
+)
 
 if TYPE_CHECKING:
     from tilec.passes import PassStats
@@ -176,18 +182,8 @@ def runnable(graph: gs.Graph, *, all_outputs: bool = False
     cannot hold, stay packed initializers). ``all_outputs`` makes every node output a model output.
     Annotations are left out (they are not ONNX attributes).
     """
-    stash = []
-    for node in graph.nodes:
-        ann = {k: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
-        if ann:
-            for k in ann:
-                del node.attrs[k]
-            stash.append((node, ann))
-    try:
+    with without_annotations(graph):
         nodes = [OnnxExporter.export_node(node) for node in graph.nodes]
-    finally:
-        for node, ann in stash:
-            node.attrs.update(ann)
     inputs = [_value_info(t.name, t.dtype, t.shape) for t in graph.inputs]
     outputs = [_value_info(t.name, t.dtype) for t in graph.outputs]
     inits: list[onnx.TensorProto] = []

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from tilec.ir import ANN_PREFIX
+from tilec.ir import without_annotations
 
 from . import _graph
 
@@ -80,24 +80,14 @@ def _fold(graph: gs.Graph, ctx: PassContext) -> None:
     if not any(_foldable_hint(n) for n in candidates):
         return
     # Annotations are not ONNX attributes; keep them away from onnxruntime while it folds.
-    stash = []
-    for node in graph.nodes:
-        ann = {k: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
-        if ann:
-            for k in ann:
-                del node.attrs[k]
-            stash.append((node, ann))
     before = [(n, list(n.outputs)) for n in candidates]
     read_before = [any(t.outputs for t in n.outputs) for n in candidates]
-    try:
+    with without_annotations(graph):
         graph.fold_constants(
             fold_shapes=True, partitioning="basic", error_ok=True, flatten_subgraphs=False,
             size_threshold=FOLD_LIMIT_BYTES, recurse_functions=False,
             should_exclude_node=lambda n: n.op in _NO_FOLD or n.domain not in ("", None),
         )
-    finally:
-        for node, ann in stash:
-            node.attrs.update(ann)
     outputs = _graph.output_names(graph)
     folded: dict[int, str] = {}
     for node, outs in before:

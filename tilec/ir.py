@@ -87,8 +87,14 @@ def from_onnx(model: onnx.ModelProto) -> gs.Graph:
     return graph
 
 
-def _strip_annotations(graph: gs.Graph) -> list[tuple[gs.Node, dict[str, Any]]]:
-    """Remove annotations from the nodes' attrs (to export) and return them for restoring."""
+@contextlib.contextmanager
+def without_annotations(graph: gs.Graph) -> Iterator[list[tuple[gs.Node, dict[str, Any]]]]:
+    """Take the tilec annotations off every node while the block runs, then put them back.
+
+    Anything that hands nodes to ONNX (exporters, onnxruntime via graphsurgeon's constant
+    folding) must not see them: they are not ONNX attributes. Yields the removed
+    ``(node, annotations)`` pairs.
+    """
     stash = []
     for node in graph.nodes:
         ann = {k: v for k, v in node.attrs.items() if k.startswith(ANN_PREFIX)}
@@ -96,12 +102,11 @@ def _strip_annotations(graph: gs.Graph) -> list[tuple[gs.Node, dict[str, Any]]]:
             for k in ann:
                 del node.attrs[k]
             stash.append((node, ann))
-    return stash
-
-
-def _restore_annotations(stash: list[tuple[gs.Node, dict[str, Any]]]) -> None:
-    for node, ann in stash:
-        node.attrs.update(ann)
+    try:
+        yield stash
+    finally:
+        for node, ann in stash:
+            node.attrs.update(ann)
 
 
 def _fix_model_header(model: onnx.ModelProto, graph: gs.Graph) -> None:
@@ -113,12 +118,8 @@ def _fix_model_header(model: onnx.ModelProto, graph: gs.Graph) -> None:
 
 def to_onnx(graph: gs.Graph) -> onnx.ModelProto:
     """Export the graph form to a valid ONNX model (annotations become node ``metadata_props``)."""
-    stash = _strip_annotations(graph)
-    try:
-        with quiet_gs():
-            model = gs.export_onnx(graph, do_type_check=False)
-    finally:
-        _restore_annotations(stash)
+    with without_annotations(graph) as stash, quiet_gs():
+        model = gs.export_onnx(graph, do_type_check=False)
     by_name = {id(node): ann for node, ann in stash}
     for gnode, pnode in zip(graph.nodes, model.graph.node, strict=True):
         ann = by_name.get(id(gnode))
@@ -133,11 +134,8 @@ def to_onnx(graph: gs.Graph) -> onnx.ModelProto:
 
 def _light_model(graph: gs.Graph) -> onnx.ModelProto:
     """An ONNX model of ``graph`` whose large constants are shape-only inputs (for inference)."""
-    stash = _strip_annotations(graph)
-    try:
+    with without_annotations(graph):
         nodes = [OnnxExporter.export_node(node) for node in graph.nodes]
-    finally:
-        _restore_annotations(stash)
     inputs = [OnnxExporter.export_value_info_proto(t, False) for t in graph.inputs]
     outputs = [OnnxExporter.export_value_info_proto(t, False) for t in graph.outputs]
     initializers = []

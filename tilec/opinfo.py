@@ -96,19 +96,11 @@ def float_bits(dtype: Any) -> int:
     return int(np.dtype(dtype).itemsize * 8)
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """An activation tensor (graph input, graph output or intermediate)."""
+class _Sized:
+    """Element and byte counts of anything with a ``shape`` and storage ``bits``."""
 
-    name: str
     shape: tuple[int, ...]
     bits: int
-    producer: str | None  # op name; None for graph inputs
-    consumers: tuple[str, ...]
-    is_input: bool = False
-    is_output: bool = False
-    alias_of: str | None = None  # view output: the tensor whose buffer it shares
-    part_of: str | None = None  # input of an in-place concat: the concat output it is a slice of
 
     @property
     def elements(self) -> int:
@@ -121,20 +113,27 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
-class WeightInfo:
+class TensorInfo(_Sized):
+    """An activation tensor (graph input, graph output or intermediate)."""
+
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+    producer: str | None  # op name; None for graph inputs
+    consumers: tuple[str, ...]
+    is_input: bool = False
+    is_output: bool = False
+    alias_of: str | None = None  # view output: the tensor whose buffer it shares
+    part_of: str | None = None  # input of an in-place concat: the concat output it is a slice of
+
+
+@dataclass(frozen=True)
+class WeightInfo(_Sized):
     """A constant an op reads (conv kernel, bias, BN scale, ...)."""
 
     name: str
     shape: tuple[int, ...]
     bits: int
-
-    @property
-    def elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-
-    @property
-    def bytes(self) -> int:
-        return (self.elements * self.bits + 7) // 8
 
 
 @dataclass(frozen=True)
