@@ -82,6 +82,12 @@ CONSTANT_ONLY_OPS = frozenset(
     {"Shape", "Size", "ConstantOfShape", "Range", "Constant", "NonZero", "CumSum"}
 )
 
+# Ops whose constant inputs after the first configure the op rather than hold trained values.
+CONFIG_INPUT_OPS = frozenset({
+    "Resize", "Upsample", "Clip", "Pad", "Reshape", "Slice", "Split", "Tile", "Expand",
+    "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
+})
+
 ACTIVATIONS = ("Relu", "LeakyRelu", "Mish", "SiLU", "HardSwish", "Sigmoid", "Tanh", "Clip")
 """Activations a fused op (domain ai.tilec, op type ``"Conv" + activation``) may carry."""
 
@@ -134,6 +140,10 @@ class WeightInfo(_Sized):
     name: str
     shape: tuple[int, ...]
     bits: int
+    statistic: bool = False
+    """Not a trained parameter, though stored and charged like any weight: a BatchNormalization
+    running mean or variance, or an operand that configures an op (a Resize's scales, a Clip's
+    bounds, a Reshape's shape). Parameter counts, as papers quote them, leave these out."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +170,8 @@ class OpInfo:
 
     @property
     def params(self) -> int:
-        return sum(w.elements for w in self.weights)
+        """Trained parameters (BatchNormalization running statistics excluded)."""
+        return sum(w.elements for w in self.weights if not w.statistic)
 
 
 @dataclass(frozen=True)
@@ -320,7 +331,7 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         n_wbits = int(get_ann(node, "weight_bits", 0) or 0)
         n_abits = int(get_ann(node, "act_bits", 0) or act_bits)
         inputs, weights = [], []
-        for t in node.inputs:
+        for index, t in enumerate(node.inputs):
             if not t.name:
                 continue
             if _is_constant(t, const_nodes):
@@ -330,7 +341,10 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 dt = getattr(t, "dtype", None)
                 if dt is not None and not np.issubdtype(np.dtype(dt), np.floating) and not n_wbits:
                     bits = float_bits(dt)  # integer shape/index constants keep their width
-                weights.append(WeightInfo(t.name, tuple(int(d) for d in t.shape), bits))
+                stat = (op_type == "BatchNormalization" and index in (3, 4)) or (
+                    op_type in CONFIG_INPUT_OPS and index >= 1)
+                weights.append(WeightInfo(t.name, tuple(int(d) for d in t.shape), bits,
+                                          statistic=stat))
             else:
                 act_tensor(t, act_bits)
                 inputs.append(t.name)

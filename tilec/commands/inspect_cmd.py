@@ -40,8 +40,9 @@ def summarize(captured: Captured, top: int = 8) -> dict:
     """The inspect summary as plain data (also used by tests and benchmarks).
 
     Parameters count each float weight once (shared weights too) plus quantized weights behind a
-    DequantizeLinear; integer shape constants (a Reshape's target, a Resize's scales) are not
-    parameters. Bytes are as stored in the file, before any precision is chosen.
+    DequantizeLinear; integer shape constants (a Reshape's target, a Resize's scales) and
+    BatchNormalization running statistics are not parameters (as papers count them). Bytes are as
+    stored in the file, statistics included, before any precision is chosen.
     """
     import numpy as np
     import onnx_graphsurgeon as gs
@@ -54,11 +55,14 @@ def summarize(captured: Captured, top: int = 8) -> dict:
                      for op in info.ops)
     tensors = graph.tensors()
     weights: dict[str, tuple[int, int, str]] = {}  # name -> (elements, stored bits, dtype)
+    statistics: set[str] = set()  # BatchNormalization running mean / variance
     for op in info.ops:
         for w in op.weights:
             tensor = tensors.get(w.name)
             if w.name in weights or tensor is None:
                 continue
+            if w.statistic:
+                statistics.add(w.name)
             producer = tensor.inputs[0] if isinstance(tensor, gs.Variable) and tensor.inputs \
                 else None
             if producer is not None and producer.op == "DequantizeLinear":
@@ -67,8 +71,9 @@ def summarize(captured: Captured, top: int = 8) -> dict:
                 dt = np.dtype(tensor.dtype)
                 weights[w.name] = (w.elements, dt.itemsize * 8, dt.name)
     by_dtype = Counter()
-    for elements, _, dtype in weights.values():
-        by_dtype[dtype] += elements
+    for name, (elements, _, dtype) in weights.items():
+        if name not in statistics:
+            by_dtype[dtype] += elements
     largest = sorted(info.tensors.values(), key=lambda t: (-t.bytes, t.name))[:max(top, 0)]
     return {
         "model": captured.name, "source": captured.source, "opset": captured.opset,
@@ -79,7 +84,7 @@ def summarize(captured: Captured, top: int = 8) -> dict:
         "image_size": list(captured.image_size) if captured.image_size else None,
         "ops": len(info.ops),
         "op_counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "params": sum(e for e, _, _ in weights.values()),
+        "params": sum(e for n, (e, _, _) in weights.items() if n not in statistics),
         "params_by_dtype": dict(sorted(by_dtype.items())),
         "weight_bytes": sum((e * bits + 7) // 8 for e, bits, _ in weights.values()),
         "macs": info.macs,
