@@ -7,20 +7,44 @@ half and quarter), every pruned factorisation is costed and only the Pareto-best
 (peak bytes per tile, always-live bytes per tile, cycles) are kept. Results are cached by op
 signature, because a network repeats the same shapes many times (YOLOv4-P5's CSP stages do) and
 the planner asks again for every what-if.
+
+Speed without changing a result. A what-if search re-partitions the network at many shapes and
+SRAM sizes, so enumerating and pricing candidates is the hot path (~10^4 candidates per network):
+
+* a subclass may price all candidates of one tile count at once (:meth:`_block`, numpy arrays
+  computed with the same integer and float operations as its scalar :meth:`_cost`); only the few
+  kept are built as :class:`OpCost` by the scalar code, and their numbers are checked against the
+  arrays (a mismatch is an internal error, never a silently different plan);
+* the selection (:meth:`_select_block`) works on the arrays: the same filters, the same Pareto
+  front (all pairs compared at once), the same picks with the same tie-breaks (``split`` order);
+* what does not depend on the SRAM size -- every enumerated candidate's price -- is shared by all
+  cost models of the same chip description that differ only in ``bytes_per_tile``
+  (:func:`_shared_store`), so a search over SRAM sizes prices each op shape once.
+
+``tests/test_partition_speed.py`` checks the fast path against the straightforward one
+(:meth:`BaseCostModel.reference_splits`) on hand-built ops and zoo networks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tilec.costmodel import OpCost, Split
+from tilec.errors import InternalError
 from tilec.opinfo import OpInfo
 
 from .geometry import (
     ConvDims,
     cdiv,
     conv_dims,
+    conv_split,
+    freeze,
     matmul_dims,
     numel,
     signature,
@@ -31,6 +55,125 @@ if TYPE_CHECKING:
     from .target import TileTarget
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
+_MAX_BLOCKS = 20_000  # op shapes whose priced candidates are kept (~20 KB each at most)
+_MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateBlock:
+    """Every enumerated candidate of one op at one tile count, priced: the numbers the selection
+    needs as int64 arrays, and a way to name candidate ``i``'s split.
+
+    Either ``costs`` holds the scalar :class:`OpCost` of each candidate (ops with few candidates),
+    or ``split_of`` builds the split of candidate ``i`` (vectorised convolutions: the OpCost is
+    built only for the candidates kept)."""
+
+    peak: np.ndarray
+    always: np.ndarray
+    step: np.ndarray
+    cycles: np.ndarray
+    costs: tuple[OpCost, ...] | None = None
+    split_of: Callable[[int], Split] | None = None
+
+    def __len__(self) -> int:
+        return len(self.peak)
+
+    @cached_property
+    def peak_list(self) -> list[int]:
+        return self.peak.tolist()
+
+    @cached_property
+    def always_list(self) -> list[int]:
+        return self.always.tolist()
+
+    @cached_property
+    def cycles_list(self) -> list[int]:
+        return self.cycles.tolist()
+
+    def follows(self, i: int) -> bool:
+        """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
+        blocks are convolutions, which never do."""
+        return bool(self.costs[i].follows_input) if self.costs is not None else False
+
+    def split(self, i: int) -> Split:
+        if self.costs is not None:
+            return self.costs[i].split
+        assert self.split_of is not None
+        return self.split_of(i)
+
+    @staticmethod
+    def of_costs(costs: Sequence[OpCost]) -> CandidateBlock:
+        def arr(values: Iterable[int]) -> np.ndarray:
+            return np.fromiter(values, dtype=np.int64, count=len(costs))
+
+        return CandidateBlock(peak=arr(c.peak_bytes for c in costs),
+                              always=arr(c.always_bytes for c in costs),
+                              step=arr(c.step_bytes for c in costs),
+                              cycles=arr(c.cycles for c in costs), costs=tuple(costs))
+
+
+def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarray,
+                always: np.ndarray, step: np.ndarray, cycles: np.ndarray
+                ) -> list[CandidateBlock]:
+    """Cut arrays priced over the concatenated factor rows of several tile counts into one
+    :class:`CandidateBlock` per tile count (splits built on demand by :func:`conv_split`)."""
+    out = []
+    a = 0
+    for rows in per_count:
+        b = a + len(rows)
+        out.append(CandidateBlock(peak=peak[a:b], always=always[a:b], step=step[a:b],
+                                  cycles=cycles[a:b],
+                                  split_of=lambda i, rows=rows: conv_split(rows[i])))
+        a = b
+    return out
+
+
+class _Store:
+    """Prices that do not depend on the SRAM size, shared by every cost model of one chip
+    description (same spec except ``memory.bytes_per_tile``)."""
+
+    def __init__(self) -> None:
+        self.costs: dict[tuple, OpCost] = {}
+        self.blocks: dict[tuple, tuple[CandidateBlock, ...]] = {}
+        self.dims: dict[tuple, ConvDims] = {}
+
+
+_STORES: OrderedDict[tuple, _Store] = OrderedDict()
+
+
+def _shared_store(kind: str, target: TileTarget) -> _Store:
+    """The price store of ``target``'s chip description (least recently used ones dropped).
+
+    Only ``bytes_per_tile`` is left out of the key: :meth:`BaseCostModel._cost` never reads it
+    (the SRAM size only filters candidates, in :meth:`BaseCostModel.splits`)."""
+    spec = dict(target.spec)
+    spec["memory"] = {k: v for k, v in dict(spec.get("memory", {})).items()
+                      if k != "bytes_per_tile"}
+    key = (kind, int(target.tiles), tuple(target.grid), str(target.placement), freeze(spec))
+    store = _STORES.get(key)
+    if store is None:
+        store = _STORES[key] = _Store()
+        while len(_STORES) > _MAX_STORES:
+            _STORES.popitem(last=False)
+    else:
+        _STORES.move_to_end(key)
+    return store
+
+
+def _nondominated(metrics: np.ndarray) -> np.ndarray:
+    """Mask of the rows of ``metrics`` ``[n, d]`` that no other row dominates (no larger anywhere
+    and different somewhere); equal rows are all kept. All pairs at once, in chunks of rows."""
+    n = len(metrics)
+    if n <= 1:
+        return np.ones(n, dtype=bool)
+    out = np.ones(n, dtype=bool)
+    chunk = max(1, 4_000_000 // (n * metrics.shape[1]))
+    for a in range(0, n, chunk):
+        y = metrics[a:a + chunk]  # candidates that may be dominated
+        le = (metrics[:, None, :] <= y[None, :, :]).all(axis=2)  # le[x, y]
+        ne = (metrics[:, None, :] != y[None, :, :]).any(axis=2)
+        out[a:a + chunk] = ~(le & ne).any(axis=0)
+    return out
 
 
 class BaseCostModel:
@@ -52,9 +195,11 @@ class BaseCostModel:
         self.vector_ops: dict[str, float] = dict(self.spec["vector_ops"])
         self._rect = target.placement == "rect"
         self._splits: dict[tuple, tuple[Split, ...]] = {}
-        self._costs: dict[tuple, OpCost] = {}
+        store = _shared_store(type(self).__name__, target)
+        self._costs: dict[tuple, OpCost] = store.costs
+        self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
         self._sigs: dict[int, tuple[OpInfo, tuple]] = {}
-        self._dims: dict[tuple, ConvDims] = {}
+        self._dims: dict[tuple, ConvDims] = store.dims
 
     # ----------------------------------------------------------------------- the contract
     def splits(self, op: OpInfo) -> Sequence[Split]:
@@ -73,26 +218,62 @@ class BaseCostModel:
         if op.kind == "view":
             result: tuple[Split, ...] = (Split(),)
         else:
-            picks: list[OpCost] = []
-            for t in self.tile_counts(op):
-                # enumerated candidates are not cached (most are discarded); the kept ones are
-                costs = [self._uncached(op, s) for s in self._candidates(op, t)]
-                picks.extend(self._select(op, costs))
-            fit = [c for c in picks if c.peak_bytes <= self.budget]
+            # the same steps as reference_splits, on (peak, cycles, block, index) of the picks;
+            # an OpCost is built only for the splits that remain
+            blocks = self._blocks_cached(op, key)
+            filtered = [self._filtered(op, blk) for blk in blocks]
+            if self.policy == "fastest" and all(b.costs is None for b in blocks):
+                # Convolutions never follow their input, so the fastest policy will keep only
+                # picks within the slack of the fastest pick -- and each tile count's fastest
+                # pick is its fastest candidate left by the filters. A tile count whose fastest
+                # fitting candidate is already too slow contributes nothing: skip its front.
+                fastest = [int(blk.cycles[idx].min()) for blk, (idx, fits) in
+                           zip(blocks, filtered, strict=True) if fits and len(idx)]
+                if fastest:
+                    limit = min(fastest) * (1.0 + self.slack)
+                    filtered = [(idx, fits) if fits and len(idx) and
+                                int(blk.cycles[idx].min()) <= limit else (idx[:0], fits)
+                                for blk, (idx, fits) in zip(blocks, filtered, strict=True)]
+            picks: list[tuple[int, int, CandidateBlock, int]] = []
+            for blk, (idx, _fits) in zip(blocks, filtered, strict=True):
+                peak, cycles = blk.peak_list, blk.cycles_list
+                picks.extend((peak[i], cycles[i], blk, i) for i in self._picks(blk, idx))
+            fit = [p for p in picks if p[0] <= self.budget]
             if not fit and picks:
-                fit = [min(picks, key=lambda c: (c.peak_bytes, c.cycles, c.split))]
-            if self.policy == "fastest" and fit and not any(c.follows_input for c in fit):
-                fit = self._fastest(fit)
-            result = tuple(sorted({c.split for c in fit}, key=lambda s: (s.tiles, s.factors)))
+                fit = [min(picks, key=lambda p: (p[0], p[1], p[2].split(p[3])))]
+            follows = any(p[2].follows(p[3]) for p in fit)
+            if self.policy == "fastest" and fit and not follows:
+                best = min(p[1] for p in fit)
+                near = [p for p in fit if p[1] <= best * (1.0 + self.slack)]
+                near.sort(key=lambda p: (p[1], p[0], p[2].split(p[3])))
+                fit = near[: self.keep]
+            kept = [self._materialise(op, key, blk, i) for _, _, blk, i in fit]
+            result = tuple(sorted({c.split for c in kept}, key=lambda s: (s.tiles, s.factors)))
             result = result or (Split(),)
-            for c in fit:
-                self._remember((key, c.split), c)
         self._splits[key] = result
         return list(result)
 
     def cost(self, op: OpInfo, split: Split) -> OpCost:
         """Bytes per tile (by lifetime and category) and cycles of ``op`` on ``split``."""
         return self._cost_keyed(op, self._signature(op), split)
+
+    def reference_splits(self, op: OpInfo) -> list[Split]:
+        """:meth:`splits` the straightforward way -- every candidate priced one by one with
+        :meth:`_cost`, selected by :meth:`_select` -- uncached. The reference the fast path is
+        tested against; the planner never calls it."""
+        if op.kind == "view":
+            return [Split()]
+        picks: list[OpCost] = []
+        for t in self.tile_counts(op):
+            picks.extend(self._select(op, [self._uncached(op, s) for s in
+                                           self._candidates(op, t)]))
+        fit = [c for c in picks if c.peak_bytes <= self.budget]
+        if not fit and picks:
+            fit = [min(picks, key=lambda c: (c.peak_bytes, c.cycles, c.split))]
+        if self.policy == "fastest" and fit and not any(c.follows_input for c in fit):
+            fit = self._fastest(fit)
+        result = sorted({c.split for c in fit}, key=lambda s: (s.tiles, s.factors))
+        return result or [Split()]
 
     def _cost_keyed(self, op: OpInfo, key: tuple, split: Split) -> OpCost:
         ck = (key, split)
@@ -158,6 +339,8 @@ class BaseCostModel:
         d = self._dims.get(key)
         if d is None:
             d = conv_dims(op) if op.kind == "conv" else matmul_dims(op)
+            if len(self._dims) >= _MAX_CACHED:
+                self._dims.clear()
             self._dims[key] = d
         return d
 
@@ -169,6 +352,98 @@ class BaseCostModel:
     def _step_cap(self, op: OpInfo) -> int | None:
         """Largest step (temporary) bytes a candidate may use, or None (no bound)."""
         return None
+
+    # --------------------------------------------------------------- fast selection
+    def _blocks_cached(self, op: OpInfo, key: tuple) -> tuple[CandidateBlock, ...]:
+        """The priced candidates of ``op``, one block per tile count of :meth:`tile_counts`."""
+        hit = self._blocks.get(key)
+        if hit is None:
+            counts = self.tile_counts(op)
+            blocks = self._blocks_of(op, counts)
+            if blocks is None:
+                blocks = [CandidateBlock.of_costs([self._cost_keyed(op, key, s)
+                                                   for s in self._candidates(op, t)])
+                          for t in counts]
+            hit = tuple(blocks)
+            if len(self._blocks) >= _MAX_BLOCKS:
+                self._blocks.clear()
+            self._blocks[key] = hit
+        return hit
+
+    def _blocks_of(self, op: OpInfo, counts: Sequence[int]) -> list[CandidateBlock] | None:
+        """Every candidate of ``op`` at each of ``counts`` priced at once, or None (then each is
+        priced by :meth:`_cost`). Subclasses vectorise the ops with many candidates
+        (convolutions)."""
+        return None
+
+    def _argmin(self, blk: CandidateBlock, idx: np.ndarray, keys: Sequence[np.ndarray]) -> int:
+        """The candidate of ``idx`` with the lexicographically smallest ``keys``, ties broken by
+        split order -- ``min(..., key=lambda c: (*keys, c.split))``."""
+        sub = [k[idx] for k in keys]
+        order = np.lexsort(tuple(reversed(sub)))
+        first = order[0]
+        tied = np.ones(len(idx), dtype=bool)
+        for k in sub:
+            tied &= k == k[first]
+        ties = idx[tied]
+        if len(ties) == 1:
+            return int(ties[0])
+        return int(min(ties, key=lambda i: blk.split(int(i))))
+
+    def _select_block(self, op: OpInfo, blk: CandidateBlock) -> list[int]:
+        """:meth:`_select` on a priced block: the same filters, front and picks (as indices)."""
+        return self._picks(blk, self._filtered(op, blk)[0])
+
+    def _filtered(self, op: OpInfo, blk: CandidateBlock) -> tuple[np.ndarray, bool]:
+        """The candidates :meth:`_select`'s filters keep (under the temporary-memory bound if
+        any is, then within the tile if any is), and whether any was within the tile."""
+        idx = np.arange(len(blk))
+        if len(blk) <= 1:  # every filter keeps a lone candidate
+            return idx, bool(len(blk)) and int(blk.peak[0]) <= self.budget
+        cap = self._step_cap(op)
+        if cap is not None:
+            under = idx[blk.step <= cap]
+            idx = under if len(under) else np.array(
+                [self._argmin(blk, idx, (blk.step, blk.cycles))])
+        fit = idx[blk.peak[idx] <= self.budget]
+        if len(fit):
+            return fit, True
+        return np.array([self._argmin(blk, idx, (blk.peak, blk.cycles))]), False
+
+    def _picks(self, blk: CandidateBlock, idx: np.ndarray) -> list[int]:
+        """:meth:`_select`'s Pareto front of the filtered candidates ``idx`` and its picks."""
+        if len(idx) <= 1:
+            return idx.tolist()
+        front = idx[_nondominated(np.stack(
+            (blk.peak[idx], blk.always[idx], blk.cycles[idx]), axis=1))].tolist()
+        # the front is small: the picks in Python ints (exact products), splits only for ties
+        peak, always, cycles = blk.peak_list, blk.always_list, blk.cycles_list
+        picks: list[int] = []
+        for keyf in (lambda i: (cycles[i], peak[i]), lambda i: (peak[i], cycles[i]),
+                     lambda i: (always[i], cycles[i]), lambda i: (peak[i] * max(cycles[i], 1),)):
+            keys = [keyf(i) for i in front]
+            low = min(keys)
+            ties = [i for i, k in zip(front, keys, strict=True) if k == low]
+            best = ties[0] if len(ties) == 1 else min(ties, key=blk.split)
+            if best not in picks:
+                picks.append(best)
+            if len(picks) >= self.keep:
+                break
+        return picks
+
+    def _materialise(self, op: OpInfo, key: tuple, blk: CandidateBlock, i: int) -> OpCost:
+        """The OpCost of candidate ``i`` (cached); for a vectorised block, built by the scalar
+        :meth:`_cost` and checked against the block's numbers."""
+        if blk.costs is not None:
+            c = blk.costs[i]
+            self._remember((key, c.split), c)
+            return c
+        c = self._cost_keyed(op, key, blk.split(i))
+        if (c.peak_bytes, c.always_bytes, c.step_bytes, c.cycles) != (
+                int(blk.peak[i]), int(blk.always[i]), int(blk.step[i]), int(blk.cycles[i])):
+            raise InternalError(f"{self.target_name}: the vectorised price of op '{op.name}' on "
+                                f"{c.split} differs from its scalar price")
+        return c
 
     def _select(self, op: OpInfo, costs: Iterable[OpCost]) -> list[OpCost]:
         """Keep the few Pareto-best candidates of one tile count.

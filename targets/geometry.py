@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from tilec.costmodel import Split
 from tilec.opinfo import OpInfo
 
@@ -268,14 +270,46 @@ def conv_candidates(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
     columns only for what rows cannot absorb (one spatial option per factor); input channels are
     split at most ``max_in_split`` ways (each such split costs a reduction).
     """
-    max_fo = max(1, d.cout_g // out_grain) if d.cout_g >= out_grain else 1
-    max_fi = min(max_in_split, max(1, d.cin_g // in_grain) if d.cin_g >= in_grain else 1)
+    for row in conv_factor_rows(d, tiles, in_grain=in_grain, out_grain=out_grain,
+                                max_in_split=max_in_split):
+        yield conv_split(row)
+
+
+def conv_factor_rows(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
+                     max_in_split: int) -> tuple[tuple[int, ...], ...]:
+    """The factors of :func:`conv_candidates`, one ``(batch, groups, out_ch, in_ch, rows, cols)``
+    row per split, in the same order -- plain ints, so the cost models can price every candidate
+    at once with numpy and build :class:`Split` objects only for the few they keep."""
+    return _conv_factor_rows(tiles, d.n, d.groups, d.cout_g, d.cin_g, d.oh, d.ow,
+                             in_grain, out_grain, max_in_split)
+
+
+@lru_cache(maxsize=65536)
+def _conv_factor_rows(tiles: int, n: int, groups: int, cout_g: int, cin_g: int, oh: int,
+                      ow: int, in_grain: int, out_grain: int, max_in_split: int
+                      ) -> tuple[tuple[int, ...], ...]:
+    max_fo = max(1, cout_g // out_grain) if cout_g >= out_grain else 1
+    max_fi = min(max_in_split, max(1, cin_g // in_grain) if cin_g >= in_grain else 1)
+    rows: list[tuple[int, ...]] = []
+    for fb, fg, fo, fi, s in _channel_factors(tiles, n, groups, max_fo, max_fi):
+        sp = _spatial(s, oh, ow)
+        if sp is not None:
+            rows.append((fb, fg, fo, fi, sp[0], sp[1]))
+    return tuple(rows)
+
+
+@lru_cache(maxsize=65536)
+def _channel_factors(tiles: int, n: int, groups: int, max_fo: int, max_fi: int
+                     ) -> tuple[tuple[int, int, int, int, int], ...]:
+    """(batch, groups, out_ch, in_ch, spatial) factors of ``tiles`` in :func:`conv_candidates`'
+    order (independent of the spatial extent, so shared by every image size)."""
+    out = []
     for fb in divisors(tiles):
-        if fb > d.n:
+        if fb > n:
             continue
         r1 = tiles // fb
         for fg in divisors(r1):
-            if fg > d.groups:
+            if fg > groups:
                 continue
             r2 = r1 // fg
             for fo in divisors(r2):
@@ -285,14 +319,89 @@ def conv_candidates(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
                 for fi in divisors(r3):
                     if fi > max_fi:
                         continue
-                    s = r3 // fi
-                    sp = _spatial(s, d.oh, d.ow)
-                    if sp is None:
-                        continue
-                    fr, fc = sp
-                    yield Split.of(batch=fb, groups=fg, out_ch=fo, in_ch=fi, rows=fr, cols=fc)
+                    out.append((fb, fg, fo, fi, r3 // fi))
+    return tuple(out)
 
 
+_CONV_ROW_AXES = ("batch", "groups", "out_ch", "in_ch", "rows", "cols")
+_CONV_ROW_ORDER = sorted(range(6), key=lambda i: _CONV_ROW_AXES[i])  # Split keeps axes sorted
+
+
+def conv_split(row: Sequence[int]) -> Split:
+    """``Split.of(batch=row[0], groups=row[1], out_ch=row[2], in_ch=row[3], rows=row[4],
+    cols=row[5])`` without the argument checks (the factors come from :func:`conv_factor_rows`)."""
+    return Split(tuple((_CONV_ROW_AXES[i], int(row[i])) for i in _CONV_ROW_ORDER if row[i] > 1))
+
+
+@dataclass(frozen=True)
+class ConvShares:
+    """:class:`ConvShare` of many splits at once: every field is an int64 array (``work_fraction``
+    float64), element ``j`` equal to ``conv_share(d, split_j)``'s field."""
+
+    n: np.ndarray
+    g: np.ndarray
+    co: np.ndarray
+    ci: np.ndarray
+    oh: np.ndarray
+    ow: np.ndarray
+    ih: np.ndarray
+    iw: np.ndarray
+    fi: np.ndarray
+    spatial: np.ndarray
+    tiles: np.ndarray
+    work_fraction: np.ndarray
+
+    @property
+    def out_slice(self) -> np.ndarray:
+        return self.n * self.g * self.co * self.oh * self.ow
+
+    @property
+    def out_elements(self) -> np.ndarray:
+        return -(-self.out_slice // self.fi)
+
+    @property
+    def in_elements(self) -> np.ndarray:
+        return self.n * self.g * self.ci * self.ih * self.iw
+
+    @property
+    def kernel_elements(self) -> np.ndarray:
+        return self.g * self.co * self.ci
+
+
+EXACT_FLOAT = 2 ** 53  # integers below this convert to float64 exactly (same as Python's int/int)
+
+
+def conv_shares(d: ConvDims, rows: np.ndarray) -> ConvShares | None:
+    """:func:`conv_share` for every row of ``rows`` (``[k, 6]`` factors as from
+    :func:`conv_factor_rows`) with the same integer and float arithmetic, element by element.
+
+    Returns None when an intermediate could leave the range where int64 and float64 reproduce
+    Python's exact integers and correctly rounded ``int / int`` (the caller then prices the
+    splits one by one)."""
+    total = d.n * d.groups * d.cout_g * d.cin_g * d.oh * d.ow
+    big = max(total, d.macs, d.weight_bytes, d.kernel_elements, d.other_weight_bytes * d.groups
+              * d.cout_g, d.n * d.groups * d.cin_g * d.ih * d.iw,
+              d.n * d.groups * d.cout_g * d.cin_g * d.kh * d.kw, 1)
+    if big * 256 >= EXACT_FLOAT:
+        return None
+    fb, fg, fo, fi, fr, fc = (rows[:, i] for i in range(6))
+    n, g = -(-d.n // fb), -(-d.groups // fg)
+    co, ci = -(-d.cout_g // fo), -(-d.cin_g // fi)
+    oh, ow = -(-d.oh // fr), -(-d.ow // fc)
+    if d.transpose:
+        ih = np.minimum(d.ih, -(-oh // d.sh) + cdiv((d.kh - 1) * d.dh + 1, d.sh))
+        iw = np.minimum(d.iw, -(-ow // d.sw) + cdiv((d.kw - 1) * d.dw + 1, d.sw))
+    else:
+        ih = np.minimum(d.ih, (oh - 1) * d.sh + (d.kh - 1) * d.dh + 1)
+        iw = np.minimum(d.iw, (ow - 1) * d.sw + (d.kw - 1) * d.dw + 1)
+    work = n * g * co * ci * oh * ow
+    frac = np.minimum(1.0, work / total) if total else np.zeros(len(rows))
+    return ConvShares(n=n, g=g, co=co, ci=ci, oh=oh, ow=ow, ih=ih, iw=iw, fi=fi,
+                      spatial=fb * fr * fc, tiles=fb * fg * fo * fi * fr * fc,
+                      work_fraction=frac)
+
+
+@lru_cache(maxsize=65536)
 def _spatial(s: int, rows: int, cols: int) -> tuple[int, int] | None:
     """Split a spatial factor ``s`` into (rows, cols) factors, rows first; None if impossible."""
     for fr in reversed(divisors(s)):

@@ -35,18 +35,22 @@ allow (``in_place``), as Poplar's in-place element-wise ops do.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from tilec.costmodel import OpCost, Split
 from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
-from .base import BaseCostModel
+from .base import BaseCostModel, CandidateBlock, conv_blocks
 from .geometry import (
     ConvDims,
     cdiv,
     conv_candidates,
+    conv_factor_rows,
     conv_share,
+    conv_shares,
     map_candidates,
     map_share,
     nbytes,
@@ -175,6 +179,18 @@ class IpuCostModel(BaseCostModel):
             return map_candidates(resize_dims(op), tiles)
         return [Split.of(elements=tiles)]
 
+    def _blocks_of(self, op: OpInfo, counts: Sequence[int]) -> list[CandidateBlock] | None:
+        """All conv / matmul candidates at every tile count priced at once
+        (:meth:`_conv_block`), then cut into one block per tile count."""
+        if op.kind not in ("conv", "matmul"):
+            return None
+        d = self.conv_dims(op)
+        dp = self.datapath(op.act_bits)
+        per_count = [conv_factor_rows(d, t, in_grain=self.in_grain[dp],
+                                     out_grain=self.out_grain[dp], max_in_split=self.max_in_split)
+                     for t in counts]
+        return self._conv_block(op, d, per_count)
+
     # ------------------------------------------------------------------------- costs
     def _cost(self, op: OpInfo, split: Split) -> OpCost:
         kind = op.kind
@@ -253,6 +269,79 @@ class IpuCostModel(BaseCostModel):
             compute_cycles=cycles,
             exchange_cycles=self._xcycles(w_recv + in_recv + red_recv),
         )
+
+    def _conv_block(self, op: OpInfo, d: ConvDims,
+                    per_count: Sequence[tuple[tuple[int, ...], ...]]
+                    ) -> list[CandidateBlock] | None:
+        """:meth:`_conv` of every split in ``rows`` at once: the same integer and float
+        operations in the same order, element by element (numpy float64 is IEEE like Python's
+        float, and every integer stays below 2**53). Only the totals the selection needs."""
+        rows = [r for rs in per_count for r in rs]
+        arr = np.array(rows, dtype=np.int64).reshape(len(rows), 6)
+        s = conv_shares(d, arr)
+        if s is None:
+            return None
+        dp = self.datapath(op.act_bits)
+        dp_bits = _DATAPATH_BITS[dp]
+        abits, pbits = op.act_bits, self.partials.get(dp, dp_bits)
+        k_elems = s.kernel_elements * d.k
+        zero = np.zeros(len(arr), dtype=np.int64)
+        if d.kernel_elements:
+            w_slice = -(-(k_elems * d.kernel_bits) // 8) + -(
+                -(d.other_weight_bytes * s.g * s.co) // (d.groups * d.cout_g))
+            spatial = s.spatial > 1
+            w_store = np.where(spatial, -(-d.weight_bytes // s.tiles), w_slice)
+            w_recv = np.where(spatial, np.maximum(0, w_slice - w_store), 0)
+            dequant = -(-(k_elems * dp_bits) // 8) if d.kernel_bits < dp_bits else zero
+            act_kernel = zero
+        else:
+            w_store = w_recv = dequant = zero
+            act_kernel = -(-(k_elems * (s.n if d.kernel_batched else 1) * d.act_kernel_bits) // 8)
+        in_recv = -(-(s.in_elements * abits) // 8) + act_kernel
+        out_elements = s.out_elements
+        out_bytes = -(-(out_elements * abits) // 8)
+        out_slice = s.out_slice
+        split_in = s.fi > 1
+        red_recv = np.where(split_in, -(-((out_slice - out_elements) * pbits) // 8), 0)
+        cast = -(-(out_slice * pbits) // 8)
+        if pbits != abits:
+            temp = np.where(split_in, cast + red_recv, cast)
+        else:
+            temp = np.where(split_in, cast + red_recv, 0)
+        nonnative = bool(op.activation) and op.activation not in self.native
+        temp = temp + dequant + (self.nonnative_temps * out_bytes if nonnative else 0)
+        has_bias = d.other_weight_bytes > 0
+        sets = (self.sets["conv" if op.kind == "conv" else "matmul"] + split_in.astype(np.int64)
+                + has_bias + bool(op.activation) + nonnative + (dequant > 0).astype(np.int64))
+        gi, go = self.in_grain[dp], self.out_grain[dp]
+        lanes = self.lanes[dp]
+        macs_t = d.macs * s.work_fraction
+        pad = ((-(-s.ci // gi) * gi) / s.ci) * ((-(-s.co // go) * go) / s.co)
+        amp = macs_t * pad / (self.macs_per_cycle[dp] * self.eff)
+        vec = macs_t / lanes
+        cycles = np.ceil(np.minimum(amp, vec)).astype(np.int64)
+
+        def vcyc(elements: np.ndarray, ops: float) -> np.ndarray:
+            """_vector_cycles, element-wise (``ops`` > 0; zero elements give zero)."""
+            return np.ceil(elements * ops / lanes).astype(np.int64)
+
+        if pbits != abits:
+            cycles = cycles + np.where(split_in, vcyc(out_elements * s.fi, 1), vcyc(out_slice, 1))
+        else:
+            cycles = cycles + np.where(split_in, vcyc(out_elements * s.fi, 1), 0)
+        if has_bias:
+            cycles = cycles + vcyc(out_elements, 1)
+        act_ops = self.vops(op.activation)
+        if op.activation and act_ops:
+            cycles = cycles + vcyc(out_elements, act_ops)
+        cycles = cycles + np.where(dequant > 0, vcyc(k_elems, 2), 0)
+        cycles = cycles + (sets - 1) * self.superstep
+        received = w_recv + in_recv + red_recv
+        exchange = np.where(received > 0, np.ceil(received / self.xbpc), 0).astype(np.int64)
+        always = w_store + sets * self.set_bytes
+        step = w_recv + in_recv + temp
+        return conv_blocks(per_count, peak=always + step + out_bytes, always=always, step=step,
+                           cycles=cycles + exchange)
 
     def _elementwise(self, op: OpInfo, split: Split) -> OpCost:
         t = split.tiles

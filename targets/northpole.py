@@ -29,19 +29,23 @@ core memory: the planner checks their total against ``framebuffer_bytes`` (see :
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from tilec.costmodel import OpCost, Split
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
-from .base import BaseCostModel
+from .base import BaseCostModel, CandidateBlock, conv_blocks
 from .geometry import (
     ConvDims,
     cdiv,
     conv_candidates,
+    conv_factor_rows,
     conv_share,
+    conv_shares,
     map_candidates,
     map_share,
     nbytes,
@@ -157,6 +161,17 @@ class NorthPoleCostModel(BaseCostModel):
             return map_candidates(resize_dims(op), tiles)
         return [Split.of(elements=tiles)]
 
+    def _blocks_of(self, op: OpInfo, counts: Sequence[int]) -> list[CandidateBlock] | None:
+        """All conv / matmul candidates at every tile count priced at once
+        (:meth:`_conv_block`), then cut into one block per tile count."""
+        if op.kind not in ("conv", "matmul"):
+            return None
+        d = self.conv_dims(op)
+        per_count = [conv_factor_rows(d, t, in_grain=1, out_grain=1,
+                                     max_in_split=self.max_in_split)
+                     for t in counts]
+        return self._conv_block(op, d, per_count)
+
     # ------------------------------------------------------------------------- costs
     def _cost(self, op: OpInfo, split: Split) -> OpCost:
         kind = op.kind
@@ -200,6 +215,46 @@ class NorthPoleCostModel(BaseCostModel):
             compute_cycles=compute,
             exchange_cycles=math.ceil(exchange),
         )
+
+    def _conv_block(self, op: OpInfo, d: ConvDims,
+                    per_count: Sequence[tuple[tuple[int, ...], ...]]
+                    ) -> list[CandidateBlock] | None:
+        """:meth:`_conv` of every split in ``rows`` at once, with the same integer and float
+        operations in the same order (see :meth:`IpuCostModel._conv_block`)."""
+        rows = [r for rs in per_count for r in rs]
+        arr = np.array(rows, dtype=np.int64).reshape(len(rows), 6)
+        s = conv_shares(d, arr)
+        if s is None:
+            return None
+        bits = max(op.act_bits, d.kernel_bits if d.kernel_elements else d.act_kernel_bits)
+        key = self._vmm_key(op, bits)
+        abits = op.act_bits
+        k_elems = s.kernel_elements * d.k
+        zero = np.zeros(len(arr), dtype=np.int64)
+        if d.kernel_elements:
+            w_slice = -(-(k_elems * d.kernel_bits) // 8) + -(
+                -(d.other_weight_bytes * s.g * s.co) // (d.groups * d.cout_g))
+            act_kernel = zero
+        else:
+            w_slice = zero
+            act_kernel = -(-(k_elems * (s.n if d.kernel_batched else 1) * d.act_kernel_bits) // 8)
+        in_recv = -(-(s.in_elements * abits) // 8) + act_kernel
+        split_in = s.fi > 1
+        out_elements = s.out_elements
+        partial = np.where(split_in, -(-(s.out_slice * self._partials_bits(key)) // 8), 0)
+        vmm = d.macs * s.work_fraction / (self.vmm[key] * self.eff)
+        if op.activation:
+            act = out_elements * self.vops(op.activation) / self.act_unit
+        else:
+            act = np.zeros(len(arr))
+        acc = np.where(split_in, out_elements * s.fi / self.vector, 0.0)
+        compute = np.ceil(np.maximum(np.maximum(vmm, act), acc)).astype(np.int64)
+        delivery = w_slice / self.mnoc
+        exchange = in_recv / self.anoc + np.maximum(0.0, delivery - compute) + partial / self.pnoc
+        step = w_slice + in_recv + partial + self.program
+        out_bytes = -(-(out_elements * abits) // 8)
+        return conv_blocks(per_count, peak=step + out_bytes, always=zero, step=step,
+                           cycles=compute + np.ceil(exchange).astype(np.int64))
 
     def _elementwise(self, op: OpInfo, split: Split) -> OpCost:
         t = split.tiles

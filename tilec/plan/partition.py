@@ -26,7 +26,8 @@ overflows a tile, the op cannot run on this target (evidence (b)).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,6 +45,7 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@lru_cache(maxsize=4096)
 def rect_shapes(tiles: int, grid: tuple[int, int]) -> tuple[tuple[int, int], ...]:
     """Every ``(h, w)`` with ``h * w == tiles`` fitting ``grid`` (rows, cols), squarest first."""
     rows, cols = grid
@@ -114,8 +116,15 @@ def _vector(c: Candidate, charged: Sequence[bool]) -> tuple[int, ...]:
 def footprint_within(x: Candidate, y: Candidate, placement: str) -> bool:
     """Can x always take y's place: x's tiles fit inside y's wherever y goes?"""
     if placement == "rect":
-        return all(any(hx <= hy and wx <= wy for hx, wx in x.shapes) for hy, wy in y.shapes)
+        return _shapes_within(x.shapes, y.shapes)
     return x.tiles <= y.tiles
+
+
+@lru_cache(maxsize=65536)
+def _shapes_within(xs: tuple[tuple[int, int], ...], ys: tuple[tuple[int, int], ...]) -> bool:
+    """Every rectangle of ``ys`` contains one of ``xs`` (they depend only on tile counts, so a
+    partition asks the same few questions many times)."""
+    return all(any(hx <= hy and wx <= wy for hx, wx in xs) for hy, wy in ys)
 
 
 def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
@@ -142,7 +151,7 @@ def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, 
     le = (m[:, None, :] <= m[None, :, :]).all(axis=2)  # le[x, y]: x <= y everywhere
     eq = (m[:, None, :] == m[None, :, :]).all(axis=2)
     if placement == "rect":
-        fit = np.array([[footprint_within(x, y, placement) for y in cands] for x in cands])
+        fit = np.array([[_shapes_within(x.shapes, y.shapes) for y in cands] for x in cands])
         le &= fit
         eq &= fit & fit.T
     strictly = le & ~eq
@@ -219,9 +228,12 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
     grid = (int(target.grid[0]), int(target.grid[1]))
     result: dict[str, OpCandidates] = {}
     notes: list[str] = []
+    # Ops with the same priced splits (a network repeats its shapes) share one result: the key
+    # holds the cost objects themselves, so it identifies them for as long as the memo lives.
+    memo: dict[tuple, tuple[tuple[OpCost, ...], OpCandidates]] = {}
     for op in (ops if ops is not None else info.ops):
         seen: set[Split] = set()
-        cands: list[Candidate] = []
+        priced: list[tuple[Split, tuple[tuple[int, int], ...], OpCost]] = []
         dropped: list[str] = []
         for split in model.splits(op):
             if split in seen:
@@ -237,7 +249,15 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
                     dropped.append(f"{split}: {split.tiles} tiles form no rectangle in "
                                    f"{grid[0]}x{grid[1]}")
                     continue
-            cost = model.cost(op, split)
+            priced.append((split, shapes, model.cost(op, split)))
+        ch = charged[op.name]
+        key = (tuple(id(c) for _, _, c in priced), ch, len(op.outputs), tuple(dropped))
+        hit = memo.get(key)
+        if hit is not None:
+            result[op.name] = _renamed(hit[1], op.name)
+            continue
+        cands: list[Candidate] = []
+        for split, shapes, cost in priced:
             _check_cost(op, cost, target)
             if cost.outputs == () and op.outputs:
                 cost = OpCost(split=cost.split, always=cost.always, step=cost.step,
@@ -251,7 +271,6 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
             raise InputError(f"target {target.name}: op '{op.name}' ({op.op_type}) cannot be "
                              f"placed: {why}")
         cands.sort(key=lambda c: (c.tiles, c.split))
-        ch = charged[op.name]
         follows = any(c.cost.follows_input for c in cands)
         if follows:
             # A follower's tile count is dictated by its input's producer: keep every tile count
@@ -273,4 +292,18 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
             finest=finest, all_count=len(cands), follows_input=follows,
             in_place=all(c.cost.in_place for c in cands), dropped=tuple(dropped),
         )
+        memo[key] = (tuple(c for _, _, c in priced), result[op.name])
     return Partition(ops=result, charged=charged, notes=notes)
+
+
+def _renamed(oc: OpCandidates, name: str) -> OpCandidates:
+    """``oc`` for another op with the same priced splits."""
+    new: dict[int, Candidate] = {}
+
+    def ren(c: Candidate) -> Candidate:
+        if id(c) not in new:
+            new[id(c)] = replace(c, op=name)
+        return new[id(c)]
+
+    return replace(oc, op=name, search=tuple(ren(c) for c in oc.search),
+                   proof=tuple(ren(c) for c in oc.proof), finest=ren(oc.finest))
