@@ -218,7 +218,9 @@ def test_what_if_largest_batch_and_sram():
     # holds 2 + 2 always-live bytes plus one live 4b-byte tensor: 4 + 4b <= 12  ->  b <= 2;
     # at b = 3 the chip itself is short (evidence (a)), so the answer is exact
     assert ans["max_batch"].answer == 2 and ans["max_batch"].status == "exact"
-    assert [p["value"] for p in ans["max_batch"].probes] == [2, 3]  # bisection from the middle
+    # top-down: 3 is ruled out by the bounds alone, 2 needs a plan
+    assert [(p["value"], p["by"]) for p in ans["max_batch"].probes] == [(3, "bounds"),
+                                                                         (2, "plan")]
     mb = ans["min_bytes_per_tile"]
     assert mb.answer == 4 + 4 * 4 and mb.status == "exact"
     assert ans["min_precision"].answer is None  # toy target: nothing below int8 here

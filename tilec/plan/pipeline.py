@@ -33,7 +33,14 @@ from tilec.plan.model import (
     SolverInfo,
 )
 from tilec.plan.partition import Partition, partition
-from tilec.plan.place import PlaceResult, place
+from tilec.plan.place import (
+    PlaceResult,
+    evaluate_tiles,
+    greedy_exact,
+    greedy_orders,
+    place,
+    repair_exact,
+)
 from tilec.plan.problem import Problem, build_problem, framebuffer_need
 from tilec.plan.proof import prove
 from tilec.plan.schedule import Schedule, schedule
@@ -54,6 +61,7 @@ class Options:
     max_blocks_mesh: int = 16  # on a mesh (16 x 16 -> 4 x 4 blocks of 4 x 4)
     max_positions: int = 6
     greedy_passes: int = 5  # price bisection passes of the tile-level greedy
+    fit_only: bool = False  # what-if probes: look for any plan that fits, not the fastest one
 
 
 @dataclass
@@ -92,10 +100,22 @@ def _live_tensors(problem: Problem) -> dict[int, list[str]]:
     return live
 
 
+def lower_bounds(info: GraphInfo, target: Target, part: Partition) -> dict[str, Bound]:
+    """(b), (a) and the framebuffer check of ``part`` -- the certificates that need no
+    placement (what-if probes try them before planning)."""
+    bounds = {"b": op_bound(info, part, target), "a": chip_bound(info, part, target)}
+    fb = framebuffer_need(target, info)
+    if fb is not None:
+        bounds["io"] = Bound(kind="chip_capacity", holds=fb[0] > fb[1], op=None, needed=fb[0],
+                             capacity=fb[1], details={"resource": "framebuffer"})
+    return bounds
+
+
 def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options: Options,
         progress: Progress = None, sched: Schedule | None = None,
-        part: Partition | None = None) -> Outcome:
-    """Plan ``info`` on ``target`` (see the module docstring)."""
+        part: Partition | None = None, bounds: dict[str, Bound] | None = None) -> Outcome:
+    """Plan ``info`` on ``target`` (see the module docstring). ``part`` and ``bounds``, when
+    given, are this configuration's partition and :func:`lower_bounds`."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:
@@ -106,11 +126,7 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
         progress("partition", 0.0)
     part = part or partition(info, target)
     t0 = _tick(timings, "partition", t0)
-    bounds = {"b": op_bound(info, part, target), "a": chip_bound(info, part, target)}
-    fb = framebuffer_need(target, info)
-    if fb is not None:
-        bounds["io"] = Bound(kind="chip_capacity", holds=fb[0] > fb[1], op=None, needed=fb[0],
-                             capacity=fb[1], details={"resource": "framebuffer"})
+    bounds = bounds or lower_bounds(info, target, part)
     t0 = _tick(timings, "bounds", t0)
     problem = build_problem(info, target, sched, part)
     geometry = Geometry(int(target.tiles), (int(target.grid[0]), int(target.grid[1])),
@@ -123,9 +139,17 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
                        None)
     if progress:
         progress("place", 0.0)
-    res = place(problem, geometry, options.settings, use_cpsat=options.use_cpsat
-                and certificate is None, greedy_passes=options.greedy_passes,
-                progress=progress)
+    proofs: list = []  # a proof made during a fit-only placement (reused below)
+
+    def proven_infeasible() -> bool:
+        """Fit-only probes prove before the (costly) repair search, and skip it if proven."""
+        proofs.append(prove(problem, geometry, options.settings, minimise_budget=0))
+        return proofs[-1].proven
+
+    res = _place(problem, geometry, options, use_cpsat=options.use_cpsat
+                 and certificate is None, progress=progress,
+                 give_up=proven_infeasible if options.fit_only and options.prove
+                 and certificate is None else None)
     t0 = _tick(timings, "place", t0)
     plan = build.new_plan(info, target, passes, STATUS_UNKNOWN)
     plan.notes = list(problem.partition.notes) + list(problem.notes)
@@ -152,8 +176,8 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
             # Fragmentation: no address layout although every tile's live bytes fit. Place once
             # more with the budget lowered by the worst overflow, then lay out at the real budget.
             short = max(f["needs"] for f in lay.failures) - problem.budget
-            res2 = place(problem, geometry, options.settings, budget=problem.budget - short,
-                         use_cpsat=options.use_cpsat, greedy_passes=options.greedy_passes)
+            res2 = _place(problem, geometry, options, budget=problem.budget - short,
+                          use_cpsat=options.use_cpsat)
             if res2.fits:
                 ops2, buffers2, steps2 = build.placements_and_buffers(problem, res2.best.choice)
                 lay2 = _layout(buffers2, target, problem, options)
@@ -197,7 +221,9 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
         plan.status = STATUS_DOES_NOT_FIT
     else:
         proof = None
-        if options.prove and layout_failure is None:
+        if proofs and layout_failure is None:
+            proof = proofs[-1]
+        elif options.prove and layout_failure is None:
             if progress:
                 progress("prove", 0.0)
             proof = prove(problem, geometry, options.settings, progress=progress)
@@ -225,6 +251,53 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "diagnose", t0)
     return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds, problem=problem,
                    place=res, timings=timings)
+
+
+def _place(problem: Problem, geometry: Geometry, options: Options, *, use_cpsat: bool,
+           budget: int | None = None, progress: Progress = None,
+           give_up: Callable[[], bool] | None = None) -> PlaceResult:
+    if options.fit_only:
+        return place_to_fit(problem, geometry, options.settings, budget=budget, give_up=give_up)
+    return place(problem, geometry, options.settings, budget=budget, use_cpsat=use_cpsat,
+                 greedy_passes=options.greedy_passes, progress=progress)
+
+
+def place_to_fit(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
+                 budget: int | None = None, give_up: Callable[[], bool] | None = None
+                 ) -> PlaceResult:
+    """A placement that fits, for a what-if probe, where only *whether* one fits matters.
+
+    The memory-first passes of :func:`~tilec.plan.place.place` (tile-level greedy in its two
+    group orders, stopping at the first that fits, then the repair search when none does), without
+    the passes that only make a fitting plan faster. Whatever this finds, the full search finds
+    too (its candidates include these), so a probe that fits here fits in a full compile; one that
+    does not goes on to the proofs like any plan. ``give_up()`` is asked before the repair search
+    (the pipeline tries its infeasibility proof there: no repair can fit a proven case)."""
+    budget = problem.budget if budget is None else budget
+    if geometry.exact:  # small chips: the block greedy is tile-exact already
+        return place(problem, geometry, settings, budget=budget, use_cpsat=False,
+                     greedy_passes=0)
+    log: list[dict] = []
+    best = None
+    for name, order in greedy_orders(problem).items():
+        p = evaluate_tiles(problem, greedy_exact(problem, geometry, order, budget=budget),
+                           f"greedy:tile:{name}", budget)
+        log.append({"pass": p.method, "peak": p.peak, "cycles": p.cycles})
+        if best is None or (not p.fits, p.peak if not p.fits else p.cycles) < (
+                not best.fits, best.peak if not best.fits else best.cycles):
+            best = p
+        if p.fits:
+            break
+    assert best is not None
+    if not best.fits and not (give_up is not None and give_up()):
+        fixed, peak = repair_exact(problem, geometry, best.choice, budget)
+        log.append({"pass": "greedy:tile:repair", "peak": peak})
+        if peak < best.peak:
+            best = evaluate_tiles(problem, fixed, "greedy:tile:repair", budget)
+    return PlaceResult(best=best, fits=best.fits, solver_status="greedy",
+                       details={"greedy": log, "geometry": geometry.describe(),
+                                "groups": len(problem.groups), "search": "fit only"},
+                       greedy_cycles=best.cycles, greedy_peak=best.peak)
 
 
 def _layout(buffers, target: Target, problem: Problem, options: Options):

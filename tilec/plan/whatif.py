@@ -1,22 +1,48 @@
 """what-if: what *would* fit, computed in the same run by re-planning.
 
-Four questions, each a monotone search over one knob with everything else fixed:
+Four questions, each a search over one knob with everything else fixed:
 
-``max_batch``           the largest batch that fits at this image size and precision;
-``max_image_size``      the largest image size (a multiple of the network's stride, aspect kept)
-                        at this batch;
-``min_precision``       the first precision below this one, among the target's, at which it fits
+``max_batch``           the largest batch below the compiled one that fits;
+``max_image_size``      the largest image size below the compiled one (a multiple of the network's
+                        stride, aspect kept) that fits at this batch;
+``min_precision``       the highest of the target's precisions below the compiled one that fits
                         (the least precision you must give up);
-``min_bytes_per_tile``  the smallest SRAM per tile (to 1 KiB) at which this configuration fits.
+``min_bytes_per_tile``  the smallest SRAM per tile (1 KiB steps) at which this configuration fits.
 
-Each probe is a full re-plan (same pipeline, a shorter solver budget, a greedy-only layout), so a
-"fits" answer is a verified plan. Cheap first: the lower bounds (a) and (b) -- monotone in batch,
-image size and bytes per tile -- rule probes out without placing anything, and for the SRAM
-question give the starting point. Then bisection. An answer is ``exact`` when the value above it
-was *proven* not to fit (evidence (a)-(c)); ``bound`` when that probe was only "unknown" (the answer
-is then a value known to fit, and more might); ``unknown`` when the search itself could not
-conclude. Every probe is recorded. Monotonicity (more batch never fits where less did not) is an
-assumption about the cost model, stated in the note.
+A *probe* decides one value, cheap first: the value's partition and the lower bounds (a)/(b) and
+the framebuffer check, which rule a value out in a fraction of a plan's time; only then a re-plan
+(the same pipeline, but looking for *any* plan that fits rather than the fastest one, and trying
+the infeasibility proof (c) before the repair search). "fits" is a plan the verifier accepted --
+a full compile at that value fits too, as its search includes the probe's; "does not fit"
+carries evidence (a)-(c); anything else is undecided.
+
+Feasibility is not monotone in any knob in principle: the target's split policy picks each op's
+splits from its shapes and from the SRAM size (with more SRAM the ``fastest`` policy picks faster,
+larger splits), so a larger value can fit where a smaller one does not. So the searches check
+rather than assume, where that is affordable:
+
+* batch and image size (:func:`_largest`): from the compiled value down, first with the bounds
+  alone, then with plans, one value at a time for ``SCAN`` values and then in doubling steps,
+  with a bisection to close the last step; then the values above the answer the steps skipped.
+  ``exact``: the answer fits and *every* larger value up to the compiled one was proven not to
+  fit (the note lists them with their evidence); values not checked are named as assumed.
+* precision: the target's precisions below the compiled one, highest first, until one fits;
+  ``exact`` when every precision above the answer was proven not to fit.
+* SRAM per tile (:func:`_min_bytes`): upwards from the larger of the lower bounds and the compiled
+  plan's fullest tile until a size fits (each failure's bounds and best attempt say where to look
+  next), then downwards: the size the fitting plan itself needs, one grain below the answer, and
+  bisection. ``exact``: the answer fits and one grain less was proven not to fit. Smaller sizes,
+  where other split choices might fit, are too many to check one by one -- the note says so, and
+  names any larger size seen *not* to fit (feasibility observed to be not monotone).
+
+``bound``: the answer fits but a value that would change it was left undecided; ``unknown``:
+nothing was found to fit and not everything was ruled out. Every probe is recorded in order, with
+how it was decided (``by``: "bounds", "plan", or "skipped" when the budget was spent).
+
+The effort is counted, not timed, so the answers do not depend on the machine: per question at
+most ``PLANS`` re-plans and ``BOUNDS`` bound checks, and the CP-SAT proofs and exact layouts run
+on a deterministic budget. ``seconds`` is only a wall-clock safety net, shared out so that each
+question keeps a part of it; an answer it cut says so (and may differ between runs).
 """
 
 from __future__ import annotations
@@ -29,33 +55,56 @@ from typing import Any
 from tilec.costmodel import Target
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo
-from tilec.plan.bounds import chip_bound, op_bound
+from tilec.plan.bounds import Bound
 from tilec.plan.cpsat import SolveSettings
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, WhatIf
 from tilec.plan.partition import Partition, partition
-from tilec.plan.pipeline import Options, Outcome, run
+from tilec.plan.pipeline import Options, Outcome, lower_bounds, run
 
 FITS, NO, UNKNOWN = "fits", "does_not_fit", "unknown"
+
+PLANS = {"max_batch": 4, "max_image_size": 6, "min_precision": 4, "min_bytes_per_tile": 8}
+"""Re-plans per question (modelling choice: a probe that needs a plan costs 0.3-1 s on YOLOv4-P5
+at 896 px; these let each question finish on the zoo's out-of-memory cases, see
+benchmarks/whatif_time.py, while bounding the whole search to a few seconds)."""
+BOUNDS = {"max_batch": 8, "max_image_size": 12, "min_precision": 4, "min_bytes_per_tile": 8}
+"""Bound-only checks per question (a partition and (a)/(b): ~0.1-0.2 s each)."""
+SCAN = 6
+"""Values checked one by one from the top before a search switches to bisection."""
+
+LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c"}
 
 
 @dataclass
 class Probe:
+    """One value decided (or not)."""
+
     value: Any
     result: str
-    evidence: str | None = None
-    peak: int | None = None
+    evidence: str | None = None  # the proof's kind for "does_not_fit"; why, for "unknown"
+    peak: int | None = None  # bytes on the fullest tile of the plan tried (re-plans only)
+    by: str = "bounds"  # "bounds" (partition + (a)/(b)), "plan" (a re-plan) or "skipped"
+    need: int | None = None  # bytes per tile the lower bounds need at least (not recorded)
 
     def record(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"value": self.value, "result": self.result}
+        d: dict[str, Any] = {"value": self.value, "result": self.result, "by": self.by}
         if self.evidence:
             d["evidence"] = self.evidence
         if self.peak is not None:
             d["peak_bytes"] = self.peak
         return d
 
+    @property
+    def proven(self) -> bool:
+        return self.result == NO
+
+    @property
+    def letter(self) -> str:
+        return LETTER.get(self.evidence or "", "?")
+
 
 class Prober:
-    """Runs probes with a shared deadline and a cache."""
+    """Decides values: bounds first, a re-plan when they do not decide and the budget allows."""
 
     def __init__(self, options: Options, deadline: float,
                  progress: Callable[[str, float], None] | None) -> None:
@@ -63,230 +112,468 @@ class Prober:
         self.deadline = deadline
         self.progress = progress
         self.count = 0
+        self.plans_left = 0
+        self.bounds_left = 0
+        self.cut = False  # the wall-clock safety limit stopped a search
+        self.last_built: tuple | None = None  # what the last undecided bounds probe built
+
+    def budget(self, question: str) -> None:
+        self.plans_left, self.bounds_left = PLANS[question], BOUNDS[question]
+        self.cut = False
 
     @property
     def expired(self) -> bool:
-        return time.perf_counter() > self.deadline
+        if time.perf_counter() > self.deadline:
+            self.cut = True
+        return self.cut
 
-    def bounds_only(self, info: GraphInfo, target: Target, part: Partition | None = None
-                    ) -> str | None:
-        """(a)/(b) evidence kind if a cheap bound already proves it cannot fit."""
-        part = part or partition(info, target)
-        b = op_bound(info, part, target)
-        if b.holds:
-            return b.kind
-        a = chip_bound(info, part, target)
-        return a.kind if a.holds else None
+    @property
+    def can_probe(self) -> bool:
+        return not self.expired and (self.bounds_left > 0 or self.plans_left > 0)
 
-    def probe(self, value: Any, make: Callable[[], tuple[GraphInfo, Target]]) -> Probe:
+    @staticmethod
+    def bounds_only(info: GraphInfo, target: Target, part: Partition
+                    ) -> tuple[str | None, int, dict[str, Bound]]:
+        """(evidence kind or None, bytes per tile the bounds need at least, the bounds).
+
+        The need is the larger of (b) and (a) spread over all tiles, so ``need + reserved`` is
+        where the SRAM search looks next."""
+        bounds = lower_bounds(info, target, part)
+        b, a = bounds["b"], bounds["a"]
+        need = max(b.needed, -(-a.needed // int(target.tiles)))
+        kind = next((bounds[k].kind for k in ("io", "b", "a") if k in bounds
+                     and bounds[k].holds), None)
+        return kind, need, bounds
+
+    def probe(self, value: Any, make: Callable[[], tuple[GraphInfo, Target]], *,
+              plan: bool = True, built: tuple | None = None) -> Probe:
+        """Decide ``value``; ``make()`` builds its graph and target. With ``plan=False`` only
+        the bounds are tried; ``built`` is what such a probe left behind (see :class:`Knob`)."""
         self.count += 1
         if self.progress:
-            self.progress("what-if", min(0.99, self.count / 20))
-        try:
-            info, target = make()
-        except InputError as exc:
-            return Probe(value, UNKNOWN, evidence=f"cannot build: {exc}")
+            self.progress("what-if", min(0.99, self.count / 24))
+        # a probe that stops at the bounds costs a bound check, one that goes on to a plan
+        # costs a plan (its partition is part of it)
+        plan = plan and self.plans_left > 0
+        if self.expired or (self.bounds_left <= 0 and not plan):
+            return Probe(value, UNKNOWN, evidence="probe budget spent", by="skipped")
+        if built is None:
+            try:
+                kind, need, payload = self.check_bounds(make)
+            except InputError as exc:
+                return Probe(value, UNKNOWN, evidence=f"cannot build: {exc}", by="skipped")
+            if kind is not None or not plan:
+                if self.bounds_left > 0:
+                    self.bounds_left -= 1
+                else:
+                    self.plans_left -= 1
+            if kind is not None:
+                return Probe(value, NO, evidence=kind, by="bounds", need=need)
+            built = self.last_built = (need, payload)
+        need, payload = built
+        if not plan:
+            return Probe(value, UNKNOWN, evidence="bounds do not decide; not planned",
+                         by="bounds", need=need)
+        self.plans_left -= 1
+        p = self.plan(value, payload)
+        p.need = need
+        return p
+
+    def check_bounds(self, make: Callable[[], tuple[GraphInfo, Target]]
+                     ) -> tuple[str | None, int, Any]:
+        """Build the value's graph and target, partition, and try the bounds: (evidence kind or
+        None, the bounds' need per tile, what a plan of this value re-uses)."""
+        info, target = make()
         part = partition(info, target)
-        kind = self.bounds_only(info, target, part)
-        if kind is not None:
-            return Probe(value, NO, evidence=kind)
-        out: Outcome = run(info, target, options=self.options, part=part)
+        kind, need, bounds = self.bounds_only(info, target, part)
+        return kind, need, (info, target, part, bounds)
+
+    def plan(self, value: Any, payload: Any) -> Probe:
+        """Re-plan a value the bounds did not decide (``payload`` from :meth:`check_bounds`)."""
+        info, target, part, bounds = payload
+        out: Outcome = run(info, target, options=self.options, part=part, bounds=bounds)
         peak = out.plan.memory.peak_bytes if out.plan.memory else None
         if out.plan.status == STATUS_FITS:
-            return Probe(value, FITS, peak=peak)
+            return Probe(value, FITS, peak=peak, by="plan")
         ev = out.plan.diagnosis.evidence.kind if out.plan.diagnosis else None
         return Probe(value, NO if out.plan.status == STATUS_DOES_NOT_FIT else UNKNOWN,
-                     evidence=ev, peak=peak)
+                     evidence=ev, peak=peak, by="plan")
 
 
-def _bisect(prober: Prober, hi_no: int, hi_proven: bool,
-            make: Callable[[int], Callable[[], tuple[GraphInfo, Target]]],
-            label: Callable[[int], Any], probes: list[Probe]) -> tuple[int | None, str, str]:
-    """Largest value in [1 .. hi_no) that fits, by bisection (``hi_no`` is known not to fit).
+class Knob:
+    """The probes of one question, by value: each value is decided at most once by the bounds
+    and at most once by a plan (a bounds-only probe keeps what it built for the plan)."""
 
-    Plain bisection over [0, hi_no) with 0 as a virtual "fits" anchor, so the first probe is in
-    the middle rather than at 1 (answers near the top cost log2 probes, not more). Returns
-    (answer or None, status, note).
-    """
-    lo: int | None = None
-    hi, proven = hi_no, hi_proven
-    while hi - (lo or 0) > 1:
-        if prober.expired and probes:
-            note = "what-if time budget reached"
-            if lo is None:
-                return None, "unknown", note
-            return lo, "bound", f"{note}; values up to {label(hi)} were not tried"
-        mid = ((lo or 0) + hi) // 2
-        p = prober.probe(label(mid), make(mid))
-        probes.append(p)
-        if p.result == FITS:
-            lo = mid
+    def __init__(self, prober: Prober, make: Callable[[Any], Callable[[], tuple]],
+                 label: Callable[[Any], Any]) -> None:
+        self.prober, self.make, self.label = prober, make, label
+        self.seen: dict[Any, Probe] = {}
+        self.order: list[Probe] = []
+        self._built: dict[Any, tuple] = {}
+
+    def decide(self, k: Any, *, plan: bool = True) -> Probe:
+        old = self.seen.get(k)
+        again = old is None or old.by == "skipped" or (
+            plan and old.by == "bounds" and old.result == UNKNOWN)
+        if not again:
+            return old
+        self.prober.last_built = None
+        p = self.prober.probe(self.label(k), self.make(k), plan=plan, built=self._built.get(k))
+        if p.by == "bounds" and p.result == UNKNOWN and self.prober.last_built is not None:
+            self._built = {k: self.prober.last_built}  # one kept: graphs are large
+        elif p.by == "plan":
+            self._built.pop(k, None)
+        if old is not None:
+            self.order.remove(old)
+        self.seen[k] = p
+        self.order.append(p)
+        return p
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [p.record() for p in self.order]
+
+
+# ----------------------------------------------------------------------- integer knobs
+def _largest(knob: Knob, hi: int) -> int | None:
+    """The largest ``k`` in ``1 .. hi`` that fits.
+
+    1. Bounds only, from the top down (one by one for ``SCAN`` values, then in doubling steps,
+       the last step landing on 1), then bisection to the largest value they do not rule out.
+    2. Plans from there down the same way, then bisection between the first value that fits and
+       the lowest failure above it.
+    3. With what is left of the budget, the values above the answer not yet checked, nearest
+       first (so that "every larger value is proven not to fit" holds as often as possible)."""
+    prober = knob.prober
+
+    def descend(start: int, plan: bool) -> tuple[int | None, int, int]:
+        """From ``start`` down: the first k not ruled out (plan=False) / that fits (plan=True),
+        or None; the lowest failure above it; and where the search stopped (0: below 1,
+        else the value it could not probe -- budget spent)."""
+        k, step, n, low_fail = start, 1, 0, hi + 1
+        while k >= 1:
+            if not prober.can_probe:
+                return None, low_fail, k
+            p = knob.decide(k, plan=plan)
+            if (p.result != NO) if not plan else (p.result == FITS):
+                return k, low_fail, k
+            if p.by == "skipped":
+                return None, low_fail, k
+            low_fail = k
+            n += 1
+            if n >= SCAN:
+                step *= 2
+            k = max(1, k - step) if k > 1 else 0
+        return None, low_fail, 0
+
+    top, proven_top, stop = descend(hi, plan=False)
+    if top is None and stop == 0:  # ruled out down to 1: check what the steps skipped
+        return _fill(knob, 0, hi)
+    if top is None:  # no bound checks left: plans from where they stopped
+        top = stop
+    while proven_top - top > 1 and prober.bounds_left > 0 and not prober.expired:
+        mid = (top + proven_top) // 2
+        if knob.decide(mid, plan=False).result == NO:
+            proven_top = mid
         else:
-            hi, proven = mid, p.result == NO
-    if lo is None:
-        if proven:
-            return None, "exact", f"even {label(1)} does not fit"
-        return None, "unknown", f"{label(1)} could not be decided"
+            top = mid
+    fit, low_fail, stop = descend(top, plan=True)
+    if fit is None:
+        return _fill(knob, 0, hi) if stop == 0 else None
+    while low_fail - fit > 1 and prober.can_probe:
+        mid = (fit + low_fail) // 2
+        if knob.decide(mid).result == FITS:
+            fit = mid
+        else:
+            low_fail = mid
+    return _fill(knob, fit, hi)
+
+
+def _fill(knob: Knob, fit: int, hi: int) -> int | None:
+    """Check the values above ``fit`` (0: none fits) that the search skipped, nearest first;
+    should one fit after all (feasibility is not monotone), it becomes the answer and the
+    values above it are checked in turn. Returns the answer (None for 0)."""
+    k = fit + 1
+    while k <= hi and knob.prober.can_probe:
+        p = knob.seen.get(k)
+        if p is None or (p.result == UNKNOWN and p.by == "bounds"):
+            p = knob.decide(k)
+        if p.result == FITS:
+            fit = k
+        k += 1
+    return fit or None
+
+
+def _span(values: list[Any]) -> str:
+    """``"768-864"`` or ``"768"`` (first and last of a run of values)."""
+    if not values:
+        return ""
+    a, b = values[0], values[-1]
+    return str(a) if a == b else f"{a}–{b}"
+
+
+def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: Probe,
+                name: Callable[[int], str], prefix: str = "") -> tuple[str, str]:
+    """Status and note for an integer knob from what is known about every value above
+    ``answer`` up to the compiled one (``hi + 1``). ``name(k)`` names value ``k``; ``prefix``
+    starts each list ("batch " gives "batch 5–8, 10")."""
+    rows: dict[int, Probe | None] = {k: seen.get(k) for k in range((answer or 0) + 1, hi + 1)}
+    rows[hi + 1] = compiled
+
+    def tag(p: Probe | None) -> str:
+        if p is None:
+            return "unchecked"
+        return p.letter if p.proven else "undecided"
+
+    runs: list[tuple[str, list[int]]] = []  # consecutive values with the same outcome
+    for k in sorted(rows):
+        t = tag(rows[k])
+        if runs and runs[-1][0] == t and runs[-1][1][-1] == k - 1:
+            runs[-1][1].append(k)
+        else:
+            runs.append((t, [k]))
+
+    def span(ks: list[int]) -> str:
+        return name(ks[0]) if len(ks) == 1 else f"{name(ks[0])}–{name(ks[-1])}"
+
+    proven = [f"{span(ks)} ({t})" for t, ks in runs if t not in ("undecided", "unchecked")]
+    undecided = [span(ks) for t, ks in runs if t == "undecided"]
+    unchecked = [span(ks) for t, ks in runs if t == "unchecked"]
+    parts = []
     if proven:
-        return lo, "exact", ""
-    return lo, "bound", f"{label(hi)} was not proven not to fit"
+        parts.append("proven not to fit: " + prefix + ", ".join(proven))
+    if undecided:
+        parts.append(prefix + ", ".join(undecided) + " undecided")
+    if unchecked:
+        parts.append(prefix + ", ".join(unchecked) + " not checked (assumed not to fit: more "
+                     "data, more memory -- likely, not guaranteed)")
+    note = "; ".join(parts)
+    if undecided or unchecked:
+        return ("bound" if answer is not None else "unknown"), note
+    return "exact", note
 
 
+# --------------------------------------------------------------------------- the search
 def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             rebuild: Callable[..., GraphInfo], options: Options, seconds: float = 30.0,
             progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
-    """Answers to the four questions (see the module docstring) for a model that does not fit."""
+    """Answers to the four questions (see the module docstring) for a model that does not fit.
+
+    ``seconds`` is a wall-clock safety limit for the whole search, not its budget (the budget
+    is a count of probes, so the answers are reproducible)."""
     probe_opts = replace(options, settings=SolveSettings(
         time_limit=options.settings.time_limit,
         deterministic_limit=max(0.05, options.settings.deterministic_limit / 3),
-        seed=options.settings.seed, workers=options.settings.workers), layout_exact=False,
-        use_cpsat=False, greedy_passes=5)
+        seed=options.settings.seed, workers=options.settings.workers), layout_exact=True,
+        use_cpsat=False, greedy_passes=0, fit_only=True)
     prober = Prober(probe_opts, time.perf_counter() + seconds, progress)
-    t_start = time.perf_counter()
-
-    def share(k: int) -> None:
-        """Question k of 4 may use an equal share of what is left of the budget."""
-        left = seconds - (time.perf_counter() - t_start)
-        prober.deadline = time.perf_counter() + max(0.0, left) / (4 - k)
-
     meta = dict(info.meta)
-    base_proven = base.plan.status == STATUS_DOES_NOT_FIT
-    out: list[WhatIf] = []
-    monotone = "assumes more data never fits where less did not"
-
-    # ---- largest batch
-    share(0)
-    batch = int(meta.get("batch") or 1)
-    probes: list[Probe] = []
-
-    def mk_batch(b: int):
-        return lambda: (rebuild(batch=b), target)
-
-    ans, status, note = _bisect(prober, batch, base_proven, mk_batch, lambda b: b, probes)
-    out.append(WhatIf("max_batch", ans, status, _note(note, monotone),
-                      [p.record() for p in probes]))
-
-    # ---- largest image size (multiple of the stride)
-    share(1)
-    stride = meta.get("stride")
-    size = meta.get("image_size")
-    probes = []
-    if stride and size and not prober.expired:
-        h, w = int(size[0]), int(size[1])
-        k0 = h // int(stride)
-
-        def dims(k: int) -> tuple[int, int]:
-            hk = k * int(stride)
-            wk = max(int(stride), round(w * hk / h / int(stride)) * int(stride))
-            return hk, wk
-
-        def mk_size(k: int):
-            return lambda: (rebuild(image_size=dims(k)), target)
-
-        ans_k, status, note = _bisect(prober, k0 if h % int(stride) == 0 else k0 + 1,
-                                      base_proven, mk_size, lambda k: list(dims(k)), probes)
-        out.append(WhatIf("max_image_size", list(dims(ans_k)) if ans_k else None, status,
-                          _note(note, f"multiples of the stride {stride}; " + monotone),
-                          [p.record() for p in probes]))
-    else:
-        out.append(WhatIf("max_image_size", None, "unknown",
-                          "the network's stride or image size is unknown" if not prober.expired
-                          else "what-if time budget reached", []))
-
-    # ---- smallest bytes per tile
-    share(2)
-    probes = []
-    out.append(_min_bytes(info, target, base, prober, probes))
-    # ---- lower precision
-    share(3)
-    precision = meta.get("precision")
-    probes = []
-    lower = []
-    if precision in target.precisions:
-        lower = list(target.precisions)[list(target.precisions).index(precision) + 1:]
-    answer = None
-    status = "exact"
-    note = ""
-    for p in lower:
-        if prober.expired and probes:
-            status, note = "unknown", "what-if time budget reached"
-            break
-        pr = prober.probe(p, lambda p=p: (rebuild(precision=p), target))
-        probes.append(pr)
-        if pr.result == FITS:
-            answer = p
-            break
-        if pr.result == UNKNOWN:
-            status = "bound"
-    if not lower:
-        note = f"the target supports nothing below {precision}"
-    elif answer is None and not note:
-        note = "no supported lower precision fits"
-    if answer is None and status == "bound":
-        status = "unknown"
-    out.append(WhatIf("min_precision", answer, status, note,
-                      [p.record() for p in probes]))
+    base_probe = _base_probe(base)
+    # Precision last: on a target whose compiled precision is quantized, each of its probes
+    # lowers the model again (the other questions re-use the lowered graph).
+    questions = [
+        lambda: _max_batch(prober, meta, target, rebuild, base_probe),
+        lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
+        lambda: _min_bytes(info, target, base, prober),
+        lambda: _min_precision(prober, meta, target, rebuild, base_probe),
+    ]
+    out = []
+    end = time.perf_counter() + seconds
+    for i, question in enumerate(questions):
+        # the safety limit is shared: each question may use what is left over the questions
+        # still to come, so a slow one cannot leave a later one without any probe
+        prober.deadline = time.perf_counter() + (end - time.perf_counter()) / (len(questions) - i)
+        w = question()
+        if prober.cut and w.status != "exact":
+            w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
+                           "answer may differ between runs)")
+        out.append(w)
     return out
 
 
-def _note(note: str, extra: str) -> str:
-    return f"{note}; {extra}" if note else extra
+def _base_probe(base: Outcome) -> Probe:
+    """The compiled configuration, as a probe."""
+    plan = base.plan
+    if plan.status == STATUS_DOES_NOT_FIT and plan.diagnosis:
+        return Probe("compiled", NO, evidence=plan.diagnosis.evidence.kind, by="plan")
+    return Probe("compiled", UNKNOWN, evidence="search limit", by="plan")
 
 
-def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober,
-               probes: list[Probe]) -> WhatIf:
-    """Smallest bytes per tile (1 KiB steps) at which this configuration fits."""
-    current_bytes = int(target.bytes_per_tile)
-    grain = 1024 if current_bytes >= 64 * 1024 else max(1, current_bytes // 64)
-    reserved = int(target.reserved_bytes_per_tile)
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _max_batch(prober: Prober, meta: dict, target: Target, rebuild: Callable[..., GraphInfo],
+               base: Probe) -> WhatIf:
+    prober.budget("max_batch")
+    batch = int(meta.get("batch") or 1)
+    hi = batch - 1
+
+    def make(b: int):
+        return lambda: (rebuild(batch=b), target)
+
+    knob = Knob(prober, make, lambda b: b)
+    ans = _largest(knob, hi) if hi >= 1 else None
+    status, note = _above_note(ans, hi, knob.seen, base, str, prefix="batch ")
+    return WhatIf("max_batch", ans, status, note, knob.records)
+
+
+def _max_image_size(prober: Prober, meta: dict, target: Target,
+                    rebuild: Callable[..., GraphInfo], base: Probe) -> WhatIf:
+    prober.budget("max_image_size")
+    stride = meta.get("stride")
+    size = meta.get("image_size")
+    if not stride or not size:
+        return WhatIf("max_image_size", None, "unknown",
+                      "the network's stride or image size is unknown", [])
+    stride = int(stride)
+    h, w = int(size[0]), int(size[1])
+    hi = (h - 1) // stride  # the largest multiple of the stride below h
+
+    def dims(k: int) -> list[int]:
+        hk = k * stride
+        return [hk, max(stride, round(w * hk / h / stride) * stride)]
+
+    def make(k: int):
+        return lambda: (rebuild(image_size=tuple(dims(k))), target)
+
+    def unit(d: list[int]) -> str:
+        return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
+
+    knob = Knob(prober, make, dims)
+    ans = _largest(knob, hi) if hi >= 1 else None
+    status, note = _above_note(ans, hi, knob.seen, base,
+                               lambda k: unit(dims(k) if k <= hi else [h, w]))
+    note = _join(note, f"multiples of the stride {stride}")
+    return WhatIf("max_image_size", dims(ans) if ans else None, status, note, knob.records)
+
+
+def _min_precision(prober: Prober, meta: dict, target: Target,
+                   rebuild: Callable[..., GraphInfo], base: Probe) -> WhatIf:
+    prober.budget("min_precision")
+    precision = meta.get("precision")
+    supported = list(target.precisions)
+    if precision not in supported:
+        return WhatIf("min_precision", None, "unknown",
+                      f"the compiled precision {precision} is not one of the target's", [])
+    lower = supported[supported.index(precision) + 1:]
+    if not lower:
+        return WhatIf("min_precision", None, "exact",
+                      f"{target.name} supports nothing below {precision}", [])
+    order: list[Probe] = []
+    answer = None
+    for p in lower:
+        if not prober.can_probe:
+            break
+        pr = prober.probe(p, lambda p=p: (rebuild(precision=p), target))
+        order.append(pr)
+        if pr.result == FITS:
+            answer = p
+            break
+    tried = {pr.value: pr for pr in order}
+    above = lower[: lower.index(answer)] if answer else lower
+    proven = [p for p in above if p in tried and tried[p].proven]
+    rest = [p for p in above if p not in proven]
+    parts = []
+    if proven:
+        parts.append("proven not to fit: " + ", ".join(f"{p} ({tried[p].letter})"
+                                                       for p in proven))
+    if rest:
+        parts.append(", ".join(rest) + (" undecided" if all(p in tried for p in rest)
+                                        else " not checked"))
+    status = "exact" if not rest else ("bound" if answer else "unknown")
+    return WhatIf("min_precision", answer, status, "; ".join(parts),
+                  [p.record() for p in order])
+
+
+def _kib(x: int) -> str:
+    return f"{x / 1024:,.0f} KiB" if x % 1024 == 0 else f"{x:,} B"
+
+
+def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -> WhatIf:
+    """Smallest bytes per tile (in ``grain`` steps) at which this configuration fits."""
+    prober.budget("min_bytes_per_tile")
     current = int(target.bytes_per_tile)
-    tiles = int(target.tiles)
+    grain = 1024 if current >= 64 * 1024 else max(1, current // 64)
+    reserved = int(target.reserved_bytes_per_tile)
     a, b = base.bounds["a"], base.bounds["b"]
-    need = max(b.needed, -(-a.needed // tiles)) + reserved
-    start = max(current + 1, need)
-    start = -(-start // grain) * grain
+    need0 = max(b.needed, -(-a.needed // int(target.tiles))) + reserved
 
-    def mk(x: int):
-        return lambda: (info, target.with_bytes_per_tile(x))
+    def up(x: int) -> int:
+        return -(-x // grain) * grain
 
-    hi = None
-    x = start
-    tried = None
-    for k in range(8):
-        if prober.expired and k > 0:
-            break
-        tried = x
-        p = prober.probe(x, mk(x))
-        probes.append(p)
+    knob = Knob(prober, lambda x: lambda: (info, target.with_bytes_per_tile(x)), lambda x: x)
+    seen = knob.seen
+    seen[current] = _base_probe(base)
+    decide = knob.decide
+
+    # upwards from the lower bounds and the compiled plan's fullest tile (what its placement
+    # needs; a smaller size is still reached from above): each failure says where to look
+    # next -- its own bounds' need, or its best attempt's peak -- but at least 1/64 more,
+    # doubling with every failure
+    memory = getattr(base.plan, "memory", None)
+    tried = (memory.peak_bytes + reserved) if memory is not None else 0
+    x = up(max(current + 1, need0, tried))
+    fit: int | None = None
+    fails = 0
+    while prober.can_probe:
+        p = decide(x)
         if p.result == FITS:
-            hi = x
+            fit = x
             break
-        x = -(-int(x * 1.25) // grain) * grain
-    if hi is None:
+        if p.by == "skipped":
+            break
+        fails += 1
+        hint = max(p.peak or 0, p.need or 0) + reserved
+        x = up(max(x + grain, hint, x + x * 2 ** (fails - 1) // 64))
+    if fit is None:
+        tried = max((v for v in seen if v != current), default=current)
         return WhatIf("min_bytes_per_tile", None, "unknown",
-                      f"nothing up to {tried:,} bytes per tile was found to fit"
-                      + (" (what-if time budget reached)" if prober.expired else ""),
-                      [p.record() for p in probes])
-    lo = max(current, start - grain)  # largest value known (or assumed) not to fit
-    lo_proven = base.plan.status == STATUS_DOES_NOT_FIT if lo == current else (
-        prober.bounds_only(info, target.with_bytes_per_tile(lo)) is not None)
-    for p in probes:
-        if p.result != FITS and isinstance(p.value, int) and p.value > lo:
-            lo, lo_proven = p.value, p.result == NO
-    while hi - lo > grain and not prober.expired:
-        mid = lo + ((hi - lo) // (2 * grain)) * grain
-        mid = max(mid, lo + grain)
-        if mid >= hi:
+                      f"nothing up to {_kib(tried)} was found to fit", knob.records)
+
+    # downwards: a fitting plan needs its own peak, so the size it implies is tried next (it
+    # usually fits again, with the same plan); once that is the size itself, one grain less
+    # (a proof there makes the answer exact); bisection when that fits too
+    def below(y: int) -> int:
+        return max((v for v, p in seen.items() if v < y and p.result != FITS), default=current)
+
+    lo = below(fit)
+    stepped = False  # one grain below the current fit was tried
+    while prober.can_probe:
+        implied = up((seen[fit].peak or 0) + reserved)
+        if implied < fit and implied not in seen:
+            # even below a failure: the plan found here needs only that much, and a smaller
+            # size that fits is worth knowing (feasibility is not monotone in SRAM)
+            mid = implied
+        elif fit - lo <= grain:
             break
-        p = prober.probe(mid, mk(mid))
-        probes.append(p)
-        if p.result == FITS:
-            hi = mid
+        elif not stepped:
+            mid = fit - grain
         else:
-            lo, lo_proven = mid, p.result == NO
-    if hi - lo <= grain and lo_proven:
-        status, note = "exact", f"{lo:,} bytes per tile proven not to fit"
-    else:
-        status, note = "bound", f"{hi:,} bytes per tile fits; {lo:,} was not proven not to fit"
-    return WhatIf("min_bytes_per_tile", hi, status, note + f" ({grain:,}-byte resolution; the "
-                  f"lower bounds alone need {need:,})", [p.record() for p in probes])
+            mid = lo + max(1, (fit - lo) // (2 * grain)) * grain
+        p = decide(mid)
+        if p.result == FITS:
+            fit, stepped = mid, False
+            lo = below(fit)
+        elif p.by == "skipped":
+            break
+        elif mid == fit - grain:
+            stepped = True
+            lo = mid
+            if not p.proven:
+                break  # undecided next to the answer: smaller sizes are not worth a probe
+        elif mid > lo:
+            lo = mid
+    lo_probe = seen[lo]
+    exact = fit - lo <= grain and lo_probe.proven
+    how = f"proven not to fit ({lo_probe.letter})" if lo_probe.proven else "undecided"
+    notes = [f"{_kib(lo)} {how}" + ("" if fit - lo <= grain else
+                                    f"; {_kib(lo + grain)}–{_kib(fit - grain)} not checked")]
+    fails_above = sorted(v for v, p in seen.items() if v > fit and p.result != FITS)
+    notes.append("smaller sizes not all checked (the split choices change with the SRAM "
+                 "size)")
+    if fails_above:
+        notes.append(f"not monotone: {_span([_kib(v) for v in fails_above])} did not fit "
+                     "(more SRAM lets the split policy pick faster, larger splits)")
+    return WhatIf("min_bytes_per_tile", fit, "exact" if exact else "bound", "; ".join(notes),
+                  knob.records)
