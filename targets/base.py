@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from .target import TileTarget
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
-_MAX_BLOCKS = 20_000  # op shapes whose priced candidates are kept (~20 KB each at most)
+_MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept (~4-40 KB each)
 _MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
 
 
@@ -78,17 +77,6 @@ class CandidateBlock:
     def __len__(self) -> int:
         return len(self.peak)
 
-    @cached_property
-    def peak_list(self) -> list[int]:
-        return self.peak.tolist()
-
-    @cached_property
-    def always_list(self) -> list[int]:
-        return self.always.tolist()
-
-    @cached_property
-    def cycles_list(self) -> list[int]:
-        return self.cycles.tolist()
 
     def follows(self, i: int) -> bool:
         """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
@@ -236,8 +224,8 @@ class BaseCostModel:
                                 for blk, (idx, fits) in zip(blocks, filtered, strict=True)]
             picks: list[tuple[int, int, CandidateBlock, int]] = []
             for blk, (idx, _fits) in zip(blocks, filtered, strict=True):
-                peak, cycles = blk.peak_list, blk.cycles_list
-                picks.extend((peak[i], cycles[i], blk, i) for i in self._picks(blk, idx))
+                picks.extend((int(blk.peak[i]), int(blk.cycles[i]), blk, i)
+                             for i in self._picks(blk, idx))
             fit = [p for p in picks if p[0] <= self.budget]
             if not fit and picks:
                 fit = [min(picks, key=lambda p: (p[0], p[1], p[2].split(p[3])))]
@@ -414,10 +402,13 @@ class BaseCostModel:
         """:meth:`_select`'s Pareto front of the filtered candidates ``idx`` and its picks."""
         if len(idx) <= 1:
             return idx.tolist()
-        front = idx[_nondominated(np.stack(
-            (blk.peak[idx], blk.always[idx], blk.cycles[idx]), axis=1))].tolist()
+        front_idx = idx[_nondominated(np.stack(
+            (blk.peak[idx], blk.always[idx], blk.cycles[idx]), axis=1))]
         # the front is small: the picks in Python ints (exact products), splits only for ties
-        peak, always, cycles = blk.peak_list, blk.always_list, blk.cycles_list
+        front = front_idx.tolist()
+        peak = dict(zip(front, blk.peak[front_idx].tolist(), strict=True))
+        always = dict(zip(front, blk.always[front_idx].tolist(), strict=True))
+        cycles = dict(zip(front, blk.cycles[front_idx].tolist(), strict=True))
         picks: list[int] = []
         for keyf in (lambda i: (cycles[i], peak[i]), lambda i: (peak[i], cycles[i]),
                      lambda i: (always[i], cycles[i]), lambda i: (peak[i] * max(cycles[i], 1),)):

@@ -269,10 +269,10 @@ def place_to_fit(problem: Problem, geometry: Geometry, settings: SolveSettings, 
 
     The memory-first passes of :func:`~tilec.plan.place.place` (tile-level greedy in its two
     group orders, stopping at the first that fits, then the repair search when none does), without
-    the passes that only make a fitting plan faster. Whatever this finds, the full search finds
-    too (its candidates include these), so a probe that fits here fits in a full compile; one that
-    does not goes on to the proofs like any plan. ``give_up()`` is asked before the repair search
-    (the pipeline tries its infeasibility proof there: no repair can fit a proven case)."""
+    the passes that only make a fitting plan faster. The full search runs these passes too, so
+    it finds a placement that fits wherever this one does; a probe's own plan is laid out and
+    verified like any other. ``give_up()`` is asked before the repair search (the pipeline tries
+    its infeasibility proof there: no repair can fit a proven case)."""
     budget = problem.budget if budget is None else budget
     if geometry.exact:  # small chips: the block greedy is tile-exact already
         return place(problem, geometry, settings, budget=budget, use_cpsat=False,

@@ -12,9 +12,8 @@ Four questions, each a search over one knob with everything else fixed:
 A *probe* decides one value, cheap first: the value's partition and the lower bounds (a)/(b) and
 the framebuffer check, which rule a value out in a fraction of a plan's time; only then a re-plan
 (the same pipeline, but looking for *any* plan that fits rather than the fastest one, and trying
-the infeasibility proof (c) before the repair search). "fits" is a plan the verifier accepted --
-a full compile at that value fits too, as its search includes the probe's; "does not fit"
-carries evidence (a)-(c); anything else is undecided.
+the infeasibility proof (c) before the repair search). "fits" is a plan the verifier accepted;
+"does not fit" carries evidence (a)-(c); anything else is undecided.
 
 Feasibility is not monotone in any knob in principle: the target's split policy picks each op's
 splits from its shapes and from the SRAM size (with more SRAM the ``fastest`` policy picks faster,
@@ -64,13 +63,13 @@ from tilec.plan.pipeline import Options, Outcome, lower_bounds, run
 FITS, NO, UNKNOWN = "fits", "does_not_fit", "unknown"
 
 PLANS = {"max_batch": 4, "max_image_size": 6, "min_precision": 4, "min_bytes_per_tile": 8}
-"""Re-plans per question (modelling choice: a probe that needs a plan costs 0.3-1 s on YOLOv4-P5
-at 896 px; these let each question finish on the zoo's out-of-memory cases, see
-benchmarks/whatif_time.py, while bounding the whole search to a few seconds)."""
+"""Re-plans per question (modelling choice: a re-plan costs 0.3-0.6 s on YOLOv4-P5 at 896 px on
+gc200; these let every question of the zoo's out-of-memory cases in benchmarks/whatif_time.py
+finish exact, while bounding the whole search to a few seconds)."""
 BOUNDS = {"max_batch": 8, "max_image_size": 12, "min_precision": 4, "min_bytes_per_tile": 8}
-"""Bound-only checks per question (a partition and (a)/(b): ~0.1-0.2 s each)."""
+"""Checks by the bounds alone per question (a partition and (a)/(b): 0.1-0.2 s each)."""
 SCAN = 6
-"""Values checked one by one from the top before a search switches to bisection."""
+"""Values checked one by one from the top before a search takes doubling steps."""
 
 LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c"}
 
@@ -345,8 +344,7 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
     if undecided:
         parts.append(prefix + ", ".join(undecided) + " undecided")
     if unchecked:
-        parts.append(prefix + ", ".join(unchecked) + " not checked (assumed not to fit: more "
-                     "data, more memory -- likely, not guaranteed)")
+        parts.append(prefix + ", ".join(unchecked) + " not checked (assumed not to fit)")
     note = "; ".join(parts)
     if undecided or unchecked:
         return ("bound" if answer is not None else "unknown"), note
