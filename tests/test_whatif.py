@@ -250,6 +250,7 @@ def test_sram_undecided_next_to_the_answer_is_a_bound():
 # ------------------------------------------------------------------------------ whole search
 def test_wall_clock_cut_is_said(monkeypatch):
     """The safety limit stops a search; the answers that it cut say so."""
+    monkeypatch.setattr(W, "SAFETY_FLOOR", 0.0)
     monkeypatch.setattr(W, "Prober", lambda options, deadline, progress: Scripted(
         lambda v: (None, FITS, 1), deadline=0.0))
     base = sram_base(50)

@@ -40,8 +40,9 @@ how it was decided (``by``: "bounds", "plan", or "skipped" when the budget was s
 
 The effort is counted, not timed, so the answers do not depend on the machine: per question at
 most ``PLANS`` re-plans and ``BOUNDS`` bound checks, and the CP-SAT proofs and exact layouts run
-on a deterministic budget. ``seconds`` is only a wall-clock safety net, shared out so that each
-question keeps a part of it; an answer it cut says so (and may differ between runs).
+on a deterministic budget. ``seconds`` (at least ``SAFETY_FLOOR``) is only a wall-clock safety
+net, shared out so that each question keeps a part of it; an answer it cut says so (and may
+differ between runs).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ BOUNDS = {"max_batch": 8, "max_image_size": 12, "min_precision": 4, "min_bytes_p
 """Checks by the bounds alone per question (a partition and (a)/(b): 0.1-0.2 s each)."""
 SCAN = 6
 """Values checked one by one from the top before a search takes doubling steps."""
+
+SAFETY_FLOOR = 30.0
+"""Seconds the wall-clock safety limit allows at least (modelling choice: the probe budgets above
+take 3-8 s on the zoo's cases on a 2-core machine; the limit is there for what they cannot bound,
+e.g. a model whose every precision probe lowers it again, and should never decide an answer
+otherwise)."""
 
 LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c"}
 
@@ -357,8 +364,9 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
     """Answers to the four questions (see the module docstring) for a model that does not fit.
 
-    ``seconds`` is a wall-clock safety limit for the whole search, not its budget (the budget
-    is a count of probes, so the answers are reproducible)."""
+    ``seconds`` sets the wall-clock safety limit of the whole search -- ``SAFETY_FLOOR`` at
+    least -- not its budget: the budget is a count of probes, so the answers are reproducible."""
+    seconds = max(float(seconds), SAFETY_FLOOR)
     probe_opts = replace(options, settings=SolveSettings(
         time_limit=options.settings.time_limit,
         deterministic_limit=max(0.05, options.settings.deterministic_limit / 3),
