@@ -271,14 +271,16 @@ def place_to_fit(problem: Problem, geometry: Geometry, settings: SolveSettings, 
     group orders, stopping at the first that fits, then the repair search when none does), without
     the passes that only make a fitting plan faster. The full search runs these passes too, so
     it finds a placement that fits wherever this one does; a probe's own plan is laid out and
-    verified like any other. ``give_up()`` is asked before the repair search (the pipeline tries
-    its infeasibility proof there: no repair can fit a proven case)."""
+    verified like any other. ``give_up()`` is asked once, when the first order does not fit (the
+    pipeline tries its infeasibility proof there): if it says so, neither the second order nor
+    the repair search runs -- no placement can fit a proven case."""
     budget = problem.budget if budget is None else budget
     if geometry.exact:  # small chips: the block greedy is tile-exact already
         return place(problem, geometry, settings, budget=budget, use_cpsat=False,
                      greedy_passes=0)
     log: list[dict] = []
     best = None
+    proven = None  # give_up()'s answer, asked once: after the first order fails
     for name, order in greedy_orders(problem).items():
         p = evaluate_tiles(problem, greedy_exact(problem, geometry, order, budget=budget),
                            f"greedy:tile:{name}", budget)
@@ -288,8 +290,12 @@ def place_to_fit(problem: Problem, geometry: Geometry, settings: SolveSettings, 
             best = p
         if p.fits:
             break
+        if proven is None and give_up is not None:
+            proven = give_up()
+            if proven:
+                break
     assert best is not None
-    if not best.fits and not (give_up is not None and give_up()):
+    if not best.fits and not proven:
         fixed, peak = repair_exact(problem, geometry, best.choice, budget)
         log.append({"pass": "greedy:tile:repair", "peak": peak})
         if peak < best.peak:
