@@ -160,25 +160,45 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     lowered = lower(captured, target, options)
     lowered.seconds["capture"] = t1 - t0
 
+    unquantized: dict[str, Lowered] = {}
+
+    def without_quantize(precision: str) -> Lowered:
+        """The model lowered by the same passes but ``quantize`` (once, then cached).
+
+        A graph lowered without ``quantize`` differs from a uniformly quantized one only in the
+        storage bits the planner charges (quantize rewrites no op; a DequantizeLinear of a weight
+        folds into its consumer's weights), so the planner's view at any uniform precision is
+        this graph seen at that precision's bits. The compile's own graph serves when it was
+        lowered at a float precision; an integer compile is lowered once more, without quantize
+        and without the onnxruntime proof (the compile already proved the exact passes).
+        """
+        if "graph" not in unquantized:
+            if lowered.precision in ("fp32", "fp16") and options.precision_map is None:
+                unquantized["graph"] = lowered
+            else:
+                cap = capture(model, batch=captured.batch, image_size=captured.image_size,
+                              input_shape=options.input_shape)
+                names = [n for n in lowered.passes if n != "quantize"]
+                unquantized["graph"] = lower(cap, target, CompileOptions(**{
+                    **options.__dict__, "verify": "off", "passes": names,
+                    "precision": precision, "precision_map": None}))
+        return unquantized["graph"]
+
     def rebuild(batch: int | None = None, image_size: tuple[int, int] | None = None,
                 precision: str | None = None) -> GraphInfo:
         """The planner's view of the same model at another batch / image size / precision."""
         same_precision = precision is None or precision == lowered.precision
-        # A float-lowered graph differs from a uniformly quantized one only in the storage bits
-        # the planner charges (quantize rewrites no op, and DequantizeLinear of a weight folds
-        # into its consumer), so another uniform precision needs no second lowering.
-        float_graph = lowered.precision in ("fp32", "fp16") and options.precision_map is None
-        if same_precision or float_graph:
-            again = reshaped(lowered, batch, image_size) if (batch or image_size) else lowered
-            if again is not None:
-                if same_precision:
-                    return again.info
-                return graph_info(again.graph, again.captured, target, precision)
+        base = lowered if same_precision else without_quantize(precision)
+        again = reshaped(base, batch, image_size) if (batch or image_size) else base
+        if again is not None:
+            if same_precision:
+                return again.info
+            return graph_info(again.graph, again.captured, target, precision)
+        # The lowered graph cannot simply be re-shaped (e.g. a batch baked into a Reshape
+        # constant): capture again at the new shape and lower without the proof.
         cap = capture(model, batch=batch or captured.batch,
                       image_size=image_size or captured.image_size,
                       input_shape=options.input_shape)
-        # The exact passes were already proved on this model by the compile itself; a what-if
-        # probe only needs the planner's view, so it skips the onnxruntime proof.
         opts = CompileOptions(**{**options.__dict__, "verify": "off",
                                  "precision": precision or lowered.precision})
         return lower(cap, target, opts).info
