@@ -98,8 +98,12 @@ def load(path: str | Path | PrecisionMap | dict) -> PrecisionMap:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file (--precision-map)")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a precision-map file (--precision-map)")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not a valid TOML precision map ({exc})") from exc
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror}) (--precision-map)") from exc
     return parse(data, str(p))

@@ -130,7 +130,8 @@ def test_inspect_json_to_an_unwritable_place(capsys: pytest.CaptureFixture[str],
                                              tmp_path: Path) -> None:
     code, _, err = run(capsys, "inspect", GOOD, "--json", tmp_path / "no" / "dir" / "x.json")
     assert code == 2
-    assert err.startswith("tilec: error: --json: cannot write")
+    assert err.startswith("tilec: error: argument --json: cannot write")
+    assert "directory" in err and "does not exist" in err
 
 
 def test_compile_hands_the_captured_graph_to_the_planner(monkeypatch: pytest.MonkeyPatch) -> None:

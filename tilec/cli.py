@@ -88,12 +88,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's flush quiet
         return 0
-    except Exception as exc:  # a bug in tilec, never a verdict on the model
+    except OSError as exc:
+        if exc.filename is None:  # not about a file: a bug like any other
+            return _internal(exc, debug)
+        # A file that cannot be read or written (a full disk, a path made unwritable since the
+        # command line was checked): the environment's doing, not tilec's, so one line, exit 2.
         if debug:
             traceback.print_exc()
-        print(f"tilec: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug "
-              "for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        print(f"tilec: error: {exc.filename}: {exc.strerror or one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug in tilec, never a verdict on the model
+        return _internal(exc, debug)
+
+
+def _internal(exc: BaseException, debug: bool) -> int:
+    """Report an exception tilec did not raise on purpose: a bug, exit 3."""
+    if debug:
+        traceback.print_exception(exc)
+    print(f"tilec: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug "
+          "for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -64,9 +67,35 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):  # float() takes "nan" and "inf"
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def output_file(text: str) -> str:
+    """argparse type for every flag naming a file tilec writes (--json, --html, -o, ...).
+
+    Checked when the command line is parsed, before any work: a compile that runs for a minute
+    and then cannot write its report would waste the minute and end in an ``OSError``. A path
+    that is a directory, or whose directory is missing or not writable, is a usage error.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("empty file name")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': directory '{parent}' does "
+                                         "not exist")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': '{parent}' is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists()
+                                                    and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': permission denied")
+    return text
 
 
 def split_names(text: str | None, flag: str) -> list[str] | None:

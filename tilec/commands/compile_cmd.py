@@ -7,7 +7,13 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from tilec.commands.common import add_model_args, console, positive_float, split_names
+from tilec.commands.common import (
+    add_model_args,
+    console,
+    output_file,
+    positive_float,
+    split_names,
+)
 from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS
 from tilec.plan.model import STATUS_FITS, Plan
 
@@ -29,11 +35,14 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="CP-SAT time limit in seconds per solve (default 10)")
     p.add_argument("--no-what-if", action="store_true",
                    help="skip the what-if search when the model does not fit")
-    p.add_argument("--json", metavar="FILE", help="write the plan / diagnosis as JSON")
-    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the schedule")
-    p.add_argument("--onnx", metavar="FILE", help="write the lowered model annotated with its "
-                                                  "placement (for Netron)")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="write the plan / diagnosis as JSON")
+    p.add_argument("--html", type=output_file, metavar="FILE",
+                   help="write a self-contained HTML report")
+    p.add_argument("--trace", type=output_file, metavar="FILE",
+                   help="write a Chrome/Perfetto trace of the schedule")
+    p.add_argument("--onnx", type=output_file, metavar="FILE",
+                   help="write the lowered model annotated with its placement (for Netron)")
     p.add_argument("--verbose", "-v", action="store_true", help="also print the per-op table")
     p.set_defaults(func=run)
 

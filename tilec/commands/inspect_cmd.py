@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from tilec.commands.common import add_model_args, console, positive_int
+from tilec.commands.common import add_model_args, console, output_file, positive_int
 from tilec.errors import InputError
 
 if TYPE_CHECKING:  # numpy, onnx and graphsurgeon load only when a command runs: `tilec --help`
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     add_model_args(p, target=False)
     p.add_argument("--top", type=positive_int, default=8, metavar="K",
                    help="how many of the largest activations to list (default 8)")
-    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the summary as JSON")
     p.set_defaults(func=run)
 
 

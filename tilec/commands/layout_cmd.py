@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from tilec.commands.common import console, positive_float, positive_int
+from tilec.commands.common import console, output_file, positive_float, positive_int
 from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("csv", metavar="BUFFERS.csv", help="id,lower,upper,size (with header)")
     p.add_argument("--capacity", "-c", type=positive_int, required=True, metavar="BYTES",
                    help="bytes available")
-    p.add_argument("--output", "-o", metavar="OUT.csv",
+    p.add_argument("--output", "-o", type=output_file, metavar="OUT.csv",
                    help="write id,lower,upper,size,offset here (default: print)")
     p.add_argument("--time-limit", type=positive_float, default=10.0, metavar="S",
                    help="time limit of the exact search in seconds (default 10)")

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from rich.table import Table
 
-from tilec.commands.common import add_model_args, console, split_names
+from tilec.commands.common import add_model_args, console, output_file, split_names
 from tilec.errors import InputError
 
 _DEFAULT_VERIFY = "pass"
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
         epilog="Precision map (TOML): default = \"int4\"; first = \"int8\"; last = \"int8\"; "
                "[layers] \"node-glob\" = \"int8\". See docs/passes.md.")
     add_model_args(p)
-    p.add_argument("--output", "-o", required=True, metavar="OUT.onnx",
+    p.add_argument("--output", "-o", type=output_file, required=True, metavar="OUT.onnx",
                    help="where to write the lowered model")
     p.add_argument("--passes", default=None, metavar="A,B,C",
                    help="passes to run, in order (default: the target's pipeline)")
@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--verify", choices=("pass", "pipeline", "off"), default=_DEFAULT_VERIFY,
                    help="prove each pass on its own (default), each run of exact passes once, "
                         "or not at all")
-    p.add_argument("--json", metavar="FILE", help="also write the pass statistics as JSON")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the pass statistics as JSON")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="list every rewrite and every pattern left alone")
     p.set_defaults(func=run)

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tilec.commands.common import console
+from tilec.commands.common import console, output_file
 from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS, InputError
 from tilec.plan.model import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FITS, Plan
 
@@ -25,9 +25,11 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                     "the lowered model annotated with its placement. Exit code: 0 if the plan "
                     "fits, 1 for a diagnosis, 2 for a bad file.")
     p.add_argument("plan", metavar="PLAN.json", help="a plan saved by `tilec compile --json`")
-    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of the schedule")
-    p.add_argument("--onnx", metavar="FILE",
+    p.add_argument("--html", type=output_file, metavar="FILE",
+                   help="write a self-contained HTML report")
+    p.add_argument("--trace", type=output_file, metavar="FILE",
+                   help="write a Chrome/Perfetto trace of the schedule")
+    p.add_argument("--onnx", type=output_file, metavar="FILE",
                    help="write the lowered model annotated with its placement (for Netron); "
                         "re-captures and re-lowers the plan's model, which must be available")
     p.add_argument("--verbose", "-v", action="store_true", help="also print the per-op table")

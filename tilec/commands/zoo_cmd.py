@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tilec.commands.common import console, positive_int
+from tilec.commands.common import console, output_file, positive_int
 from tilec.errors import InputError
 
 
@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                     "command that takes a model file also takes one of these names.")
     actions = p.add_subparsers(dest="zoo_action", metavar="ACTION")
     lst = actions.add_parser("list", parents=[parent], help="every model with its size and MACs")
-    lst.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    lst.add_argument("--json", type=output_file, metavar="FILE",
+                     help="also write the table as JSON")
     show = actions.add_parser("show", parents=[parent], help="facts about one model")
     show.add_argument("name", metavar="NAME")
     show.add_argument("--image-size", "-s", default=None, metavar="S|HxW",
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                                          "weights fixed-seed). Exports are cached; this copies "
                                          "the cached file.")
     exp.add_argument("name", metavar="NAME")
-    exp.add_argument("--output", "-o", required=True, metavar="FILE.onnx",
+    exp.add_argument("--output", "-o", type=output_file, required=True, metavar="FILE.onnx",
                      help="where to write the model")
     exp.add_argument("--image-size", "-s", default=None, metavar="S|HxW",
                      help="input size (default: the model's own)")

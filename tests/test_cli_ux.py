@@ -1,0 +1,124 @@
+"""First-time-user regressions: flag values, output paths and files tilec cannot read or write.
+
+Every case is a mistake a user makes on day one; each must end in ONE line naming the flag, file
+or field and exit code 2 -- before any compile work where the command line already shows it.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from report_fixtures import does_not_fit_plan
+
+from tilec.cli import main
+
+GOOD = Path(__file__).parent / "data" / "good" / "tiny_cnn.onnx"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tilec: error: "), err
+    assert "Traceback" not in err and "internal error" not in err
+    return lines[0]
+
+
+@pytest.fixture()
+def saved_plan(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.json"
+    does_not_fit_plan().save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------ output paths
+def _output_cases(bad: str, plan: Path) -> list[list[object]]:
+    """Every flag that names a file tilec writes, pointed at ``bad``."""
+    return [
+        ["compile", GOOD, "--json", bad], ["compile", GOOD, "--html", bad],
+        ["compile", GOOD, "--trace", bad], ["compile", GOOD, "--onnx", bad],
+        ["report", plan, "--html", bad], ["report", plan, "--trace", bad],
+        ["report", plan, "--onnx", bad],
+        ["inspect", GOOD, "--json", bad],
+        ["lower", GOOD, "-o", bad], ["lower", GOOD, "-o", plan.parent / "x.onnx", "--json", bad],
+        ["zoo", "list", "--json", bad], ["zoo", "export", "resnet50", "-o", bad],
+        ["layout", plan, "-c", "10", "-o", bad],
+    ]
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "is_dir", "parent_is_file"])
+def test_unwritable_outputs_are_usage_errors_before_any_work(
+        tmp_path: Path, saved_plan: Path, capsys: pytest.CaptureFixture[str], where: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing directory, a directory, or a file used as a directory: exit 2, one line naming
+    the path, and nothing was compiled (argparse rejects it; compile_model is never called)."""
+    import tilec.compile
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("compiled although the output path was bad")
+
+    monkeypatch.setattr(tilec.compile, "compile_model", boom)
+    bad = {"missing_dir": tmp_path / "no" / "such" / "x.json",
+           "is_dir": tmp_path,
+           "parent_is_file": saved_plan / "x.json"}[where]
+    for argv in _output_cases(str(bad), saved_plan):
+        code, out, err = run(capsys, *argv)
+        line = one_error_line(err)
+        assert code == 2, argv
+        assert str(bad) in line, line
+        assert out == "", argv
+
+
+def test_write_failure_after_the_check_is_one_line_exit_2(
+        saved_plan: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up (or a path made unwritable) while tilec works: not an internal
+    error but one line naming the file."""
+    import tilec.report.html
+
+    target = tmp_path / "r.html"
+
+    def full_disk(_plan: object, path: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(tilec.report.html, "write_html", full_disk)
+    code, _out, err = run(capsys, "report", saved_plan, "--html", target)
+    assert code == 2
+    assert one_error_line(err) == f"tilec: error: {target}: No space left on device"
+
+
+def test_an_oserror_without_a_file_is_still_an_internal_error(
+        saved_plan: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tilec.report.terminal
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise OSError("socket went away")
+
+    monkeypatch.setattr(tilec.report.terminal, "print_plan", broken)
+    code, _out, err = run(capsys, "report", saved_plan)
+    assert code == 3 and "internal error: OSError: socket went away" in err
+
+
+# ------------------------------------------------------------------------------ flag values
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_time_limit_must_be_finite(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    for cmd in (["compile", GOOD], ["layout", GOOD, "-c", "10"]):
+        code, out, err = run(capsys, *cmd, f"--time-limit={value}")
+        assert code == 2 and out == ""
+        assert f"argument --time-limit: must be a finite number, got {value}" in one_error_line(err)
+
+
+def test_precision_map_that_is_a_directory(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "compile", GOOD, "--precision-map", tmp_path, "-q")
+    assert code == 2
+    assert one_error_line(err) == (f"tilec: error: {tmp_path}: is a directory, not a "
+                                   "precision-map file (--precision-map)")
