@@ -122,3 +122,36 @@ def test_precision_map_that_is_a_directory(tmp_path: Path,
     assert code == 2
     assert one_error_line(err) == (f"tilec: error: {tmp_path}: is a directory, not a "
                                    "precision-map file (--precision-map)")
+
+
+# ------------------------------------------------------------------------------ --input-shape
+@pytest.mark.parametrize("text", ["1,3,64,64,x", "1,,3,64", "1,3,64,", "1,3,64,64,,"])
+def test_input_shape_typos_are_not_skipped(text: str) -> None:
+    """A stray separator used to be dropped, so `1,3,64,64,x` compiled as 1,3,64,64 -- a typo
+    silently accepted. Both front doors refuse it now."""
+    from tilec.capture.fx import parse_input_shape
+    from tilec.capture.onnx_file import parse_input_shapes
+    from tilec.errors import InputError
+
+    for parse in (parse_input_shape, parse_input_shapes):
+        with pytest.raises(InputError, match="is not a shape"):
+            parse(text)
+
+
+@pytest.mark.parametrize("text", ["1,3,64,64", "1x3x64x64", " 1, 3 ,64, 64 ", "1×3×64×64"])
+def test_input_shape_spellings_still_accepted(text: str) -> None:
+    from tilec.capture.fx import parse_input_shape
+    from tilec.capture.onnx_file import parse_input_shapes
+
+    assert parse_input_shape(text) == (1, 3, 64, 64)
+    assert parse_input_shapes(text) == {None: (1, 3, 64, 64)}
+    assert parse_input_shapes("a=1,3,64,64; b = 1x10") == {"a": (1, 3, 64, 64), "b": (1, 10)}
+
+
+def test_named_input_shapes_for_a_module_say_why(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "net.py"
+    src.write_text("import torch\ndef make():\n    return torch.nn.Conv2d(3, 4, 3)\n")
+    code, _out, err = run(capsys, "inspect", f"{src}:make", "--input-shape", "x=1,3,8,8;y=1,2")
+    assert code == 2
+    assert "a PyTorch module takes one input" in one_error_line(err)

@@ -60,9 +60,12 @@ MISH_FORMS = ("op", "decomposed")
 def parse_input_shape(value: str | Sequence[int]) -> tuple[int, ...]:
     """``"1,3,896,896"`` (or ``1x3x896x896``, or a tuple) -> ``(1, 3, 896, 896)``; all positive."""
     if isinstance(value, str):
+        if "=" in value or ";" in value:  # the ONNX form NAME=dims;NAME2=dims
+            raise InputError(f"--input-shape: '{value}': a PyTorch module takes one input; give "
+                             "its shape alone, e.g. 1,3,896,896")
         parts = [p.strip() for p in value.lower().replace("×", "x").replace("x", ",").split(",")]
-        try:
-            dims = tuple(int(p) for p in parts if p)
+        try:  # an empty part ("1,3,,64", "1,3,64,64,x") is a typo, not a separator to skip
+            dims = tuple(int(p) for p in parts)
         except ValueError:
             raise InputError(f"--input-shape: '{value}' is not a shape (use N,C,H,W, e.g. "
                              "1,3,896,896)") from None

@@ -208,7 +208,8 @@ def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None
         if not part.strip():
             continue
         name, _, dims_text = part.rpartition("=")
-        dims_items = [d for d in re.split(r"[,x×\s]+", dims_text.strip().lower()) if d]
+        # one separator (",", "x", "×", blanks) between numbers; a stray one is a typo
+        dims_items = re.split(r"\s*[,x×]\s*|\s+", dims_text.strip().lower())
         try:
             dims = tuple(int(d) for d in dims_items)
         except ValueError:
