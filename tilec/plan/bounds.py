@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from tilec.costmodel import Target
 from tilec.opinfo import GraphInfo
 from tilec.plan.partition import Partition
-from tilec.plan.problem import io_input_bytes, outputs_stay
+from tilec.plan.problem import input_hosts, io_input_bytes, outputs_stay
 from tilec.plan.schedule import buffer_uses
 
 
@@ -105,7 +105,7 @@ def buffer_min_totals(info: GraphInfo, partition: Partition, target: Target) -> 
         t = info.tensors[root]
         if use.is_input:
             best = None
-            for r in use.readers:
+            for r in input_hosts(info, use.readers):
                 for c in partition.ops[r].proof:
                     v = sum(io_input_bytes(target, t, c.tiles).values()) * c.tiles
                     best = v if best is None else min(best, v)

@@ -21,6 +21,17 @@ Two lists are kept per op, because searching and proving need different things:
 
 ``finest`` is the candidate with the fewest peak bytes per tile over *all* splits: if even it
 overflows a tile, the op cannot run on this target (evidence (b)).
+
+Domination compares an op's own bytes, so it may prune *across* tile counts only when the tile count
+changes nothing else. Two kinds of op are *coupled* to bytes outside their own cost:
+
+* a possible *host of a model input* (problem.py holds a model input on the tiles of its first
+  reader, at ``cost_model.input_bytes(tensor, tiles)`` per tile: fewer tiles, more bytes each):
+  those bytes are one more lifetime in the comparison (:func:`input_extra`);
+* a possible *group leader*: an op whose output buffer an op that ``follows_input`` reads first
+  (the follower runs on the leader's tiles with the leader's tile count, so a leader split with
+  fewer tiles may leave the follower no split at all, or more bytes per tile): such an op is
+  pruned within each tile count only (:func:`coupled_ops`).
 """
 
 from __future__ import annotations
@@ -128,12 +139,13 @@ def _shapes_within(xs: tuple[tuple[int, int], ...], ys: tuple[tuple[int, int], .
 
 
 def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
-           with_cycles: bool) -> list[Candidate]:
+           with_cycles: bool, extra: dict[int, int] | None = None) -> list[Candidate]:
     """The candidates no other candidate dominates (identical ones: the first in split order).
 
     X dominates Y when X needs no more bytes per tile in any lifetime (and, ``with_cycles``, no
-    more cycles), its footprint fits inside Y's, and it is strictly better somewhere. Vectorised:
-    an (n x n) comparison per op.
+    more cycles), its footprint fits inside Y's, and it is strictly better somewhere. ``extra``
+    (bytes per tile by tile count) is one more lifetime: bytes the op's tiles may hold for others
+    (model inputs, see :func:`input_extra`). Vectorised: an (n x n) comparison per op.
     """
     n = len(cands)
     if n <= 1:
@@ -143,6 +155,8 @@ def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, 
     for c in cands:
         v = list(_vector(c, charged))
         v += [0] * (width - len(v))
+        if extra:
+            v.append(extra.get(c.tiles, 0))
         if with_cycles:
             v.append(c.cycles)
         v.append(c.tiles)
@@ -220,38 +234,111 @@ def charged_outputs(info: GraphInfo) -> dict[str, tuple[bool, ...]]:
     return {op.name: tuple(info.root(t) == t for t in op.outputs) for op in info.ops}
 
 
+Priced = list[tuple[Split, tuple[tuple[int, int], ...], OpCost]]
+
+
+def _price(op: OpInfo, target: Target) -> tuple[Priced, list[str]]:
+    """The cost model's splits of ``op`` that the chip can hold, priced; and the dropped ones
+    with the reason."""
+    model = target.cost_model
+    grid = (int(target.grid[0]), int(target.grid[1]))
+    seen: set[Split] = set()
+    priced: Priced = []
+    dropped: list[str] = []
+    for split in model.splits(op):
+        if split in seen:
+            continue
+        seen.add(split)
+        if split.tiles > target.tiles:
+            dropped.append(f"{split}: {split.tiles} tiles > {target.tiles}")
+            continue
+        shapes: tuple[tuple[int, int], ...] = ()
+        if target.placement == "rect":
+            shapes = rect_shapes(split.tiles, grid)
+            if not shapes:
+                dropped.append(f"{split}: {split.tiles} tiles form no rectangle in "
+                               f"{grid[0]}x{grid[1]}")
+                continue
+        priced.append((split, shapes, model.cost(op, split)))
+    return priced, dropped
+
+
+def input_extra(info: GraphInfo, target: Target, op: OpInfo, counts: Iterable[int]
+                ) -> dict[int, int]:
+    """Bytes per tile, by tile count, of the model inputs ``op`` reads (problem.py holds a model
+    input on the tiles of its first reader, at the target's ``input_bytes``): fewer tiles, more
+    bytes each, so domination across tile counts must count them. Empty when there are none."""
+    fn = getattr(target.cost_model, "input_bytes", None)
+    roots = sorted({info.root(t) for t in op.inputs if info.tensors[info.root(t)].is_input})
+    if fn is None or not roots or op.kind == "view":
+        return {}
+    out = {n: sum(int(v) for r in roots for v in dict(fn(info.tensors[r], n)).values())
+           for n in sorted(set(counts))}
+    return out if any(out.values()) else {}
+
+
+def coupled_ops(info: GraphInfo, target: Target,
+                priced: dict[str, Priced] | None = None) -> set[str]:
+    """Possible group leaders (see the module docstring): their tile count is their followers'
+    too, so they are pruned within each tile count only, or domination would lose feasible
+    plans. ``priced`` holds :func:`_price` results already at hand (others are priced here)."""
+    priced = priced if priced is not None else {}
+    out: set[str] = set()
+    for op in info.ops:
+        if not op.inputs:
+            continue
+        root = info.tensors[info.root(op.inputs[0])]
+        lead = root.producer
+        if lead is None or root.is_input or lead == op.name or lead in out:
+            continue
+        costs = priced[op.name] if op.name in priced else _price(op, target)[0]
+        if any(c.follows_input for _, _, c in costs):
+            out.add(lead)
+    return out
+
+
+def _per_tile_count(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
+                    with_cycles: bool) -> list[Candidate]:
+    """The Pareto front within each tile count (same footprints), tile counts ascending."""
+    out: list[Candidate] = []
+    for n in sorted({c.tiles for c in cands}):
+        out.extend(pareto([c for c in cands if c.tiles == n], charged, placement,
+                          with_cycles=with_cycles))
+    return out
+
+
+def _shortlist_hosting(front: list[Candidate], charged: Sequence[bool], limit: int,
+                       extra: dict[int, int]) -> list[Candidate]:
+    """:func:`_shortlist` that also keeps the candidate needing the fewest bytes per tile once
+    the model inputs it may hold are counted (else the only split on which the input fits could
+    be cut from the search)."""
+    if not extra or len(front) <= limit:
+        return _shortlist(front, charged, limit)
+    lean = min(front, key=lambda c: (c.charged_peak(charged) + extra.get(c.tiles, 0), c.cycles,
+                                     c.split))
+    rest = [c for c in front if c is not lean]
+    chosen = [lean, *_shortlist(rest, charged, limit - 1)]
+    return sorted(chosen, key=lambda c: (c.tiles, c.cycles, c.split))
+
+
 def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CANDIDATES,
               ops: Iterable[OpInfo] | None = None) -> Partition:
     """Candidates for every op of ``info`` on ``target``."""
-    model = target.cost_model
     charged = charged_outputs(info)
-    grid = (int(target.grid[0]), int(target.grid[1]))
+    todo = list(ops if ops is not None else info.ops)
+    prices = {op.name: _price(op, target) for op in todo}
+    coupled = coupled_ops(info, target, {n: p for n, (p, _) in prices.items()})
     result: dict[str, OpCandidates] = {}
     notes: list[str] = []
     # Ops with the same priced splits (a network repeats its shapes) share one result: the key
     # holds the cost objects themselves, so it identifies them for as long as the memo lives.
     memo: dict[tuple, tuple[tuple[OpCost, ...], OpCandidates]] = {}
-    for op in (ops if ops is not None else info.ops):
-        seen: set[Split] = set()
-        priced: list[tuple[Split, tuple[tuple[int, int], ...], OpCost]] = []
-        dropped: list[str] = []
-        for split in model.splits(op):
-            if split in seen:
-                continue
-            seen.add(split)
-            if split.tiles > target.tiles:
-                dropped.append(f"{split}: {split.tiles} tiles > {target.tiles}")
-                continue
-            shapes: tuple[tuple[int, int], ...] = ()
-            if target.placement == "rect":
-                shapes = rect_shapes(split.tiles, grid)
-                if not shapes:
-                    dropped.append(f"{split}: {split.tiles} tiles form no rectangle in "
-                                   f"{grid[0]}x{grid[1]}")
-                    continue
-            priced.append((split, shapes, model.cost(op, split)))
+    for op in todo:
+        priced, dropped = prices[op.name]
         ch = charged[op.name]
-        key = (tuple(id(c) for _, _, c in priced), ch, len(op.outputs), tuple(dropped))
+        extra = input_extra(info, target, op, (sp.tiles for sp, _, _ in priced))
+        key = (tuple(id(c) for _, _, c in priced), ch, len(op.outputs), tuple(dropped),
+               op.name in coupled, tuple(sorted(extra.items())))
         hit = memo.get(key)
         if hit is not None:
             result[op.name] = _renamed(hit[1], op.name)
@@ -275,16 +362,20 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
         if follows:
             # A follower's tile count is dictated by its input's producer: keep every tile count
             # the cost model offers (the group decides), pruning only within a tile count.
-            front: list[Candidate] = []
-            for n in sorted({c.tiles for c in cands}):
-                same = [c for c in cands if c.tiles == n and c.cost.follows_input]
-                front.extend(pareto(same, ch, target.placement, with_cycles=True))
+            front = _per_tile_count([c for c in cands if c.cost.follows_input], ch,
+                                    target.placement, with_cycles=True)
             proof = front
             search = front
+        elif op.name in coupled:
+            proof = _per_tile_count(cands, ch, target.placement, with_cycles=False)
+            search = _shortlist_hosting(
+                _per_tile_count(cands, ch, target.placement, with_cycles=True), ch,
+                max_candidates, extra)
         else:
-            proof = pareto(cands, ch, target.placement, with_cycles=False)
-            search = _shortlist(pareto(cands, ch, target.placement, with_cycles=True), ch,
-                                max_candidates)
+            proof = pareto(cands, ch, target.placement, with_cycles=False, extra=extra)
+            search = _shortlist_hosting(
+                pareto(cands, ch, target.placement, with_cycles=True, extra=extra), ch,
+                max_candidates, extra)
         finest = min(cands, key=lambda c: (c.charged_peak(ch), c.tiles, c.split))
         result[op.name] = OpCandidates(
             op=op.name, search=tuple(search), proof=tuple(sorted(

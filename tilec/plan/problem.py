@@ -11,9 +11,10 @@ model, the proofs and the plan builder share. Charging rules (every byte comes f
   produces the root, with that op's ``outputs[k]`` bytes per tile, from the first step that writes
   it (or any alias) to the last step that reads it (or any alias), half-open; a model output lives
   to the end of the run (the host reads it after the last superstep);
-* a model input is held on the tiles of its first reader, from step 0 to its last read, with the
-  bytes the target's I/O model gives (:func:`io_input_bytes`); none when the target keeps inputs out
-  of tile memory (NorthPole's framebuffer);
+* a model input is held on the tiles of its first reader that is not a view (:func:`input_hosts`),
+  from step 0 to its last read, with the bytes the target's I/O model gives
+  (:func:`io_input_bytes`); none when the target keeps inputs out of tile memory (NorthPole's
+  framebuffer);
 * in place: an op whose cost says ``in_place`` and ``follows_input``, that is the last reader of its
   first input's buffer, writes its output into that buffer when both have the same bytes per tile in
   every option: the input buffer then ends at the op's step and the output buffer starts there.
@@ -67,6 +68,14 @@ def io_input_bytes(target: Target, tensor: TensorInfo, tiles: int) -> dict[str, 
     if fn is None:
         return {}
     return {k: int(v) for k, v in dict(fn(tensor, tiles)).items() if int(v)}
+
+
+def input_hosts(info: GraphInfo, readers: Sequence[str]) -> list[str]:
+    """The readers of a model input buffer that may hold it: those that are not views (a view
+    reads nothing -- its readers read the buffer -- and runs on a single tile of no bytes, which
+    would then have to hold the whole input); all readers when only views read it."""
+    real = [r for r in readers if info.op_by_name[r].kind != "view"]
+    return real or list(readers)
 
 
 @dataclass
@@ -165,7 +174,7 @@ def build_buffers(info: GraphInfo, step_of: Mapping[str, int], steps: int,
         if use.is_input:
             if not readers:
                 continue  # an input nothing reads holds nothing
-            host = min(readers, key=lambda r: (step_of[r], r))
+            host = min(input_hosts(info, readers), key=lambda r: (step_of[r], r))
             first, owner, idx = 0, host, None
         else:
             producer = info.tensors[root].producer

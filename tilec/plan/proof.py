@@ -145,11 +145,16 @@ def prove(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
           minimise_budget: int = 12) -> Proof:
     """Try to prove that ``problem`` has no placement (see the module docstring)."""
     scope = "exact" if geometry.exact else "aggregate"
-    complete = all(g.proof_complete for g in problem.groups)
-    if not complete:
+    # A group without proof options would make every model trivially infeasible ("exactly one of
+    # nothing"): the options do not cover its splits, so nothing can be proven.
+    if not all(g.proof_complete for g in problem.groups):
         return Proof(proven=False, scope=scope, status="NOT_RUN", complete=False,
                      notes=["an op has too many candidate combinations to enumerate; no "
                             "infeasibility proof is attempted"])
+    if not all(g.proof_options for g in problem.groups):
+        return Proof(proven=False, scope=scope, status="NOT_RUN", complete=False,
+                     notes=["an op group has no complete option list; no infeasibility proof "
+                            "is attempted"])
     build = _exact_model if geometry.exact else _aggregate_model
     all_steps = list(range(problem.steps))
     model, lits = build(problem, geometry, all_steps, True)

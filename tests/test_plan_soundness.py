@@ -1,0 +1,98 @@
+"""Regression tests for unsound "does not fit" claims found by auditing the planner.
+
+Each case fits (checked by the planner itself and by an exhaustive search written here), yet an
+earlier planner reported it as proven not to fit, or crashed while trying to prove it:
+
+* pruning a split as "dominated" by one with fewer tiles ignored the model input the op holds on
+  its tiles (fewer tiles, more input bytes on each);
+* it also ignored the ops that follow the op onto its tiles (a follower offering only the pruned
+  tile count left its group without any option to prove over);
+* a model input was held on the tiles of its first reader even when that reader was a view (one
+  tile, no bytes), so an input larger than a tile "could not fit" anywhere.
+"""
+
+from __future__ import annotations
+
+import pytest
+from plan_fixtures import OpSpec, toy_graph, toy_target
+
+from tilec.plan.cpsat import SolveSettings
+from tilec.plan.geometry import Geometry
+from tilec.plan.model import STATUS_FITS
+from tilec.plan.partition import partition
+from tilec.plan.pipeline import Options, run
+from tilec.plan.problem import build_problem
+from tilec.plan.proof import prove
+from tilec.plan.schedule import schedule
+from tilec.plan.verify import verify
+
+FAST = Options(settings=SolveSettings(time_limit=10, deterministic_limit=1.0, workers=1))
+
+
+def test_split_holding_a_model_input_is_not_pruned_by_a_narrower_one():
+    # x (10 bytes) sits on A's tiles: 10 per tile on 1 tile, 5 on 2; A's own bytes are the same
+    # on both, so "1 tile dominates 2 tiles" -- unless the input is counted. Budget 8: only the
+    # 2-tile split fits (5 + 1 output byte).
+    info = toy_graph([OpSpec("a", ["x"], ["ta"], {1: (0, 0, 1, 5), 2: (0, 0, 1, 5)})],
+                     sizes={"x": 10})
+    target = toy_target(4, 8, input_io=True)
+    oc = partition(info, target).ops["a"]
+    assert [c.tiles for c in oc.proof] == [1, 2]
+    assert 2 in [c.tiles for c in oc.search]
+    out = run(info, target, options=FAST)
+    assert out.plan.status == STATUS_FITS, out.plan.diagnosis.evidence.summary
+    x = next(b for b in out.plan.buffers if b.owner == "x")
+    assert x.bytes == 5 and x.tiles == out.plan.ops[0].tiles
+    assert verify(out.plan, info, target).ok
+
+
+def _leader_follower():
+    # L on 1 tile memory-dominates L on 2 tiles, but F (which runs on L's tiles with L's tile
+    # count) only offers 2 tiles: the group's only option is L2 + F2, which fits easily.
+    return toy_graph([
+        OpSpec("L", ["x"], ["tl"], {1: (1, 0, 1, 10), 2: (2, 0, 1, 5)}),
+        OpSpec("F", ["tl"], ["tf"], {2: (0, 0, 1, 1)}, attrs={"follows": True}),
+    ])
+
+
+@pytest.mark.parametrize("exact_limit", [64, 0], ids=["exact", "aggregate"])
+def test_group_leader_keeps_the_tile_counts_of_its_followers(exact_limit):
+    info = _leader_follower()
+    target = toy_target(4, 50)
+    part = partition(info, target)
+    assert [c.tiles for c in part.ops["L"].proof] == [1, 2]
+    prob = build_problem(info, target, schedule(info), part)
+    assert [len(g.proof_options) for g in prob.groups] == [1]
+    geo = Geometry(target.tiles, target.grid, target.placement, exact_limit=exact_limit)
+    proof = prove(prob, geo, SolveSettings(workers=1))
+    assert not proof.proven
+
+
+def test_group_without_proof_options_proves_nothing():
+    """A group whose option list is empty must not make CP-SAT "prove" infeasibility (or
+    crash): exactly one of no options is infeasible for reasons unrelated to memory."""
+    info = _leader_follower()
+    target = toy_target(4, 50)
+    prob = build_problem(info, target, schedule(info), partition(info, target))
+    prob.groups[0].proof_options = ()
+    for exact_limit in (64, 0):
+        geo = Geometry(target.tiles, target.grid, target.placement, exact_limit=exact_limit)
+        proof = prove(prob, geo, SolveSettings(workers=1))
+        assert not proof.proven and not proof.complete
+
+
+def test_view_does_not_hold_a_model_input():
+    # x (12 bytes) -> view -> conv on 4 tiles: the input fits at 3 bytes per tile on the conv's
+    # tiles; on the view's single tile it would need 12 > budget 10.
+    info = toy_graph([
+        OpSpec("v", ["x"], ["xv"], kind="view"),
+        OpSpec("c", ["xv"], ["tc"], {4: (1, 0, 1, 5)}),
+    ], sizes={"x": 12, "xv": 12}, views={"xv": "x"})
+    target = toy_target(4, 10, input_io=True)
+    out = run(info, target, options=FAST)
+    assert out.plan.status == STATUS_FITS, out.plan.diagnosis.evidence.summary
+    xb = next(b for b in out.plan.buffers if b.owner == "x")
+    conv = next(o for o in out.plan.ops if o.name == "c")
+    assert xb.tiles == conv.tiles and xb.bytes == 3 and conv.held_inputs == {"x": 3}
+    assert sorted(xb.tensors) == ["x", "xv"]
+    assert verify(out.plan, info, target).ok
