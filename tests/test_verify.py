@@ -1,4 +1,11 @@
-"""The verifier rejects every kind of corrupted plan (and accepts the planner's)."""
+"""The verifier rejects every kind of corrupted plan (and accepts the planner's).
+
+Corruptions come from a "consistent forger": after changing a plan it recomputes the memory
+summary from the changed buffers (``build.memory_summary``), so no corruption is caught merely
+because the planner's own summary no longer matches -- the verifier must find it from first
+principles. Those marked ``model`` can only be caught with the model and the target at hand
+(``verify(plan, info, target)``, as the pipeline calls it): the plan alone is self-consistent.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,16 @@ import json
 import pytest
 from plan_fixtures import OpSpec, toy_graph, toy_target
 
+from tilec.plan.build import memory_summary
 from tilec.plan.cpsat import SolveSettings
 from tilec.plan.model import STATUS_FITS, Plan
 from tilec.plan.pipeline import Options, run
 from tilec.plan.verify import verify
 
+OPTS = Options(settings=SolveSettings(deterministic_limit=0.5, workers=1))
 
-@pytest.fixture(scope="module")
-def good() -> Plan:
+
+def _model():
     info = toy_graph([
         OpSpec("a", ["x"], ["ta"], {2: (3, 2, 4, 10)}),
         OpSpec("b", ["ta"], ["tb"], {2: (2, 1, 3, 10)}),
@@ -23,11 +32,41 @@ def good() -> Plan:
         OpSpec("d", ["tb", "tc"], ["td"], {2: (1, 1, 2, 10)}),
         OpSpec("e", ["td", "x"], ["te"], {2: (1, 0, 2, 5)},
                attrs={"follows": True, "in_place": True}),
-    ])
-    plan = run(info, toy_target(4, 40),
-               options=Options(settings=SolveSettings(deterministic_limit=0.5, workers=1))).plan
+    ], sizes={"x": 6})
+    return info, toy_target(4, 40, input_io=True)
+
+
+def _model_aliases():
+    """A view and an in-place Concat: buffers holding several tensors."""
+    info = toy_graph([
+        OpSpec("a", ["x"], ["ta"], {2: (1, 1, 4, 10)}),
+        OpSpec("v", ["ta"], ["tv"], kind="view"),
+        OpSpec("b", ["tv"], ["tb"], {2: (1, 1, 2, 10)}),
+        OpSpec("c", ["ta"], ["tc"], {2: (1, 1, 2, 10)}),
+        OpSpec("k", ["tb", "tc"], ["tk"], {2: (1, 0, 4, 1)}, kind="concat"),
+        OpSpec("d", ["tk"], ["td"], {2: (1, 1, 2, 10)}),
+    ], views={"tv": "ta"}, parts={"tb": "tk", "tc": "tk"})
+    return info, toy_target(4, 40)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _model()
+
+
+@pytest.fixture(scope="module")
+def good(model) -> Plan:
+    plan = run(*model, options=OPTS).plan
     assert plan.status == STATUS_FITS
     return plan
+
+
+@pytest.fixture(scope="module")
+def aliases():
+    info, target = _model_aliases()
+    plan = run(info, target, options=OPTS).plan
+    assert plan.status == STATUS_FITS
+    return info, target, plan
 
 
 def fresh(plan: Plan) -> Plan:
@@ -131,6 +170,94 @@ def _spread_wrong(p):
     o.spread = {"weights": 40}  # declares spread bytes without a buffer
 
 
+def _input_shrunk(p):
+    buf(p, "tensor/x").bytes = 0
+
+
+def _input_moved(p):
+    b, host = buf(p, "tensor/x"), op(p, "a")
+    other = [[0, 2]] if host.tiles != [[0, 2]] else [[2, 4]]
+    b.tiles = other
+    b.offsets = [[*other[0], p.target.budget_per_tile - b.bytes]]
+
+
+def _input_host_denied(p):
+    op(p, "a").held_inputs = {}
+
+
+def _tensor_hidden(p):
+    # tc's bytes vanish into tb's buffer, which is alive whenever tc is
+    p.buffers = [b for b in p.buffers if b.id != "tensor/tc"]
+    buf(p, "tensor/tb").tensors.append("tc")
+
+
+def _two_ops_one_step(p):
+    p.steps[0].ops.append("ghost")
+
+
+def _unwritten_read(p):
+    op(p, "d").inputs.append("ghost")
+    buf(p, "tensor/tb").tensors.append("ghost")
+
+
+def _reuse_not_in_place(p):
+    op(p, "e").in_place = False
+
+
+def _reuse_wrong_writer(p):
+    # te "overwrites" td in place, but td is not what e reads first (x is)
+    o = op(p, "e")
+    o.inputs = ["x", "td"]
+
+
+def _follower_elsewhere(p):
+    e, leader = op(p, "e"), op(p, "d")
+    e.group = "b" if op(p, "b").tiles != leader.tiles else "c"
+
+
+def _latency_seconds(p):
+    p.latency.seconds *= 2
+
+
+def _timeline_wrong(p):
+    p.memory.worst_tile_timeline[0] = {"code": 1}
+
+
+def _shrunk_together(p):
+    o = op(p, "a")
+    o.always["code"] = 1
+    buf(p, "a/always/code").bytes = 1
+
+
+def _budget_inflated(p):
+    p.target.budget_per_tile += 1000
+    p.target.bytes_per_tile += 1000
+
+
+def _split_not_offered(p):
+    o = op(p, "b")
+    o.split = {"elements": 1}
+    o.tiles = [[o.tiles[0][0], o.tiles[0][0] + 1]]
+    for b in p.buffers:
+        if b.owner in ("b", "tb"):
+            b.tiles = o.tiles
+            b.offsets = [[*o.tiles[0], b.offsets[0][2]]]
+
+
+def _cycles_cut(p):
+    o = op(p, "a")
+    o.compute_cycles -= 5
+    st = p.steps[o.step]
+    st.compute_cycles -= 5
+    p.latency.cycles -= 5
+    p.latency.seconds = p.latency.cycles / p.target.clock_hz + p.latency.io_seconds
+    p.latency.throughput_per_s = p.model.batch / p.latency.seconds
+
+
+def _op_not_in_model(p):
+    op(p, "b").op_type = "Relu"
+
+
 CORRUPTIONS = {
     "an op missing": (_drop_op, "structure"),
     "consumer before producer": (_consumer_first, "dataflow"),
@@ -149,18 +276,101 @@ CORRUPTIONS = {
     "a model output freed early": (_output_freed_early, "dataflow"),
     "an op in two steps": (_duplicate_step, "structure"),
     "spread bytes without a buffer": (_spread_wrong, "charges"),
+    # found by the audit: each slipped through before
+    "a model input's buffer shrunk": (_input_shrunk, "charges"),
+    "a model input held off its reader's tiles": (_input_moved, "charges"),
+    "a model input no op declares holding": (_input_host_denied, "charges"),
+    "a tensor hidden in another buffer": (_tensor_hidden, "tensors"),
+    "two ops in one step": (_two_ops_one_step, "structure"),
+    "a tensor nobody writes": (_unwritten_read, "tensors"),
+    "in-place reuse by an op that cannot": (_reuse_not_in_place, "dataflow"),
+    "in-place reuse of what the op does not read first": (_reuse_wrong_writer,
+                                                        "dataflow"),
+    "a follower off its group's tiles": (_follower_elsewhere, "tiles"),
+    "latency seconds wrong": (_latency_seconds, "summary"),
+    "worst-tile timeline wrong": (_timeline_wrong, "summary"),
+}
+MODEL_CORRUPTIONS = {
+    "op declaration and buffer shrunk together": (_shrunk_together, "costs"),
+    "the plan's budget inflated": (_budget_inflated, "costs"),
+    "a split the cost model does not offer": (_split_not_offered, "costs"),
+    "cycles cut everywhere consistently": (_cycles_cut, "costs"),
+    "an op's type differs from the model": (_op_not_in_model, "costs"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
-def test_rejects_corrupted_plan(good, name):
-    corrupt, check = CORRUPTIONS[name]
-    p = fresh(good)
+def forge(p: Plan, corrupt) -> Plan:
+    """Apply ``corrupt``, then make the memory summary agree with the corrupted buffers."""
     corrupt(p)
-    v = verify(p)
+    if p.memory is not None and p.steps:
+        keep = p.memory.peak_bytes
+        p.memory = memory_summary(p.buffers, p.target.tiles, len(p.steps))
+        if corrupt is _summary_mismatch:
+            p.memory.peak_bytes = keep
+        if corrupt is _timeline_wrong:
+            corrupt(p)
+    return p
+
+
+def test_accepts_the_planner_plan_with_the_model(good, model):
+    v = verify(fresh(good), *model)
+    assert v.ok, v.errors
+    assert v.checks[-1] == "costs"
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_rejects_corrupted_plan(good, model, name):
+    corrupt, check = CORRUPTIONS[name]
+    for args in ((), model):  # plan alone, and as the pipeline calls it
+        p = forge(fresh(good), corrupt)
+        v = verify(p, *args)
+        assert not v.ok, f"verifier accepted a plan with {name}"
+        assert check not in v.checks, (check, v.errors)
+        assert any(e.startswith(check) for e in v.errors), v.errors
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CORRUPTIONS))
+def test_rejects_plan_contradicting_the_model(good, model, name):
+    corrupt, check = MODEL_CORRUPTIONS[name]
+    p = forge(fresh(good), corrupt)
+    v = verify(p, *model)
     assert not v.ok, f"verifier accepted a plan with {name}"
-    assert check not in v.checks, (check, v.errors)
     assert any(e.startswith(check) for e in v.errors), v.errors
+
+
+def test_alias_buffers_accepted_and_checked(aliases):
+    info, target, plan = aliases
+    assert verify(fresh(plan), info, target).ok
+    tk = buf(plan, "tensor/tk")
+    assert sorted(tk.tensors) == ["tb", "tc", "tk"]
+    assert sorted(buf(plan, "tensor/ta").tensors) == ["ta", "tv"]
+
+    # a view's output in a zero-byte buffer of its own: its readers would read freed memory
+    p = fresh(plan)
+    buf(p, "tensor/ta").tensors.remove("tv")
+    p.buffers.append(copy.deepcopy(buf(p, "tensor/ta")))
+    p.buffers[-1].id, p.buffers[-1].owner, p.buffers[-1].tensors = "tensor/tv", "tv", ["tv"]
+    p.buffers[-1].bytes = 0
+    v = verify(p)
+    assert not v.ok and any("view 'v'" in e or "view" in e for e in v.errors), v.errors
+
+    # a slice of the concat moved out of its buffer into an unrelated one
+    p = fresh(plan)
+    buf(p, "tensor/tk").tensors.remove("tc")
+    buf(p, "tensor/ta").tensors.append("tc")
+    v = verify(p)
+    assert not v.ok and any(e.startswith("tensors") for e in v.errors), v.errors
+
+    # with the model: a tensor not in its root's buffer (an in-place concat "undone" on paper)
+    p = fresh(plan)
+    buf(p, "tensor/tk").tensors.remove("tb")
+    p.buffers.append(copy.deepcopy(buf(p, "tensor/tk")))
+    nb = p.buffers[-1]
+    nb.id, nb.owner, nb.tensors, nb.bytes, nb.offsets = "tensor/tb", "tb", ["tb"], 0, []
+    nb.tiles = op(p, "b").tiles
+    op(p, "b").output_bytes = [0]
+    v = verify(p, info, target)
+    assert not v.ok and any(e.startswith("costs") for e in v.errors), v.errors
 
 
 def test_errors_are_bounded_and_plan_untouched(good):

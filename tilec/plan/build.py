@@ -85,7 +85,8 @@ def placements_and_buffers(problem: Problem, choice: Sequence[Slot]
                 weight_bits=op.weight_bits, act_bits=op.act_bits,
                 shape=list(pos.shape) if pos.shape else None,
                 spread={k: int(v) for k, v in sorted(cost.spread.items()) if int(v)},
-                group=g.leader if member != g.leader else None)
+                group=g.leader if member != g.leader else None,
+                in_place=bool(cost.in_place))
             sync = int(target.cost_model.sync_cycles(opt.tiles)) if cand.cycles > 0 else 0
             step_rows[s] = Step(index=s, ops=[member], compute_cycles=int(cost.compute_cycles),
                                 exchange_cycles=int(cost.exchange_cycles), sync_cycles=sync)
@@ -115,6 +116,7 @@ def placements_and_buffers(problem: Problem, choice: Sequence[Slot]
                 io = opt.io[io_k]
                 io_k += 1
                 category = sorted(io, key=lambda c: (-io[c], c))[0] if io else "io"
+                ops[spec.owner].held_inputs[spec.root] = int(b)
             else:
                 category = "act_out"
             buffers.append(Buffer(

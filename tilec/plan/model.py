@@ -94,6 +94,10 @@ class OpPlacement:
     shape: list[int] | None = None  # [h, w] of the rectangle on a mesh target
     spread: dict[str, int] = field(default_factory=dict)  # total bytes over the whole array
     group: str | None = None  # the op whose tiles this op shares (cost model: follows_input)
+    in_place: bool = False  # the cost model lets it overwrite its first input (OpCost.in_place)
+    held_inputs: dict[str, int] = field(default_factory=dict)
+    """Model inputs held on this op's tiles (it is their first reader): bytes per tile each, as
+    the target's ``input_bytes`` hook gives them (0 when inputs stay out of tile memory)."""
 
 
 @dataclass

@@ -201,7 +201,7 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "summary", t0)
     if progress:
         progress("verify", 0.0)
-    plan.verification = verify(plan)
+    plan.verification = verify(plan, info, target)
     t0 = _tick(timings, "verify", t0)
 
     if fits_blocks and layout_failure is None:

@@ -3,30 +3,48 @@
 It reads nothing but the :class:`~tilec.plan.model.Plan` (typically just built, or loaded from
 JSON) and shares no code with the planner beyond the data classes: occupancy, segments and overlaps
 are recomputed here with their own simple algorithms, so a planner bug cannot hide behind a shared
-helper. A plan is reported as fitting only if every check passes; a plan the planner built that
-fails is an internal error.
+helper. Nothing the planner summarised (memory summary, step cycles) is trusted: it is recomputed
+and compared. A plan is reported as fitting only if every check passes; a plan the planner built
+that fails is an internal error.
 
 Checks (each named in ``Verification.checks`` when it passes):
 
-``structure``   every op of the model once, one per superstep, steps numbered 0..S-1;
+``structure``   every op of the model once, exactly one per superstep, steps numbered 0..S-1;
 ``tiles``       each op on valid, disjoint, sorted tile ranges (a rectangle on a mesh) whose size is
-                the product of its split factors;
-``tensors``     every tensor an op reads or writes is held by exactly one buffer;
+                the product of its split factors; an op of a group on its group's tiles;
+``tensors``     every tensor an op reads or writes is held by exactly one buffer; a tensor nobody
+                writes is a model input; a buffer holds its owner and, besides it, only aliases
+                the plan itself justifies (the output of a view of a tensor in it, an input of a
+                Concat whose output is in it), and every view's output shares its input's buffer;
 ``dataflow``    producer before consumer; a tensor's buffer is alive when it is written and at every
                 read (an in-place overwrite ends its input buffer exactly where its output starts,
-                same tiles, same bytes, same addresses); model outputs live to the end;
+                same tiles, same bytes, same addresses, by an op that may work in place and reads
+                that buffer first); model outputs live to the end;
 ``charges``     the buffers carry exactly the bytes the ops declare, on the ops' tiles, with the
-                right lifetimes (always: whole run; step: its superstep; spread: every tile);
+                right lifetimes (always: whole run; step: its superstep; spread: every tile; a model
+                input: from step 0 on the tiles of the op that declares holding it);
 ``budget``      at every step, every tile's live bytes are within its budget;
 ``layout``      every buffer has an address on each of its tiles, inside the budget, and no two
                 buffers live at the same step on the same tile overlap;
 ``summary``     the memory summary and latency agree with the buffers and the steps.
+
+With the model (:class:`~tilec.opinfo.GraphInfo`) and the target at hand (the pipeline passes them),
+one more check re-derives what the plan *declares* from their sources:
+
+``costs``       the plan's chip is the target's; its ops are the model's ops (types, inputs,
+                outputs); every op's split is one the target's cost model offers, and the bytes,
+                cycles and flags the op declares are what the cost model says for that split (and
+                its ``input_bytes`` hook for the inputs it holds); every tensor sits in the buffer
+                of its root (views, in-place concats); sync cycles and the framebuffer, too.
+                Without this, a plan whose op declarations and buffers were shrunk together would
+                pass the plan-only checks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from math import prod
+from math import isclose, prod
+from typing import Any
 
 import numpy as np
 
@@ -118,8 +136,14 @@ def _merged(ranges: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def verify(plan: Plan) -> Verification:
-    """Check ``plan`` (see the module docstring); never raises on a bad plan."""
+CHECKS = ("structure", "tiles", "tensors", "dataflow", "charges", "budget", "layout", "summary")
+
+
+def verify(plan: Plan, info: Any = None, target: Any = None) -> Verification:
+    """Check ``plan`` (see the module docstring); never raises on a bad plan.
+
+    ``info`` (the :class:`~tilec.opinfo.GraphInfo` planned) and ``target`` add the ``costs``
+    check, which asks the target's cost model again for what every op declares."""
     err = _Errors()
     tiles = int(plan.target.tiles)
     budget = int(plan.target.budget_per_tile)
@@ -131,12 +155,18 @@ def verify(plan: Plan) -> Verification:
         err.add("structure", "an op is listed twice")
     if plan.model.ops != len(plan.ops):
         err.add("structure", f"the model has {plan.model.ops} ops, the plan places {len(ops)}")
+    if steps_n != len(plan.ops):
+        err.add("structure", f"{steps_n} steps for {len(plan.ops)} ops (one op per superstep)")
     for i, st in enumerate(plan.steps):
         if st.index != i:
             err.add("structure", f"step {i} is numbered {st.index}")
+        if len(st.ops) != 1:
+            err.add("structure", f"step {st.index} runs {len(st.ops)} ops (one per superstep)")
     in_steps: dict[str, int] = {}
     for st in plan.steps:
         for name in st.ops:
+            if name not in ops:
+                err.add("structure", f"step {st.index} runs unknown op '{name}'")
             if name in in_steps:
                 err.add("structure", f"op '{name}' is in two steps")
             in_steps[name] = st.index
@@ -161,6 +191,13 @@ def verify(plan: Plan) -> Verification:
             err.add("tiles", f"op '{o.name}': tiles {o.tiles} are not one rectangle")
         elif plan.target.placement == "range" and len(o.tiles) != 1:
             err.add("tiles", f"op '{o.name}': tiles {o.tiles} are not one contiguous range")
+        if o.group is not None:
+            lead = ops.get(o.group)
+            if lead is None:
+                err.add("tiles", f"op '{o.name}' is in the group of unknown op '{o.group}'")
+            elif _merged(lead.tiles) != _merged(o.tiles):
+                err.add("tiles", f"op '{o.name}' runs on {o.tiles}, not on the tiles "
+                                 f"{lead.tiles} of its group '{o.group}'")
 
     # ---- tensors
     holder: dict[str, Buffer] = {}
@@ -180,9 +217,18 @@ def verify(plan: Plan) -> Verification:
             producer[t] = o.name
         for t in o.inputs:
             readers[t].append(o.name)
+    model_inputs, outputs = set(plan.model.inputs), set(plan.model.outputs)
     for t in sorted(set(producer) | set(readers)):
         if t not in holder:
             err.add("tensors", f"tensor '{t}' has no buffer")
+        if t not in producer and t not in model_inputs:
+            err.add("tensors", f"tensor '{t}' is read but no op writes it and it is not a "
+                               "model input")
+        if t in producer and t in model_inputs:
+            err.add("tensors", f"model input '{t}' is written by op '{producer[t]}'")
+    for t in sorted(outputs - set(producer) - model_inputs):
+        err.add("tensors", f"model output '{t}' is written by no op")
+    _check_aliases(plan, ops, producer, holder, err)
 
     # ---- dataflow
     by_id = {b.id: b for b in plan.buffers}
@@ -195,6 +241,8 @@ def verify(plan: Plan) -> Verification:
             if src is None:
                 err.add("dataflow", f"buffer '{b.id}' reuses unknown buffer '{b.reuses}'")
                 continue
+            if src.id in reused_by:
+                err.add("dataflow", f"buffer '{src.id}' is taken over by two buffers")
             reused_by[src.id] = b
             if src.end != b.first or src.tiles != b.tiles or src.bytes != b.bytes:
                 err.add("dataflow", f"in-place buffer '{b.id}' does not take over '{src.id}' "
@@ -202,7 +250,12 @@ def verify(plan: Plan) -> Verification:
             elif src.offsets != b.offsets:
                 err.add("dataflow", f"in-place buffer '{b.id}' is not at the address of "
                                     f"'{src.id}'")
-    outputs = set(plan.model.outputs)
+            w = ops.get(producer.get(b.owner, ""))
+            if w is None or not w.in_place or w.step != b.first or not w.inputs or \
+                    holder.get(w.inputs[0]) is not src:
+                err.add("dataflow", f"in-place buffer '{b.id}' is not written, at its first "
+                                    f"step, by an in-place op whose first input '{src.id}' "
+                                    "holds")
     for o in plan.ops:
         if o.name not in ops or not 0 <= o.step < steps_n:
             continue
@@ -235,6 +288,10 @@ def verify(plan: Plan) -> Verification:
 
     # ---- charges
     seen_cat: set[tuple[str, str, str]] = set()
+    hosts: dict[str, list[str]] = defaultdict(list)  # model input -> ops declaring to hold it
+    for o in plan.ops:
+        for t in o.held_inputs:
+            hosts[t].append(o.name)
     for b in plan.buffers:
         if b.first < 0 or b.end > steps_n or b.end <= b.first:
             err.add("charges", f"buffer '{b.id}' has lifetime [{b.first}, {b.end})")
@@ -265,9 +322,23 @@ def verify(plan: Plan) -> Verification:
         elif b.kind == "tensor":
             p = producer.get(b.owner)
             if p is None:
-                if b.owner not in set(plan.model.inputs):
+                if b.owner not in model_inputs:
                     err.add("charges", f"buffer '{b.id}' holds '{b.owner}', which no op "
                                        "writes and is not a model input")
+                    continue
+                held = hosts.get(b.owner, [])
+                if len(held) != 1:
+                    err.add("charges", f"model input '{b.owner}' is declared held by "
+                                       f"{len(held)} ops (one expected)")
+                    continue
+                h = ops[held[0]]
+                if not any(holder.get(t) is b for t in h.inputs):
+                    err.add("charges", f"op '{h.name}' holds model input '{b.owner}' but "
+                                       "does not read it")
+                if b.tiles != h.tiles or b.bytes != h.held_inputs[b.owner] or b.first != 0:
+                    err.add("charges", f"buffer '{b.id}' does not match what op '{h.name}' "
+                                       f"declares for model input '{b.owner}' (its tiles, "
+                                       f"{h.held_inputs[b.owner]} bytes per tile, from step 0)")
                 continue
             o = ops[p]
             k = o.outputs.index(b.owner)
@@ -280,6 +351,11 @@ def verify(plan: Plan) -> Verification:
             for cat, v in d.items():
                 if v and (o.name, kind, cat) not in seen_cat:
                     err.add("charges", f"op '{o.name}': its {kind} {cat} bytes have no buffer")
+        for t in o.held_inputs:
+            b = holder.get(t)
+            if b is None or b.owner != t:
+                err.add("charges", f"op '{o.name}' declares holding model input '{t}', which "
+                                   "has no buffer of its own")
 
     # ---- budget
     occ = occupancy(plan.buffers, tiles, steps_n) if steps_n else np.zeros((tiles, 0), np.int64)
@@ -289,7 +365,57 @@ def verify(plan: Plan) -> Verification:
         err.add("budget", f"{len(over)} (tile, step) pairs over budget, e.g. tile {t} at step "
                           f"{s}: {int(occ[t, s])} > {budget} bytes")
 
-    # ---- layout
+    _check_layout(plan, tiles, budget, err)
+    _check_summary(plan, ops, occ, err)
+
+    names = list(CHECKS)
+    if info is not None and target is not None:
+        names.append("costs")
+        _check_costs(plan, info, target, holder, err)
+    return Verification(ok=not err.failed, checks=[n for n in names if n not in err.failed],
+                        errors=err.items)
+
+
+def _check_aliases(plan: Plan, ops: dict[str, Any], producer: dict[str, str],
+                   holder: dict[str, Buffer], err: _Errors) -> None:
+    """A buffer holds its owner and only aliases the plan justifies; a view's output is in its
+    input's buffer. (Without this, a tensor listed in some other buffer would lose its bytes.)"""
+    concat_of: dict[str, list[str]] = defaultdict(list)  # tensor -> outputs of Concats reading it
+    for c in plan.ops:
+        if c.kind == "concat":
+            for t in c.inputs:
+                concat_of[t].extend(c.outputs)
+    for b in plan.buffers:
+        if b.kind != "tensor":
+            continue
+        if b.owner not in b.tensors:
+            err.add("tensors", f"buffer '{b.id}' does not hold its owner '{b.owner}'")
+        p = ops.get(producer.get(b.owner, ""))
+        if p is not None and p.kind == "view":
+            err.add("tensors", f"buffer '{b.id}' is owned by '{b.owner}', the output of view "
+                               f"'{p.name}' (a view has no buffer of its own)")
+        held = set(b.tensors)
+        for t in b.tensors:
+            if t == b.owner:
+                continue
+            w = ops.get(producer.get(t, ""))
+            as_view = w is not None and w.kind == "view" and bool(w.inputs) and (
+                w.inputs[0] in held)
+            as_part = any(u in held for u in concat_of.get(t, ()))
+            if not (as_view or as_part):
+                err.add("tensors", f"buffer '{b.id}' holds '{t}', which is neither a view of "
+                                   "a tensor in it nor a slice of a Concat whose output is in it")
+    for o in plan.ops:
+        if o.kind != "view" or not o.inputs:
+            continue
+        src = holder.get(o.inputs[0])
+        for t in o.outputs:
+            if src is not None and holder.get(t) is not src:
+                err.add("tensors", f"view '{o.name}': its output '{t}' is not in the buffer of "
+                                   f"its input '{o.inputs[0]}'")
+
+
+def _check_layout(plan: Plan, tiles: int, budget: int, err: _Errors) -> None:
     cuts = {0, tiles}
     for b in plan.buffers:
         if b.bytes <= 0:
@@ -331,25 +457,136 @@ def verify(plan: Plan) -> Verification:
                                       f"[{edges[k]}, {edges[k + 1]}) at steps "
                                       f"[{max(f, f2)}, {min(e, e2)})")
 
-    # ---- summary
-    if plan.memory is not None and occ.size:
+
+def _check_summary(plan: Plan, ops: dict[str, Any], occ: np.ndarray, err: _Errors) -> None:
+    """The memory summary and the latency are the planner's own numbers: recompute them."""
+    mem = plan.memory
+    if mem is not None and occ.size:
         per_tile = occ.max(axis=1)
-        if int(occ.max()) != plan.memory.peak_bytes:
-            err.add("summary", f"peak {plan.memory.peak_bytes} != recomputed {int(occ.max())}")
-        if [int(v) for v in per_tile] != list(plan.memory.per_tile_peak):
+        peak = int(occ.max())
+        if peak != mem.peak_bytes:
+            err.add("summary", f"peak {mem.peak_bytes} != recomputed {peak}")
+        if [int(v) for v in per_tile] != list(mem.per_tile_peak):
             err.add("summary", "per-tile peaks differ from the buffers")
+        t, s = mem.peak_tile, mem.peak_step
+        if not (0 <= t < occ.shape[0] and 0 <= s < occ.shape[1]) or int(occ[t, s]) != peak:
+            err.add("summary", f"the peak is not at tile {t}, step {s}")
+        else:
+            col = [int(v) for v in occ[t]]
+            if [sum(d.values()) for d in mem.worst_tile_timeline] != col:
+                err.add("summary", f"the timeline of tile {t} differs from the buffers")
+            if mem.by_category_at_peak and sum(mem.by_category_at_peak.values()) != peak:
+                err.add("summary", "the bytes by category at the peak do not add up to it")
+        chip = [int(v) for v in occ.sum(axis=0)]
+        if mem.chip_timeline and [sum(d.values()) for d in mem.chip_timeline] != chip:
+            err.add("summary", "the chip timeline differs from the buffers")
     total = 0
     for st in plan.steps:
         comp = sum(ops[n].compute_cycles for n in st.ops if n in ops)
         exch = sum(ops[n].exchange_cycles for n in st.ops if n in ops)
         if comp != st.compute_cycles or exch != st.exchange_cycles:
             err.add("summary", f"step {st.index} cycles differ from its ops'")
+        if st.sync_cycles < 0:
+            err.add("summary", f"step {st.index} has negative sync cycles")
         total += st.cycles
-    if plan.latency is not None and plan.latency.cycles != total:
-        err.add("summary", f"latency {plan.latency.cycles} cycles != sum of steps {total}")
+    lat = plan.latency
+    if lat is not None:
+        if lat.cycles != total:
+            err.add("summary", f"latency {lat.cycles} cycles != sum of steps {total}")
+        clock = float(plan.target.clock_hz)
+        want = total / clock + lat.io_seconds if clock > 0 else lat.seconds
+        if not (isclose(lat.seconds, want, rel_tol=1e-9, abs_tol=1e-15)
+                and isclose(lat.io_seconds, lat.input_seconds + lat.output_seconds,
+                            rel_tol=1e-9, abs_tol=1e-15)):
+            err.add("summary", f"latency {lat.seconds} s != {total} cycles at {clock:g} Hz + "
+                               f"{lat.io_seconds} s of I/O (= input + output)")
+        thr = plan.model.batch / lat.seconds if lat.seconds > 0 else 0.0
+        if not isclose(lat.throughput_per_s, thr, rel_tol=1e-9, abs_tol=1e-12):
+            err.add("summary", f"throughput {lat.throughput_per_s} != batch / latency {thr}")
 
-    names = ["structure", "tiles", "tensors", "dataflow", "charges", "budget", "layout",
-             "summary"]
-    return Verification(ok=not err.failed, checks=[n for n in names if n not in err.failed],
-                        errors=err.items)
 
+def _check_costs(plan: Plan, info: Any, target: Any, holder: dict[str, Buffer],
+                 err: _Errors) -> None:
+    """What the plan declares, asked again of its sources: the target, the model, the cost
+    model (see the module docstring). Reads the cost model through the contract only."""
+    from tilec.costmodel import Split
+
+    model = target.cost_model
+    t = plan.target
+    chip = (int(target.tiles), int(target.budget_per_tile), [int(v) for v in target.grid],
+            str(target.placement), str(getattr(target, "io_location", "host")))
+    got = (int(t.tiles), int(t.budget_per_tile), list(t.grid), t.placement, t.io_location)
+    if chip != got:
+        err.add("costs", f"the plan's chip {got} is not the target's {chip}")
+        return
+    if list(plan.model.inputs) != list(info.inputs) or list(plan.model.outputs) != list(
+            info.outputs):
+        err.add("costs", "the plan's model inputs or outputs are not the model's")
+    by_name = {op.name: op for op in info.ops}
+    placed = {o.name for o in plan.ops}
+    for name in sorted(set(by_name) - placed):
+        err.add("costs", f"op '{name}' of the model is not placed")
+    for name in sorted(placed - set(by_name)):
+        err.add("costs", f"op '{name}' is not in the model")
+    for o in plan.ops:
+        op = by_name.get(o.name)
+        if op is None:
+            continue
+        if (o.op_type, o.kind, list(o.inputs), list(o.outputs)) != (
+                op.op_type, op.kind, list(op.inputs), list(op.outputs)):
+            err.add("costs", f"op '{o.name}': type, inputs or outputs differ from the model")
+            continue
+        split = Split.of(**o.split) if all(
+            a in _AXES for a in o.split) and all(int(f) >= 1 for f in o.split.values()) else None
+        if split is None or split not in list(model.splits(op)):
+            err.add("costs", f"op '{o.name}': split {o.split} is not one the cost model offers")
+            continue
+        c = model.cost(op, split)
+        outs = [int(v) for v in c.outputs] or [0] * len(op.outputs)
+        declared = (_nz(o.always), _nz(o.step_bytes), list(o.output_bytes), _nz(o.spread),
+                    int(o.compute_cycles), int(o.exchange_cycles))
+        priced = (_nz(c.always), _nz(c.step), outs, _nz(c.spread), int(c.compute_cycles),
+                  int(c.exchange_cycles))
+        if declared != priced:
+            err.add("costs", f"op '{o.name}' declares {declared}, the cost model says "
+                             f"{priced} for split {split}")
+        if o.in_place and not c.in_place:
+            err.add("costs", f"op '{o.name}' claims to work in place; the cost model says not")
+        if o.group is not None and not c.follows_input:
+            err.add("costs", f"op '{o.name}' shares the tiles of '{o.group}', but the cost "
+                             "model does not run it where its input lies")
+        sync = int(model.sync_cycles(split.tiles)) if c.compute_cycles + c.exchange_cycles \
+            else 0
+        st = plan.steps[o.step] if 0 <= o.step < len(plan.steps) else None
+        if st is not None and st.sync_cycles != sync:
+            err.add("costs", f"step {o.step}: {st.sync_cycles} sync cycles, the cost model "
+                             f"says {sync}")
+        hook = getattr(model, "input_bytes", None)
+        for x, v in o.held_inputs.items():
+            want = 0
+            if hook is not None and x in info.tensors:
+                want = sum(int(b) for b in dict(hook(info.tensors[x], split.tiles)).values())
+            if int(v) != want:
+                err.add("costs", f"op '{o.name}' holds model input '{x}' at {v} bytes per "
+                                 f"tile; the target's input_bytes says {want}")
+    for name in info.tensors:
+        b = holder.get(name)
+        if b is None:
+            continue
+        root = info.root(name)
+        if b.owner != root:
+            err.add("costs", f"tensor '{name}' is in the buffer of '{b.owner}', not of its "
+                             f"root '{root}'")
+    fb = int(getattr(target, "framebuffer_bytes", 0) or 0)
+    io_fn = getattr(model, "io_bytes", None)
+    if fb > 0 and io_fn is not None and t.io_location == "framebuffer":
+        need = int(io_fn(info))
+        if need > fb:
+            err.add("costs", f"the model's I/O needs {need} bytes of the {fb}-byte framebuffer")
+
+
+_AXES = ("batch", "out_ch", "in_ch", "rows", "cols", "groups", "elements")
+
+
+def _nz(d: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in dict(d).items() if int(v)}
