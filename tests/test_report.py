@@ -121,7 +121,7 @@ def test_fitting_summary() -> None:
     assert (f"tile {mem.peak_tile} at step {mem.peak_step} ({plan.steps[mem.peak_step].ops[0]}): "
             f"{data.fmt_bytes(mem.peak_bytes)} of {data.fmt_bytes(budget)} "
             f"({100 * mem.peak_bytes / budget:.1f} %) · headroom "
-            f"{data.fmt_bytes(budget - mem.peak_bytes)}") in out
+            f"{data.fmt_bytes(budget - mem.peak_bytes)}\n") in out  # no redundant 2nd percentage
     assert "images/s" in out and data.fmt_seconds(plan.latency.seconds) in out  # type: ignore
     for cat, b in mem.by_category_at_peak.items():
         assert any(line.split()[:2] == [cat, f"{b:,}"] for line in lines), cat
@@ -151,9 +151,22 @@ def test_diagnosis_panel() -> None:
     assert "evidence (a) chip capacity · re-checked independently" in out
     assert f"needs {data.fmt_bytes(d.bytes_needed)} ({d.bytes_needed:,} B)" in out
     assert f"{data.fmt_bytes(d.over_by)} over the" in out
-    assert f"live ops ({len(d.live_ops)})" in out
+    # what fills the worst spot: the op running there, the tensors held there and the others'
+    # always-live bytes -- three groups that add up to the bytes needed (no "live ops (31)" list
+    # that reads as 31 ops running at once)
+    assert "live ops" not in out
+    here = data.spot(plan, d.worst_tile, d.worst_step)
+    assert here is not None and here.total == d.bytes_needed
+    assert sum(b for _, b in here.running + here.tensors + here.resident) == d.bytes_needed
+    assert [n for n, _ in here.running] == [o.name for o in plan.ops if o.step == d.worst_step
+                                            and any(a <= d.worst_tile < c for a, c in o.tiles)]
+    flat = " ".join(out.split())  # the panel wraps long lines
+    assert f"running there: {here.running[0][0]} {data.fmt_bytes(here.running[0][1])}" in flat
     biggest = max(d.live_tensors, key=lambda t: t["bytes"])
-    assert f"{biggest['name']} {data.fmt_bytes(biggest['bytes'])}" in out
+    assert f"tensors held there ({len(here.tensors)}, largest first): {biggest['name']} " \
+           f"{data.fmt_bytes(biggest['bytes'])}" in flat
+    assert (f"always-live there: {data.fmt_bytes(here.resident_bytes)} from "
+            f"{len(here.resident)} other ops") in flat
     assert "largest batch that fits" in out and " 4 " in out
     assert "224×224" in out and "1.25 MiB (1,310,720 B)" in out
     assert "latency" not in out, "no latency for a placement that does not fit"

@@ -27,9 +27,21 @@ def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, in
                    f"framebuffer, which holds {fmt(b.capacity)}")
     elif b.kind == "op_too_large":
         d = b.details
-        summary = (f"op '{b.op}' needs at least {fmt(b.needed)} bytes on each of its tiles even at "
-                   f"its finest split ({d.get('split')} on {d.get('tiles')} tiles), more than "
-                   f"the {fmt(budget)}-byte budget per tile")
+        spread = int(d.get("spread_per_tile") or 0)
+        where = f"its finest split ({d.get('split')} on {d.get('tiles')} tiles)"
+        if spread <= 0:
+            summary = (f"op '{b.op}' needs at least {fmt(b.needed)} bytes on each of its tiles "
+                       f"even at {where}, more than the {fmt(budget)}-byte budget per tile")
+        elif spread > budget:  # the op hardly matters: the spread bytes alone overflow a tile
+            summary = (f"every tile holds at least {fmt(spread)} bytes spread over the whole chip "
+                       f"(weights and other bytes kept on every tile), more than the "
+                       f"{fmt(budget)}-byte budget per tile on their own; with op '{b.op}' at "
+                       f"{where}: {fmt(b.needed)} bytes")
+        else:  # name both parts: the op's own bytes and what every tile carries anyway
+            summary = (f"op '{b.op}' needs at least {fmt(b.needed - spread)} bytes on each of its "
+                       f"tiles even at {where}, plus {fmt(spread)} bytes every tile holds spread "
+                       f"over the chip: {fmt(b.needed)}, more than the {fmt(budget)}-byte budget "
+                       "per tile")
     else:
         summary = (f"at op '{b.op}', at least {fmt(b.needed)} bytes must be live on the chip in "
                    f"any schedule, more than {tiles} tiles x {fmt(budget)} bytes = "
@@ -79,12 +91,15 @@ def locate(evidence: Evidence, ops: Sequence[OpPlacement], buffers: Sequence[Buf
     _tiles, steps = occ.shape
     flat = int(np.argmax(occ))
     t, s = divmod(flat, steps)
-    by_step = [o.name for o in ops if o.step == s]
+    # The op of the worst (tile, step): one running on that tile if any. The worst-* fields all
+    # describe this one spot of the best attempt, also for (b), whose own op (in the evidence)
+    # may peak elsewhere: mixing them gave "tile 0 at step 1 (op A), op B: needs <B's bound>".
+    by_step = [o for o in ops if o.step == s]
+    here = [o for o in by_step if any(a <= t < c for a, c in o.tiles)] or by_step
     diag.worst_tile, diag.worst_step = int(t), int(s)
-    if evidence.kind not in ("op_too_large",):
-        diag.worst_op = by_step[0] if by_step else diag.worst_op
-        diag.bytes_needed = int(occ[t, s])
-        diag.over_by = int(occ[t, s]) - budget
+    diag.worst_op = here[0].name if here else diag.worst_op
+    diag.bytes_needed = int(occ[t, s])
+    diag.over_by = int(occ[t, s]) - budget
     per_tile = occ.max(axis=1)
     order = np.argsort(-per_tile, kind="stable")[:top]
     diag.top_tiles = [{"tile": int(k), "bytes": int(per_tile[k]),

@@ -34,7 +34,7 @@ EVIDENCE_TITLES = {
 WHAT_IF_TITLES = {
     "max_batch": "largest batch that fits",
     "max_image_size": "largest image size that fits",
-    "min_precision": "lowest precision needed",
+    "min_precision": "highest precision that fits",
     "min_bytes_per_tile": "smallest SRAM per tile that fits",
 }
 
@@ -250,14 +250,81 @@ def placed_memory(plan: Plan) -> MemorySummary | None:
     return mem
 
 
-def op_at_step(plan: Plan, step: int | None) -> str | None:
-    """A short label of what runs at ``step``: its op, or ``"a (+2 more)"``."""
+def op_at_step(plan: Plan, step: int | None, tile: int | None = None) -> str | None:
+    """A short label of what runs at ``step``: its op, or ``"a (+2 more)"``.
+
+    With ``tile``, an op running on that tile comes first (a label next to "tile 448 at step 1"
+    must not name an op that runs elsewhere); if none runs there, ``"a, not on this tile"``.
+    """
     if step is None or not (0 <= step < len(plan.steps)):
         return None
-    ops = plan.steps[step].ops
+    ops = list(plan.steps[step].ops)
     if not ops:
         return None
-    return ops[0] if len(ops) == 1 else f"{ops[0]} (+{len(ops) - 1} more)"
+    suffix = ""
+    if tile is not None:
+        where = {o.name: o.tiles for o in plan.ops if o.step == step}
+        on = [n for n in ops if _on_tile(where.get(n, []), tile)]
+        if on:
+            ops = on + [n for n in ops if n not in on]
+        elif where:  # ops without a placement (none recorded) say nothing either way
+            suffix = ", not on this tile"
+    label = ops[0] if len(ops) == 1 else f"{ops[0]} (+{len(ops) - 1} more)"
+    return label + suffix
+
+
+def _on_tile(ranges: Ranges, tile: int) -> bool:
+    return any(a <= tile < b for a, b in ranges)
+
+
+@dataclass
+class Spot:
+    """What occupies one tile at one superstep, grouped the way a user asks about it.
+
+    ``running``: ops computing there at that step, each with its bytes on the tile (its step
+    buffers -- inputs received, temporaries, weight slices in flight -- and its always-live
+    bytes); ``tensors``: activation tensors held there (name, bytes), largest first;
+    ``resident``: the always-live and spread bytes (weights, code, state, exchange) of every
+    *other* op, which stay on the tile for the whole run, as (op, bytes), largest first.
+    """
+
+    tile: int
+    step: int
+    total: int
+    running: list[tuple[str, int]]
+    tensors: list[tuple[str, int]]
+    resident: list[tuple[str, int]]
+
+    @property
+    def resident_bytes(self) -> int:
+        return sum(b for _, b in self.resident)
+
+
+def spot(plan: Plan, tile: int | None, step: int | None) -> Spot | None:
+    """The :class:`Spot` at (``tile``, ``step``) from the plan's buffers; None without them."""
+    if tile is None or step is None or not plan.buffers:
+        return None
+    running_names = {o.name for o in plan.ops if o.step == step and _on_tile(o.tiles, tile)}
+    running: dict[str, int] = {}
+    resident: dict[str, int] = {}
+    tensors: dict[str, int] = {}
+    total = 0
+    for b in plan.buffers:
+        if b.bytes <= 0 or not (b.first <= step < b.end) or not _on_tile(b.tiles, tile):
+            continue
+        total += b.bytes
+        if b.kind == "tensor":
+            tensors[b.owner] = tensors.get(b.owner, 0) + b.bytes
+        elif b.owner in running_names or b.kind not in ("always", "spread"):
+            running[b.owner] = running.get(b.owner, 0) + b.bytes
+        else:
+            resident[b.owner] = resident.get(b.owner, 0) + b.bytes
+
+    def ranked(d: dict[str, int]) -> list[tuple[str, int]]:
+        return sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    return Spot(tile=tile, step=step, total=total, running=ranked(running),
+                tensors=ranked(tensors), resident=ranked(resident))
 
 
 def top_tile_groups(plan: Plan, n: int = 5) -> list[tuple[int, int, int]]:
@@ -299,6 +366,7 @@ def fmt_tiles(plan: Plan, ranges: Ranges, limit: int = 4) -> str:
 __all__ = [
     "EVIDENCE_TITLES",
     "WHAT_IF_TITLES",
+    "Spot",
     "TileDetail",
     "category_order",
     "display_grid",
@@ -314,6 +382,7 @@ __all__ = [
     "op_at_step",
     "op_tile_bytes",
     "placed_memory",
+    "spot",
     "tile_coords",
     "tile_details",
     "top_tile_groups",

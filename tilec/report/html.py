@@ -43,6 +43,7 @@ from tilec.report.data import (
     op_at_step,
     op_tile_bytes,
     placed_memory,
+    spot,
     tile_details,
     top_tile_groups,
     verdict,
@@ -189,7 +190,7 @@ def _cards(plan: Plan) -> str:
     if mem is not None:
         head = budget - mem.peak_bytes
         where = f"tile {mem.peak_tile}, step {mem.peak_step}"
-        op = op_at_step(plan, mem.peak_step)
+        op = op_at_step(plan, mem.peak_step, mem.peak_tile)
         if op:
             where += f" ({op})"
         partial = "" if plan.status == STATUS_FITS else " (partial placement)"
@@ -270,13 +271,28 @@ def _diagnosis(plan: Plan) -> str:
             f'<span class="sw" style="background:{_colour_of_category(c, list(d.by_category))}">'
             f"</span>{e(c)} {fmt_bytes(d.by_category[c])} ({fmt_pct(d.by_category[c], total)})"
             for c in category_order(d.by_category) if d.by_category.get(c)) + "</dd>")
-    if d.live_ops:
-        shown, rest = d.live_ops[:12], d.live_ops[12:]
-        text = ", ".join(f"<code>{e(o)}</code>" for o in shown)
+    here = spot(plan, d.worst_tile, d.worst_step)
+
+    def listed(items: list[tuple[str, int | None]], shown: int = 12) -> str:
+        def one(name: str, b: int | None) -> str:
+            return f"<code>{e(name)}</code>" + (f" {fmt_bytes(b)}" if b is not None else "")
+        text = ", ".join(one(n, b) for n, b in items[:shown])
+        rest = items[shown:]
         if rest:  # a big network has hundreds: the rest folds away
             text += (f'<details><summary>{len(rest)} more</summary>'
-                     + ", ".join(f"<code>{e(o)}</code>" for o in rest) + "</details>")
-        out.append(f"<dt>live ops ({len(d.live_ops)})</dt><dd>{text}</dd>")
+                     + ", ".join(one(n, b) for n, b in rest) + "</details>")
+        return text
+
+    if here is not None:  # the same three groups as the terminal panel; they add up
+        if here.running:
+            out.append(f"<dt>running there</dt><dd>{listed(list(here.running))}</dd>")
+        if here.resident:
+            out.append(f"<dt>always-live there</dt><dd>{fmt_bytes(here.resident_bytes)} from "
+                       f"{len(here.resident)} other ops (weights, code, state kept for the whole "
+                       f"run): {listed(list(here.resident))}</dd>")
+    elif d.live_ops:
+        out.append(f"<dt>ops holding bytes there ({len(d.live_ops)})</dt>"
+                   f"<dd>{listed([(o, None) for o in d.live_ops])}</dd>")
     if ev.details:
         out.append("<dt>details</dt><dd>" + ", ".join(
             f"{e(str(k))} = <code>{e(json.dumps(v, sort_keys=True))}</code>"
