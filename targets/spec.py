@@ -355,6 +355,9 @@ def read_raw(path: Path, label: str, _seen: tuple[str, ...] = ()) -> RawTarget:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{label}: no such target file") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        raise InputError(f"{label}: not a UTF-8 text file (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); TOML must be UTF-8") from None
     except OSError as exc:
         raise InputError(f"{label}: cannot read target file ({exc.strerror})") from None
     try:

@@ -155,3 +155,52 @@ def test_named_input_shapes_for_a_module_say_why(tmp_path: Path,
     code, _out, err = run(capsys, "inspect", f"{src}:make", "--input-shape", "x=1,3,8,8;y=1,2")
     assert code == 2
     assert "a PyTorch module takes one input" in one_error_line(err)
+
+
+# ------------------------------------------------------------------------------ input files
+def test_target_file_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "chip.toml"
+    path.write_bytes(b'[target]\nname = "caf\xe9"\n')  # Latin-1: was an internal error
+    code, _out, err = run(capsys, "targets", "show", path)
+    assert code == 2
+    assert one_error_line(err) == (f"tilec: error: {path}: not a UTF-8 text file (byte 20: "
+                                   "b'\\xe9'); TOML must be UTF-8")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"id,lower,upper,size\n\xe9,0,2,5\n", "not a UTF-8 text file (byte 20)"),
+    (b"id,lower,upper,size\na,0,2,99999999999999999999\n",
+     ":2: upper and size must be at most 4,611,686,018,427,387,904"),
+])
+def test_layout_csv_bad_bytes_and_huge_values(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              content: bytes, message: str) -> None:
+    path = tmp_path / "b.csv"
+    path.write_bytes(content)
+    code, _out, err = run(capsys, "layout", path, "-c", "100")
+    assert code == 2 and message in one_error_line(err)
+
+
+def test_layout_capacity_beyond_the_solver(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "b.csv"
+    path.write_text("id,lower,upper,size\na,0,2,5\n")
+    code, _out, err = run(capsys, "layout", path, "-c", str(2**70))
+    assert code == 2 and "--capacity: at most" in one_error_line(err)
+
+
+def test_layout_csv_round_trips_quoted_ids_and_a_bom(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A spreadsheet writes a byte-order mark and quotes an id with a comma; the output must be
+    CSV that reads back to the same ids (it printed `a,b,0,2,5,0`: six fields)."""
+    import csv
+
+    path = tmp_path / "b.csv"
+    path.write_bytes('\ufeffid,lower,upper,size\n"a,b",0,2,5\nc,1,3,5\n'.encode())
+    code, out, err = run(capsys, "layout", path, "-c", "100")
+    assert code == 0 and "fits: 2 buffers" in err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0] == ["id", "lower", "upper", "size", "offset"]
+    assert [r[0] for r in rows[1:]] == ["a,b", "c"] and all(len(r) == 5 for r in rows)
+    written = tmp_path / "o.csv"
+    assert run(capsys, "layout", path, "-c", "100", "-o", written)[0] == 0
+    assert written.read_text() == out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from tilec.commands.common import console, output_file, positive_float, positive_int
-from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS
+from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS, InputError
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -35,8 +35,19 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     from tilec.plan.cpsat import SolveSettings
-    from tilec.plan.layout import OK, allocate, check_layout, read_csv, write_csv
+    from tilec.plan.layout import (
+        MAX_VALUE,
+        OK,
+        allocate,
+        check_layout,
+        csv_text,
+        read_csv,
+        write_csv,
+    )
 
+    if args.capacity > MAX_VALUE:
+        raise InputError(f"--capacity: at most {MAX_VALUE:,} bytes (the exact search's integers "
+                         "are 62-bit)")
     items = read_csv(args.csv)
     settings = SolveSettings(time_limit=args.time_limit,
                              deterministic_limit=max(0.1, args.time_limit), workers=1)
@@ -53,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         write_csv(args.output, items, result.offsets)
     else:
-        print("id,lower,upper,size,offset")
-        for it in items:
-            print(f"{it.id},{it.lower},{it.upper},{it.size},{result.offsets[it.id]}")
+        print(csv_text(items, result.offsets), end="")
     if not args.quiet:
         err = console(args, stderr=True)
-        err.print(f"fits: {len(items)} buffers, peak {result.peak:,} of {args.capacity:,} bytes "
+        noun = "buffer" if len(items) == 1 else "buffers"
+        err.print(f"fits: {len(items)} {noun}, peak {result.peak:,} of {args.capacity:,} bytes "
                   f"(live-bytes lower bound {result.lower_bound:,}; {result.method})")
     return EXIT_FITS

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ from tilec.errors import InputError
 from tilec.plan.cpsat import SolveSettings, solver
 
 OK, INFEASIBLE, UNKNOWN = "ok", "infeasible", "unknown"
+
+MAX_VALUE = 2**62
+"""Largest lifetime bound, size or capacity accepted: CP-SAT's variables are 64-bit, and an
+offset plus a size must still fit (a larger value was an internal error in the solver)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,10 @@ def read_csv(path: str | Path) -> list[Item]:
     """Items from an ``id,lower,upper,size`` CSV (header required); InputError names the line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is fine
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a CSV "
+                         "with the header 'id,lower,upper,size'") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     rows = list(csv.reader(text.splitlines()))
@@ -272,6 +280,9 @@ def read_csv(path: str | Path) -> list[Item]:
                              f"'{','.join(row[1:4])}'") from None
         if lower < 0 or size < 0:
             raise InputError(f"{path}:{lineno}: lower and size must be >= 0")
+        if max(upper, size) > MAX_VALUE:
+            raise InputError(f"{path}:{lineno}: upper and size must be at most {MAX_VALUE:,} "
+                             "(the exact search's integers are 62-bit)")
         if upper <= lower:
             raise InputError(f"{path}:{lineno}: upper ({upper}) must be greater than lower "
                              f"({lower}); lifetimes are half-open [lower, upper)")
@@ -280,10 +291,18 @@ def read_csv(path: str | Path) -> list[Item]:
     return items
 
 
+def csv_text(items: Sequence[Item], offsets: dict[str, int]) -> str:
+    """``id,lower,upper,size,offset`` rows; ids quoted where CSV needs it (an id "a,b" read
+    from a quoted field must come back as one field)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "lower", "upper", "size", "offset"])
+    writer.writerows([it.id, it.lower, it.upper, it.size, offsets[it.id]] for it in items)
+    return out.getvalue()
+
+
 def write_csv(path: str | Path, items: Sequence[Item], offsets: dict[str, int]) -> None:
-    lines = ["id,lower,upper,size,offset"]
-    lines += [f"{it.id},{it.lower},{it.upper},{it.size},{offsets[it.id]}" for it in items]
-    Path(path).write_text("\n".join(lines) + "\n")
+    Path(path).write_text(csv_text(items, offsets))
 
 
 def check_layout(items: Sequence[Item], offsets: dict[str, int], capacity: int) -> list[str]:
