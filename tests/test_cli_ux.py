@@ -204,3 +204,59 @@ def test_layout_csv_round_trips_quoted_ids_and_a_bom(tmp_path: Path,
     written = tmp_path / "o.csv"
     assert run(capsys, "layout", path, "-c", "100", "-o", written)[0] == 0
     assert written.read_text() == out
+
+
+# ------------------------------------------------------------------------------ saved plans
+def _edited(path: Path, edit: object) -> Path:
+    import json
+
+    data = json.loads(path.read_text())
+    edit(data)  # type: ignore[operator]
+    out = path.with_name("edited.json")
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.__setitem__("status", "maybe"),
+     "status: 'maybe' is not one of fits, does_not_fit, unknown"),  # was exit 1, silently
+    (lambda d: d["model"].__setitem__("image_size", [1]),
+     "model.image_size: expected [H, W]"),  # was an internal error (IndexError)
+    (lambda d: d["target"].__setitem__("grid", [16]), "target.grid: expected [rows, cols]"),
+    (lambda d: d["target"].__setitem__("budget_per_tile", 0),
+     "target.budget_per_tile: must be positive"),
+    (lambda d: d["buffers"][0].__setitem__("bytes", -5), "buffers[0].bytes: must be >= 0"),
+])
+def test_report_refuses_what_it_cannot_render_truthfully(
+        saved_plan: Path, capsys: pytest.CaptureFixture[str], edit: object, message: str) -> None:
+    path = _edited(saved_plan, edit)
+    code, out, err = run(capsys, "report", path)
+    assert code == 2 and out == ""
+    assert message in one_error_line(err)
+
+
+def test_report_refuses_nan_and_negative_latency(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from report_fixtures import gc200_plan
+
+    path = tmp_path / "p.json"
+    gc200_plan().save(path)
+    for bad in ("NaN", "-1.0"):  # Python's json reads NaN; a hand edit can write it
+        text = path.read_text()
+        edited = tmp_path / "e.json"
+        import re
+
+        edited.write_text(re.sub(r'"seconds": [0-9.e+-]+', f'"seconds": {bad}', text, count=1))
+        code, _out, err = run(capsys, "report", edited)
+        assert code == 2 and "must be a finite number >= 0" in one_error_line(err)
+
+
+def test_report_deeply_nested_json_and_a_bom(saved_plan: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # was RecursionError: an internal error
+    code, _out, err = run(capsys, "report", deep)
+    assert code == 2 and "nested too deeply" in one_error_line(err)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + saved_plan.read_bytes())
+    assert run(capsys, "report", bom)[0] == 1  # the does-not-fit plan, read despite the BOM

@@ -43,13 +43,15 @@ def load_plan(path: str | Path) -> Plan:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a plan file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # "-sig": an editor's byte-order mark is not worth a refusal
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file (expected a tilec plan in JSON)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a tilec plan (JSON nested too deeply)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise InputError(f"{path}: not a tilec plan (schema field is {found!r}, expected "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -166,6 +167,27 @@ def consistency_errors(plan: Any, limit: int = 5) -> list[str]:
     if tiles <= 0:
         errors.append(f"target.tiles: must be positive, got {tiles}")
         return errors
+    from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, STATUS_UNKNOWN
+
+    statuses = (STATUS_FITS, STATUS_DOES_NOT_FIT, STATUS_UNKNOWN)
+    if plan.status not in statuses:  # the exit code and the verdict hang on it
+        errors.append(f"status: {plan.status!r} is not one of {', '.join(statuses)}")
+    if len(plan.target.grid) != 2 or min(plan.target.grid) <= 0:
+        errors.append(f"target.grid: expected [rows, cols] of positive integers, got "
+                      f"{plan.target.grid}")
+    if plan.target.budget_per_tile <= 0:
+        errors.append(f"target.budget_per_tile: must be positive, got "
+                      f"{plan.target.budget_per_tile}")
+    size = plan.model.image_size
+    if size is not None and (len(size) != 2 or min(size) <= 0):
+        errors.append(f"model.image_size: expected [H, W] of positive integers or null, got {size}")
+    lat = plan.latency
+    if lat is not None:
+        for name in ("seconds", "io_seconds", "input_seconds", "output_seconds",
+                     "throughput_per_s"):
+            value = getattr(lat, name, 0.0)
+            if not math.isfinite(value) or value < 0:
+                errors.append(f"latency.{name}: must be a finite number >= 0, got {value}")
     for i, op in enumerate(plan.ops):
         ranges(f"ops[{i}].tiles", op.tiles)
         if steps and not 0 <= op.step < steps:
@@ -174,6 +196,8 @@ def consistency_errors(plan: Any, limit: int = 5) -> list[str]:
         ranges(f"buffers[{i}].tiles", b.tiles)
         if not 0 <= b.first <= b.end:
             errors.append(f"buffers[{i}]: lifetime [{b.first}, {b.end}) is not in order")
+        if b.bytes < 0:
+            errors.append(f"buffers[{i}].bytes: must be >= 0, got {b.bytes}")
     mem = plan.memory
     if mem is not None:
         if len(mem.per_tile_peak) != tiles:
