@@ -7,19 +7,25 @@
 * conversely, when exhaustive search finds a placement for the plan's schedule, the planner (exact
   CP-SAT model on a chip this small) finds one too, unless the address layout is what failed.
 
-The brute force implements the charging rules from docs/planner.md on its own (no planner code).
+The brute force (tests/brute_force.py) implements the charging rules from docs/planner.md on its
+own (no planner code). Two generators: plain DAGs of ops with their own splits, and "rich" ones
+with everything the rules treat specially -- element-wise followers on their leader's tiles
+(sharing tile counts or not), in-place overwrites (also chained, also with bytes that match only
+for some splits), views, in-place Concats, model inputs held in tile memory, spread bytes, and
+targets whose I/O lives in a framebuffer (outputs leave after their last reader).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import math
 
 import numpy as np
 import pytest
+from brute_force import feasible, feasible_any_order, topo_orders
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plan_fixtures import OpSpec, toy_graph, toy_target
+from plan_fixtures import OpSpec, ToyTarget, toy_graph, toy_target
 
 from tilec.plan.cpsat import SolveSettings
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
@@ -27,94 +33,6 @@ from tilec.plan.pipeline import Options, run
 from tilec.plan.verify import verify
 
 FAST = Options(settings=SolveSettings(time_limit=10, deterministic_limit=2.0, workers=1))
-
-
-# ----------------------------------------------------------------------------------- brute force
-def _topo_orders(info):
-    preds = {op.name: {info.tensors[t].producer for t in op.inputs
-                       if info.tensors[t].producer} for op in info.ops}
-    names = [op.name for op in info.ops]
-
-    def rec(done, rest):
-        if not rest:
-            yield list(done)
-            return
-        for n in rest:
-            if preds[n] <= set(done):
-                yield from rec([*done, n], [r for r in rest if r != n])
-
-    yield from rec([], names)
-
-
-def _footprints(target, tiles):
-    """Every tile set a footprint of ``tiles`` tiles may occupy."""
-    if target.placement == "range":
-        return [frozenset(range(a, a + tiles)) for a in range(target.tiles - tiles + 1)]
-    rows, cols = target.grid
-    out = []
-    for h in range(1, rows + 1):
-        if tiles % h or tiles // h > cols:
-            continue
-        w = tiles // h
-        for r0 in range(rows - h + 1):
-            for c0 in range(cols - w + 1):
-                out.append(frozenset(r * cols + c for r in range(r0, r0 + h)
-                                     for c in range(c0, c0 + w)))
-    return out
-
-
-def feasible(info, target, order) -> bool:
-    """Is there any choice of split and tiles per op keeping every tile within budget at every
-    step of ``order``? Depth-first with pruning; our own charging rules."""
-    model = target.cost_model
-    steps = len(order)
-    pos = {n: i for i, n in enumerate(order)}
-    budget = target.budget_per_tile
-    ops = {op.name: op for op in info.ops}
-    # buffer lifetimes (roots; the random graphs have no views or in-place concats)
-    life = {}
-    for t in info.tensors.values():
-        if t.producer is None:
-            continue
-        first = pos[t.producer]
-        last = max([pos[c] for c in t.consumers] + [first])
-        life[t.name] = (first, steps if t.is_output else last + 1)
-    choices = []
-    for name in order:
-        op = ops[name]
-        opts = []
-        for split in model.splits(op):
-            cost = model.cost(op, split)
-            spread = sum(math.ceil(v / target.tiles) for v in cost.spread.values())
-            prof = np.zeros(steps, dtype=np.int64)
-            prof += sum(cost.always.values())
-            prof[pos[name]] += sum(cost.step.values())
-            for t, o in zip(op.outputs, cost.outputs, strict=True):
-                a, b = life[t]
-                prof[a:b] += o
-            for fp in _footprints(target, split.tiles):
-                opts.append((fp, prof, spread))
-        choices.append(opts)
-    occ = np.zeros((target.tiles, steps), dtype=np.int64)
-
-    def dfs(i: int, spread: int) -> bool:
-        if i == len(choices):
-            return True
-        for fp, prof, sp in choices[i]:
-            idx = sorted(fp)
-            occ[idx] += prof
-            ok = int(occ.max()) + spread + sp <= budget
-            if ok and dfs(i + 1, spread + sp):
-                occ[idx] -= prof
-                return True
-            occ[idx] -= prof
-        return False
-
-    return dfs(0, 0)
-
-
-def feasible_any_order(info, target) -> bool:
-    return any(feasible(info, target, order) for order in _topo_orders(info))
 
 
 # ----------------------------------------------------------------------------------- graphs
@@ -138,11 +56,79 @@ def small_problems(draw, rect: bool = False):
     return toy_graph(ops), target
 
 
+@dataclasses.dataclass(frozen=True)
+class FramebufferTarget(ToyTarget):
+    """A toy chip whose model I/O lives outside tile memory (NorthPole-like)."""
+
+    io_location: str = "framebuffer"
+
+
+@st.composite
+def rich_problems(draw, rect: bool = False):
+    """2-5 ops of every kind the planner treats specially (see the module docstring)."""
+    n = draw(st.integers(2, 5))
+    ops, tensors = [], ["x"]
+    views, parts, kind_of, taken = {}, {}, {"x": "input"}, set()
+
+    def table(counts):
+        return {c: (draw(st.integers(0, 8)), draw(st.integers(0, 8)),
+                    draw(st.integers(0, 8)), draw(st.integers(1, 50))) for c in counts}
+
+    def counts(max_size=2):
+        return draw(st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=max_size,
+                             unique=True))
+
+    for i in range(n):
+        kind = draw(st.sampled_from(["conv", "conv", "follow", "follow", "view", "concat"]))
+        out = f"t{i}"
+        if kind == "concat":
+            ok = [t for t in tensors if kind_of[t] in ("conv", "follow", "concat")
+                  and t not in taken]
+            if len(ok) < 2:
+                kind = "conv"
+            else:
+                ins = draw(st.lists(st.sampled_from(ok), min_size=2, max_size=2, unique=True))
+                for t in ins:
+                    parts[t] = out
+                    taken.add(t)
+                ops.append(OpSpec(f"op{i}", ins, [out], table(counts()), kind="concat"))
+        if kind == "view":
+            src = draw(st.sampled_from(tensors))
+            views[out] = src
+            ops.append(OpSpec(f"op{i}", [src], [out], None, kind="view"))
+        elif kind == "follow":
+            # most often the newest tensor: chains of followers, in place
+            first = tensors[-1] if draw(st.integers(0, 2)) else draw(st.sampled_from(tensors))
+            ins = [first]
+            others = [t for t in tensors if t != first]
+            if others and draw(st.booleans()):
+                ins.append(draw(st.sampled_from(others)))
+            attrs = {"follows": True, "in_place": draw(st.integers(0, 3)) > 0}
+            ops.append(OpSpec(f"op{i}", ins, [out], table(counts(3)), kind="elementwise",
+                              attrs=attrs))
+        elif kind == "conv":
+            k = draw(st.integers(1, min(2, len(tensors))))
+            ins = draw(st.lists(st.sampled_from(tensors), min_size=k, max_size=k, unique=True))
+            attrs = {"spread": draw(st.integers(1, 40))} if draw(st.integers(0, 5)) == 0 else {}
+            ops.append(OpSpec(f"op{i}", ins, [out], table(counts()), attrs=attrs))
+        kind_of[out] = kind
+        tensors.append(out)
+    budget = draw(st.integers(8, 48))
+    io = draw(st.booleans())
+    info = toy_graph(ops, sizes={"x": draw(st.integers(1, 24))}, views=views, parts=parts)
+    target = (toy_target(rect=(2, 2), budget=budget, input_io=io) if rect
+              else toy_target(4, budget, input_io=io))
+    if draw(st.integers(0, 3)) == 0:
+        target = FramebufferTarget(**{f.name: getattr(target, f.name)
+                                      for f in dataclasses.fields(ToyTarget)})
+    return info, target
+
+
 def _check(info, target):
     out = run(info, target, options=FAST)
     plan = out.plan
     if plan.status == STATUS_FITS:
-        v = verify(plan)
+        v = verify(plan, info, target)
         assert v.ok, v.errors
         # independent occupancy check: every tile, every step
         occ = np.zeros((target.tiles, len(plan.steps)), dtype=np.int64)
@@ -206,7 +192,7 @@ def test_orders_enumerated(order):
     info = toy_graph([OpSpec("a", ["x"], ["ta"], {1: (0, 0, 1, 1)}),
                       OpSpec("b", ["ta"], ["tb"], {1: (0, 0, 1, 1)}),
                       OpSpec("c", ["ta"], ["tc"], {1: (0, 0, 1, 1)})])
-    orders = list(_topo_orders(info))
+    orders = list(topo_orders(info))
     assert ["a", *order] in orders and len(orders) == 2
 
 
@@ -230,3 +216,78 @@ def test_aggregate_relaxation_is_sound(problem):
     if proof.proven:
         assert proof.scope == "aggregate" and proof.rechecked
         assert not feasible(info, target, list(sched.order))
+
+
+def _converse(info, target, plan, ev):
+    order = [s.ops[0] for s in plan.steps]
+    if feasible(info, target, order):
+        assert plan.status == STATUS_FITS or (
+            ev is not None and ev.details.get("layout_failures")), (
+            f"brute force fits the schedule but the planner says {plan.status}: "
+            f"{ev.summary if ev else ''}")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rich_problems())
+def test_rich_dags_line(problem):
+    info, target = problem
+    plan, ev = _check(info, target)
+    _converse(info, target, plan, ev)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rich_problems(rect=True))
+def test_rich_dags_mesh(problem):
+    info, target = problem
+    plan, ev = _check(info, target)
+    _converse(info, target, plan, ev)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rich_problems(rect=False) | rich_problems(rect=True))
+def test_aggregate_relaxation_is_sound_rich(problem):
+    """As test_aggregate_relaxation_is_sound, on the rich generator."""
+    from tilec.plan.geometry import Geometry
+    from tilec.plan.partition import partition
+    from tilec.plan.problem import build_problem
+    from tilec.plan.proof import prove
+    from tilec.plan.schedule import schedule
+
+    info, target = problem
+    sched = schedule(info)
+    prob = build_problem(info, target, sched, partition(info, target))
+    geo = Geometry(target.tiles, target.grid, target.placement, exact_limit=0)
+    proof = prove(prob, geo, SolveSettings(deterministic_limit=2.0, workers=1))
+    if proof.proven:
+        assert not feasible(info, target, list(sched.order))
+
+
+# ------------------------------------------------------------------ the audit's counterexamples
+AUDIT_CASES = {
+    # an in-place follower sharing no tile count with its input's producer (was: a crash)
+    "in place, no common tile count": (
+        [OpSpec("L", ["x"], ["tl"], {1: (0, 0, 4, 10)}),
+         OpSpec("F", ["tl"], ["tf"], {2: (0, 0, 4, 1)}, kind="elementwise",
+                attrs={"follows": True, "in_place": True})], toy_target(4, 40)),
+    # in place possible for the 1-tile splits only (bytes match there): was "does not fit (c)"
+    "in place for some splits": (
+        [OpSpec("L", ["x"], ["tl"], {1: (0, 0, 4, 10), 2: (0, 0, 2, 5)}),
+         OpSpec("F", ["tl"], ["tf"], {1: (0, 0, 4, 1), 2: (0, 0, 3, 1)}, kind="elementwise",
+                attrs={"follows": True, "in_place": True})], toy_target(4, 4)),
+    # an in-place output overwritten in place again: was "does not fit (c)"
+    "in place chained": (
+        [OpSpec("L", ["x"], ["tl"], {1: (0, 0, 4, 10)}),
+         OpSpec("F", ["tl"], ["tf"], {1: (0, 0, 4, 1)}, kind="elementwise",
+                attrs={"follows": True, "in_place": True}),
+         OpSpec("G", ["tf"], ["tg"], {1: (0, 0, 4, 1)}, kind="elementwise",
+                attrs={"follows": True, "in_place": True})], toy_target(4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUDIT_CASES))
+def test_audit_counterexamples_fit(name):
+    ops, target = AUDIT_CASES[name]
+    info = toy_graph(ops)
+    plan, ev = _check(info, target)
+    assert plan.status == STATUS_FITS, ev.summary if ev else plan.status
+    assert feasible(info, target, [s.ops[0] for s in plan.steps])

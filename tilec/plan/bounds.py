@@ -193,8 +193,9 @@ def quality_lower_bound(problem) -> dict:
     diff = [0] * (steps + 1)
     for root, spec in problem.buffers.items():
         v = totals.get(root, 0)
+        end = spec.end - 1 if spec.reused_by is not None else spec.end  # may end in place
         diff[spec.first] += v
-        diff[spec.end] -= v
+        diff[end] -= v
     worst, worst_step, acc = 0, 0, 0
     for s, name in enumerate(problem.schedule.order):
         acc += diff[s]

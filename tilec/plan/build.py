@@ -109,9 +109,12 @@ def placements_and_buffers(problem: Problem, choice: Sequence[Slot]
         # activation buffers held on this footprint
         io_k = 0
         for iv, b in zip(g.intervals, opt.bumps, strict=False):
-            if iv.kind == "step":
+            if iv.kind in ("step", "tail"):
                 continue
             spec = problem.buffers[iv.owner]
+            end = spec.end
+            if spec.reused_by is not None and spec.root in opt.in_place:
+                end -= 1  # overwritten in place at its last step
             if iv.kind == "input":
                 io = opt.io[io_k]
                 io_k += 1
@@ -121,9 +124,9 @@ def placements_and_buffers(problem: Problem, choice: Sequence[Slot]
                 category = "act_out"
             buffers.append(Buffer(
                 id=f"tensor/{spec.root}", owner=spec.root, kind="tensor", category=category,
-                tiles=ranges, bytes=int(b), first=spec.first, end=spec.end,
+                tiles=ranges, bytes=int(b), first=spec.first, end=end,
                 tensors=list(spec.tensors),
-                reuses=f"tensor/{spec.reuses}" if spec.reuses else None))
+                reuses=f"tensor/{spec.reuses}" if spec.reuses in opt.in_place else None))
     ordered_ops = [ops[name] for name in problem.schedule.order]
     steps = [step_rows[s] for s in range(steps_n)]
     buffers.sort(key=lambda b: b.id)

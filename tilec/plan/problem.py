@@ -16,8 +16,11 @@ model, the proofs and the plan builder share. Charging rules (every byte comes f
   (:func:`io_input_bytes`); none when the target keeps inputs out of tile memory (NorthPole's
   framebuffer);
 * in place: an op whose cost says ``in_place`` and ``follows_input``, that is the last reader of its
-  first input's buffer, writes its output into that buffer when both have the same bytes per tile in
-  every option: the input buffer then ends at the op's step and the output buffer starts there.
+  first input's buffer (held in its own group), writes its output into that buffer in every group
+  option where both take the same bytes per tile: the input buffer then ends at the op's step and
+  the output buffer starts there (elsewhere both are live at that step). The input buffer's last
+  step is a separate ``tail`` interval whose bytes depend on the option. Chains (an in-place
+  output overwritten in place in turn) are allowed.
 
 A *group* is an op together with the ops that ``follow`` it (element-wise ops the cost model runs
 on their input's tiles): they share one footprint. Each group *option* picks a candidate per member
@@ -90,7 +93,8 @@ class BufferSpec:
     end: int
     is_input: bool
     is_output: bool
-    reuses: str | None = None  # root of the input buffer this one overwrites in place
+    reuses: str | None = None  # root of the input buffer this one may overwrite in place
+    reused_by: str | None = None  # the op that may overwrite it in place (at step ``end - 1``)
     readers: tuple[str, ...] = ()
     writers: tuple[str, ...] = ()
 
@@ -101,8 +105,9 @@ class Interval:
 
     first: int
     end: int
-    kind: str  # "step" | "tensor" | "input"
-    owner: str  # op name for "step", root tensor for "tensor"/"input"
+    kind: str  # "step" | "tensor" | "tail" | "input"
+    owner: str  # op name for "step", root tensor for "tensor"/"tail"/"input"
+    # "tail": the last step of a buffer that an op may overwrite in place (no bytes when it does)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class GroupOption:
     spread_per_tile: int
     spread: int
     cycles: int  # members' compute + exchange + sync
+    in_place: frozenset[str] = frozenset()  # roots this option overwrites in place
 
     def profile(self, intervals: Sequence[Interval], steps: int) -> np.ndarray:
         p = np.full(steps, self.base, dtype=np.int64)
@@ -229,7 +235,7 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
             group_members[name] = [name]
             group_of_op[name] = name
 
-    # ---- in place: the input buffer ends where the overwriting op starts
+    # ---- in place: the pairs where it may happen (each option decides by its bytes)
     for name in schedule.order:
         oc = partition.ops[name]
         op = info.op_by_name[name]
@@ -237,14 +243,13 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
             continue
         rin, rout = info.root(op.inputs[0]), op.outputs[0]
         bin_, bout = buffers.get(rin), buffers.get(rout)
-        if (bin_ is None or bout is None or rout != info.root(rout)
+        if (bin_ is None or bout is None or rout != info.root(rout) or bin_.out_index is None
                 or (bin_.is_output and bin_.end == steps)
-                or bin_.reuses is not None or bin_.end != step_of[name] + 1
+                or bin_.reused_by is not None or bin_.end != step_of[name] + 1
                 or group_of_op.get(bin_.owner) != group_of_op[name] or bout.owner != name
-                or bin_.first >= step_of[name]
-                or not _same_bytes(partition, bin_.owner, bin_.out_index, name)):
+                or bin_.first >= step_of[name]):
             continue
-        bin_.end = step_of[name]
+        bin_.reused_by = name
         bout.reuses = rin
 
     hosted: dict[str, list[str]] = {}
@@ -263,8 +268,7 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
             intervals.append(Interval(s, s + 1, "step", m))
         for m in members:
             for root in owned.get(m, []):
-                b = buffers[root]
-                intervals.append(Interval(b.first, b.end, "tensor", root))
+                intervals.extend(_buffer_intervals(buffers[root]))
         for m in members:
             for root in hosted.get(m, []):
                 b = buffers[root]
@@ -280,8 +284,7 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
             for m in members:
                 solo = [m]
                 ivs = [Interval(step_of[m], step_of[m] + 1, "step", m)]
-                ivs += [Interval(buffers[r].first, buffers[r].end, "tensor", r)
-                        for r in owned.get(m, [])]
+                ivs += [iv for r in owned.get(m, []) for iv in _buffer_intervals(buffers[r])]
                 ivs += [Interval(buffers[r].first, buffers[r].end, "input", r)
                         for r in hosted.get(m, [])]
                 s_opts, _ = _group_options(info, target, partition, buffers, solo, ivs,
@@ -300,17 +303,13 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
                    group_of=group_of, notes=notes)
 
 
-def _same_bytes(partition: Partition, owner: str, idx: int | None, op: str) -> bool:
-    """Does ``op``'s first output take exactly the bytes per tile of ``owner``'s output ``idx`` for
-    every pair of candidates with the same tile count (so overwriting in place is exact)?"""
-    if idx is None:
-        return False
-    oc_owner, oc_op = partition.ops[owner], partition.ops[op]
-    for a in (*oc_owner.search, *oc_owner.proof):
-        for b in (*oc_op.search, *oc_op.proof):
-            if a.tiles == b.tiles and (not b.outputs or a.outputs[idx] != b.outputs[0]):
-                return False
-    return True
+def _buffer_intervals(spec: BufferSpec) -> list[Interval]:
+    """A buffer's lifetime in its owner's group; the last step apart when an op may overwrite it
+    in place there (its bytes then depend on the option)."""
+    if spec.reused_by is None:
+        return [Interval(spec.first, spec.end, "tensor", spec.root)]
+    return [Interval(spec.first, spec.end - 1, "tensor", spec.root),
+            Interval(spec.end - 1, spec.end, "tail", spec.root)]
 
 
 def _finish(index: int, members: Sequence[str], intervals: Sequence[Interval],
@@ -363,13 +362,25 @@ def _make_option(info: GraphInfo, target: Target, partition: Partition,
     base = sum(c.always for c in combo)
     bumps: list[int] = []
     io: list[dict[str, int]] = []
+    # in place where the overwriting op's output takes exactly the input buffer's bytes per tile
+    in_place: set[str] = set()
+    for iv in intervals:
+        if iv.kind != "tail":
+            continue
+        spec = buffers[iv.owner]
+        f = spec.reused_by
+        if f in by_op and spec.owner in by_op and spec.out_index is not None:
+            outs = by_op[f].outputs
+            if outs and outs[0] == by_op[spec.owner].outputs[spec.out_index]:
+                in_place.add(spec.root)
     for iv in intervals:
         if iv.kind == "step":
             bumps.append(by_op[iv.owner].step)
-        elif iv.kind == "tensor":
+        elif iv.kind in ("tensor", "tail"):
             spec = buffers[iv.owner]
             c = by_op[spec.owner]
-            bumps.append(c.outputs[spec.out_index] if spec.out_index is not None else 0)
+            own = c.outputs[spec.out_index] if spec.out_index is not None else 0
+            bumps.append(0 if iv.kind == "tail" and spec.root in in_place else own)
         else:
             got = io_input_bytes(target, info.tensors[iv.owner], n)
             io.append(got)
@@ -380,4 +391,4 @@ def _make_option(info: GraphInfo, target: Target, partition: Partition,
     return GroupOption(
         cands=tuple(combo), tiles=n, shapes=combo[0].shapes, base=base, bumps=tuple(bumps),
         io=tuple(io), spread_per_tile=sum(c.spread_per_tile for c in combo),
-        spread=sum(c.spread for c in combo), cycles=cycles)
+        spread=sum(c.spread for c in combo), cycles=cycles, in_place=frozenset(in_place))
