@@ -213,15 +213,50 @@ def test_sram_from_the_bounds_up_then_down_to_one_grain():
     grain = 1024
     assert w.answer == -(-need // grain) * grain and w.status == "exact"
     assert w.note.startswith(f"{(w.answer - grain) // 1024:,} KiB proven not to fit (c)")
-    assert "smaller sizes not all checked" in w.note
+    assert "so is every smaller size" in w.note  # the toy's splits ignore the SRAM size
     assert "not monotone" not in w.note
     assert len(w.probes) <= 6
     assert all(p["value"] % grain == 0 for p in w.probes)
 
 
+def test_sram_answer_is_a_bound_when_the_splits_depend_on_the_sram_size():
+    """One grain below the answer proven not to fit says nothing about smaller sizes when the
+    cost model picks its splits by the tile's size (gc200, NorthPole): not "exact"."""
+    target = toy_target(4, 100_000, sram_independent=False)
+    need = 150_000
+    prober = Scripted(lambda x: (None, FITS, need - 10) if x >= need else (None, NO, 140_000))
+    prober.budget("min_bytes_per_tile")
+    w = W._min_bytes(None, target, sram_base(120_000), prober)
+    assert w.answer == -(-need // 1024) * 1024 and w.status == "bound"
+    assert "proven not to fit (c)" in w.note and "smaller sizes not all checked" in w.note
+
+
+def test_sram_cannot_fix_the_framebuffer():
+    """When the I/O framebuffer is what overflows, no SRAM per tile helps: answered at once
+    (the search used to double the size up to hundreds of terabytes)."""
+    base = sram_base(120_000)
+    base.bounds["io"] = Bound(kind="chip_capacity", holds=True, op=None, needed=47_000_000,
+                              capacity=33_554_432, details={"resource": "framebuffer"})
+    prober = Scripted(lambda x: (None, NO, 10 * x))
+    prober.budget("min_bytes_per_tile")
+    w = W._min_bytes(None, toy_target(4, 100_000), base, prober)
+    assert (w.answer, w.status, w.probes) == (None, "exact", [])
+    assert "framebuffer" in w.note
+
+
+def test_sram_search_has_a_ceiling():
+    target = toy_target(4, 100_000, sram_independent=False)
+    prober = Scripted(lambda x: (None, NO, 3 * x))  # every failure points far higher
+    prober.budget("min_bytes_per_tile")
+    w = W._min_bytes(None, target, sram_base(120_000), prober)
+    assert w.answer is None and w.status == "unknown"
+    assert max(p["value"] for p in w.probes) <= W.SRAM_REACH * 100_000 + 1024
+    assert "no higher than" in w.note
+
+
 def test_sram_not_monotone_is_reported():
     # fits in [130k, 133k) and from 150k on; the search overshoots into the gap first
-    target = toy_target(4, 100_000)
+    target = toy_target(4, 100_000, sram_independent=False)
 
     def script(x):
         if 130_000 <= x < 133_000:
@@ -233,8 +268,8 @@ def test_sram_not_monotone_is_reported():
     prober = Scripted(script)
     prober.budget("min_bytes_per_tile")
     w = W._min_bytes(None, target, sram_base(120_000), prober)
-    assert 130_000 <= w.answer < 133_000 and w.status == "exact"
-    assert "not monotone:" in w.note
+    assert 130_000 <= w.answer < 133_000 and w.status == "bound"
+    assert "not monotone:" in w.note and "smaller sizes not all checked" in w.note
 
 
 def test_sram_undecided_next_to_the_answer_is_a_bound():

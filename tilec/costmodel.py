@@ -36,6 +36,14 @@ memory and has no framebuffer):
   I/O buffer outside tile memory; an output leaves tile memory after its last reader).
 * ``Target.framebuffer_bytes`` and ``CostModel.io_bytes(graph) -> int``: the framebuffer's size
   and the bytes the model's inputs plus outputs need there; more is evidence (a).
+
+Optional declaration (``getattr``, default False):
+
+* ``CostModel.sram_independent``: True when neither :meth:`CostModel.splits` nor
+  :meth:`CostModel.cost` depends on the target's bytes per tile. Then every question about the
+  model is monotone in the SRAM size (same candidates, same schedule, a smaller budget), so the
+  what-if "smallest SRAM per tile" is exact once one grain below its answer is proven not to fit.
+  A cost model that drops or prefers splits by the tile's budget must not declare it.
 """
 
 from __future__ import annotations

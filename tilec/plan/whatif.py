@@ -29,10 +29,14 @@ rather than assume, where that is affordable:
   ``exact`` when every precision above the answer was proven not to fit.
 * SRAM per tile (:func:`_min_bytes`): upwards from the larger of the lower bounds and the compiled
   plan's fullest tile until a size fits (each failure's bounds and best attempt say where to look
-  next), then downwards: the size the fitting plan itself needs, one grain below the answer, and
-  bisection. ``exact``: the answer fits and one grain less was proven not to fit. Smaller sizes,
-  where other split choices might fit, are too many to check one by one -- the note says so, and
-  names any larger size seen *not* to fit (feasibility observed to be not monotone).
+  next; at most ``SRAM_REACH`` times the compiled size), then downwards: the size the fitting plan
+  itself needs, one grain below the answer, and bisection. ``exact``: the answer fits, one grain
+  less was proven not to fit, *and* the cost model declares its splits independent of the SRAM
+  size (``CostModel.sram_independent``), so every smaller size is proven with it. Otherwise smaller
+  sizes, where other split choices might fit, are too many to check one by one: the answer is a
+  ``bound`` and the note says so (and names any larger size seen *not* to fit: feasibility
+  observed to be not monotone). When what does not fit is the I/O framebuffer, which no SRAM per
+  tile changes, the answer is "none" (exact).
 
 ``bound``: the answer fits but a value that would change it was left undecided; ``unknown``:
 nothing was found to fit and not everything was ruled out. Every probe is recorded in order, with
@@ -71,6 +75,9 @@ BOUNDS = {"max_batch": 8, "max_image_size": 12, "min_precision": 4, "min_bytes_p
 """Checks by the bounds alone per question (a partition and (a)/(b): 0.1-0.2 s each)."""
 SCAN = 6
 """Values checked one by one from the top before a search takes doubling steps."""
+SRAM_REACH = 64
+"""The SRAM search looks no higher than this many times the compiled bytes per tile (modelling
+choice: the zoo's answers lie within 2x; beyond 64x a "size" is no longer a tile)."""
 
 SAFETY_FLOOR = 30.0
 """Seconds the wall-clock safety limit allows at least (modelling choice: the probe budgets above
@@ -508,6 +515,12 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
     def up(x: int) -> int:
         return -(-x // grain) * grain
 
+    fb = base.bounds.get("io")
+    if fb is not None and fb.holds:
+        # the framebuffer's need and size do not depend on the SRAM per tile
+        return WhatIf("min_bytes_per_tile", None, "exact",
+                      f"the I/O framebuffer is what does not fit ({fb.needed:,} bytes needed, "
+                      f"{fb.capacity:,} held), whatever the SRAM per tile", [])
     knob = Knob(prober, lambda x: lambda: (info, target.with_bytes_per_tile(x)), lambda x: x)
     seen = knob.seen
     seen[current] = _base_probe(base)
@@ -522,7 +535,8 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
     x = up(max(current + 1, need0, tried))
     fit: int | None = None
     fails = 0
-    while prober.can_probe:
+    reach = up(current * SRAM_REACH)
+    while prober.can_probe and x <= reach:
         p = decide(x)
         if p.result == FITS:
             fit = x
@@ -532,10 +546,15 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
         fails += 1
         hint = max(p.peak or 0, p.need or 0) + reserved
         x = up(max(x + grain, hint, x + x * 2 ** (fails - 1) // 64))
+        if x > reach and fails and reach not in seen:
+            x = reach  # the last size the search looks at
     if fit is None:
         tried = max((v for v in seen if v != current), default=current)
-        return WhatIf("min_bytes_per_tile", None, "unknown",
-                      f"nothing up to {_kib(tried)} was found to fit", knob.records)
+        note = f"nothing up to {_kib(tried)} was found to fit"
+        if x > reach:
+            note += (f"; the search looks no higher than {SRAM_REACH}x the compiled size "
+                     f"({_kib(reach)})")
+        return WhatIf("min_bytes_per_tile", None, "unknown", note, knob.records)
 
     # downwards: a fitting plan needs its own peak, so the size it implies is tried next (it
     # usually fits again, with the same plan); once that is the size itself, one grain less
@@ -571,13 +590,18 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
         elif mid > lo:
             lo = mid
     lo_probe = seen[lo]
-    exact = fit - lo <= grain and lo_probe.proven
+    monotone = bool(getattr(target.cost_model, "sram_independent", False))
+    exact = fit - lo <= grain and lo_probe.proven and monotone
     how = f"proven not to fit ({lo_probe.letter})" if lo_probe.proven else "undecided"
     notes = [f"{_kib(lo)} {how}" + ("" if fit - lo <= grain else
                                     f"; {_kib(lo + grain)}–{_kib(fit - grain)} not checked")]
     fails_above = sorted(v for v, p in seen.items() if v > fit and p.result != FITS)
-    notes.append("smaller sizes not all checked (the split choices change with the SRAM "
-                 "size)")
+    if monotone:
+        if lo_probe.proven:
+            notes.append("so is every smaller size (the splits do not depend on the SRAM size)")
+    else:
+        notes.append("smaller sizes not all checked (the split choices change with the SRAM "
+                     "size)")
     if fails_above:
         notes.append(f"not monotone: {_span([_kib(v) for v in fails_above])} did not fit "
                      "(more SRAM lets the split policy pick faster, larger splits)")
