@@ -46,6 +46,7 @@ from .geometry import (
     freeze,
     matmul_dims,
     numel,
+    pool_dims,
     signature,
     tile_counts,
 )
@@ -317,8 +318,13 @@ class BaseCostModel:
             cdiv(numel(o) * op.act_bits, 8 * t) for o in op.out_shapes))
 
     def tile_counts(self, op: OpInfo) -> list[int]:
-        """Tile counts worth trying: no tile gets fewer than ``min_elements_per_tile`` outputs."""
-        work = max((numel(s) for s in op.out_shapes), default=1)
+        """Tile counts worth trying: no tile gets fewer than ``min_elements_per_tile`` outputs
+        -- or, for a reduction (a Reduce* op, a global pool), inputs: its work is its input, and
+        counting its few outputs kept a whole 320 x 320 map on two tiles."""
+        shapes = op.out_shapes
+        if op.kind == "reduce" or (op.kind == "pool" and pool_dims(op).is_global):
+            shapes = op.in_shapes[:1]
+        work = max((numel(s) for s in shapes), default=1)
         return tile_counts(self.tiles, self.grid, self._rect, work // self.min_elems)
 
     def conv_dims(self, op: OpInfo) -> ConvDims:

@@ -426,6 +426,14 @@ class MapDims:
     sh: int = 1
     sw: int = 1
 
+    @property
+    def is_global(self) -> bool:
+        """A pool whose one window is the whole input (GlobalAveragePool, or a k x k pool of a
+        k x k map): its rows/cols factors split the *input* window, each tile reduces its part
+        and the partial results are then reduced across the tiles (:attr:`MapShare.partials`)."""
+        return (self.oh == 1 and self.ow == 1 and self.kh == self.ih and self.kw == self.iw
+                and self.ih * self.iw > 1)
+
 
 MAP_AXES = ("batch", "out_ch", "rows", "cols")
 
@@ -458,6 +466,9 @@ class MapShare:
     ow: int
     ih: int
     iw: int
+    partials: int = 1
+    """Tiles that each hold a partial result of the same outputs (a global pool split over its
+    window): the ``out_elements`` here are partials, reduced over ``partials`` tiles after."""
 
     @property
     def out_elements(self) -> int:
@@ -469,12 +480,18 @@ class MapShare:
 
 
 def map_share(d: MapDims, split: Split, *, resize: bool = False) -> MapShare:
-    f = flat_to_axes(split, [("batch", d.n), ("out_ch", d.c), ("rows", d.oh), ("cols", d.ow)])
+    glob = d.is_global and not resize
+    rows, cols = (d.ih, d.iw) if glob else (d.oh, d.ow)
+    f = flat_to_axes(split, [("batch", d.n), ("out_ch", d.c), ("rows", rows), ("cols", cols)])
     unknown = set(f) - set(MAP_AXES)
     if unknown:
         raise ValueError(f"split {split} has axes {sorted(unknown)} this op cannot use "
                          f"(axes: {', '.join(MAP_AXES)})")
     n, c = cdiv(d.n, f.get("batch", 1)), cdiv(d.c, f.get("out_ch", 1))
+    if glob:  # the window is split: each tile sums its rows x cols block of the input
+        fr, fc = f.get("rows", 1), f.get("cols", 1)
+        return MapShare(n=n, c=c, oh=1, ow=1, ih=cdiv(d.ih, fr), iw=cdiv(d.iw, fc),
+                        partials=fr * fc)
     oh, ow = cdiv(d.oh, f.get("rows", 1)), cdiv(d.ow, f.get("cols", 1))
     if resize:  # nearest/linear: each output row reads ~ih/oh input rows, plus one for the edge
         ih = min(d.ih, cdiv(oh * d.ih, d.oh) + (1 if f.get("rows", 1) > 1 else 0))
@@ -487,7 +504,10 @@ def map_share(d: MapDims, split: Split, *, resize: bool = False) -> MapShare:
 
 def map_candidates(d: MapDims, tiles: int, *, allow_spatial: bool = True) -> Iterator[Split]:
     """Splits of a pooling / resize over exactly ``tiles`` tiles: channels and batch first (no
-    halo), then rows, then columns."""
+    halo), then rows, then columns (of the input window for a global pool, whose output has
+    one row and column: splitting only its channels left a wide, shallow map -- 8 channels of
+    320 x 320 -- on a few tiles, a false "op too large")."""
+    rows, cols = (d.ih, d.iw) if d.is_global else (d.oh, d.ow)
     for fb in divisors(tiles):
         if fb > d.n:
             continue
@@ -501,7 +521,7 @@ def map_candidates(d: MapDims, tiles: int, *, allow_spatial: bool = True) -> Ite
                 continue
             if not allow_spatial:
                 continue
-            sp = _spatial(s, d.oh, d.ow)
+            sp = _spatial(s, rows, cols)
             if sp is not None:
                 yield Split.of(batch=fb, out_ch=fc_, rows=sp[0], cols=sp[1])
 

@@ -173,8 +173,7 @@ class IpuCostModel(BaseCostModel):
             return conv_candidates(d, tiles, in_grain=self.in_grain[dp],
                                    out_grain=self.out_grain[dp], max_in_split=self.max_in_split)
         if kind == "pool":
-            return map_candidates(pool_dims(op), tiles,
-                                  allow_spatial=not op.op_type.startswith("Global"))
+            return map_candidates(pool_dims(op), tiles)
         if kind == "resize":
             return map_candidates(resize_dims(op), tiles)
         return [Split.of(elements=tiles)]
@@ -376,8 +375,26 @@ class IpuCostModel(BaseCostModel):
         abits = op.act_bits
         dp = self.datapath(abits)
         recv = nbytes(s.in_elements, abits)
-        ops = d.kh * d.kw + (1 if "Average" in op.op_type else 0)
+        average = 1 if "Average" in op.op_type else 0
         sets = self.sets["pool"]
+        if s.partials > 1:  # a global pool split over its window: reduce the partials after
+            # like a convolution's input-channel split: each tile keeps its share of the outputs
+            # and receives the other tiles' partials of that share (in the partials' width)
+            pbits = self.partials.get(dp, _DATAPATH_BITS[dp])
+            final = cdiv(s.out_elements, s.partials)
+            red_recv = nbytes(final * (s.partials - 1), pbits)
+            sets += 1
+            return OpCost(
+                split=split,
+                always=_nz(**self.overhead(sets)),
+                step=_nz(act_in=recv, temp=nbytes(s.out_elements, pbits) + red_recv),
+                outputs=(nbytes(final, abits),),
+                compute_cycles=self._vector_cycles(s.in_elements, 1, dp)
+                + self._vector_cycles(final, s.partials - 1 + average, dp)
+                + (sets - 1) * self.superstep,
+                exchange_cycles=self._xcycles(recv + red_recv),
+            )
+        ops = d.kh * d.kw + average
         return OpCost(
             split=split,
             always=_nz(**self.overhead(sets)),

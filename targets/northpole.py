@@ -155,8 +155,7 @@ class NorthPoleCostModel(BaseCostModel):
             return conv_candidates(d, tiles, in_grain=1, out_grain=1,
                                    max_in_split=self.max_in_split)
         if kind == "pool":
-            return map_candidates(pool_dims(op), tiles,
-                                  allow_spatial=not op.op_type.startswith("Global"))
+            return map_candidates(pool_dims(op), tiles)
         if kind == "resize":
             return map_candidates(resize_dims(op), tiles)
         return [Split.of(elements=tiles)]
@@ -286,6 +285,23 @@ class NorthPoleCostModel(BaseCostModel):
         s = map_share(d, split, resize=resize)
         abits = op.act_bits
         recv = nbytes(s.in_elements, abits)
+        if s.partials > 1:  # a global pool split over its window: partial sums over the PNoC
+            average = 1 if "Average" in op.op_type else 0
+            pbits = self._partials_bits(next(
+                (k for k, w in (("int2", 2), ("int4", 4), ("int8", 8)) if abits <= w), "int8"))
+            final = cdiv(s.out_elements, s.partials)
+            partial = nbytes(final * (s.partials - 1), pbits)
+            compute = (self._vec(s.in_elements, 1, self.vector)
+                       + self._vec(final, s.partials - 1 + average, self.vector))
+            return OpCost(
+                split=split,
+                spread=self._spread(op),
+                step=_nz(act_in=recv, temp=nbytes(s.out_elements, pbits) + partial,
+                         code=self.program),
+                outputs=(nbytes(final, abits),),
+                compute_cycles=compute,
+                exchange_cycles=math.ceil(recv / self.anoc + partial / self.pnoc),
+            )
         ops = 1 if resize else d.kh * d.kw + (1 if "Average" in op.op_type else 0)
         return OpCost(
             split=split,
