@@ -320,11 +320,15 @@ class BaseCostModel:
     def tile_counts(self, op: OpInfo) -> list[int]:
         """Tile counts worth trying: no tile gets fewer than ``min_elements_per_tile`` outputs
         -- or, for a reduction (a Reduce* op, a global pool), inputs: its work is its input, and
-        counting its few outputs kept a whole 320 x 320 map on two tiles."""
+        counting its few outputs kept a whole 320 x 320 map on two tiles; for a matrix product,
+        weights."""
         shapes = op.out_shapes
         if op.kind == "reduce" or (op.kind == "pool" and pool_dims(op).is_global):
             shapes = op.in_shapes[:1]
         work = max((numel(s) for s in shapes), default=1)
+        if op.kind == "matmul":  # a classifier head (100,352 -> 10) is its weights, not its
+            # 10 outputs: splitting it over input channels needs the tiles to hold them
+            work = max([work, *(w.elements for w in op.weights)])
         return tile_counts(self.tiles, self.grid, self._rect, work // self.min_elems)
 
     def conv_dims(self, op: OpInfo) -> ConvDims:

@@ -99,3 +99,26 @@ def test_se_block_at_320_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         out = capsys.readouterr().out
         assert code == 0, out
         assert " FITS " in out
+
+
+@pytest.mark.parametrize("name", ["gc200", "northpole"])
+def test_classifier_head_tile_counts_follow_its_weights(name: str) -> None:
+    """Linear(100,352 -> 10): 10 outputs allowed one tile, so its 2 MB of weights could not be
+    split over input channels -- "does not fit (b)" for a 2-op network."""
+    from tilec.opinfo import WeightInfo
+
+    model = load_target(name).cost_model
+    bits = 16 if name == "gc200" else 8
+    fc = OpInfo(name="fc", op_type="Gemm", kind="matmul", inputs=("x",), outputs=("y",),
+                weights=(WeightInfo("w", (10, 100352), bits), WeightInfo("b", (10,), bits)),
+                attrs={"transB": 1}, macs=1003520, act_bits=bits, in_shapes=((1, 100352),),
+                out_shapes=((1, 10),))
+    assert max(model.tile_counts(fc)) >= 64
+    best = min((model.cost(fc, s) for s in model.splits(fc)), key=lambda c: c.peak_bytes)
+    assert best.split.factor("in_ch") > 1
+    assert best.peak_bytes < load_target(name).budget_per_tile
+    # a product of two activations (no weights) still works
+    att = OpInfo(name="qk", op_type="MatMul", kind="matmul", inputs=("q", "k"), outputs=("s",),
+                 weights=(), attrs={}, macs=4 * 16 * 16 * 32, act_bits=bits,
+                 in_shapes=((4, 16, 32), (4, 32, 16)), out_shapes=((4, 16, 16),))
+    assert model.tile_counts(att)
