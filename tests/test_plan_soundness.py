@@ -96,3 +96,26 @@ def test_view_does_not_hold_a_model_input():
     assert xb.tiles == conv.tiles and xb.bytes == 3 and conv.held_inputs == {"x": 3}
     assert sorted(xb.tensors) == ["x", "xv"]
     assert verify(out.plan, info, target).ok
+
+
+@pytest.mark.parametrize("exact_limit", [64, 0], ids=["exact", "aggregate"])
+def test_independent_recheck_refuses_a_wrong_model(monkeypatch, exact_limit):
+    """A bug in the code the proof models share (simulated: every option's profile 3x too
+    heavy) fools the first model and its fresh copy, but not recheck.py's model, which sums the
+    bytes from the candidates itself: no proof is claimed."""
+    from tilec.plan.problem import GroupOption
+
+    info = toy_graph([OpSpec("a", ["x"], ["ta"], {1: (2, 0, 2, 5)}),
+                      OpSpec("b", ["ta"], ["tb"], {1: (2, 0, 2, 5)})])
+    target = toy_target(4, 10)
+    prob = build_problem(info, target, schedule(info), partition(info, target))
+    geo = Geometry(target.tiles, target.grid, target.placement, exact_limit=exact_limit)
+    assert not prove(prob, geo, SolveSettings(workers=1)).proven
+    original = GroupOption.profile
+    monkeypatch.setattr(GroupOption, "profile",
+                        lambda self, intervals, steps: original(self, intervals, steps) * 3)
+    proof = prove(prob, geo, SolveSettings(workers=1))
+    assert proof.status == "INFEASIBLE" and proof.recheck_status == "INFEASIBLE"
+    assert not proof.proven and not proof.rechecked
+    assert proof.independent_status != "INFEASIBLE"
+    assert "independent re-check did not confirm" in proof.notes[0]

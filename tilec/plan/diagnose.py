@@ -60,7 +60,7 @@ def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str
     where = (f"steps {', '.join(str(s) for s in p.steps)}" if p.steps
              else "the always-live bytes alone")
     summary = (f"CP-SAT proved that no choice of splits and tiles fits {where} of this schedule "
-               f"({what}; re-checked on a fresh model)")
+               f"({what}; re-checked on a fresh model and on an independently built one)")
     details = {
         "scope": p.scope, "schedule": schedule_method, "steps": p.steps,
         "ops_at_steps": {str(s): order[s] for s in p.steps},
@@ -68,6 +68,7 @@ def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str
         "claim": (f"for this schedule (heuristic '{schedule_method}') under the target's cost "
                   "model, over every memory-non-dominated split of every op"),
         "recheck_status": p.recheck_status, "solver_status": p.status,
+        "independent_recheck_status": p.independent_status,
     }
     return Evidence(kind="solver_infeasible", summary=summary, details=details,
                     rechecked=p.rechecked)

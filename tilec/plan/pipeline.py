@@ -228,6 +228,12 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
                 progress("prove", 0.0)
             proof = prove(problem, geometry, options.settings, progress=progress)
             t0 = _tick(timings, "prove", t0)
+        if proof is not None and proof.wall_clock_hit:
+            plan.solver.wall_clock_limited = True
+            plan.notes.append("the wall-clock time limit stopped a CP-SAT solve of the "
+                              "infeasibility proof before its deterministic budget: the verdict "
+                              "may differ between runs (raise --time-limit for reproducible "
+                              "results)")
         if proof is not None and proof.proven:
             ev = evidence_from_proof(proof, sched.method, live, sched.order)
             plan.status = STATUS_DOES_NOT_FIT

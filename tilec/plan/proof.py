@@ -17,8 +17,10 @@ splits:
 Each step's constraints are guarded by an assumption literal. When CP-SAT answers INFEASIBLE it
 returns a subset of the assumptions that is already infeasible; we shrink it further by deletion
 (drop a step, re-solve, keep it dropped if still infeasible) within a small budget, then re-check
-the final set *independently*: a fresh model containing only those steps' constraints, no
-assumptions, solved from scratch, must again be INFEASIBLE. Only then is the certificate reported.
+the final set twice: a fresh copy of this model containing only those steps' constraints, no
+assumptions, solved from scratch (against a wrong core), and the model of
+:mod:`~tilec.plan.recheck`, built for those steps with none of this module's code (against a wrong
+model). Both must be INFEASIBLE; only then is the certificate reported.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tilec.plan.cpsat import SolveSettings, solver
+from tilec.plan.cpsat import SolveSettings, hit_wall_clock, solver
 from tilec.plan.geometry import Geometry
 from tilec.plan.place import build_model, make_slots
 from tilec.plan.problem import Problem
+from tilec.plan.recheck import recheck
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Proof:
     recheck_status: str = ""
     complete: bool = True  # the option lists cover every split (else no proof is claimed)
     notes: list[str] = field(default_factory=list)
+    independent_status: str = ""  # recheck.py's model, built with none of this module's code
+    wall_clock_hit: bool = False  # the wall-clock limit stopped a solve (may not reproduce)
 
 
 def _proof_options(g):
@@ -162,8 +167,9 @@ def prove(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
     s = solver(settings)
     st = s.solve(model)
     status = s.status_name(st)
+    wall = hit_wall_clock(s, settings)
     if st != cp_model.INFEASIBLE:
-        return Proof(proven=False, scope=scope, status=status)
+        return Proof(proven=False, scope=scope, status=status, wall_clock_hit=wall)
     by_index = {v.index: k for k, v in lits.items()}
     core = sorted(by_index[i] for i in s.sufficient_assumptions_for_infeasibility()
                   if i in by_index)
@@ -181,10 +187,20 @@ def prove(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
         s2 = solver(small)
         if s2.solve(m2) == cp_model.INFEASIBLE:
             core = rest
+        wall = wall or hit_wall_clock(s2, small)
     if progress:
         progress("prove", 0.8)
     m3, _ = build(problem, geometry, core, False)
     s3 = solver(settings)
     st3 = s3.solve(m3)
-    return Proof(proven=st3 == cp_model.INFEASIBLE, scope=scope, status=status, steps=core,
-                 rechecked=st3 == cp_model.INFEASIBLE, recheck_status=s3.status_name(st3))
+    wall = wall or hit_wall_clock(s3, settings)
+    other, other_status, other_wall = (recheck(problem, geometry.exact, core, settings)
+                                       if st3 == cp_model.INFEASIBLE
+                                       else (False, "NOT_RUN", False))
+    wall = wall or other_wall
+    ok = st3 == cp_model.INFEASIBLE and other
+    notes = [] if ok or st3 != cp_model.INFEASIBLE else [
+        f"the independent re-check did not confirm the proof ({other_status}); none is claimed"]
+    return Proof(proven=ok, scope=scope, status=status, steps=core, rechecked=ok,
+                 recheck_status=s3.status_name(st3), independent_status=other_status,
+                 wall_clock_hit=wall, notes=notes)
