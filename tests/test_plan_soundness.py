@@ -119,3 +119,19 @@ def test_independent_recheck_refuses_a_wrong_model(monkeypatch, exact_limit):
     assert not proof.proven and not proof.rechecked
     assert proof.independent_status != "INFEASIBLE"
     assert "independent re-check did not confirm" in proof.notes[0]
+
+
+def test_a_bound_refuted_by_a_verified_plan_is_an_internal_error(monkeypatch):
+    """If a lower bound claimed "nothing fits" while the placer finds a plan the verifier
+    accepts, the bound is wrong: the planner must not report "does not fit" on its word."""
+    import tilec.plan.pipeline as pipeline
+    from tilec.errors import InternalError
+    from tilec.plan.bounds import Bound
+
+    info = toy_graph([OpSpec("a", ["x"], ["ta"], {1: (2, 0, 2, 5)})])
+    target = toy_target(4, 10)
+    assert run(info, target, options=FAST).plan.status == STATUS_FITS
+    monkeypatch.setattr(pipeline, "op_bound", lambda *a: Bound(
+        "op_too_large", True, "a", 11, 10, {"split": "single", "tiles": 1}))
+    with pytest.raises(InternalError, match="the bound is wrong"):
+        run(info, target, options=FAST)

@@ -7,6 +7,7 @@ Each stage is a module with a plain-data result; this file only wires them and t
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     plan.latency = build.latency(steps, target, info, plan.model.batch)
     t0 = _tick(timings, "build", t0)
 
+    if certificate is not None and res.fits:
+        _contradiction(certificate, plan, buffers, target, problem, options, info)
     fits_blocks = res.fits and certificate is None
     layout_failure = None
     if fits_blocks:
@@ -257,6 +260,24 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "diagnose", t0)
     return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds, problem=problem,
                    place=res, timings=timings)
+
+
+def _contradiction(certificate: Bound, plan: Plan, buffers, target: Target, problem: Problem,
+                   options: Options, info: GraphInfo) -> None:
+    """A bound says no placement exists, yet the placer found one within the budget: lay it out
+    and verify it. A plan the verifier accepts refutes the bound -- an internal error, never a
+    "does not fit" (the plan is left untouched either way)."""
+    lay = _layout(buffers, target, problem, options)
+    if not lay.ok:
+        return
+    trial = copy.deepcopy(plan)
+    for b in trial.buffers:
+        b.offsets = lay.offsets.get(b.id, [])
+    occ = build.occupancy(trial.buffers, int(target.tiles), problem.steps)
+    trial.memory = build.memory_summary(trial.buffers, int(target.tiles), problem.steps, occ)
+    if verify(trial, info, target).ok:
+        raise InternalError(f"evidence ({certificate.kind}) says nothing fits, but the planner "
+                            "built a plan the verifier accepts: the bound is wrong")
 
 
 def _place(problem: Problem, geometry: Geometry, options: Options, *, use_cpsat: bool,
