@@ -26,7 +26,8 @@ class ToyCostModel:
     """Costs from ``op.attrs["toy"]``: ``{tiles: (always, step, out, cycles)}``.
 
     Optional per-op attrs: ``follows`` (follows_input), ``in_place``, ``spread`` (total bytes),
-    ``cat`` (category of the always bytes, default "code").
+    ``cat`` (category of the always bytes, default "code"), ``alt`` (a second table, for splits
+    along ``rows``, tile counts >= 2: two splits with the same tile count).
     """
 
     sync: int = 10
@@ -38,11 +39,18 @@ class ToyCostModel:
         t = op.attrs.get("toy")
         return {int(k): tuple(v) for k, v in (t.items() if t else self.default)}
 
+    @staticmethod
+    def alt(op: OpInfo) -> dict[int, tuple[int, int, int, int]]:
+        t = op.attrs.get("alt")
+        return {int(k): tuple(v) for k, v in t.items() if int(k) > 1} if t else {}
+
     def splits(self, op: OpInfo) -> list[Split]:
-        return [Split.of(elements=n) for n in sorted(self.table(op))]
+        return [Split.of(elements=n) for n in sorted(self.table(op))] + [
+            Split.of(rows=n) for n in sorted(self.alt(op))]
 
     def cost(self, op: OpInfo, split: Split) -> OpCost:
-        a, s, o, c = self.table(op)[split.tiles]
+        table = self.alt(op) if split.factor("rows") > 1 else self.table(op)
+        a, s, o, c = table[split.tiles]
         spread = op.attrs.get("spread", 0)
         return OpCost(
             split=split, always={op.attrs.get("cat", "code"): a} if a else {},

@@ -11,8 +11,9 @@ The brute force (tests/brute_force.py) implements the charging rules from docs/p
 own (no planner code). Two generators: plain DAGs of ops with their own splits, and "rich" ones
 with everything the rules treat specially -- element-wise followers on their leader's tiles
 (sharing tile counts or not), in-place overwrites (also chained, also with bytes that match only
-for some splits), views, in-place Concats, model inputs held in tile memory, spread bytes, and
-targets whose I/O lives in a framebuffer (outputs leave after their last reader).
+for some splits), views, in-place Concats, model inputs held in tile memory, spread bytes,
+several splits with the same tile count, and targets whose I/O lives in a framebuffer (outputs
+leave after their last reader).
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def rich_problems(draw, rect: bool = False):
         return draw(st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=max_size,
                              unique=True))
 
+    def alt():
+        """Sometimes a second split at some tile counts (same footprint, other bytes)."""
+        if draw(st.integers(0, 2)):
+            return {}
+        return {"alt": table(draw(st.lists(st.sampled_from([2, 4]), min_size=1, max_size=2,
+                                           unique=True)))}
+
     for i in range(n):
         kind = draw(st.sampled_from(["conv", "conv", "follow", "follow", "view", "concat"]))
         out = f"t{i}"
@@ -103,13 +111,14 @@ def rich_problems(draw, rect: bool = False):
             others = [t for t in tensors if t != first]
             if others and draw(st.booleans()):
                 ins.append(draw(st.sampled_from(others)))
-            attrs = {"follows": True, "in_place": draw(st.integers(0, 3)) > 0}
+            attrs = {"follows": True, "in_place": draw(st.integers(0, 3)) > 0, **alt()}
             ops.append(OpSpec(f"op{i}", ins, [out], table(counts(3)), kind="elementwise",
                               attrs=attrs))
         elif kind == "conv":
             k = draw(st.integers(1, min(2, len(tensors))))
             ins = draw(st.lists(st.sampled_from(tensors), min_size=k, max_size=k, unique=True))
             attrs = {"spread": draw(st.integers(1, 40))} if draw(st.integers(0, 5)) == 0 else {}
+            attrs.update(alt())
             ops.append(OpSpec(f"op{i}", ins, [out], table(counts()), attrs=attrs))
         kind_of[out] = kind
         tensors.append(out)
@@ -274,6 +283,12 @@ AUDIT_CASES = {
         [OpSpec("L", ["x"], ["tl"], {1: (0, 0, 4, 10), 2: (0, 0, 2, 5)}),
          OpSpec("F", ["tl"], ["tf"], {1: (0, 0, 4, 1), 2: (0, 0, 3, 1)}, kind="elementwise",
                 attrs={"follows": True, "in_place": True})], toy_target(4, 4)),
+    # two 2-tile splits of L: the one with fewer output bytes "dominated" the other, but only
+    # the other's output can be overwritten in place by F (equal sizes): was "does not fit (c)"
+    "in place needs the larger of two same-size splits": (
+        [OpSpec("L", ["x"], ["tl"], {2: (0, 0, 2, 10)}, attrs={"alt": {2: (0, 0, 4, 10)}}),
+         OpSpec("F", ["tl"], ["tf"], {2: (0, 0, 4, 1)}, kind="elementwise",
+                attrs={"follows": True, "in_place": True})], toy_target(4, 5)),
     # an in-place output overwritten in place again: was "does not fit (c)"
     "in place chained": (
         [OpSpec("L", ["x"], ["tl"], {1: (0, 0, 4, 10)}),

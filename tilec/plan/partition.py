@@ -32,6 +32,10 @@ changes nothing else. Two kinds of op are *coupled* to bytes outside their own c
   (the follower runs on the leader's tiles with the leader's tile count, so a leader split with
   fewer tiles may leave the follower no split at all, or more bytes per tile): such an op is
   pruned within each tile count only (:func:`coupled_ops`).
+
+And an op that may overwrite its input in place, or whose buffer may be overwritten, keeps splits
+with different output sizes apart (:func:`in_place_ops`): in place needs equal sizes, so fewer
+output bytes may cost more memory at the overwriting step.
 """
 
 from __future__ import annotations
@@ -139,13 +143,17 @@ def _shapes_within(xs: tuple[tuple[int, int], ...], ys: tuple[tuple[int, int], .
 
 
 def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
-           with_cycles: bool, extra: dict[int, int] | None = None) -> list[Candidate]:
+           with_cycles: bool, extra: dict[int, int] | None = None,
+           exact_outputs: bool = False) -> list[Candidate]:
     """The candidates no other candidate dominates (identical ones: the first in split order).
 
     X dominates Y when X needs no more bytes per tile in any lifetime (and, ``with_cycles``, no
     more cycles), its footprint fits inside Y's, and it is strictly better somewhere. ``extra``
     (bytes per tile by tile count) is one more lifetime: bytes the op's tiles may hold for others
-    (model inputs, see :func:`input_extra`). Vectorised: an (n x n) comparison per op.
+    (model inputs, see :func:`input_extra`). ``exact_outputs``: X dominates Y only with the
+    same output bytes (an op that may overwrite, or be overwritten, in place: whether it can
+    depends on the two output sizes being equal, see :func:`in_place_ops`). Vectorised: an
+    (n x n) comparison per op.
     """
     n = len(cands)
     if n <= 1:
@@ -157,6 +165,8 @@ def pareto(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, 
         v += [0] * (width - len(v))
         if extra:
             v.append(extra.get(c.tiles, 0))
+        if exact_outputs:  # x <= y and -x <= -y: equal
+            v.extend(-o for o in c.outputs)
         if with_cycles:
             v.append(c.cycles)
         v.append(c.tiles)
@@ -297,13 +307,33 @@ def coupled_ops(info: GraphInfo, target: Target,
     return out
 
 
+def in_place_ops(info: GraphInfo, target: Target,
+                 priced: dict[str, Priced] | None = None) -> set[str]:
+    """Ops that may overwrite their first input in place, and the ops whose buffer they may
+    overwrite: problem.py lets an option work in place only where the two output sizes are
+    equal, so a split with *fewer* output bytes does not dominate one with the matching size."""
+    priced = priced if priced is not None else {}
+    out: set[str] = set()
+    for op in info.ops:
+        if not op.inputs or not op.outputs:
+            continue
+        costs = priced[op.name] if op.name in priced else _price(op, target)[0]
+        if not costs or not all(c.in_place and c.follows_input for _, _, c in costs):
+            continue
+        out.add(op.name)
+        owner = info.tensors[info.root(op.inputs[0])].producer
+        if owner is not None:
+            out.add(owner)
+    return out
+
+
 def _per_tile_count(cands: Sequence[Candidate], charged: Sequence[bool], placement: str, *,
-                    with_cycles: bool) -> list[Candidate]:
+                    with_cycles: bool, exact_outputs: bool = False) -> list[Candidate]:
     """The Pareto front within each tile count (same footprints), tile counts ascending."""
     out: list[Candidate] = []
     for n in sorted({c.tiles for c in cands}):
         out.extend(pareto([c for c in cands if c.tiles == n], charged, placement,
-                          with_cycles=with_cycles))
+                          with_cycles=with_cycles, exact_outputs=exact_outputs))
     return out
 
 
@@ -328,6 +358,7 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
     todo = list(ops if ops is not None else info.ops)
     prices = {op.name: _price(op, target) for op in todo}
     coupled = coupled_ops(info, target, {n: p for n, (p, _) in prices.items()})
+    exact_out = in_place_ops(info, target, {n: p for n, (p, _) in prices.items()})
     result: dict[str, OpCandidates] = {}
     notes: list[str] = []
     # Ops with the same priced splits (a network repeats its shapes) share one result: the key
@@ -337,8 +368,9 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
         priced, dropped = prices[op.name]
         ch = charged[op.name]
         extra = input_extra(info, target, op, (sp.tiles for sp, _, _ in priced))
+        exact = op.name in exact_out
         key = (tuple(id(c) for _, _, c in priced), ch, len(op.outputs), tuple(dropped),
-               op.name in coupled, tuple(sorted(extra.items())))
+               op.name in coupled, tuple(sorted(extra.items())), exact)
         hit = memo.get(key)
         if hit is not None:
             result[op.name] = _renamed(hit[1], op.name)
@@ -363,19 +395,21 @@ def partition(info: GraphInfo, target: Target, *, max_candidates: int = MAX_CAND
             # A follower's tile count is dictated by its input's producer: keep every tile count
             # the cost model offers (the group decides), pruning only within a tile count.
             front = _per_tile_count([c for c in cands if c.cost.follows_input], ch,
-                                    target.placement, with_cycles=True)
+                                    target.placement, with_cycles=True, exact_outputs=exact)
             proof = front
             search = front
         elif op.name in coupled:
-            proof = _per_tile_count(cands, ch, target.placement, with_cycles=False)
+            proof = _per_tile_count(cands, ch, target.placement, with_cycles=False,
+                                    exact_outputs=exact)
             search = _shortlist_hosting(
-                _per_tile_count(cands, ch, target.placement, with_cycles=True), ch,
-                max_candidates, extra)
+                _per_tile_count(cands, ch, target.placement, with_cycles=True,
+                                exact_outputs=exact), ch, max_candidates, extra)
         else:
-            proof = pareto(cands, ch, target.placement, with_cycles=False, extra=extra)
+            proof = pareto(cands, ch, target.placement, with_cycles=False, extra=extra,
+                           exact_outputs=exact)
             search = _shortlist_hosting(
-                pareto(cands, ch, target.placement, with_cycles=True, extra=extra), ch,
-                max_candidates, extra)
+                pareto(cands, ch, target.placement, with_cycles=True, extra=extra,
+                       exact_outputs=exact), ch, max_candidates, extra)
         finest = min(cands, key=lambda c: (c.charged_peak(ch), c.tiles, c.split))
         result[op.name] = OpCandidates(
             op=op.name, search=tuple(search), proof=tuple(sorted(
