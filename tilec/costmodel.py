@@ -29,8 +29,9 @@ Optional I/O hooks (looked up with ``getattr``; a target without them keeps I/O 
 memory and has no framebuffer):
 
 * ``CostModel.input_bytes(tensor, tiles) -> {category: bytes per tile}``: what holding model input
-  ``tensor`` costs on each of the ``tiles`` tiles of its first reader (the IPU: the host streams
-  it into a variable mapped over those tiles). It is live from step 0 to its last read.
+  ``tensor`` costs on each of the ``tiles`` tiles of its first reader that is not a view (the IPU:
+  the host streams it into a variable mapped over those tiles). It is live from step 0 to its
+  last read.
 * ``Target.io_location``: ``"host"`` (default; model outputs stay in tile memory until the end of
   the run, when the host reads them) or ``"framebuffer"`` (inputs and outputs live in an on-chip
   I/O buffer outside tile memory; an output leaves tile memory after its last reader).
