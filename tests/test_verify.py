@@ -258,6 +258,11 @@ def _op_not_in_model(p):
     op(p, "b").op_type = "Relu"
 
 
+def _reserve_ignored(p):
+    p.target.budget_per_tile = p.target.bytes_per_tile  # as if nothing were reserved
+    p.target.reserved_bytes_per_tile = 1
+
+
 CORRUPTIONS = {
     "an op missing": (_drop_op, "structure"),
     "consumer before producer": (_consumer_first, "dataflow"),
@@ -289,6 +294,7 @@ CORRUPTIONS = {
     "a follower off its group's tiles": (_follower_elsewhere, "tiles"),
     "latency seconds wrong": (_latency_seconds, "summary"),
     "worst-tile timeline wrong": (_timeline_wrong, "summary"),
+    "the reserved bytes spent": (_reserve_ignored, "structure"),
 }
 MODEL_CORRUPTIONS = {
     "op declaration and buffer shrunk together": (_shrunk_together, "costs"),

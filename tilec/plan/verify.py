@@ -151,6 +151,13 @@ def verify(plan: Plan, info: Any = None, target: Any = None) -> Verification:
     ops = {o.name: o for o in plan.ops}
 
     # ---- structure
+    chip = plan.target
+    if not 0 <= chip.budget_per_tile <= chip.bytes_per_tile - chip.reserved_bytes_per_tile:
+        err.add("structure", f"budget {chip.budget_per_tile} per tile is not the tile's "
+                             f"{chip.bytes_per_tile} bytes less {chip.reserved_bytes_per_tile} "
+                             "reserved")
+    if not chip.grid or int(chip.grid[0]) * int(chip.grid[1]) != tiles:
+        err.add("structure", f"grid {chip.grid} does not hold {tiles} tiles")
     if len(ops) != len(plan.ops):
         err.add("structure", "an op is listed twice")
     if plan.model.ops != len(plan.ops):
@@ -351,10 +358,12 @@ def verify(plan: Plan, info: Any = None, target: Any = None) -> Verification:
             for cat, v in d.items():
                 if v and (o.name, kind, cat) not in seen_cat:
                     err.add("charges", f"op '{o.name}': its {kind} {cat} bytes have no buffer")
-        for t in o.held_inputs:
-            b = holder.get(t)
-            if b is None or b.owner != t:
-                err.add("charges", f"op '{o.name}' declares holding model input '{t}', which "
+        for x in o.held_inputs:
+            b = holder.get(x)
+            if x not in model_inputs:
+                err.add("charges", f"op '{o.name}' declares holding '{x}', not a model input")
+            elif b is None or b.owner != x:
+                err.add("charges", f"op '{o.name}' declares holding model input '{x}', which "
                                    "has no buffer of its own")
 
     # ---- budget
