@@ -260,3 +260,14 @@ def test_report_deeply_nested_json_and_a_bom(saved_plan: Path, tmp_path: Path,
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + saved_plan.read_bytes())
     assert run(capsys, "report", bom)[0] == 1  # the does-not-fit plan, read despite the BOM
+
+
+def test_piped_output_has_no_trailing_blanks(saved_plan: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """rich pads every table cell to its column; in a pipe or a file that left lines ending in
+    dozens of blanks (diffs and copy-paste suffered)."""
+    for argv in (["zoo", "list"], ["targets"], ["passes"], ["inspect", GOOD],
+                 ["report", saved_plan, "-v"]):
+        code, out, _err = run(capsys, *argv)
+        assert code in (0, 1) and out.strip(), argv
+        assert not [line for line in out.splitlines() if line != line.rstrip()], argv

@@ -5,17 +5,48 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 
 from tilec.errors import InputError
 
 
+class _NoTrailingBlanks:
+    """A text stream that drops the blanks rich pads table cells with at the ends of lines.
+
+    Only for output that is not a terminal: a saved or piped table then diffs and greps
+    cleanly. rich writes whole rendered lines per print, so a line never straddles two writes.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(_TRAILING.sub("\n", text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+_TRAILING = re.compile(r"[ \t]+\n")
+
+
 def console(args: argparse.Namespace | None = None, *, stderr: bool = False) -> Console:
     """A rich console; plain text when output is not a terminal, so pipes and tests stay clean."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(file=_NoTrailingBlanks(stream), highlight=False, soft_wrap=False,
                    width=None if sys.stdout.isatty() else 120)
 
 
