@@ -271,3 +271,38 @@ def test_piped_output_has_no_trailing_blanks(saved_plan: Path,
         code, out, _err = run(capsys, *argv)
         assert code in (0, 1) and out.strip(), argv
         assert not [line for line in out.splitlines() if line != line.rstrip()], argv
+
+
+# ------------------------------------------------------------------------------ user models
+def test_mod_in_exporter_constant_arithmetic_is_folded(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """torch.onnx exports nn.TransformerEncoderLayer with a Mod of two constants (its
+    head-dimension arithmetic); it was refused as an op tilec cannot plan. On constants it
+    folds like Shape or Range; on a run-time tensor it is still refused."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(mod_inputs: list[str]) -> Path:
+        nodes = [  # as in the export: Mod of constants, reshaped, then used by a planned op
+            helper.make_node("Mod", mod_inputs, ["m"], name="mod"),
+            helper.make_node("Reshape", ["m", "one"], ["r"], name="reshape"),
+            helper.make_node("Add", ["x", "r"], ["y"], name="add"),
+        ] if mod_inputs[0] != "x" else [helper.make_node("Mod", mod_inputs, ["y"], name="mod")]
+        graph = helper.make_graph(
+            nodes, "mod", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(np.array([8.0], dtype=np.float32), "eight"),
+             numpy_helper.from_array(np.array([3.0], dtype=np.float32), "three"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "one")])
+        path = tmp_path / f"mod{len(list(tmp_path.iterdir()))}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    nodes_mod = ["eight", "three"]
+    code, out, err = run(capsys, "inspect", model(nodes_mod))
+    assert (code, err) == (0, ""), err
+    ops_line = next(line for line in out.splitlines() if line.startswith("ops"))
+    assert "Mod" not in ops_line and "Add 1" in ops_line  # folded, not planned
+    code, _out, err = run(capsys, "inspect", model(["x", "three"]))  # on the input: refused
+    assert code == 2 and "handles Mod only as constant arithmetic" in one_error_line(err)

@@ -79,7 +79,7 @@ OP_KINDS: dict[str, str] = {
 
 # Ops allowed in the graph only when they compute from constants (folded away, never planned).
 CONSTANT_ONLY_OPS = frozenset(
-    {"Shape", "Size", "ConstantOfShape", "Range", "Constant", "NonZero", "CumSum"}
+    {"Shape", "Size", "ConstantOfShape", "Range", "Constant", "NonZero", "CumSum", "Mod"}
 )
 
 # Ops whose constant inputs after the first configure the op rather than hold trained values.
