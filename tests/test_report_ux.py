@@ -93,3 +93,19 @@ def test_spot_groups_add_up_to_the_tile_bytes() -> None:
     assert here is not None and here.total == mem.peak_bytes
     assert here.resident and all(n not in dict(here.running) for n, _ in here.resident)
     assert data.spot(plan, None, 3) is None
+
+
+def test_throughput_unit_follows_the_model() -> None:
+    """A sequence model (no image size) is not measured in images per second."""
+    import io
+
+    from rich.console import Console
+
+    from tilec.report.terminal import print_plan
+
+    plan = gc200_plan()
+    for size, unit in ((plan.model.image_size, "images/s"), (None, "inferences/s")):
+        plan.model.image_size = size
+        buf = io.StringIO()
+        print_plan(plan, Console(file=buf, width=200, color_system=None))
+        assert unit in buf.getvalue()

@@ -212,7 +212,8 @@ def _cards(plan: Plan) -> str:
                       f"per batch of {plan.model.batch} (estimate): device "
                       f"{fmt_seconds(lat.device_seconds)} + input {fmt_seconds(lat.input_seconds)}"
                       f" + output {fmt_seconds(lat.output_seconds)}"))
-        cards.append(("throughput", f"{lat.throughput_per_s:,.0f}/s", "images per second"))
+        unit = "images" if plan.model.image_size else "inferences"
+        cards.append(("throughput", f"{lat.throughput_per_s:,.0f}/s", f"{unit} per second"))
     m = plan.model
     cards.append(("model", f"{m.ops} ops", f"{fmt_count(m.params)} params · "
                   f"{fmt_count(m.macs, 'MAC')} · weights {fmt_bytes(m.weight_bytes)}"))

@@ -144,7 +144,8 @@ def _facts(plan: Plan) -> Table:
                                 f"({estimate}: device {fmt_seconds(lat.device_seconds)} + "
                                 f"input {fmt_seconds(lat.input_seconds)} + output "
                                 f"{fmt_seconds(lat.output_seconds)}) · "
-                                f"{_rate(lat.throughput_per_s)} images/s")
+                                f"{_rate(lat.throughput_per_s)} "
+                                f"{'images' if plan.model.image_size else 'inferences'}/s")
     m = plan.model
     size = (f"{m.ops} ops · {fmt_count(m.params)} params · {fmt_count(m.macs, 'MAC')} · "
             f"weights {fmt_bytes(m.weight_bytes)}")
