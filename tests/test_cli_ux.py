@@ -306,3 +306,31 @@ def test_mod_in_exporter_constant_arithmetic_is_folded(tmp_path: Path,
     assert "Mod" not in ops_line and "Add 1" in ops_line  # folded, not planned
     code, _out, err = run(capsys, "inspect", model(["x", "three"]))  # on the input: refused
     assert code == 2 and "handles Mod only as constant arithmetic" in one_error_line(err)
+
+
+# ------------------------------------------------------------------------------ precision map
+def test_precision_map_applies_at_a_float_default_precision(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """gc200 compiles at fp16 by default, whose pipeline has no quantize pass: a precision map
+    was read, checked -- and then silently ignored (weights stayed 16-bit)."""
+    import json
+
+    pmap = tmp_path / "map.toml"
+    pmap.write_text('default = "int8"\n')
+    sizes = {}
+    for name, extra in (("plain", []), ("mapped", ["--precision-map", pmap])):
+        out = tmp_path / f"{name}.json"
+        code, _out, err = run(capsys, "compile", GOOD, "-q", "--no-what-if", "--json", out, *extra)
+        assert code == 0, err
+        plan = json.loads(out.read_text())
+        sizes[name] = plan["model"]["weight_bytes"]
+        assert ("quantize" in plan["model"]["passes"]) == (name == "mapped")
+    assert sizes["mapped"] < sizes["plain"] * 0.6  # int8 weights (plus scales), not fp16
+    # a typo in a glob is caught now that the map is read by the pass
+    pmap.write_text('[layers]\n"nomatch*" = "int8"\n')
+    code, _out, err = run(capsys, "compile", GOOD, "-q", "--no-what-if", "--precision-map", pmap)
+    assert code == 2 and "matches no layer" in one_error_line(err)
+    # explicit passes without quantize: say so instead of ignoring the map
+    code, _out, err = run(capsys, "compile", GOOD, "-q", "--precision-map", pmap,
+                          "--passes", "canonicalize")
+    assert code == 2 and "applied by the quantize pass" in one_error_line(err)

@@ -70,6 +70,29 @@ def resolve_precision(target: Target, precision: str | None) -> str:
     return precision
 
 
+def pipeline(target: Target, precision: str, passes: list[str] | None,
+             precision_map: object | None) -> list[str]:
+    """The passes to run: ``passes`` as given, else the target's pipeline for ``precision``.
+
+    A per-layer precision map is applied by the ``quantize`` pass, which a float compile's
+    default pipeline leaves out -- so a map given with the default precision (fp16 on the IPU)
+    was silently ignored. The default pipeline then gains ``quantize`` in its natural place; an
+    explicit ``--passes`` without it is an error rather than a map nobody reads.
+    """
+    from tilec.passes import names as pass_order
+
+    if passes is not None:
+        if precision_map is not None and "quantize" not in passes:
+            raise InputError("--precision-map: the per-layer precisions are applied by the "
+                             "quantize pass, which --passes leaves out; add it")
+        return list(passes)
+    names = target.default_passes(precision)
+    if precision_map is not None and "quantize" not in names:
+        wanted = {*names, "quantize"}
+        names = [n for n in pass_order() if n in wanted]
+    return names
+
+
 def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowered:
     """Run the lowering pipeline on a captured model and build the planner's view of it."""
     from tilec.passes import run_pipeline
@@ -80,7 +103,7 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
         note = getattr(target, "default_precision_note", None)
         if note:
             notes.append(note)
-    names = options.passes if options.passes is not None else target.default_passes(precision)
+    names = pipeline(target, precision, options.passes, options.precision_map)
     t0 = time.perf_counter()
     graph, stats = run_pipeline(captured.graph, names, precision=precision,
                                 precision_map=options.precision_map, source=captured.source,

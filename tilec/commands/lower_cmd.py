@@ -178,16 +178,14 @@ def _print_layers(con, layers: list[dict], verbose: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tilec.capture import capture
-    from tilec.compile import resolve_precision
+    from tilec.compile import pipeline, resolve_precision
     from tilec.ir import to_onnx
     from tilec.passes import run_pipeline
     from tilec.targets import load_target
 
     target = load_target(args.target)
     precision = resolve_precision(target, args.precision)
-    names = split_names(args.passes, "--passes")
-    if names is None:
-        names = target.default_passes(precision)
+    names = pipeline(target, precision, split_names(args.passes, "--passes"), args.precision_map)
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise InputError(f"--output: '{out}' should end in .onnx")
