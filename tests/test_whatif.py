@@ -130,9 +130,33 @@ def test_budget_spent_names_what_was_not_checked(monkeypatch):
     prober = Scripted(lambda b: (None, FITS if b <= 3 else NO, 1))
     prober.budget("max_batch")
     w = W._max_batch(prober, {"batch": 40}, TARGET, rebuild, BASE_NO)
+    # the plans are spent from the top (39, 38, 37); then one plan beyond the budget checks
+    # the smallest batch, so the answer is a bound instead of "none in the searched range"
+    assert values(w, "plan") == [39, 38, 37, 1]
+    assert (w.answer, w.status) == (1, "bound")
+    assert w.note == ("proven not to fit: batch 37–39 (c), 40 (a); batch 36 undecided; "
+                      "batch 2–35 not checked")
+
+
+def test_budget_spent_and_the_smallest_does_not_fit_either(monkeypatch):
+    monkeypatch.setitem(W.PLANS, "max_batch", 2)
+    prober = Scripted(lambda b: (None, NO, 1))
+    prober.budget("max_batch")
+    w = W._max_batch(prober, {"batch": 40}, TARGET, rebuild, BASE_NO)
     assert w.answer is None and w.status == "unknown"
-    assert len(values(w, "plan")) == 3
-    assert "not checked (assumed not to fit" in w.note
+    assert values(w, "plan")[-1] == 1 and len(values(w, "plan")) == 3
+
+
+def test_bound_checks_reach_down_from_a_large_batch():
+    """ResNet-50 at batch 64: the fixed bound budget ran out at 52 with the answer near 40;
+    enough bound checks now reach 1 in doubling steps, then the plans close in."""
+    prober = Scripted(lambda b: ("chip_capacity" if b > 40 else None,
+                                 FITS if b <= 40 else NO, 1))
+    prober.budget("max_batch")
+    w = W._max_batch(prober, {"batch": 64}, TARGET, rebuild, BASE_NO)
+    assert w.answer == 40  # found; "bound": a few values above it were left for lack of budget
+    assert w.note.startswith("proven not to fit: batch 41–")
+    assert len(w.probes) <= W.SCAN + (63).bit_length() + 2 + W.PLANS["max_batch"]
 
 
 def test_image_sizes_are_stride_multiples_with_the_aspect_kept():

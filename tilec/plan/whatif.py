@@ -270,8 +270,8 @@ def _largest(knob: Knob, hi: int) -> int | None:
             p = knob.decide(k, plan=plan)
             if (p.result != NO) if not plan else (p.result == FITS):
                 return k, low_fail, k
-            if p.by == "skipped":
-                return None, low_fail, k
+            if p.by == "skipped" or (plan and p.by == "bounds" and p.result == UNKNOWN):
+                return None, low_fail, k  # budget spent (no plan left to decide k)
             low_fail = k
             n += 1
             if n >= SCAN:
@@ -292,7 +292,9 @@ def _largest(knob: Knob, hi: int) -> int | None:
             top = mid
     fit, low_fail, stop = descend(top, plan=True)
     if fit is None:
-        return _fill(knob, 0, hi) if stop == 0 else None
+        if stop == 0:
+            return _fill(knob, 0, hi)
+        return _floor(knob)
     while low_fail - fit > 1 and prober.can_probe:
         mid = (fit + low_fail) // 2
         if knob.decide(mid).result == FITS:
@@ -300,6 +302,32 @@ def _largest(knob: Knob, hi: int) -> int | None:
         else:
             low_fail = mid
     return _fill(knob, fit, hi)
+
+
+def _reach_one(prober: Prober, hi: int) -> None:
+    """Enough bound checks for the descent from ``hi`` to reach 1 (``SCAN`` single steps, then
+    doubling ones) and bisect a little: from batch 64 the fixed budget ran out at 52, with the
+    answer near 40 never looked at. Bound checks are the cheap probes (0.1-0.2 s)."""
+    prober.bounds_left = max(prober.bounds_left, SCAN + max(hi, 1).bit_length() + 2)
+
+
+def _floor(knob: Knob) -> int | None:
+    """The budget ran out on the way down with nothing found to fit: try the smallest value
+    (one plan beyond the budget, unless the wall-clock limit is reached).
+
+    Far below a large compiled value (ResNet-50 at batch 64) the steps from the top spend the
+    budget long before they reach the answer, and "none in the searched range" then read as if
+    batch 1 did not fit either. Knowing that 1 fits turns it into an answer (a ``bound``: the
+    values between stay undecided, and the note says so)."""
+    prober = knob.prober
+    if prober.expired:
+        return None
+    seen = knob.seen.get(1)
+    if seen is not None and seen.by != "skipped" and not (
+            seen.by == "bounds" and seen.result == UNKNOWN):
+        return 1 if seen.result == FITS else None
+    prober.plans_left = max(prober.plans_left, 0) + 1
+    return 1 if knob.decide(1).result == FITS else None
 
 
 def _fill(knob: Knob, fit: int, hi: int) -> int | None:
@@ -358,7 +386,7 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
     if undecided:
         parts.append(prefix + ", ".join(undecided) + " undecided")
     if unchecked:
-        parts.append(prefix + ", ".join(unchecked) + " not checked (assumed not to fit)")
+        parts.append(prefix + ", ".join(unchecked) + " not checked")
     note = "; ".join(parts)
     if undecided or unchecked:
         return ("bound" if answer is not None else "unknown"), note
@@ -426,6 +454,7 @@ def _max_batch(prober: Prober, meta: dict, target: Target, rebuild: Callable[...
         return lambda: (rebuild(batch=b), target)
 
     knob = Knob(prober, make, lambda b: b)
+    _reach_one(prober, hi)
     ans = _largest(knob, hi) if hi >= 1 else None
     status, note = _above_note(ans, hi, knob.seen, base, str, prefix="batch ")
     return WhatIf("max_batch", ans, status, note, knob.records)
@@ -454,6 +483,7 @@ def _max_image_size(prober: Prober, meta: dict, target: Target,
         return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
 
     knob = Knob(prober, make, dims)
+    _reach_one(prober, hi)
     ans = _largest(knob, hi) if hi >= 1 else None
     status, note = _above_note(ans, hi, knob.seen, base,
                                lambda k: unit(dims(k) if k <= hi else [h, w]))
