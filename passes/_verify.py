@@ -29,6 +29,7 @@ each run of consecutive exact passes once, and each lossy pass once (``tilec com
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,29 @@ def probe_sizes(smallest_side: int, stride: int | None) -> list[int]:
 E2E_LIMIT = 1e-2
 """Bound on the end-to-end output error of an exact pass whose every region checked equal: far
 above fp32 rounding amplified through a deep network, far below any real change."""
+
+
+
+_ORT_NODE = re.compile(r"running (\w+) node\. Name:'([^']*)' Status Message: (.*)")
+
+
+def ort_reason(exc: BaseException) -> str:
+    """onnxruntime's error as a user can read it: ``node 'x' (Reshape): <the sentence>``.
+
+    Its messages start with a source path, a line number and the C++ signature of the check
+    that failed ("... reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(...)
+    input_shape_size == requested_shape_size was false. The input tensor cannot be ..."); cut to
+    200 characters that left only the path."""
+    text = " ".join(str(exc).split())
+    m = _ORT_NODE.search(text)
+    if not m:
+        return text[:300]
+    op, name, detail = m.groups()
+    if " was false. " in detail:
+        detail = detail.split(" was false. ", 1)[1]
+    else:
+        detail = re.sub(r"^/\S+:\d+ ", "", detail)
+    return f"node '{name}' ({op}): {detail[:300]}"
 
 
 @dataclass
@@ -343,7 +367,7 @@ class Verifier:
         except Exception as exc:
             raise InputError(
                 f"{self.source}: onnxruntime cannot run the model, so the lowering passes cannot "
-                f"be verified ({str(exc).splitlines()[0][:200]}); use --verify off to skip"
+                f"be verified ({ort_reason(exc)}); use --verify off to skip"
             ) from exc
         if sizes or any(int(t.shape[0]) > 1 for t in graph.inputs if t.shape):
             self.notes.append("the model could not be re-shaped to a smaller probe; verified at "
@@ -409,7 +433,7 @@ class Verifier:
         except Exception as exc:
             raise InternalError(
                 f"{self.source}: after pass(es) {names} onnxruntime cannot run the model: "
-                f"{str(exc).splitlines()[0][:300]}"
+                f"{ort_reason(exc)}"
             ) from exc
         e2e = None
         if after is not None:

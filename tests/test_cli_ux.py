@@ -334,3 +334,49 @@ def test_precision_map_applies_at_a_float_default_precision(
     code, _out, err = run(capsys, "compile", GOOD, "-q", "--precision-map", pmap,
                           "--passes", "canonicalize")
     assert code == 2 and "applied by the quantize pass" in one_error_line(err)
+
+
+def test_reshape_fixed_by_the_export_is_caught_at_capture(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Reshape whose constant target was traced at batch 1: under --batch 2 shape inference
+    took the target as it was, capture passed, and the planner planned half the network (only
+    onnxruntime, if verification ran, refused it, with a 600-character message)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(target: list[int], name: str) -> Path:
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"], name="flatten"),
+                 helper.make_node("Relu", ["r"], ["y"], name="relu")]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(np.array(target, dtype=np.int64), "shape")])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    fixed = model([1, 256], "fixed.onnx")
+    assert run(capsys, "inspect", fixed, "--batch", "1")[0] == 0
+    code, _out, err = run(capsys, "inspect", fixed, "--batch", "2")
+    assert code == 2
+    line = one_error_line(err)
+    assert "node 'flatten' (Reshape) cannot reshape 'x' (2x4x8x8, 512 elements) to 1x256" in line
+    assert "export the model with dynamic axes" in line
+    for good in ([0, -1], [-1, 256], [0, 4, 64]):  # copies and inferred dims follow the batch
+        assert run(capsys, "inspect", model(good, "good.onnx"), "--batch", "2")[0] == 0, good
+
+
+def test_onnxruntime_errors_are_cut_to_the_sentence_that_matters() -> None:
+    from tilec.passes._verify import ort_reason
+
+    raw = ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Reshape "
+           "node. Name:'/attn/Reshape_4' Status Message: /onnxruntime_src/onnxruntime/core/"
+           "providers/cpu/tensor/reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper("
+           "const onnxruntime::TensorShape&, bool) input_shape_size == requested_shape_size was "
+           "false. The input tensor cannot be reshaped to the requested shape. Input shape:"
+           "{10,4,64}, requested shape:{10,4,16}")
+    assert ort_reason(RuntimeError(raw)) == (
+        "node '/attn/Reshape_4' (Reshape): The input tensor cannot be reshaped to the requested "
+        "shape. Input shape:{10,4,64}, requested shape:{10,4,16}")
+    assert ort_reason(RuntimeError("no\nnode here")) == "no node here"

@@ -645,6 +645,35 @@ def check_conv_weights(graph: gs.Graph, source: str) -> None:
                                  f"{_shape_text(bias.shape)}, expected {cout}")
 
 
+def check_reshapes(graph: gs.Graph, source: str, resized: bool) -> None:
+    """A Reshape's constant target must hold exactly its input's elements.
+
+    ONNX shape inference takes a constant target shape as it is, so an export that fixed a
+    shape at its own batch or size (``x.view(1, 10, 4, 16)`` traced at batch 1) passed capture
+    under ``--batch 4`` and was planned as a smaller network; onnxruntime refuses to run it.
+    """
+    for node in graph.nodes:
+        if node.op != "Reshape" or len(node.inputs) < 2:
+            continue
+        x, target = node.inputs[0], node.inputs[1]
+        if not isinstance(target, gs.Constant) or not is_concrete(x.shape):
+            continue
+        dims = [int(d) for d in np.asarray(target.values).reshape(-1)]
+        have = [int(d) for d in x.shape]
+        if not int(node.attrs.get("allowzero", 0)):
+            dims = [have[i] if d == 0 and i < len(have) else d for i, d in enumerate(dims)]
+        n = int(np.prod(have, dtype=np.int64))
+        known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+        ok = (n % known == 0) if -1 in dims and known > 0 else n == known
+        if ok:
+            continue
+        why = ("; --batch / --image-size changed the input, but the export fixed this shape -- "
+               "export the model with dynamic axes, or at this size" if resized else "")
+        raise InputError(f"{source}: node '{node.name}' (Reshape) cannot reshape "
+                         f"'{x.name}' ({_shape_text(have)}, {n:,} elements) to "
+                         f"{_shape_text(dims)}{why}")
+
+
 # ------------------------------------------------------------------------------------- diagnosis
 def _infers(light: onnx.ModelProto, values: dict[tuple[str, int], int]) -> bool:
     """Does shape inference accept ``light`` with the given input dimensions, all positive?"""
@@ -788,6 +817,7 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     check_shapes(graph, source)
     check_constant_only(graph, source)
     check_conv_weights(graph, source)
+    check_reshapes(graph, source, overrides.changed)
     clock.lap("verify")
 
     inputs = {t.name: tuple(int(d) for d in t.shape) for t in graph.inputs}
