@@ -380,3 +380,15 @@ def test_onnxruntime_errors_are_cut_to_the_sentence_that_matters() -> None:
         "node '/attn/Reshape_4' (Reshape): The input tensor cannot be reshaped to the requested "
         "shape. Input shape:{10,4,64}, requested shape:{10,4,16}")
     assert ort_reason(RuntimeError("no\nnode here")) == "no node here"
+
+
+def test_progress_names_the_lowering_stage() -> None:
+    """The spinner said "capturing ..." through the passes and their onnxruntime proof (most of
+    a zoo compile's time) until the planner's first stage."""
+    from tilec.compile import CompileOptions, compile_model
+
+    stages: list[str] = []
+    compile_model(str(GOOD), "gc200", CompileOptions(
+        what_if=False, progress=lambda stage, fraction=None: stages.append(stage)))
+    assert "lowering" in stages
+    assert stages.index("lowering") < min(i for i, s in enumerate(stages) if s != "lowering")

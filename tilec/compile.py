@@ -39,7 +39,7 @@ class CompileOptions:
     what_if: bool = True
     seed: int = 0
     workers: int = 2
-    progress: Callable[[str, float], None] | None = None  # (stage, fraction) for a progress bar
+    progress: Callable[[str, float | None], None] | None = None  # (stage, fraction or None)
 
 
 @dataclass
@@ -180,6 +180,8 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     captured = capture(model, batch=options.batch, image_size=options.image_size,
                        input_shape=options.input_shape)
     t1 = time.perf_counter()
+    if options.progress:  # the passes and their onnxruntime proof take seconds of their own
+        options.progress("lowering", None)
     lowered = lower(captured, target, options)
     lowered.seconds["capture"] = t1 - t0
 
