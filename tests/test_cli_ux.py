@@ -392,3 +392,18 @@ def test_progress_names_the_lowering_stage() -> None:
         what_if=False, progress=lambda stage, fraction=None: stages.append(stage)))
     assert "lowering" in stages
     assert stages.index("lowering") < min(i for i, s in enumerate(stages) if s != "lowering")
+
+
+def test_report_refuses_fits_without_a_passed_verification(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A hand-edited plan said FITS ("placement NOT verified") with exit code 0."""
+    from report_fixtures import gc200_plan
+
+    path = tmp_path / "p.json"
+    gc200_plan().save(path)
+    assert run(capsys, "report", path)[0] == 0
+    for edit in (lambda d: d.__setitem__("verification", None),
+                 lambda d: d["verification"].__setitem__("ok", False)):
+        code, out, err = run(capsys, "report", _edited(path, edit))
+        assert code == 2 and out == ""
+        assert "status: 'fits' without a verification that passed" in one_error_line(err)

@@ -172,6 +172,10 @@ def consistency_errors(plan: Any, limit: int = 5) -> list[str]:
     statuses = (STATUS_FITS, STATUS_DOES_NOT_FIT, STATUS_UNKNOWN)
     if plan.status not in statuses:  # the exit code and the verdict hang on it
         errors.append(f"status: {plan.status!r} is not one of {', '.join(statuses)}")
+    if plan.status == STATUS_FITS and (plan.verification is None or not plan.verification.ok):
+        # tilec reports "fits" only for a placement its verifier accepted; a file that says
+        # otherwise was edited and must not print FITS with exit code 0
+        errors.append("status: 'fits' without a verification that passed")
     if len(plan.target.grid) != 2 or min(plan.target.grid) <= 0:
         errors.append(f"target.grid: expected [rows, cols] of positive integers, got "
                       f"{plan.target.grid}")
