@@ -300,7 +300,7 @@ def _diagnosis(plan: Plan) -> str:
             for k, v in sorted(ev.details.items())) + "</dd>")
     out.append("</dl>")
     if d.live_tensors:
-        out.append("<h3>Live tensors at the worst step</h3>")
+        out.append("<h3>Tensors held on the worst tile at the worst step</h3>")
         out.append(_dict_table(sorted(d.live_tensors, key=lambda t: -int(t.get("bytes") or 0)),
                                first=("name", "bytes")))
     if d.top_tiles:
