@@ -36,7 +36,7 @@ import numpy as np
 
 from tilec.costmodel import OpCost, Split
 from tilec.errors import InternalError
-from tilec.opinfo import OpInfo
+from tilec.opinfo import GraphInfo, OpInfo
 
 from .geometry import (
     ConvDims,
@@ -117,6 +117,30 @@ def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarra
     return out
 
 
+
+def nonzero(**cats: int) -> dict[str, int]:
+    """A category dict without zero entries (reports stay readable)."""
+    return {k: int(v) for k, v in cats.items() if v}
+
+
+def touched(elements: int, share: int, total: int) -> int:
+    """Elements of a broadcast operand (e.g. a per-channel scale) one tile's share touches.
+
+    An operand aligned with the outer dims of the output (the usual broadcast) is touched in
+    proportion to the share, plus one element where the share straddles a boundary.
+    """
+    if total <= 0 or elements >= total:
+        return min(elements, share)
+    return min(elements, cdiv(elements * share, total) + 1)
+
+
+def model_io_bytes(graph: GraphInfo) -> tuple[int, int]:
+    """(bytes of the model's inputs, bytes of its outputs): what crosses the host link."""
+    inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
+    out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
+    return inp, out
+
+
 class _Store:
     """Prices that do not depend on the SRAM size, shared by every cost model of one chip
     description (same spec except ``memory.bytes_per_tile``)."""
@@ -189,8 +213,20 @@ class BaseCostModel:
         self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
         self._sigs: dict[int, tuple[OpInfo, tuple]] = {}
         self._dims: dict[tuple, ConvDims] = store.dims
+        io = self.spec["io"]
+        self.h2d = float(io["host_to_device_bytes_per_s"])
+        self.d2h = float(io["device_to_host_bytes_per_s"])
 
     # ----------------------------------------------------------------------- the contract
+    def io_seconds(self, graph: GraphInfo) -> float:
+        """Inputs cross the host link host->device, outputs device->host, at the target's rates."""
+        return sum(self.io_breakdown(graph))
+
+    def io_breakdown(self, graph: GraphInfo) -> tuple[float, float]:
+        """(input seconds, output seconds) of :meth:`io_seconds` (optional hook)."""
+        inp, out = model_io_bytes(graph)
+        return inp / self.h2d, out / self.d2h
+
     def splits(self, op: OpInfo) -> Sequence[Split]:
         """Candidate splits for ``op``: a few per tile count, sorted by (tiles, split).
 

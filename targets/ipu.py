@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tilec.costmodel import OpCost, Split
-from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
+from tilec.opinfo import OpInfo, TensorInfo
 
-from .base import BaseCostModel, CandidateBlock, conv_blocks
+from .base import BaseCostModel, CandidateBlock, conv_blocks, nonzero, touched
 from .geometry import (
     ConvDims,
     cdiv,
@@ -65,22 +65,6 @@ if TYPE_CHECKING:
 
 _DATAPATH_BITS = {"fp16": 16, "fp32": 32}
 _GATHERING_MOVES = frozenset({"Slice", "Split", "Gather"})  # read only what they output
-
-
-def _nz(**cats: int) -> dict[str, int]:
-    """A category dict without zero entries (reports stay readable)."""
-    return {k: int(v) for k, v in cats.items() if v}
-
-
-def _touched(elements: int, share: int, total: int) -> int:
-    """Elements of a broadcast operand (e.g. a per-channel scale) one tile's share touches.
-
-    An operand aligned with the outer dims of the output (the usual broadcast) is touched in
-    proportion to the share, plus one element where the share straddles a boundary.
-    """
-    if total <= 0 or elements >= total:
-        return min(elements, share)
-    return min(elements, cdiv(elements * share, total) + 1)
 
 
 class IpuCostModel(BaseCostModel):
@@ -106,9 +90,6 @@ class IpuCostModel(BaseCostModel):
                        float(ov["exchange_share"]))
         self.sets = dict(ov["compute_sets"])
         self.amp = float(s["temporaries"]["available_memory_proportion"])
-        io = s["io"]
-        self.h2d, self.d2h = float(io["host_to_device_bytes_per_s"]), float(
-            io["device_to_host_bytes_per_s"])
         # partial-sum bits per datapath: from the precisions that compute on it
         self.partials: dict[str, int] = {}
         for p in s["precision"]["supported"]:
@@ -121,21 +102,11 @@ class IpuCostModel(BaseCostModel):
         cost does not grow with the number of tiles that take part."""
         return self.superstep if tiles > 0 else 0
 
-    def io_seconds(self, graph: GraphInfo) -> float:
-        """Inputs cross the host link host->device, outputs device->host, at the measured rates."""
-        return sum(self.io_breakdown(graph))
-
-    def io_breakdown(self, graph: GraphInfo) -> tuple[float, float]:
-        """(input seconds, output seconds) of :meth:`io_seconds` (optional hook)."""
-        inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
-        out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
-        return inp / self.h2d, out / self.d2h
-
     def input_bytes(self, tensor: TensorInfo, tiles: int) -> dict[str, int]:
         """Bytes per tile of holding model input ``tensor`` on ``tiles`` tiles (optional in the
         contract; the planner asks it). Poplar streams host data straight into the input variable,
         mapped over the tiles that first read it: each holds its share, as ``io``."""
-        return _nz(io=cdiv(tensor.bytes, max(1, tiles)))
+        return nonzero(io=cdiv(tensor.bytes, max(1, tiles)))
 
     # ------------------------------------------------------------------------- helpers
     def datapath(self, act_bits: int) -> str:
@@ -262,8 +233,8 @@ class IpuCostModel(BaseCostModel):
         cycles += (sets - 1) * self.superstep
         return OpCost(
             split=split,
-            always=_nz(weights=w_store, **self.overhead(sets)),
-            step=_nz(weights=w_recv, act_in=in_recv, temp=temp),
+            always=nonzero(weights=w_store, **self.overhead(sets)),
+            step=nonzero(weights=w_recv, act_in=in_recv, temp=temp),
             outputs=(out_bytes, *(0,) * (len(op.out_shapes) - 1)),
             compute_cycles=cycles,
             exchange_cycles=self._xcycles(w_recv + in_recv + red_recv),
@@ -352,15 +323,15 @@ class IpuCostModel(BaseCostModel):
         for i, shape in enumerate(op.in_shapes):
             if i == 0 and numel(shape) == total:
                 continue  # the first input is where the op runs
-            recv += nbytes(_touched(numel(shape), share, total), abits)
-        w_store = sum(nbytes(_touched(w.elements, share, total), w.bits) for w in op.weights)
+            recv += nbytes(touched(numel(shape), share, total), abits)
+        w_store = sum(nbytes(touched(w.elements, share, total), w.bits) for w in op.weights)
         sets = self.sets["elementwise"]
         in_place = (bool(op.in_shapes) and tuple(op.in_shapes[0]) == tuple(op.out_shapes[0])
                     and op.op_type != "Cast")
         return OpCost(
             split=split,
-            always=_nz(weights=w_store, **self.overhead(sets)),
-            step=_nz(act_in=recv),
+            always=nonzero(weights=w_store, **self.overhead(sets)),
+            step=nonzero(act_in=recv),
             outputs=tuple(nbytes(cdiv(numel(o), t), abits) for o in op.out_shapes),
             compute_cycles=self._vector_cycles(share, self.vops(op.op_type), dp)
             + (sets - 1) * self.superstep,
@@ -386,8 +357,8 @@ class IpuCostModel(BaseCostModel):
             sets += 1
             return OpCost(
                 split=split,
-                always=_nz(**self.overhead(sets)),
-                step=_nz(act_in=recv, temp=nbytes(s.out_elements, pbits) + red_recv),
+                always=nonzero(**self.overhead(sets)),
+                step=nonzero(act_in=recv, temp=nbytes(s.out_elements, pbits) + red_recv),
                 outputs=(nbytes(final, abits),),
                 compute_cycles=self._vector_cycles(s.in_elements, 1, dp)
                 + self._vector_cycles(final, s.partials - 1 + average, dp)
@@ -397,8 +368,8 @@ class IpuCostModel(BaseCostModel):
         ops = d.kh * d.kw + average
         return OpCost(
             split=split,
-            always=_nz(**self.overhead(sets)),
-            step=_nz(act_in=recv),
+            always=nonzero(**self.overhead(sets)),
+            step=nonzero(act_in=recv),
             outputs=(nbytes(s.out_elements, abits),),
             compute_cycles=self._vector_cycles(s.out_elements, ops, dp)
             + (sets - 1) * self.superstep,
@@ -418,8 +389,8 @@ class IpuCostModel(BaseCostModel):
         sets = self.sets["resize"]
         return OpCost(
             split=split,
-            always=_nz(**self.overhead(sets)),
-            step=_nz(act_in=recv),
+            always=nonzero(**self.overhead(sets)),
+            step=nonzero(act_in=recv),
             outputs=(out,),
             compute_cycles=compute + (sets - 1) * self.superstep,
             exchange_cycles=self._xcycles(recv),
@@ -451,8 +422,8 @@ class IpuCostModel(BaseCostModel):
             compute = cdiv(sum(outs), self.copy_bpc)
         return OpCost(
             split=split,
-            always=_nz(weights=w_store, **self.overhead(sets)),
-            step=_nz(act_in=recv),
+            always=nonzero(weights=w_store, **self.overhead(sets)),
+            step=nonzero(act_in=recv),
             outputs=outs,
             compute_cycles=compute + (sets - 1) * self.superstep,
             exchange_cycles=self._xcycles(recv),

@@ -38,7 +38,7 @@ from tilec.costmodel import OpCost, Split
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
-from .base import BaseCostModel, CandidateBlock, conv_blocks
+from .base import BaseCostModel, CandidateBlock, conv_blocks, model_io_bytes, nonzero, touched
 from .geometry import (
     ConvDims,
     cdiv,
@@ -61,16 +61,6 @@ if TYPE_CHECKING:
 _GATHERING_MOVES = frozenset({"Slice", "Split", "Gather"})
 
 
-def _nz(**cats: int) -> dict[str, int]:
-    return {k: int(v) for k, v in cats.items() if v}
-
-
-def _touched(elements: int, share: int, total: int) -> int:
-    if total <= 0 or elements >= total:
-        return min(elements, share)
-    return min(elements, cdiv(elements * share, total) + 1)
-
-
 class NorthPoleCostModel(BaseCostModel):
     """NorthPole's layer-by-layer, stored-once-broadcast-per-layer model (module docstring)."""
 
@@ -88,10 +78,7 @@ class NorthPoleCostModel(BaseCostModel):
         self.mnoc = float(noc["model_bytes_per_cycle_per_core"])
         self.pnoc = float(noc["partial_sum_bytes_per_cycle_per_core"])
         self.switch = int(noc["layer_switch_cycles"])
-        io = s["io"]
-        self.h2d = float(io["host_to_device_bytes_per_s"])
-        self.d2h = float(io["device_to_host_bytes_per_s"])
-        self.framebuffer_bytes = int(io["framebuffer_bytes"])
+        self.framebuffer_bytes = int(s["io"]["framebuffer_bytes"])
         self.partials = {p: int(s["precision"][p]["partials_bits"])
                          for p in s["precision"]["supported"]}
 
@@ -100,32 +87,16 @@ class NorthPoleCostModel(BaseCostModel):
         """Between two prescheduled layers only a pipeline drain and fill remains."""
         return self.switch if tiles > 0 else 0
 
-    def io_seconds(self, graph: GraphInfo) -> float:
-        """Write the input tensors into the framebuffer and read the outputs back over the host
-        link ("write tensor, run network, read tensor")."""
-        return sum(self.io_breakdown(graph))
-
-    def io_breakdown(self, graph: GraphInfo) -> tuple[float, float]:
-        """(input seconds, output seconds) of :meth:`io_seconds` (optional hook)."""
-        inp, out = self._io_split(graph)
-        return inp / self.h2d, out / self.d2h
-
     def io_bytes(self, graph: GraphInfo) -> int:
         """Bytes the framebuffer must hold: the model's inputs and outputs. More than
         ``framebuffer_bytes`` means the model cannot run on this chip as compiled."""
-        inp, out = self._io_split(graph)
+        inp, out = model_io_bytes(graph)
         return inp + out
 
     def input_bytes(self, tensor: TensorInfo, tiles: int) -> dict[str, int]:
         """Model inputs sit in the framebuffer, not in core memory: nothing per core. (The first
         layer's ``act_in`` still charges the slice each core receives while it runs.)"""
         return {}
-
-    @staticmethod
-    def _io_split(graph: GraphInfo) -> tuple[int, int]:
-        inp = sum(graph.tensors[n].bytes for n in graph.inputs if n in graph.tensors)
-        out = sum(graph.tensors[n].bytes for n in graph.outputs if n in graph.tensors)
-        return inp, out
 
     # ------------------------------------------------------------------------- helpers
     def _vmm_key(self, op: OpInfo, bits: int) -> str:
@@ -142,7 +113,7 @@ class NorthPoleCostModel(BaseCostModel):
         return self.partials.get(key, max(self.partials.values(), default=16))
 
     def _spread(self, op: OpInfo) -> dict[str, int]:
-        return _nz(weights=weight_bytes(op), code=self.program)
+        return nonzero(weights=weight_bytes(op), code=self.program)
 
     def _vec(self, elements: int, ops: float, rate: int) -> int:
         return math.ceil(elements * ops / rate) if elements and ops else 0
@@ -209,7 +180,7 @@ class NorthPoleCostModel(BaseCostModel):
         return OpCost(
             split=split,
             spread=self._spread(op),
-            step=_nz(weights=w_slice, act_in=in_recv, temp=partial, code=self.program),
+            step=nonzero(weights=w_slice, act_in=in_recv, temp=partial, code=self.program),
             outputs=(nbytes(s.out_elements, abits), *(0,) * (len(op.out_shapes) - 1)),
             compute_cycles=compute,
             exchange_cycles=math.ceil(exchange),
@@ -264,13 +235,13 @@ class NorthPoleCostModel(BaseCostModel):
         for i, shape in enumerate(op.in_shapes):
             if i == 0 and numel(shape) == total:
                 continue
-            recv += nbytes(_touched(numel(shape), share, total), abits)
-        w_step = sum(nbytes(_touched(w.elements, share, total), w.bits) for w in op.weights)
+            recv += nbytes(touched(numel(shape), share, total), abits)
+        w_step = sum(nbytes(touched(w.elements, share, total), w.bits) for w in op.weights)
         in_place = bool(op.in_shapes) and tuple(op.in_shapes[0]) == tuple(op.out_shapes[0])
         return OpCost(
             split=split,
             spread=self._spread(op),
-            step=_nz(weights=w_step, act_in=recv, code=self.program),
+            step=nonzero(weights=w_step, act_in=recv, code=self.program),
             outputs=tuple(nbytes(cdiv(numel(o), t), abits) for o in op.out_shapes),
             compute_cycles=self._vec(share, self.vops(op.op_type), self.vector),
             exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
@@ -296,7 +267,7 @@ class NorthPoleCostModel(BaseCostModel):
             return OpCost(
                 split=split,
                 spread=self._spread(op),
-                step=_nz(act_in=recv, temp=nbytes(s.out_elements, pbits) + partial,
+                step=nonzero(act_in=recv, temp=nbytes(s.out_elements, pbits) + partial,
                          code=self.program),
                 outputs=(nbytes(final, abits),),
                 compute_cycles=compute,
@@ -306,7 +277,7 @@ class NorthPoleCostModel(BaseCostModel):
         return OpCost(
             split=split,
             spread=self._spread(op),
-            step=_nz(act_in=recv, code=self.program),
+            step=nonzero(act_in=recv, code=self.program),
             outputs=(nbytes(s.out_elements, abits),),
             compute_cycles=self._vec(s.out_elements, ops, self.vector),
             exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
@@ -327,7 +298,7 @@ class NorthPoleCostModel(BaseCostModel):
         return OpCost(
             split=split,
             spread=self._spread(op),
-            step=_nz(weights=w_step, act_in=recv, code=self.program),
+            step=nonzero(weights=w_step, act_in=recv, code=self.program),
             outputs=outs,
             compute_cycles=self._vec(cdiv(max(in_total, 1), t), ops, self.vector),
             exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
