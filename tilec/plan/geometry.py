@@ -122,11 +122,14 @@ class Geometry:
             k1 = max(k0, _bisect_right(self.bounds, b - 1) - 1)
             return Position(ranges=((a, b),), blocks=tuple(range(k0, k1 + 1)), origin=(a,),
                             shape=None)
-        _rows, cols = self.grid
-        bh, bw = self.block_size
-        r0, c0 = int(origin[0]), int(origin[1])
         assert shape is not None
-        h, w = shape
+        return self._rect(int(origin[0]), int(origin[1]), *shape)
+
+    def _rect(self, r0: int, c0: int, h: int, w: int) -> Position:
+        """The ``h`` x ``w`` rectangle at mesh origin ``(r0, c0)``: its tile ranges (one per row,
+        or one in all when it spans whole rows) and the blocks it touches."""
+        cols = self.grid[1]
+        bh, bw = self.block_size
         if w == cols:
             ranges: tuple[tuple[int, int], ...] = ((r0 * cols, (r0 + h) * cols),)
         else:
@@ -176,15 +179,7 @@ class Geometry:
             if not self.exact:
                 per_shape = max(1, self.max_positions // max(1, len(use)))
                 origins = _evenly(origins, per_shape)
-            for r0, c0 in origins:
-                if w == cols:
-                    ranges: tuple[tuple[int, int], ...] = ((r0 * cols, (r0 + h) * cols),)
-                else:
-                    ranges = tuple((r * cols + c0, r * cols + c0 + w) for r in range(r0, r0 + h))
-                blocks = tuple(br * self.bcols + bc
-                               for br in range(r0 // bh, (r0 + h - 1) // bh + 1)
-                               for bc in range(c0 // bw, (c0 + w - 1) // bw + 1))
-                out.append(Position(ranges=ranges, blocks=blocks, origin=(r0, c0), shape=(h, w)))
+            out.extend(self._rect(r0, c0, h, w) for r0, c0 in origins)
         return tuple(out)
 
 

@@ -258,10 +258,11 @@ def window_sum(v: np.ndarray, n: int) -> np.ndarray:
     return c[..., n:] - c[..., :-n]
 
 
-def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
-    """Exact bytes per tile at every step of a choice (spread included), ``[tiles, steps]``."""
-    tiles = int(problem.target.tiles)
-    occ = np.zeros((tiles, problem.steps), dtype=np.int64)
+def _load(problem: Problem, choice: Sequence[Slot]) -> tuple[np.ndarray, int]:
+    """Bytes per tile at every step of a choice without the spread (``[tiles, steps]``), and
+    the spread per tile: the local searches move groups in and out of the first and keep the
+    second apart, because a spread byte lands on every tile whatever the position."""
+    occ = np.zeros((int(problem.target.tiles), problem.steps), dtype=np.int64)
     sp = 0
     for g, (oi, pos) in zip(problem.groups, choice, strict=False):
         sp += g.options[oi].spread_per_tile
@@ -269,6 +270,12 @@ def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
             continue
         for a, b in pos.ranges:
             occ[a:b, :] += g.profiles[oi]
+    return occ, sp
+
+
+def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
+    """Exact bytes per tile at every step of a choice (spread included), ``[tiles, steps]``."""
+    occ, sp = _load(problem, choice)
     return occ + sp
 
 
@@ -378,14 +385,8 @@ def repair_exact(problem: Problem, geometry: Geometry, choice: Sequence[Slot], b
     peak lowest; keep the move if the plan's (peak, number of tile-steps at the peak) drops.
     Returns the plan and its peak (possibly still over budget)."""
     tiles, steps = int(problem.target.tiles), problem.steps
-    occ = np.zeros((tiles, steps), dtype=np.int64)
-    sp = 0
     cur = list(choice)
-    for g, (oi, pos) in zip(problem.groups, cur, strict=True):
-        sp += g.options[oi].spread_per_tile
-        if not g.trivial:
-            for a, b in pos.ranges:
-                occ[a:b, :] += g.profiles[oi]
+    occ, sp = _load(problem, cur)
     peak = occ.max(axis=1) if steps else np.zeros(tiles, dtype=np.int64)
 
     def score() -> tuple[int, int]:
@@ -439,17 +440,9 @@ def improve_exact(problem: Problem, geometry: Geometry, choice: Sequence[Slot], 
     saving first) is taken out and put back at the fastest slot that still fits -- its
     footprint's peak within the budget, and a larger spread only if every tile has room."""
     tiles, steps = int(problem.target.tiles), problem.steps
-    occ = np.zeros((tiles, steps), dtype=np.int64)
-    peak = np.zeros(tiles, dtype=np.int64)
-    sp = 0
     cur = list(choice)
-    for g, (oi, pos) in zip(problem.groups, cur, strict=True):
-        sp += g.options[oi].spread_per_tile
-        if not g.trivial:
-            for a, b in pos.ranges:
-                occ[a:b, :] += g.profiles[oi]
-    if steps:
-        peak[:] = occ.max(axis=1)
+    occ, sp = _load(problem, cur)
+    peak = occ.max(axis=1) if steps else np.zeros(tiles, dtype=np.int64)
 
     def saving(gi: int) -> int:
         g = problem.groups[gi]
