@@ -24,7 +24,7 @@ here, too, means no placement exists; the proof is reported only when both model
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -79,17 +79,21 @@ def footprints(problem: Problem, n: int) -> list[tuple[int, ...]]:
     tiles = int(problem.target.tiles)
     if problem.target.placement != "rect":
         return [tuple(range(a, a + n)) for a in range(tiles - n + 1)]
+    cols = int(problem.target.grid[1])
+    return [tuple(r * cols + c for r in range(r0, r0 + h) for c in range(c0, c0 + w))
+            for r0, c0, h, w in _rectangles(problem, n)]
+
+
+def _rectangles(problem: Problem, n: int) -> Iterator[tuple[int, int, int, int]]:
+    """Every ``(row, col, height, width)`` rectangle of ``n`` tiles on the target's mesh."""
     rows, cols = int(problem.target.grid[0]), int(problem.target.grid[1])
-    out = []
     for h in range(1, rows + 1):
         if n % h or n // h > cols:
             continue
         w = n // h
         for r0 in range(rows - h + 1):
             for c0 in range(cols - w + 1):
-                out.append(tuple(r * cols + c for r in range(r0, r0 + h)
-                                 for c in range(c0, c0 + w)))
-    return out
+                yield r0, c0, h, w
 
 
 def recheck(problem: Problem, exact: bool, steps: Sequence[int], settings: SolveSettings
@@ -201,18 +205,14 @@ def _holds(problem: Problem, n: int, tile: int, memo: dict[int, bool]) -> bool:
         starts = range(tiles - n + 1)
         ok = len(starts) > 0 and all(a <= tile < a + n for a in starts)
     else:
-        rows, cols = int(problem.target.grid[0]), int(problem.target.grid[1])
-        r, c = divmod(tile, cols)
+        r, c = divmod(tile, int(problem.target.grid[1]))
         seen = False
         ok = True
-        for h in range(1, rows + 1):
-            if n % h or n // h > cols:
-                continue
-            w = n // h
-            for r0 in range(rows - h + 1):
-                for c0 in range(cols - w + 1):
-                    seen = True
-                    ok = ok and r0 <= r < r0 + h and c0 <= c < c0 + w
+        for r0, c0, h, w in _rectangles(problem, n):
+            seen = True
+            if not (r0 <= r < r0 + h and c0 <= c < c0 + w):
+                ok = False
+                break
         ok = ok and seen
     memo[n] = ok
     return ok
