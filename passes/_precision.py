@@ -71,6 +71,14 @@ class PrecisionMap:
                                  f"(layers are named like '{layers[0] if layers else '-'}')")
         return result
 
+    def to_dict(self) -> dict[str, Any]:
+        """The map as plain data, for the plan's JSON; :func:`parse` reads it back. ``layers``
+        is a list of ``[glob, precision]`` pairs because their order decides the first match."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("default", "first", "last")
+                               if getattr(self, k) is not None}
+        out["layers"] = [[glob, prec] for glob, prec in self.layers]
+        return out
+
 
 def parse(data: dict[str, Any], label: str) -> PrecisionMap:
     """Validate a precision map given as a dict (the parsed TOML)."""
@@ -80,11 +88,15 @@ def parse(data: dict[str, Any], label: str) -> PrecisionMap:
     values = {k: check_precision(data[k], f"{label}: field '{k}'")
               for k in ("default", "first", "last") if k in data}
     layers = data.get("layers", {})
-    if not isinstance(layers, dict):
+    if isinstance(layers, list) and all(isinstance(x, list) and len(x) == 2 for x in layers):
+        items = [(x[0], x[1]) for x in layers]  # the plan JSON's form (see to_dict)
+    elif isinstance(layers, dict):
+        items = list(layers.items())
+    else:
         raise InputError(f"{label}: field 'layers' must be a table of \"glob\" = \"precision\"")
     pairs = tuple(
         (str(glob), check_precision(prec, f"{label}: layers.\"{glob}\""))
-        for glob, prec in layers.items()
+        for glob, prec in items
     )
     return PrecisionMap(path=label, layers=pairs, **values)
 

@@ -186,3 +186,36 @@ def test_report_command_writes_the_annotated_model(tmp_path: Path,
     assert "FITS" in capsys.readouterr().out
     placed = placement_of(onnx.load(str(tmp_path / "a.onnx")))
     assert placed["conv2"]["tilec.placement.step"] == 3
+
+
+def test_report_onnx_relowers_with_the_recorded_precision_map(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A compile with --precision-map, then ``tilec report PLAN.json --onnx``: the plan records
+    the map, so the re-lowered model carries the same per-layer bit widths as the compile's own
+    annotated model (before, the map was dropped and every layer came back at --precision)."""
+    from tilec.cli import main
+
+    source = small_model(tmp_path / "small.onnx")
+    pmap = tmp_path / "map.toml"
+    pmap.write_text('default = "int4"\nfirst = "int8"\n')
+    plan_path, direct, again = (tmp_path / n for n in ("p.json", "direct.onnx", "again.onnx"))
+    assert main(["compile", str(source), "--target", "gc200", "-q", "--no-what-if",
+                 "--precision-map", str(pmap), "--json", str(plan_path),
+                 "--onnx", str(direct)]) == 0
+    capsys.readouterr()
+    plan = json.loads(plan_path.read_text())
+    assert plan["model"]["precision_map"] == {"default": "int4", "first": "int8", "layers": []}
+    pmap.unlink()  # the plan holds the map as data: the file is not needed again
+    assert main(["report", str(plan_path), "--onnx", str(again)]) == 0
+    capsys.readouterr()
+
+    def layer_bits(path: Path) -> dict[str, list[int]]:
+        model = onnx.load(str(path))
+        types = {t.name: t.data_type for t in model.graph.initializer}
+        return {n.name: sorted(types[i] for i in n.input if i in types)
+                for n in model.graph.node}
+
+    want, got = layer_bits(direct), layer_bits(again)
+    assert got == want
+    kinds = {t for v in want.values() for t in v}
+    assert {TensorProto.INT8, TensorProto.INT4} <= kinds, "both precisions of the map are there"

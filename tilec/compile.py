@@ -32,7 +32,7 @@ class CompileOptions:
     image_size: Any = None
     input_shape: Any = None
     precision: str | None = None  # None: the target's default
-    precision_map: str | None = None  # path of a per-layer precision file
+    precision_map: str | dict | None = None  # a per-layer precision file, or its parsed form
     passes: list[str] | None = None  # None: the target's default pipeline
     time_limit: float = 10.0
     verify: str = "pipeline"  # how the passes are proved: "pipeline" | "pass" | "off"
@@ -55,6 +55,7 @@ class Lowered:
     pass_stats: list[Any] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # notices for the user (become Plan.notes)
+    precision_map: dict | None = None  # the per-layer map as plain data (recorded in the plan)
 
 
 def resolve_precision(target: Target, precision: str | None) -> str:
@@ -95,9 +96,12 @@ def pipeline(target: Target, precision: str, passes: list[str] | None,
 
 def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowered:
     """Run the lowering pipeline on a captured model and build the planner's view of it."""
-    from tilec.passes import run_pipeline
+    from tilec.passes import load_precision_map, run_pipeline
 
     precision = resolve_precision(target, options.precision)
+    # Read once, and recorded in the plan as data so a saved plan can be lowered again as it was.
+    pmap = (load_precision_map(options.precision_map).to_dict()
+            if options.precision_map is not None else None)
     notes = []
     if options.precision is None:
         note = getattr(target, "default_precision_note", None)
@@ -106,25 +110,29 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
     names = pipeline(target, precision, options.passes, options.precision_map)
     t0 = time.perf_counter()
     graph, stats = run_pipeline(captured.graph, names, precision=precision,
-                                precision_map=options.precision_map, source=captured.source,
+                                precision_map=pmap, source=captured.source,
                                 verify=options.verify, act_bits=target.act_bits,
                                 stride=captured.stride)
     t1 = time.perf_counter()
-    info = graph_info(graph, captured, target, precision)
+    info = graph_info(graph, captured, target, precision, pmap)
     t2 = time.perf_counter()
     return Lowered(captured=captured, target=target, graph=graph, info=info, precision=precision,
                    passes=names, pass_stats=stats,
-                   seconds={"lower": t1 - t0, "analyse": t2 - t1}, notes=notes)
+                   seconds={"lower": t1 - t0, "analyse": t2 - t1}, notes=notes,
+                   precision_map=pmap)
 
 
-def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: str) -> GraphInfo:
-    """The planner's view of ``graph`` at ``precision`` on ``target``."""
+def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: str,
+               precision_map: dict | None = None) -> GraphInfo:
+    """The planner's view of ``graph`` at ``precision`` (and ``precision_map``, the per-layer
+    precisions it was quantized with, if any) on ``target``."""
     return build_graph_info(
         graph, weight_bits=target.weight_bits(precision), act_bits=target.act_bits(precision),
         source=captured.source,
         meta={"name": captured.name, "source": captured.source, "batch": captured.batch,
               "image_size": list(captured.image_size) if captured.image_size else None,
-              "precision": precision, "stride": captured.stride,
+              "precision": precision, "precision_map": precision_map,
+              "stride": captured.stride,
               "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()}},
     )
 
@@ -157,12 +165,13 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
             input_shapes={t.name: tuple(int(d) for d in t.shape) for t in graph.inputs},
             stride=cap.stride, opset=cap.opset, meta=cap.meta,
         )
-        info = graph_info(graph, new_cap, lowered.target, lowered.precision)
+        info = graph_info(graph, new_cap, lowered.target, lowered.precision,
+                          lowered.precision_map)
     except InputError:
         return None
     return Lowered(captured=new_cap, target=lowered.target, graph=graph, info=info,
                    precision=lowered.precision, passes=lowered.passes,
-                   pass_stats=lowered.pass_stats)
+                   pass_stats=lowered.pass_stats, precision_map=lowered.precision_map)
 
 
 def compile_model(model: Any, target: Target | str, options: CompileOptions | None = None

@@ -56,6 +56,9 @@ class ModelInfo:
     passes: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # model input tensors
     outputs: list[str] = field(default_factory=list)  # model output tensors (live to the end)
+    # the per-layer precision map the model was quantized with (passes/_precision.py's to_dict
+    # form), None for one precision throughout; kept so the model can be lowered again as planned
+    precision_map: dict[str, Any] | None = None
 
 
 @dataclass

@@ -162,13 +162,14 @@ def relower(plan: Plan) -> gs.Graph:
     if target is not None:
         from tilec.compile import CompileOptions, lower
 
-        options = CompileOptions(batch=m.batch, precision=m.precision, passes=list(m.passes))
+        options = CompileOptions(batch=m.batch, precision=m.precision, passes=list(m.passes),
+                                 precision_map=m.precision_map)
         return lower(captured, target, options).graph
     # A target given as a TOML path that is gone: lowering needs no target, only the passes.
     from tilec.passes import run_pipeline
 
     graph, _ = run_pipeline(captured.graph, list(m.passes), precision=m.precision,
-                            precision_map=None, source=captured.source)
+                            precision_map=m.precision_map, source=captured.source)
     return graph
 
 

@@ -129,7 +129,7 @@ def model_line(plan: Plan) -> str:
     parts = [f"{m.name} on {t.name}", f"batch {m.batch}"]
     if m.image_size:
         parts.append(f"{m.image_size[0]}×{m.image_size[1]}")
-    parts.append(m.precision)
+    parts.append(f"{m.precision} + per-layer map" if m.precision_map else m.precision)
     return " · ".join(parts)
 
 
