@@ -236,6 +236,31 @@ def _converse(info, target, plan, ev):
             f"{ev.summary if ev else ''}")
 
 
+def test_a_placement_only_the_exact_proof_model_finds_is_the_plan():
+    """Found by the generator below: a follower's second split at 2 and 4 tiles (``alt``) exists
+    only among the proof options, and the only placement that fits uses it. The search said
+    INFEASIBLE over its options, the exact proof model -- every split -- found the placement,
+    and the planner threw it away and answered "unknown". It is now the plan (verified)."""
+    ops = [OpSpec("op0", ["x"], ["t0"], None, kind="view"),
+           OpSpec("op1", ["t0"], ["t1"], {1: (0, 0, 0, 1), 2: (0, 0, 0, 1), 4: (0, 0, 0, 1)},
+                  kind="elementwise",
+                  attrs={"follows": True, "in_place": False,
+                         "alt": {2: (0, 0, 0, 1), 4: (0, 0, 0, 1)}}),
+           OpSpec("op2", ["t1"], ["t2"], None, kind="view"),
+           OpSpec("op3", ["t2", "x"], ["t3"], {1: (0, 0, 0, 1), 2: (0, 0, 0, 2)},
+                  kind="elementwise",
+                  attrs={"follows": True, "in_place": False,
+                         "alt": {2: (0, 0, 4, 1), 4: (0, 0, 6, 1)}})]
+    info = toy_graph(ops, sizes={"x": 9}, views={"t0": "x", "t2": "t1"})
+    base = toy_target(4, 8, input_io=True)
+    target = FramebufferTarget(**{f.name: getattr(base, f.name)
+                                  for f in dataclasses.fields(ToyTarget)})
+    assert feasible(info, target, ["op0", "op1", "op2", "op3"])
+    plan, ev = _check(info, target)
+    assert plan.status == STATUS_FITS, ev.summary if ev else ""
+    assert plan.solver.details.get("found_by", "").startswith("the exact proof model")
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rich_problems())
 def test_rich_dags_line(problem):

@@ -36,13 +36,14 @@ from tilec.plan.model import (
 from tilec.plan.partition import Partition, partition
 from tilec.plan.place import (
     PlaceResult,
+    evaluate,
     evaluate_tiles,
     greedy_exact,
     greedy_orders,
     place,
     repair_exact,
 )
-from tilec.plan.problem import Problem, build_problem, framebuffer_need
+from tilec.plan.problem import Problem, build_problem, framebuffer_need, with_proof_options
 from tilec.plan.proof import prove
 from tilec.plan.schedule import Schedule, schedule
 from tilec.plan.verify import verify
@@ -152,6 +153,17 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
                  give_up=proven_infeasible if options.fit_only and options.prove
                  and certificate is None else None)
     t0 = _tick(timings, "place", t0)
+    if not res.fits and certificate is None and options.prove and geometry.exact:
+        # On a small chip the proof model is the exact placement model over every split: if it
+        # has a solution, that is a placement the search missed -- take it rather than report
+        # "unknown" for a configuration that fits.
+        if not proofs:
+            if progress:
+                progress("prove", 0.0)
+            proofs.append(prove(problem, geometry, options.settings, progress=progress))
+            t0 = _tick(timings, "prove", t0)
+        if proofs[-1].witness is not None:
+            problem, res = _from_witness(problem, geometry, proofs[-1], res)
     plan = build.new_plan(info, target, passes, STATUS_UNKNOWN)
     plan.notes = list(problem.partition.notes) + list(problem.notes)
     plan.bounds = {"a_chip_bytes": bounds["a"].needed, "a_op": bounds["a"].op,
@@ -260,6 +272,22 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
     t0 = _tick(timings, "diagnose", t0)
     return Outcome(plan=plan, schedule=sched, partition=part, bounds=bounds, problem=problem,
                    place=res, timings=timings)
+
+
+def _from_witness(problem: Problem, geometry: Geometry, proof, res: PlaceResult
+                  ) -> tuple[Problem, PlaceResult]:
+    """The proof model's solution as the placement (its options index the proof options)."""
+    wide = with_proof_options(problem)
+    choice = [(len(g.options) + oi, pos)
+              for g, (oi, pos) in zip(problem.groups, proof.witness, strict=True)]
+    best = evaluate(wide, geometry, choice, "cp-sat:exact model")
+    found = PlaceResult(best=best, fits=best.fits, solver_status=proof.status,
+                        wall_clock_hit=res.wall_clock_hit or proof.wall_clock_hit,
+                        details={**res.details, "search_status": res.solver_status,
+                                 "search_block_peak": int(res.best.peak),
+                                 "found_by": "the exact proof model (the search found none)"},
+                        greedy_cycles=res.greedy_cycles, greedy_peak=res.greedy_peak)
+    return wide, found
 
 
 def _contradiction(certificate: Bound, plan: Plan, buffers, target: Target, problem: Problem,

@@ -737,7 +737,8 @@ def _profile(g: Group, oi: int, opts: Sequence, steps: int) -> np.ndarray:
     return opts[oi].profile(g.intervals, steps)
 
 
-def _choice_from(mdl: _Model, s: cp_model.CpSolver, slots: list[list[Slot]]) -> list[Slot]:
+def choice_from(mdl: _Model, s: cp_model.CpSolver, slots: list[list[Slot]]) -> list[Slot]:
+    """The slot per group that the solved model chose."""
     out = []
     for gi, row in enumerate(mdl.y):
         k = next(i for i, v in enumerate(row) if s.boolean_value(v))
@@ -799,7 +800,7 @@ def cpsat_search(problem: Problem, geometry: Geometry, slots: list[list[Slot]], 
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             break
         obj, bound = sol.objective_value, sol.best_objective_bound
-        cand = evaluate(problem, geometry, _choice_from(mdl, sol, slots), "cp-sat", budget)
+        cand = evaluate(problem, geometry, choice_from(mdl, sol, slots), "cp-sat", budget)
         violated = {int(s) for s in np.nonzero(cand.load.max(axis=0) > budget)[0]}
         if not violated:
             if best is None or (cand.cycles, cand.peak) < (best.cycles, best.peak):

@@ -31,7 +31,7 @@ each step, ``base`` (always) plus ``bumps`` over fixed intervals (steps and buff
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
@@ -301,6 +301,16 @@ def build_problem(info: GraphInfo, target: Target, schedule: Schedule, partition
     return Problem(info=info, target=target, schedule=schedule, partition=partition, steps=steps,
                    step_of=step_of, budget=budget, buffers=buffers, groups=groups,
                    group_of=group_of, notes=notes)
+
+
+def with_proof_options(problem: Problem) -> Problem:
+    """``problem`` with each group's proof options appended to its search options, so that a
+    placement found over the proof options (a proof model's witness: option ``k`` of
+    ``proof_options``) is a placement of this problem with option ``len(options) + k``."""
+    groups = [_finish(g.index, g.members, g.intervals, [*g.options, *g.proof_options],
+                      list(g.proof_options), g.proof_complete, problem.steps)
+              for g in problem.groups]
+    return replace(problem, groups=groups)
 
 
 def _buffer_intervals(spec: BufferSpec) -> list[Interval]:

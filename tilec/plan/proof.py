@@ -33,7 +33,7 @@ from ortools.sat.python import cp_model
 
 from tilec.plan.cpsat import SolveSettings, hit_wall_clock, solver
 from tilec.plan.geometry import Geometry
-from tilec.plan.place import build_model, make_slots
+from tilec.plan.place import Slot, build_model, choice_from, make_slots
 from tilec.plan.problem import Problem
 from tilec.plan.recheck import recheck
 
@@ -52,6 +52,10 @@ class Proof:
     notes: list[str] = field(default_factory=list)
     independent_status: str = ""  # recheck.py's model, built with none of this module's code
     wall_clock_hit: bool = False  # the wall-clock limit stopped a solve (may not reproduce)
+    # The exact model (small chips) is the placement model itself over every split: when it is
+    # satisfiable, its solution is a placement that fits, a slot per group with the option index
+    # into ``Group.proof_options`` (see problem.with_proof_options). None otherwise.
+    witness: list[Slot] | None = None
 
 
 def _proof_options(g):
@@ -138,11 +142,19 @@ def _aggregate_model(problem: Problem, geometry: Geometry, steps: list[int],
 
 def _exact_model(problem: Problem, geometry: Geometry, steps: list[int], literals: bool
                  ) -> tuple[cp_model.CpModel, dict[int, cp_model.IntVar]]:
+    model, lits, _ = _exact_model_with_witness(problem, geometry, steps, literals)
+    return model, lits
+
+
+def _exact_model_with_witness(problem: Problem, geometry: Geometry, steps: list[int],
+                              literals: bool
+                              ) -> tuple[cp_model.CpModel, dict[int, cp_model.IntVar],
+                                         Callable[[cp_model.CpSolver], list[Slot]]]:
     slots = make_slots(problem, geometry, proof=True)
     mdl = build_model(problem, geometry, slots, problem.budget, set(steps),
                       with_objective=False, step_literals=literals,
                       options_of=_proof_options)
-    return mdl.model, mdl.step_lits
+    return mdl.model, mdl.step_lits, lambda s: choice_from(mdl, s, slots)
 
 
 def prove(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
@@ -162,14 +174,21 @@ def prove(problem: Problem, geometry: Geometry, settings: SolveSettings, *,
                             "is attempted"])
     build = _exact_model if geometry.exact else _aggregate_model
     all_steps = list(range(problem.steps))
-    model, lits = build(problem, geometry, all_steps, True)
+    witness_of = None
+    if geometry.exact:
+        model, lits, witness_of = _exact_model_with_witness(problem, geometry, all_steps, True)
+    else:
+        model, lits = build(problem, geometry, all_steps, True)
     model.add_assumptions([lits[s] for s in all_steps])
     s = solver(settings)
     st = s.solve(model)
     status = s.status_name(st)
     wall = hit_wall_clock(s, settings)
     if st != cp_model.INFEASIBLE:
-        return Proof(proven=False, scope=scope, status=status, wall_clock_hit=wall)
+        witness = (witness_of(s) if witness_of is not None
+                   and st in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None)
+        return Proof(proven=False, scope=scope, status=status, wall_clock_hit=wall,
+                     witness=witness)
     by_index = {v.index: k for k, v in lits.items()}
     core = sorted(by_index[i] for i in s.sufficient_assumptions_for_infeasibility()
                   if i in by_index)
