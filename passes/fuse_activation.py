@@ -1,16 +1,18 @@
-"""fuse-activation: a Conv and the activation after it become one op, ``Conv<Act>`` (ai.tilec).
+"""fuse-activation: a Conv (or ConvTranspose, Gemm, MatMul) and the activation after it become
+one op, ``Conv<Act>`` (``ConvTranspose<Act>``, ...; domain ai.tilec).
 
 The planner charges every op's output as a buffer; an activation applied on the fly as the conv
 writes its output needs none of its own. Rewrites (exact -- the fused op is a model-local ONNX
 function whose body is the same Conv and activation, see :mod:`tilec.passes._fused`):
 
-* **Conv -> act** for ``Relu``, ``LeakyRelu(alpha)``, ``Sigmoid``, ``Tanh``, ``Clip(min, max)``
-  (ReLU6), ``Mish``, ``HardSwish``, and the decomposed forms exporters emit:
+* **Conv -> act** (likewise ConvTranspose, Gemm, MatMul -> act) for ``Relu``,
+  ``LeakyRelu(alpha)``, ``Sigmoid``, ``Tanh``, ``Clip(min, max)`` (ReLU6), ``Mish``,
+  ``HardSwish``, and the decomposed forms exporters emit:
   SiLU ``x * sigmoid(x)``; Mish ``x * tanh(softplus(x))`` and ``x * tanh(log(1 + exp(x)))``
   (softplus(x) = log(1 + e^x)); HardSwish ``x * hardsigmoid(x)`` (alpha 1/6, beta 1/2) and
   ``x * clip(x + 3, 0, 6) / 6`` (the /6 as Div or as Mul by 1/6, before or after the product).
   Operand order of Mul/Add is free.
-* **Concat -> act** where every Concat input is a Conv read only by the Concat: an element-wise
+* **Concat -> act** where every Concat input is such an op read only by the Concat: an element-wise
   activation commutes with concatenation, ``act(cat(a, b)) = cat(act(a), act(b))``, so each
   producer takes the activation (Scaled-YOLOv4's ``Mish(BN(cat(..)))`` after fold-bn).
 * **Decomposed activation elsewhere -> one op**: a decomposed Mish or HardSwish not after a Conv
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from tilec.passes import PassContext
 
 NAME = "fuse-activation"
-SUMMARY = "fuse Conv + Relu/LeakyRelu/Mish/SiLU/HardSwish/Clip (incl. decomposed forms) into one op"
+SUMMARY = "fuse Conv/ConvTranspose/Gemm/MatMul + Relu/Mish/SiLU/HardSwish/... (decomposed too)"
 EXACT = True
 
 _TOL = 1e-6
@@ -222,7 +224,8 @@ def match(x: gs.Tensor, outputs: set[str]) -> Match | None:
 
 
 def _fusable_conv(node: gs.Node | None) -> bool:
-    return _graph.is_plain(node, "Conv") and len(node.outputs) == 1
+    """A plain op an activation can be fused into (Conv, ConvTranspose, Gemm, MatMul)."""
+    return _graph.is_plain(node, *_fused.BASES) and len(node.outputs) == 1
 
 
 def _fuse_convs(graph: gs.Graph, ctx: PassContext, outputs: set[str]) -> None:
@@ -241,8 +244,9 @@ def _fuse_convs(graph: gs.Graph, ctx: PassContext, outputs: set[str]) -> None:
         names = [n.name for n in m.nodes]
         for n in m.nodes:
             _graph.disconnect(n)
+        base = conv.op
         _fused.fuse(graph, conv, m.activation, m.out, m.attrs, m.extra)
-        ctx.rewrite("conv+" + m.activation, (conv.name, *names), m.form)
+        ctx.rewrite(f"{base.lower()}+{m.activation}", (conv.name, *names), m.form)
 
 
 def _distribute_over_concat(graph: gs.Graph, ctx: PassContext, outputs: set[str]) -> None:

@@ -46,7 +46,7 @@ from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from tilec import numerics
 from tilec.errors import InputError
-from tilec.ir import FUSED_DOMAIN, set_ann, to_onnx
+from tilec.ir import FUSED_DOMAIN, set_ann, split_fused_op, to_onnx
 
 from . import _fused, _graph
 from ._precision import BITS, INT_PRECISIONS
@@ -187,10 +187,10 @@ class Layer:
 def _layer(node: gs.Node) -> Layer | None:
     """``node`` as a layer with a float constant weight, or None."""
     plain = (node.domain or "") in ("", "ai.onnx")
-    fused = node.domain == FUSED_DOMAIN and node.op.startswith("Conv")
+    fused = split_fused_op(node.op) if node.domain == FUSED_DOMAIN else None
     if not (plain or fused):
         return None
-    op = "Conv" if fused else node.op
+    op = fused[0] if fused else node.op
     idx, axis = None, None
     if op == "Conv":
         idx, axis = 1, 0

@@ -168,3 +168,69 @@ def test_fused_model_at_old_opset_uses_the_decomposed_body():
     b.output(_mish_softplus(b, _conv(b)))
     graph, _stats, err = prove(b.model(), ["fuse-activation"])
     assert ops(graph) == [f"{FUSED_DOMAIN}:ConvMish"] and err < 1e-5
+
+
+# ------------------------------------------------------------- ConvTranspose, Gemm, MatMul
+def _convtranspose(b: Builder, *, bias: bool, group: int = 1) -> str:
+    x = b.input("x", [1, 4, 5, 5])
+    w = b.const(b.rng.normal(0, 0.3, (4, 6 // group, 3, 3)).astype(np.float32), "w")
+    ins = [x, w] + ([b.const(b.rng.normal(0, 0.1, 6).astype(np.float32), "b")] if bias else [])
+    return b.op("ConvTranspose", ins, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                output_padding=[1, 1], group=group)
+
+
+def _gemm(b: Builder, *, bias: bool, trans_b: int = 1) -> str:
+    x = b.input("x", [3, 8])
+    shape = (5, 8) if trans_b else (8, 5)
+    ins = [x, b.const(b.rng.normal(0, 0.3, shape).astype(np.float32), "w")]
+    if bias:
+        ins.append(b.const(b.rng.normal(0, 0.1, 5).astype(np.float32), "b"))
+    return b.op("Gemm", ins, transB=trans_b, alpha=0.5, beta=2.0)
+
+
+def _matmul(b: Builder) -> str:
+    x = b.input("x", [2, 3, 8])
+    return b.op("MatMul", [x, b.const(b.rng.normal(0, 0.3, (8, 5)).astype(np.float32), "w")])
+
+
+@pytest.mark.parametrize("base, build, act, kind", [
+    ("ConvTranspose", lambda b: _convtranspose(b, bias=True), "Relu", "conv"),
+    ("ConvTranspose", lambda b: _convtranspose(b, bias=False, group=2), "Clip", "conv"),
+    ("Gemm", lambda b: _gemm(b, bias=True), "LeakyRelu", "matmul"),
+    ("Gemm", lambda b: _gemm(b, bias=False, trans_b=0), "Clip", "matmul"),
+    ("MatMul", _matmul, "Clip", "matmul"),
+    ("MatMul", _matmul, "Mish", "matmul"),
+])
+def test_activation_fuses_into_convtranspose_gemm_matmul(base, build, act, kind):
+    """Attributes that Conv does not have (output_padding, alpha/beta, transB) reach the body,
+    and Clip's min/max follow a bias input (a zero one when the op had none) or, for MatMul,
+    which has no bias, the two operands."""
+    b = Builder()
+    b.output(SINGLE[act](b, build(b)))
+    graph, stats, err = prove(b.model(), ["fuse-activation"])
+    assert ops(graph) == [f"{FUSED_DOMAIN}:{base}{act}"] and err < 1e-5
+    assert stats[0].counts() == {f"{base.lower()}+{act}": 1}
+    op = build_graph_info(graph).ops[0]
+    assert (op.op_type, op.activation, op.kind) == (base, act, kind)
+
+
+def test_decomposed_silu_after_gemm_fuses():
+    b = Builder()
+    b.output(_silu(b, _gemm(b, bias=True)))
+    graph, _stats, err = prove(b.model(), ["fuse-activation"])
+    assert ops(graph) == [f"{FUSED_DOMAIN}:GemmSiLU"] and err < 1e-5
+
+
+def test_fused_gemm_and_convtranspose_are_quantized_as_layers():
+    """quantize reads the base op of a fused op to find its weight (before, only a fused Conv
+    counted as a layer, so a fused Gemm's weights silently stayed float)."""
+    for base, build in (("Gemm", lambda b: _gemm(b, bias=True, trans_b=0)),
+                        ("ConvTranspose", lambda b: _convtranspose(b, bias=True))):
+        b = Builder()
+        b.output(b.op("Relu", [build(b)]))
+        graph, stats, err = prove(b.model(), ["fuse-activation", "quantize"], precision="int8")
+        fused = [n for n in graph.nodes if n.domain == FUSED_DOMAIN]
+        assert [n.op for n in fused] == [f"{base}Relu"]
+        layers = stats[1].layers
+        assert [(lay["name"], lay["precision"]) for lay in layers] == [(fused[0].name, "int8")]
+        assert err < 0.05  # int8 weights: close, not exact

@@ -15,7 +15,8 @@ Conventions every stage relies on:
   them. Always export through :func:`to_onnx`, never ``gs.export_onnx`` directly.
 * **Fused ops.** A fused op (e.g. a Conv carrying its Mish) is a node in domain
   :data:`FUSED_DOMAIN` whose op type is defined by a model-local ONNX function, so onnxruntime still
-  runs the model exactly. Its op type is ``"Conv" + activation`` (``ConvMish``, ``ConvRelu``, ...).
+  runs the model exactly. Its op type is the base op + activation (``ConvMish``, ``ConvRelu``,
+  ``ConvTransposeRelu``, ``GemmRelu``, ``MatMulSiLU``, ...); :func:`split_fused_op` reads it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ from tilec.errors import InputError, ShapeError
 
 FUSED_DOMAIN = "ai.tilec"
 """Domain of tilec's fused ops (model-local ONNX functions)."""
+
+FUSED_BASES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+"""The ONNX ops an activation is fused into."""
+
+FUSED_ACTIVATIONS = ("Relu", "LeakyRelu", "Mish", "SiLU", "HardSwish", "Sigmoid", "Tanh", "Clip")
+"""The activations a fused op may carry."""
+
+
+def split_fused_op(op: str) -> tuple[str, str] | None:
+    """A fused op type as ``(base, activation)``: ``"ConvTransposeRelu"`` ->
+    ``("ConvTranspose", "Relu")``; None when ``op`` is no fused op type."""
+    for base in sorted(FUSED_BASES, key=len, reverse=True):  # ConvTranspose before Conv
+        if op.startswith(base) and op[len(base):] in FUSED_ACTIVATIONS:
+            return base, op[len(base):]
+    return None
+
 
 ANN_PREFIX = "tilec."
 """Prefix of node attributes that are tilec annotations rather than ONNX attributes."""

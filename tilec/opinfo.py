@@ -26,7 +26,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from tilec.errors import InputError
-from tilec.ir import FUSED_DOMAIN, get_ann, is_concrete
+from tilec.ir import FUSED_DOMAIN, get_ann, is_concrete, split_fused_op
 
 # ONNX op type -> op kind. The kind is what a cost model dispatches on.
 OP_KINDS: dict[str, str] = {
@@ -87,9 +87,6 @@ CONFIG_INPUT_OPS = frozenset({
     "Resize", "Upsample", "Clip", "Pad", "Reshape", "Slice", "Split", "Tile", "Expand",
     "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
 })
-
-ACTIVATIONS = ("Relu", "LeakyRelu", "Mish", "SiLU", "HardSwish", "Sigmoid", "Tanh", "Clip")
-"""Activations a fused op (domain ai.tilec, op type ``"Conv" + activation``) may carry."""
 
 
 def supported_ops() -> list[str]:
@@ -318,8 +315,9 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         name = node.name
         if not name:
             raise InputError(f"{source}: a '{node.op}' node has no name (capture names every node)")
-        if node.domain == FUSED_DOMAIN and node.op.startswith("Conv"):
-            op_type, activation = "Conv", node.op[4:] or None
+        fused = split_fused_op(node.op) if node.domain == FUSED_DOMAIN else None
+        if fused is not None:
+            op_type, activation = fused
         elif node.op in OP_KINDS:
             op_type, activation = node.op, None
         else:
