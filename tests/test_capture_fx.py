@@ -380,7 +380,7 @@ def test_load_factory_and_capture(tmp_path: Path) -> None:
     ("model.py:Branchy", "torch.fx cannot trace Branchy"),
     ("model.py:Sorting", "node 'sort' (function torch.sort): not a supported operation"),
     ("model.py:Recurrent", "module 'rnn' (LSTM): module type LSTM is not supported"),
-    ("model.py:TwoInputs", "forward() takes 2 tensor inputs (x, y)"),
+    ("model.py:TwoInputs", "--input-shape gives 1 shape, but forward(x, y) needs 2"),
 ])
 def test_bad_python_input(tmp_path: Path, suffix: str, message: str) -> None:
     _write(tmp_path, GOOD)

@@ -52,13 +52,17 @@ def resolve_kind(model: Any) -> str:
 
 def capture(model: Any, *, batch: int | None = None,
             image_size: tuple[int, int] | str | int | None = None,
-            input_shape: tuple[int, ...] | str | None = None,
+            input_shape: Any = None,
             name: str | None = None) -> Captured:
     """Capture ``model`` -- a path to .onnx, ``file.py:factory``, a zoo name or an ``nn.Module``.
 
     ``batch`` and ``image_size`` override the graph inputs before shape inference. ``input_shape``
-    gives whole input shapes, e.g. ``(1, 3, 896, 896)`` or, for an ONNX file with several inputs,
-    ``"a=1,3,64,64;b=1,10"``; ``batch`` / ``image_size`` then override its parts.
+    gives whole input shapes, e.g. ``(1, 3, 896, 896)`` or, for several inputs,
+    ``"a=1,3,64,64;b=1,10"`` (by name) or, for a PyTorch module, also ``"1,3,64,64;1,10"`` (by
+    position in forward's order), ``[(1, 3, 64, 64), (1, 10)]``, ``{"a": (1, 3, 64, 64), ...}``
+    and ``"ids=1,128:int64"`` for an integer input (see :func:`tilec.capture.fx.capture_module`);
+    ``batch`` / ``image_size`` then override dimension 0 of every input of rank 2 or more and
+    H, W of every rank-4 input.
     """
     if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch <= 0):
         raise InputError(f"--batch: must be a positive integer, got {batch}")
@@ -85,13 +89,12 @@ def capture(model: Any, *, batch: int | None = None,
         return capture_onnx(path, name=str(model), stride=spec.stride, source=str(model))
     from tilec.capture import fx
 
-    shape = fx.parse_input_shape(input_shape) if input_shape is not None else None
     if kind == "python":
         module = fx.load_factory(str(model))
         label = str(model)
     else:
         module, label = model, name or type(model).__name__
-    return fx.capture_module(module, input_shape=shape, batch=batch, image_size=image_size,
+    return fx.capture_module(module, input_shape=input_shape, batch=batch, image_size=image_size,
                              name=name or label, source=label)
 
 

@@ -24,8 +24,10 @@ target. The converter is also how :func:`tilec.zoo.export` writes the zoo's ONNX
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import importlib.util
+import logging
 import math
 import operator
 import sys
@@ -39,7 +41,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.capture.onnx_file import capture_model_proto, parse_image_size
+from tilec.capture.onnx_file import (
+    InputSpec,
+    _looks_nhwc,
+    capture_model_proto,
+    parse_image_size,
+    parse_input_specs,
+)
 from tilec.capture.types import Captured
 from tilec.errors import InputError, InternalError
 from tilec.ir import MAX_IR_VERSION
@@ -58,11 +66,15 @@ MISH_FORMS = ("op", "decomposed")
 
 # ----------------------------------------------------------------------------------- user input
 def parse_input_shape(value: str | Sequence[int]) -> tuple[int, ...]:
-    """``"1,3,896,896"`` (or ``1x3x896x896``, or a tuple) -> ``(1, 3, 896, 896)``; all positive."""
+    """``"1,3,896,896"`` (or ``1x3x896x896``, or a tuple) -> ``(1, 3, 896, 896)``; all positive.
+
+    One shape only; :func:`capture_module` reads every form (several inputs, names, dtypes)
+    through :func:`tilec.capture.onnx_file.parse_input_specs`.
+    """
     if isinstance(value, str):
-        if "=" in value or ";" in value:  # the ONNX form NAME=dims;NAME2=dims
-            raise InputError(f"--input-shape: '{value}': a PyTorch module takes one input; give "
-                             "its shape alone, e.g. 1,3,896,896")
+        if "=" in value or ";" in value or ":" in value:
+            raise InputError(f"--input-shape: '{value}' is more than one shape (use "
+                             "parse_input_specs for NAME=dims;NAME2=dims and dtypes)")
         parts = [p.strip() for p in value.lower().replace("×", "x").replace("x", ",").split(",")]
         try:  # an empty part ("1,3,,64", "1,3,64,64,x") is a typo, not a separator to skip
             dims = tuple(int(p) for p in parts)
@@ -159,74 +171,273 @@ def _import_file(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------------- capture
-def capture_module(module: Any, *, input_shape: Sequence[int] | str | None = None,
+def capture_module(module: Any, *, input_shape: Any = None,
                    batch: int | None = None,
                    image_size: tuple[int, int] | str | int | None = None,
                    name: str | None = None, source: str | None = None,
                    opset: int = DEFAULT_OPSET, mish: str = "op") -> Captured:
     """Capture a PyTorch module through torch.fx into the graph form (see the module docstring).
 
-    ``input_shape`` is the full input shape (e.g. ``(1, 3, 896, 896)``); ``batch`` replaces its
-    dimension 0 and ``image_size`` its dimensions 2 and 3. Without ``input_shape``, an image size
-    is enough: the channel count is read from the first convolution the module calls.
+    ``input_shape`` gives the shapes of ``forward``'s tensor inputs, in any form
+    :func:`~tilec.capture.onnx_file.parse_input_specs` reads: one shape ``(1, 3, 896, 896)``
+    when forward takes one tensor; a sequence of shapes, one per parameter in forward's order;
+    a dict ``{parameter name: shape}``; or the ``--input-shape`` text (``"x=1,3,64,64;y=1,10"``
+    or ``"1,3,64,64;1,10"``). The graph's inputs are named after forward's parameters.
+
+    * A parameter with a default value that is given no shape keeps its default: the trace is
+      specialised to it (``torch.fx`` ``concrete_args``), so ``if mask is not None:`` takes the
+      branch the default implies. Giving it a shape makes it an input like any other.
+    * Inputs are float (the dtype of the module's first floating-point parameter, float32 if
+      none) unless stated: ``ids=1,128:int64`` or ``{"ids": ((1, 128), torch.int64)}``. An input
+      that goes straight into an ``nn.Embedding`` (or ``F.embedding``) is int64 without saying,
+      since an embedding takes nothing else.
+    * ``batch`` replaces dimension 0 of every input of rank 2 or more and ``image_size``
+      dimensions 2 and 3 of every rank-4 input -- the ONNX door's rule. Without ``input_shape``,
+      an image size is enough for a module taking one tensor: the channel count is read from the
+      first convolution it calls.
+
+    A forward taking ``*args`` / ``**kwargs``, a missing, unknown or surplus shape, and a shape for
+    a parameter annotated as a Python scalar are each one :class:`InputError` line naming the
+    module (or ``file.py:factory``) and the parameter.
     """
     import torch
 
     label = source or name or type(module).__name__
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"{label}: not a torch.nn.Module (got {type(module).__name__})")
-    if batch is not None and batch <= 0:
+    if batch is not None and (isinstance(batch, bool) or batch <= 0):
         raise InputError(f"--batch: must be a positive integer, got {batch}")
     hw = parse_image_size(image_size)
+    params = forward_params(module, label)
+    feeds = bind_inputs(params, parse_input_specs(input_shape), hw, label)
+    concrete = {p.name: p.default for p in params if p.name not in feeds}
     was_training = module.training
     module.eval()  # before tracing: `if self.training:` branches must take the inference path
     try:
-        gm = trace(module, label)
-        shape = _resolve_input_shape(gm, input_shape, batch, hw, label)
-        model, expected = module_to_onnx(module, shape, opset=opset, mish=mish, source=label,
-                                         graph_name=name or label, traced=gm)
+        gm = trace(module, label, concrete or None)
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != len(params):
+            raise InputError(f"{label}: torch.fx sees {len(placeholders)} parameters of forward() "
+                             f"where its signature lists {len(params)} ({_signature(params)}); "
+                             "export the model to ONNX and pass the .onnx file instead")
+        shapes = _resolve_shapes(gm, feeds, batch, hw, label)
+        dtypes = _resolve_dtypes(module, gm, params, feeds)
+        model, expected = module_to_onnx(module, shapes, opset=opset, mish=mish, source=label,
+                                         graph_name=name or label, traced=gm, dtype=dtypes)
     finally:
         module.train(was_training)
     captured = capture_model_proto(model, batch=None, image_size=None, name=name or label,
                                    stride=None, source=label)
     check_against_fake(captured, expected, label)
-    captured.meta.update({"door": "torch.fx", "mish": mish})
+    captured.meta.update({"door": "torch.fx", "mish": mish,
+                          "input_dtypes": {k: _dtype_text(v) for k, v in dtypes.items()}})
     return captured
 
 
-def _resolve_input_shape(gm: Any, input_shape: Any, batch: int | None,
-                         hw: tuple[int, int] | None, label: str) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a module's ``forward``, as the torch.fx door binds shapes to it."""
+
+    name: str
+    required: bool  # no default value
+    default: Any = None
+    scalar: str | None = None  # "float", "int", ... when annotated as a Python scalar
+
+    def text(self) -> str:
+        return self.name if self.required else f"{self.name}={self.default!r}"
+
+
+_SCALAR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "complex"})
+
+
+def _signature(params: Sequence[Param]) -> str:
+    return f"forward({', '.join(p.text() for p in params)})"
+
+
+def forward_params(module: Any, label: str) -> list[Param]:
+    """The parameters of ``module.forward`` in order; ``*args`` / ``**kwargs`` are refused.
+
+    Shapes are bound to parameters by name or position, so each input must be a named
+    parameter; a variadic forward could take anything and tilec could not say what is missing.
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(module.forward)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{label}: cannot read the parameters of forward() "
+                         f"({_first_line(exc)})") from exc
+    params: list[Param] = []
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            star = "*" if p.kind == p.VAR_POSITIONAL else "**"
+            raise InputError(f"{label}: forward{sig} takes {star}{p.name}; the torch.fx door "
+                             "binds each input shape to a named parameter, so forward() must "
+                             "name its inputs (wrap the module in one whose forward does)")
+        ann = p.annotation
+        ann_text = ann if isinstance(ann, str) else getattr(ann, "__name__", None)
+        params.append(Param(
+            name=p.name, required=p.default is p.empty,
+            default=None if p.default is p.empty else p.default,
+            scalar=ann_text if ann_text in _SCALAR_ANNOTATIONS else None))
+    if not params:
+        raise InputError(f"{label}: forward() takes no input")
+    return params
+
+
+@dataclass
+class Feed:
+    """What the torch.fx door feeds one parameter: its dims (None: to be read from the first
+    convolution, for ``--image-size`` alone) and its dtype (None: inferred, see
+    :func:`capture_module`)."""
+
+    name: str
+    dims: tuple[int, ...] | None
+    dtype: str | None = None
+
+
+def bind_inputs(params: Sequence[Param], specs: Sequence[InputSpec] | None,
+                hw: tuple[int, int] | None, label: str) -> dict[str, Feed]:
+    """Match ``--input-shape`` entries to forward's parameters (by name, or by position).
+
+    Returns {parameter: Feed} in forward's order, for exactly the parameters that become graph
+    inputs; every other parameter has a default and keeps it.
+    """
+    sig = _signature(params)
+    required = [p for p in params if p.required]
+    by_name = {p.name: p for p in params}
+    feeds: dict[str, Feed] = {}
+    for p in required:
+        if p.scalar is not None:
+            raise InputError(f"{label}: parameter '{p.name}: {p.scalar}' of {sig} has no default "
+                             "value, and only tensors can be given a shape; give it a default "
+                             "in forward() (tilec leaves defaults alone) or fix it in the factory")
+    if specs is None:
+        if hw is not None and len(required) == 1 and required[0].scalar is None:
+            return {required[0].name: Feed(required[0].name, None)}
+        if len(required) == 1:
+            raise InputError(f"{label}: give the input shape of the module, e.g. --input-shape "
+                             "1,3,224,224 (or input_shape=(1, 3, 224, 224))")
+        example = ";".join(f"{p.name}=..." for p in required) or "NAME=..."
+        raise InputError(f"{label}: give the shapes of {sig}'s inputs, e.g. --input-shape "
+                         f"'{example}'")
+    if specs[0].name is None:  # by position, in forward's order
+        last_required = max((i for i, p in enumerate(params) if p.required), default=-1)
+        count = f"{len(specs)} shape{'s' if len(specs) != 1 else ''}"
+        by_name_hint = ";".join(f"{p.name}=..." for p in required)
+        if len(specs) > len(params):
+            raise InputError(f"{label}: --input-shape gives {count}, but {sig} takes "
+                             f"{len(params)} parameter{'s' if len(params) != 1 else ''}")
+        if len(specs) <= last_required:
+            raise InputError(f"{label}: --input-shape gives {count}, but {sig} needs "
+                             f"{last_required + 1} (none for '{params[len(specs)].name}'); give "
+                             f"one per input in forward's order, or by name: {by_name_hint}")
+        for spec, p in zip(specs, params, strict=False):
+            feeds[p.name] = Feed(p.name, spec.dims, spec.dtype)
+    else:
+        for spec in specs:
+            assert spec.name is not None
+            if spec.name not in by_name:
+                close = difflib.get_close_matches(spec.name, list(by_name), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise InputError(f"{label}: --input-shape names '{spec.name}', but {sig} has no "
+                                 f"such parameter ({hint}parameters: {', '.join(by_name)})")
+        given = {s.name: s for s in specs}
+        for p in params:
+            if p.name in given:
+                feeds[p.name] = Feed(p.name, given[p.name].dims, given[p.name].dtype)
+            elif p.required:
+                raise InputError(f"{label}: --input-shape gives no shape for input '{p.name}' of "
+                                 f"{sig}; name each input: "
+                                 f"{';'.join(f'{q.name}=...' for q in required)}")
+    for p in params:
+        if p.scalar is not None and p.name in feeds:
+            raise InputError(f"{label}: parameter '{p.name}: {p.scalar}' of {sig} is given a "
+                             "shape, but it is not a tensor; leave it out of --input-shape "
+                             "(it keeps its default)")
+    return feeds
+
+
+def _listing(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{k} {'x'.join(map(str, v)) or 'scalar'}" for k, v in shapes.items())
+
+
+def _resolve_shapes(gm: Any, feeds: dict[str, Feed], batch: int | None,
+                    hw: tuple[int, int] | None, label: str) -> dict[str, tuple[int, ...]]:
+    """Whole shapes per input: ``--input-shape``, then ``--batch``, then ``--image-size``."""
     import torch
 
-    if input_shape is not None:
-        shape = list(parse_input_shape(input_shape))
-    elif hw is not None:
+    shapes: dict[str, list[int]] = {}
+    for key, feed in feeds.items():
+        if feed.dims is not None:
+            shapes[key] = list(feed.dims)
+            continue
+        assert hw is not None  # bind_inputs leaves dims out only for --image-size alone
         first_conv = next(
             (gm.get_submodule(n.target) for n in gm.graph.nodes if n.op == "call_module"
              and isinstance(gm.get_submodule(n.target), torch.nn.Conv2d)), None)
         if first_conv is None:
             raise InputError(f"{label}: give the full input shape (--input-shape N,C,H,W): the "
                              "module has no Conv2d to read the channel count from")
-        shape = [1, first_conv.in_channels, *hw]
-    else:
-        raise InputError(f"{label}: give the input shape of the module, e.g. --input-shape "
-                         "1,3,224,224 (or input_shape=(1, 3, 224, 224))")
+        shapes[key] = [1, first_conv.in_channels, *hw]
+    listing = _listing({k: tuple(v) for k, v in shapes.items()})
     if batch is not None:
-        shape[0] = batch
+        batched = [k for k, v in shapes.items() if len(v) >= 2]
+        if not batched:
+            raise InputError(f"--batch: {label}: no input has a batch dimension (inputs: "
+                             f"{listing})")
+        for key in batched:
+            shapes[key][0] = batch
     if hw is not None:
-        if len(shape) != 4:
-            raise InputError(f"{label}: --image-size needs a 4-D (N,C,H,W) input shape, got "
-                             f"{tuple(shape)}")
-        shape[2], shape[3] = hw
-    return tuple(shape)
+        images = [k for k, v in shapes.items() if len(v) == 4]
+        if not images:
+            raise InputError(f"--image-size: {label}: no input is rank-4 (N,C,H,W) (inputs: "
+                             f"{listing}); use --input-shape")
+        for key in images:
+            if _looks_nhwc(list(feeds[key].dims or ())):
+                raise InputError(f"--image-size: {label}: input '{key}' "
+                                 f"({'x'.join(map(str, shapes[key]))}) looks NHWC; tilec "
+                                 "resizes NCHW inputs only, give the shape with --input-shape")
+            shapes[key][2], shapes[key][3] = hw
+    return {k: tuple(v) for k, v in shapes.items()}
 
 
-def trace(module: Any, label: str) -> Any:
+def _resolve_dtypes(module: Any, gm: Any, params: Sequence[Param],
+                    feeds: dict[str, Feed]) -> dict[str, Any]:
+    """torch dtype per input: as stated; int64 into an embedding; else the module's float."""
+    import torch
+    import torch.nn.functional as F
+
+    default = next((p.dtype for p in module.parameters() if p.is_floating_point()),
+                   torch.float32)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    node_of = {p.name: n for p, n in zip(params, placeholders, strict=True)}
+    dtypes: dict[str, Any] = {}
+    for key, feed in feeds.items():
+        if feed.dtype is not None:
+            dtypes[key] = getattr(torch, feed.dtype)
+            continue
+        node = node_of[key]
+        indexes = False
+        for u in node.users:
+            embeds = ((u.op == "call_module"
+                       and isinstance(gm.get_submodule(u.target), torch.nn.Embedding))
+                      or (u.op == "call_function" and u.target is F.embedding))
+            indexes |= embeds and (u.args[:1] == (node,) or u.kwargs.get("input") is node)
+        dtypes[key] = torch.int64 if indexes else default
+    return dtypes
+
+
+def _dtype_text(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def trace(module: Any, label: str, concrete_args: dict[str, Any] | None = None) -> Any:
     """``torch.fx.symbolic_trace`` with its failures turned into one :class:`InputError` line."""
     import torch.fx
 
     try:
-        return torch.fx.symbolic_trace(module)
+        return torch.fx.symbolic_trace(module, concrete_args=concrete_args)
     except Exception as exc:
         raise InputError(f"{label}: torch.fx cannot trace {type(module).__name__} "
                          f"({_first_line(exc)}); export it to ONNX and pass the .onnx file "
@@ -248,16 +459,21 @@ def check_against_fake(captured: Captured, expected: dict[str, tuple[int, ...]],
 
 
 # ----------------------------------------------------------------------------------- converter
-def module_to_onnx(module: Any, input_shape: Sequence[int], *, opset: int = DEFAULT_OPSET,
+def module_to_onnx(module: Any, input_shape: Any, *, opset: int = DEFAULT_OPSET,
                    mish: str = "op", source: str = "module", graph_name: str | None = None,
                    traced: Any = None, dtype: Any = None
                    ) -> tuple[onnx.ModelProto, dict[str, tuple[int, ...]]]:
-    """Convert ``module`` (evaluated on an input of ``input_shape``) to an ONNX model.
+    """Convert ``module`` (evaluated on inputs of ``input_shape``) to an ONNX model.
+
+    ``input_shape`` is one shape when forward takes one tensor, a sequence of shapes (one per
+    parameter without a default, in forward's order) or a dict {parameter: shape}; a parameter
+    given no shape must have a default (and keeps it). ``dtype`` is one torch dtype for every
+    input, or a dict {parameter: dtype}; it defaults to that of the module's first
+    floating-point parameter (float32 if it has none).
 
     Returns the model and the shape PyTorch gives each tensor the converter named (for
     :func:`check_against_fake`). The module is put in eval mode for the conversion (BatchNorm uses
-    its running statistics, Dropout is the identity) and restored afterwards. The input's dtype
-    defaults to that of the module's first floating-point parameter (float32 if it has none).
+    its running statistics, Dropout is the identity) and restored afterwards.
     """
     import torch
 
@@ -266,15 +482,15 @@ def module_to_onnx(module: Any, input_shape: Sequence[int], *, opset: int = DEFA
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset: {opset} is outside the range the converter writes "
                          f"({MIN_OPSET}..{MAX_OPSET})")
-    if dtype is None:
-        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
-                     torch.float32)
+    float_dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
+                       torch.float32)
     was_training = module.training
     module.eval()
     try:
         gm = traced if traced is not None else trace(module, source)
-        values = _fake_run(gm, tuple(int(d) for d in input_shape), source, dtype)
-        emitter = _Emitter(gm, values, opset=opset, mish=mish, source=source)
+        inputs = _placeholder_inputs(gm, input_shape, dtype, float_dtype, source)
+        values = _fake_run(gm, inputs, source)
+        emitter = _Emitter(gm, values, opset=opset, mish=mish, source=source, inputs=inputs)
         graph = emitter.convert(graph_name or source)
     finally:
         module.train(was_training)
@@ -284,19 +500,63 @@ def module_to_onnx(module: Any, input_shape: Sequence[int], *, opset: int = DEFA
     return model, emitter.expected
 
 
-def _fake_run(gm: Any, shape: tuple[int, ...], source: str, dtype: Any) -> dict[Any, Any]:
-    """Run ``gm`` under FakeTensorMode; return each fx node's (fake) result."""
+@dataclass(frozen=True)
+class _Input:
+    """A graph input: the placeholder it feeds, its (parameter) name, shape and torch dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+def _placeholder_inputs(gm: Any, input_shape: Any, dtype: Any, float_dtype: Any,
+                        source: str) -> list[_Input | None]:
+    """One entry per fx placeholder: the input fed to it, or None (it keeps its default)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for n in placeholders:
+        if str(n.target).startswith("*"):
+            raise InputError(f"{source}: forward() takes {n.target}; the torch.fx door binds each "
+                             "input shape to a named parameter, so forward() must name its inputs")
+    if isinstance(input_shape, dict):
+        shapes = {str(k): tuple(int(d) for d in v) for k, v in input_shape.items()}
+        unknown = sorted(set(shapes) - {str(n.target) for n in placeholders})
+        if unknown:
+            raise InputError(f"{source}: forward() has no parameter '{unknown[0]}'")
+    else:
+        items = list(input_shape)
+        if items and all(isinstance(d, (int, np.integer)) for d in items):
+            items = [items]  # one shape
+        free = [str(n.target) for n in placeholders if not n.args]
+        if len(items) != len(free):
+            raise InputError(f"{source}: forward() takes {len(free)} tensor inputs "
+                             f"({', '.join(free) or 'none'}); got {len(items)} shapes")
+        shapes = {k: tuple(int(d) for d in v) for k, v in zip(free, items, strict=True)}
+    result: list[_Input | None] = []
+    for n in placeholders:
+        key = str(n.target)
+        if key not in shapes:
+            if not n.args:  # args holds a default value, if any
+                raise InputError(f"{source}: no shape for input '{key}' of forward()")
+            result.append(None)
+            continue
+        want = dtype.get(key) if isinstance(dtype, dict) else dtype
+        result.append(_Input(key, shapes[key], want if want is not None else float_dtype))
+    return result
+
+
+def _fake_run(gm: Any, inputs: Sequence[_Input | None], source: str) -> dict[Any, Any]:
+    """Run ``gm`` under FakeTensorMode on ``inputs`` (one per placeholder); return each fx node's
+    (fake) result. A placeholder without an input runs on its default value."""
     import torch
     import torch.fx
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    required = [n for n in placeholders if not n.args]  # args holds a default value, if any
-    if len(required) != 1:
-        names = ", ".join(n.name for n in required) or "none"
-        raise InputError(f"{source}: forward() takes {len(required)} tensor inputs ({names}); "
-                         "the torch.fx door captures single-input modules -- export the model to "
-                         "ONNX to capture it with several inputs")
+    fed = [i for i in inputs if i is not None]
+    if len(fed) == 1:
+        on = f"input shape {fed[0].shape}"
+    else:
+        on = "input shapes " + ", ".join(f"{i.name} {i.shape}" for i in fed)
     # Module types are known before anything runs: reject an unsupported one up front, so the
     # user hears "not supported" rather than whatever the fake run trips over first.
     for n in gm.graph.nodes:
@@ -331,21 +591,29 @@ def _fake_run(gm: Any, shape: tuple[int, ...], source: str, dtype: Any) -> dict[
                 raise
             except Exception as exc:
                 # Interpreter.run appends the fx graph to whatever escapes; keep the clean line.
-                failure.append(f"{source}: {_describe(gm, n)} fails on input shape "
-                               f"{tuple(shape)}: {_first_line(exc)}")
+                failure.append(f"{source}: {_describe(gm, n)} fails on {on}: "
+                               f"{_first_line(exc)}")
                 raise
             values[n] = result
             return result
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
+    # A meta kernel that rejects a shape is logged by torch (a traceback on stderr) before it
+    # raises; the failure reaches the user as one InputError line instead.
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)
     try:
         with mode, torch.no_grad():
-            x = torch.empty(shape, dtype=dtype)
-            _Run(gm).run(x)
+            args = [torch.empty(i.shape, dtype=i.dtype) if i is not None else n.args[0]
+                    for i, n in zip(inputs, placeholders, strict=True)]
+            _Run(gm).run(*args)
     except Exception as exc:
         if failure:
             raise InputError(failure[0]) from exc
         raise
+    finally:
+        fake_log.setLevel(level)
     return values
 
 
@@ -435,8 +703,10 @@ class _Emitter:
     """Walks the traced graph with its fake values and writes ONNX nodes and initializers."""
 
     def __init__(self, gm: Any, values: dict[Any, Any], *, opset: int, mish: str,
-                 source: str) -> None:
+                 source: str, inputs: Sequence[_Input | None]) -> None:
         self.gm = gm
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        self.feeds = dict(zip(placeholders, inputs, strict=True))
         self.values = values
         self.opset = opset
         self.mish = mish if opset >= 18 else "decomposed"
@@ -518,12 +788,14 @@ class _Emitter:
         for node in self.gm.graph.nodes:
             self.fx_node = node
             if node.op == "placeholder":
-                if node.args:  # an argument with a default value: a Python constant
+                feed = self.feeds[node]
+                if feed is None:  # a parameter left at its default value: a Python constant
                     self.env[node] = node.args[0]
                     continue
                 fake = self.values[node]
-                name = self.unique(node.name)
+                name = self.unique(feed.name)  # the parameter's name, as the user wrote it
                 t = _T(name, tuple(int(d) for d in fake.shape), fake.dtype)
+                self.expected[name] = t.shape
                 self.inputs.append(helper.make_tensor_value_info(
                     name, _onnx_dtype(t.dtype), list(t.shape)))
                 self.env[node] = t
@@ -757,10 +1029,20 @@ class _Emitter:
         return self.out_t(self.emit("Resize", ins, name, **attrs)[0])
 
     def binary(self, op: str, a: Any, b: Any, name: str) -> _T:
-        like = a if isinstance(a, _T) else b
-        an = a.name if isinstance(a, _T) else self.scalar(a, like, f"{name}/a")
-        bn = b.name if isinstance(b, _T) else self.scalar(b, like, f"{name}/b")
-        return self.out_t(self.emit(op, [an, bn], name)[0])
+        # PyTorch promotes mixed operands (an int64 mask times a float tensor, int / int -> float);
+        # ONNX takes one type, so an operand of another dtype than the result is Cast to it.
+        fake = self.values[self.fx_node]
+        like = _T("", (), fake.dtype)
+        names = []
+        for side, v in (("a", a), ("b", b)):
+            if not isinstance(v, _T):
+                names.append(self.scalar(v, like, f"{name}/{side}"))
+            elif v.dtype != fake.dtype:
+                names.append(self.emit("Cast", [v.name], self.unique(f"{name}/cast_{side}"),
+                                       to=_onnx_dtype(fake.dtype))[0])
+            else:
+                names.append(v.name)
+        return self.out_t(self.emit(op, names, name)[0])
 
     def axis(self, dim: int, rank: int) -> int:
         return int(dim) + rank if int(dim) < 0 else int(dim)
@@ -799,8 +1081,12 @@ class _Emitter:
         if not isinstance(x, _T):
             raise _Unsupported(f"indexing a {type(x).__name__}")
         items = list(index) if isinstance(index, tuple) else [index]
-        if any(i is None or isinstance(i, (_T, list)) for i in items):
-            raise _Unsupported("indexing with None, lists or tensors")
+        if any(isinstance(i, (_T, list)) for i in items):
+            raise _Unsupported("indexing with lists or tensors")
+        # x[:, None] inserts a size-1 axis: index without the Nones, then one Reshape to the
+        # result's shape (the elements keep their order, so a Reshape is exact).
+        new_axes = any(i is None for i in items)
+        items = [i for i in items if i is not None]
         if sum(i is Ellipsis for i in items) > 1:
             raise _Unsupported("more than one Ellipsis")
         if Ellipsis in items:
@@ -825,7 +1111,7 @@ class _Emitter:
             else:
                 raise _Unsupported(f"index of type {type(item).__name__}")
         cur = x.name
-        last = not gathers
+        last = not gathers and not new_axes
         if axes:
             ins = [cur, self.const(f"{name}/starts", np.array(starts, dtype=np.int64)),
                    self.const(f"{name}/ends", np.array(ends, dtype=np.int64)),
@@ -833,10 +1119,12 @@ class _Emitter:
                    self.const(f"{name}/steps", np.array(steps, dtype=np.int64))]
             cur = self.emit("Slice", ins, name if last else self.unique(f"{name}/slice"))[0]
         for k, (axis, idx) in enumerate(reversed(gathers)):  # highest axis first keeps indices
-            final = k == len(gathers) - 1
+            final = k == len(gathers) - 1 and not new_axes
             ind = self.const(f"{name}/index{axis}", np.array(idx, dtype=np.int64))
             cur = self.emit("Gather", [cur, ind], name if final else self.unique(
                 f"{name}/gather{axis}"), axis=axis)[0]
+        if new_axes:
+            return self.reshape(_T(cur, (), x.dtype), name)
         if cur == x.name:
             return x  # x[:] -- no-op
         return self.out_t(cur)
@@ -913,6 +1201,14 @@ def _m_layernorm(e: _Emitter, node: Any, m: Any, args: tuple, kwargs: dict) -> _
     ins = [x.name, e.param(w, f"{path}.weight"), e.param(b, f"{path}.bias")]
     return e.out_t(e.emit("LayerNormalization", ins, e.unique(path), axis=-len(shape),
                           epsilon=float(m.eps))[0])
+
+
+def _m_embedding(e: _Emitter, node: Any, m: Any, args: tuple, kwargs: dict) -> _T:
+    if m.max_norm is not None:
+        raise _Unsupported("Embedding with max_norm (it renormalises its table as it runs)")
+    ids = _first_tensor(args, kwargs)
+    table = e.param(m.weight, f"{node.target}.weight")
+    return e.out_t(e.emit("Gather", [table, ids.name], e.unique(str(node.target)), axis=0)[0])
 
 
 def _m_linear(e: _Emitter, node: Any, m: Any, args: tuple, kwargs: dict) -> _T:
@@ -1048,7 +1344,7 @@ def _module_handlers() -> list[tuple[type, Callable[..., Any]]]:
         (nn.ConvTranspose3d, _m_conv),
         (nn.BatchNorm1d, _m_batchnorm), (nn.BatchNorm2d, _m_batchnorm),
         (nn.BatchNorm3d, _m_batchnorm), (nn.LayerNorm, _m_layernorm),
-        (nn.Linear, _m_linear),
+        (nn.Linear, _m_linear), (nn.Embedding, _m_embedding),
         (nn.Identity, _m_identity), (nn.Dropout, _m_identity), (nn.Dropout2d, _m_identity),
         (nn.Flatten, _m_flatten),
         (nn.MaxPool1d, _m_maxpool), (nn.MaxPool2d, _m_maxpool), (nn.MaxPool3d, _m_maxpool),
@@ -1096,8 +1392,8 @@ def _function_table() -> dict[Any, str]:
         torch.sqrt: "sqrt",
         F.max_pool2d: "max_pool2d", F.avg_pool2d: "avg_pool2d",
         F.adaptive_avg_pool2d: "adaptive_avg_pool2d", F.interpolate: "interpolate",
-        F.pad: "pad", F.linear: "linear", F.conv2d: "conv2d", torch.conv2d: "conv2d",
-        torch.mean: "mean", torch.sum: "sum",
+        F.pad: "pad", F.linear: "linear", F.embedding: "embedding", F.conv2d: "conv2d",
+        torch.conv2d: "conv2d", torch.mean: "mean", torch.sum: "sum",
     }
 
 
@@ -1302,6 +1598,18 @@ def _f_linear(e: _Emitter, node: Any, canon: str, args: tuple, kwargs: dict) -> 
     return e.linear(x, name, weight, bias, b["weight"].name.rsplit(".", 1)[0])
 
 
+def _f_embedding(e: _Emitter, node: Any, canon: str, args: tuple, kwargs: dict) -> _T:
+    b = _bind(args, kwargs, ("input", "weight", "padding_idx", "max_norm"),
+              {"padding_idx": None, "max_norm": None})
+    if b["max_norm"] is not None:
+        raise _Unsupported("embedding with max_norm (it renormalises its table as it runs)")
+    ids = _first_tensor(args, kwargs)
+    table = _weight_tensor(e, b["weight"], "the table")
+    name = e.unique(e.base_name(node, canon))
+    return e.out_t(e.emit("Gather", [e.param(table, b["weight"].name), ids.name], name,
+                          axis=0)[0])
+
+
 def _f_conv2d(e: _Emitter, node: Any, canon: str, args: tuple, kwargs: dict) -> _T:
     b = _bind(args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation",
                              "groups"),
@@ -1335,5 +1643,6 @@ _FUNCTION_HANDLERS: dict[str, Callable[..., Any]] = {
                                    "elu", "softmax", "clamp", "exp", "sqrt")},
     "max_pool2d": _f_pool, "avg_pool2d": _f_pool, "adaptive_avg_pool2d": _f_pool,
     "interpolate": _f_interpolate, "pad": _f_pad, "linear": _f_linear, "conv2d": _f_conv2d,
+    "embedding": _f_embedding,
     "mean": _f_reduce, "sum": _f_reduce,
 }

@@ -66,7 +66,11 @@ def add_model_args(parser: argparse.ArgumentParser, *, target: bool = True) -> N
                              "NCHW input)")
     parser.add_argument("--input-shape", default=None, metavar="SHAPE",
                         help="whole input shape, e.g. 1,3,896,896; for several inputs "
-                             "NAME=1,3,896,896;NAME2=1,10 (--batch / --image-size apply on top)")
+                             "NAME=1,3,896,896;NAME2=1,10 (the ONNX input names, or forward()'s "
+                             "parameter names for file.py:factory, which also takes "
+                             "1,3,896,896;1,10 in forward's order, and a dtype suffix for an "
+                             "integer input: ids=1,128:int64); --batch / --image-size apply on "
+                             "top")
 
 
 def image_size(text: str) -> tuple[int, int]:

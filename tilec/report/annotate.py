@@ -146,12 +146,15 @@ def relower(plan: Plan) -> gs.Graph:
     except InputError as exc:
         raise InputError(f"{m.source}: the model this plan was made from is not available "
                          f"here, so --onnx cannot re-lower it ({exc})") from exc
-    input_shape = None
+    input_shape: dict[str, tuple[int, ...]] | None = None
+    batch, image_size = m.batch, tuple(m.image_size) if m.image_size else None
     if kind in ("python", "module") and m.input_shapes:
-        input_shape = tuple(next(iter(m.input_shapes.values())))
+        # Every input by name, whole: batch and size are in the shapes already (re-applying them
+        # would resize a second 4-D input of another size to the first one's).
+        input_shape = {k: tuple(v) for k, v in m.input_shapes.items()}
+        batch = image_size = None
     try:
-        captured = capture(m.source, batch=m.batch,
-                           image_size=tuple(m.image_size) if m.image_size else None,
+        captured = capture(m.source, batch=batch, image_size=image_size,
                            input_shape=input_shape, name=m.name)
     except InputError as exc:
         raise InputError(f"{exc} (--onnx captures and lowers the plan's model again, so it must "
