@@ -36,7 +36,8 @@ class CompileOptions:
     passes: list[str] | None = None  # None: the target's default pipeline
     time_limit: float = 10.0
     verify: str = "pipeline"  # how the passes are proved: "pipeline" | "pass" | "off"
-    what_if: bool = True
+    what_if: bool = True  # search what would fit when the model does not (--no-what-if: off)
+    what_if_fits: bool = False  # also search how far a plan that fits can grow (--what-if)
     seed: int = 0
     workers: int = 2
     progress: Callable[[str, float | None], None] | None = None  # (stage, fraction or None)

@@ -14,7 +14,7 @@ from tilec.commands.common import (
     positive_float,
     split_names,
 )
-from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS
+from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS, InputError
 from tilec.plan.model import STATUS_FITS, Plan
 
 
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
         "compile", parents=[parent], help="plan MODEL onto a target: fits, or why not",
         description="Capture, lower and place MODEL on the target's tiles. Prints a verified "
                     "plan's summary (exit 0) or an out-of-memory diagnosis with what would fit "
-                    "(exit 1; also for 'unknown' when the search limit is reached).")
+                    "(exit 1; also for 'unknown' when the search limit is reached). With "
+                    "--what-if, a plan that fits also says how far it can grow.")
     add_model_args(p)
     p.add_argument("--precision", "-p", default=None,
                    help="fp32 | fp16 | int8 | int4 | int2 (default: the target's)")
@@ -35,6 +36,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="CP-SAT time limit in seconds per solve (default 10)")
     p.add_argument("--no-what-if", action="store_true",
                    help="skip the what-if search when the model does not fit")
+    p.add_argument("--what-if", action="store_true",
+                   help="also search a model that fits: the largest batch and image size and "
+                        "the highest precision that still fit, the smallest SRAM per tile it "
+                        "needs (off by default: a fitting compile stays fast)")
     p.add_argument("--json", type=output_file, metavar="FILE",
                    help="write the plan / diagnosis as JSON")
     p.add_argument("--html", type=output_file, metavar="FILE",
@@ -84,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
     from tilec.report.terminal import print_plan
     from tilec.targets import load_target
 
+    if args.what_if and args.no_what_if:
+        raise InputError("--what-if and --no-what-if: choose one")
     target = load_target(args.target)
     with _progress(args) as update:
         options = CompileOptions(
             batch=args.batch, image_size=args.image_size, input_shape=args.input_shape,
             precision=args.precision, precision_map=args.precision_map,
             passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
-            what_if=not args.no_what_if, progress=update,
+            what_if=not args.no_what_if, what_if_fits=args.what_if, progress=update,
         )
         plan, lowered = compile_model(args.model, target, options)
     print_plan(plan, console(args), verbose=args.verbose)

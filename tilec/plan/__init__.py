@@ -42,12 +42,15 @@ def settings_from(options: Any) -> SolveSettings:
 def plan_model(info: GraphInfo, target: Target, *, options: Any,
                rebuild: Callable[..., GraphInfo] | None = None, passes: list[str] | None = None,
                stage_seconds: dict[str, float] | None = None) -> Plan:
-    """Plan ``info`` on ``target``: a verified plan, or a diagnosis with what-if answers.
+    """Plan ``info`` on ``target``: a verified plan (with its headroom answers when asked), or a
+    diagnosis with what-if answers.
 
-    ``options`` carries ``time_limit``, ``what_if``, ``seed``, ``workers`` and ``progress``
-    (tilec.compile.CompileOptions). ``rebuild(batch=, image_size=, precision=)`` returns the same
-    model at another configuration (for what-if); without it the questions that need it are
-    skipped. Wall-clock times go to ``plan.timings`` (never into the JSON).
+    ``options`` carries ``time_limit``, ``what_if`` (search what would fit when the model does
+    not), ``what_if_fits`` (also search the headroom of a plan that fits), ``seed``, ``workers``
+    and ``progress`` (tilec.compile.CompileOptions). ``rebuild(batch=, image_size=,
+    precision=)`` returns the same model at another configuration (for what-if); without it the
+    questions that need it are skipped. Wall-clock times go to ``plan.timings`` (never into the
+    JSON).
     """
     progress = getattr(options, "progress", None)
     opts = Options(settings=settings_from(options))
@@ -56,7 +59,11 @@ def plan_model(info: GraphInfo, target: Target, *, options: Any,
     timings = {**(stage_seconds or {}), **{f"plan.{k}": v for k, v in outcome.timings.items()}}
     plan = outcome.plan
     timings["plan"] = time.perf_counter() - t0
-    if plan.status != STATUS_FITS and getattr(options, "what_if", True) and plan.diagnosis:
+    # what would fit instead (a diagnosis, unless --no-what-if), or how far a plan that fits
+    # can grow (only when asked: --what-if; a fitting compile stays fast by default)
+    fits = plan.status == STATUS_FITS
+    if (getattr(options, "what_if_fits", False) if fits else
+            getattr(options, "what_if", True) and plan.diagnosis is not None):
         from tilec.plan.whatif import what_if
 
         t1 = time.perf_counter()
@@ -64,9 +71,13 @@ def plan_model(info: GraphInfo, target: Target, *, options: Any,
             def rebuild(**kw: Any) -> GraphInfo:
                 raise_missing()
 
-        plan.diagnosis.what_if = what_if(info, target, outcome, rebuild=rebuild, options=opts,
-                                         seconds=max(5.0, opts.settings.time_limit),
-                                         progress=progress)
+        answers = what_if(info, target, outcome, rebuild=rebuild, options=opts,
+                          seconds=max(5.0, opts.settings.time_limit), progress=progress)
+        if fits:
+            plan.what_if = answers
+        else:
+            assert plan.diagnosis is not None
+            plan.diagnosis.what_if = answers
         timings["what_if"] = time.perf_counter() - t1
     plan.timings = timings
     return plan

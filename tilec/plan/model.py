@@ -202,8 +202,13 @@ class Evidence:
 
 @dataclass
 class WhatIf:
+    """One what-if answer. For a diagnosis (``Diagnosis.what_if``) the searches go down from the
+    compiled configuration (what would fit instead); for a plan that fits (``Plan.what_if``,
+    ``--what-if``) they go up (how far it can grow: the largest batch and image size, the highest
+    precision) and down for the SRAM per tile it needs. The question names are the same."""
+
     question: str  # "max_batch" | "max_image_size" | "min_precision" | "min_bytes_per_tile"
-    answer: Any  # None when nothing in the searched range fits
+    answer: Any  # None when nothing in the searched range fits (or nothing was searched)
     status: str  # "exact" | "bound" | "unknown"
     note: str = ""
     probes: list[dict[str, Any]] = field(default_factory=list)
@@ -241,6 +246,10 @@ class Plan:
     diagnosis: Diagnosis | None = None
     notes: list[str] = field(default_factory=list)  # notices for the user (e.g. a default chosen)
     bounds: dict[str, Any] = field(default_factory=dict)  # lower bounds on the per-tile peak
+    what_if: list[WhatIf] = field(default_factory=list)
+    """Headroom answers for a plan that fits, searched only on request (``tilec compile
+    --what-if``): how far batch / image size / precision can grow, how little SRAM per tile it
+    needs. Empty otherwise; a diagnosis carries its own answers (``Diagnosis.what_if``)."""
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION
@@ -290,6 +299,7 @@ _LISTS: dict[tuple[type, str], type] = {
     (Plan, "steps"): Step,
     (Plan, "ops"): OpPlacement,
     (Plan, "buffers"): Buffer,
+    (Plan, "what_if"): WhatIf,
     (Diagnosis, "what_if"): WhatIf,
 }
 

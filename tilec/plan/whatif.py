@@ -1,6 +1,7 @@
 """what-if: what *would* fit, computed in the same run by re-planning.
 
-Four questions, each a search over one knob with everything else fixed:
+Four questions, each a search over one knob with everything else fixed (for a model that does
+not fit; for one that fits, see "Headroom" below):
 
 ``max_batch``           the largest batch below the compiled one that fits;
 ``max_image_size``      the largest image size below the compiled one (a multiple of the network's
@@ -37,6 +38,23 @@ rather than assume, where that is affordable:
   ``bound`` and the note says so (and names any larger size seen *not* to fit: feasibility
   observed to be not monotone). When what does not fit is the I/O framebuffer, which no SRAM per
   tile changes, the answer is "none" (exact).
+
+Headroom (:func:`what_if` on a plan that FITS, ``tilec compile --what-if``): the same questions
+asked the other way, each knob alone.
+
+* batch and image size (:func:`_largest_up`): upwards from the compiled value (it fits); the
+  bounds alone find a *ceiling* (doubling until (a)/(b) rule a value out, then bisection), plans
+  bisect between the largest fitting value and the ceiling, and what is left of the budget checks
+  the values between the answer and the ceiling. ``exact``: the answer fits, every value above it
+  below the ceiling was proven not to fit, and the ceiling was ruled out by (a)/(b), which grow
+  with the batch and the image size (bounds.py), so every larger value is ruled out too. At most
+  ``GROW_REACH`` x the batch / ``SIZE_REACH`` x the height; an answer at the cap is a ``bound``
+  ("at least N", search capped).
+* SRAM per tile: :func:`_min_bytes` from the compiled size down (the bounds' floor checked
+  first), same ``exact`` rule.
+* precision: the highest of the target's precisions that fits -- those above the compiled one,
+  highest first, else the compiled one; ``exact`` when every precision above it was proven not
+  to fit.
 
 ``bound``: the answer fits but a value that would change it was left undecided; ``unknown``:
 nothing was found to fit and not everything was ruled out. Every probe is recorded in order, with
@@ -78,6 +96,14 @@ SCAN = 6
 SRAM_REACH = 64
 """The SRAM search looks no higher than this many times the compiled bytes per tile (modelling
 choice: the zoo's answers lie within 2x; beyond 64x a "size" is no longer a tile)."""
+
+GROW_REACH = 64
+"""Headroom (a plan that fits): the batch search looks no higher than this many times the
+compiled batch (modelling choice: 64x the data of the compiled run; a user asking for more is
+sizing a different deployment, and the answer then says "at least", search capped)."""
+SIZE_REACH = 8
+"""Headroom: the image-size search looks no higher than this many times the compiled height
+(modelling choice: 8x the side is 64x the pixels, the same data volume as ``GROW_REACH``)."""
 
 SAFETY_FLOOR = 30.0
 """Seconds the wall-clock safety limit allows at least (modelling choice: the probe budgets above
@@ -361,6 +387,20 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
     rows: dict[int, Probe | None] = {k: seen.get(k) for k in range((answer or 0) + 1, hi + 1)}
     rows[hi + 1] = compiled
 
+    parts, open_ = _runs(rows, name, prefix)
+    note = "; ".join(parts)
+    if open_:
+        return ("bound" if answer is not None else "unknown"), note
+    return "exact", note
+
+
+def _runs(rows: dict[int, Probe | None], name: Callable[[int], str], prefix: str,
+          last: str = "") -> tuple[list[str], bool]:
+    """The note's parts for ``rows`` (value -> its probe, None when not checked), consecutive
+    values with the same outcome as one span: ``["proven not to fit: batch 6–7 (c), 8–10 (a)",
+    "batch 5 undecided", "batch 2–4 not checked"]``, and whether any value is left open (not
+    proven). ``last`` is added to the last proven span (e.g. "and above")."""
+
     def tag(p: Probe | None) -> str:
         if p is None:
             return "unchecked"
@@ -378,6 +418,8 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
         return name(ks[0]) if len(ks) == 1 else f"{name(ks[0])}–{name(ks[-1])}"
 
     proven = [f"{span(ks)} ({t})" for t, ks in runs if t not in ("undecided", "unchecked")]
+    if proven and last:
+        proven[-1] += last
     undecided = [span(ks) for t, ks in runs if t == "undecided"]
     unchecked = [span(ks) for t, ks in runs if t == "unchecked"]
     parts = []
@@ -387,17 +429,15 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
         parts.append(prefix + ", ".join(undecided) + " undecided")
     if unchecked:
         parts.append(prefix + ", ".join(unchecked) + " not checked")
-    note = "; ".join(parts)
-    if undecided or unchecked:
-        return ("bound" if answer is not None else "unknown"), note
-    return "exact", note
+    return parts, bool(undecided or unchecked)
 
 
 # --------------------------------------------------------------------------- the search
 def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             rebuild: Callable[..., GraphInfo], options: Options, seconds: float = 30.0,
             progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
-    """Answers to the four questions (see the module docstring) for a model that does not fit.
+    """Answers to the four questions (see the module docstring): what would fit instead, for a
+    model that does not fit; how far it can grow (the headroom), for one that fits.
 
     ``seconds`` sets the wall-clock safety limit of the whole search -- ``SAFETY_FLOOR`` at
     least -- not its budget: the budget is a count of probes, so the answers are reproducible."""
@@ -412,12 +452,20 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
     base_probe = _base_probe(base)
     # Precision last: on a target whose compiled precision is quantized, each of its probes
     # lowers the model again (the other questions re-use the lowered graph).
-    questions = [
-        lambda: _max_batch(prober, meta, target, rebuild, base_probe),
-        lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
-        lambda: _min_bytes(info, target, base, prober),
-        lambda: _min_precision(prober, meta, target, rebuild, base_probe),
-    ]
+    if base.plan.status == STATUS_FITS:  # headroom: how far it can grow
+        questions = [
+            lambda: _grow_batch(prober, meta, target, rebuild, base_probe),
+            lambda: _grow_image_size(prober, meta, target, rebuild, base_probe),
+            lambda: _min_bytes(info, target, base, prober),
+            lambda: _precision_up(prober, meta, target, rebuild),
+        ]
+    else:
+        questions = [
+            lambda: _max_batch(prober, meta, target, rebuild, base_probe),
+            lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
+            lambda: _min_bytes(info, target, base, prober),
+            lambda: _min_precision(prober, meta, target, rebuild, base_probe),
+        ]
     out = []
     end = time.perf_counter() + seconds
     for i, question in enumerate(questions):
@@ -435,6 +483,9 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
 def _base_probe(base: Outcome) -> Probe:
     """The compiled configuration, as a probe."""
     plan = base.plan
+    if plan.status == STATUS_FITS:
+        peak = plan.memory.peak_bytes if plan.memory else None
+        return Probe("compiled", FITS, peak=peak, by="plan")
     if plan.status == STATUS_DOES_NOT_FIT and plan.diagnosis:
         return Probe("compiled", NO, evidence=plan.diagnosis.evidence.kind, by="plan")
     return Probe("compiled", UNKNOWN, evidence="search limit", by="plan")
@@ -529,6 +580,200 @@ def _min_precision(prober: Prober, meta: dict, target: Target,
                   [p.record() for p in order])
 
 
+# ------------------------------------------------------------------ headroom (a plan that fits)
+def _largest_up(knob: Knob, lo: int, cap: int) -> tuple[int, int | None, int]:
+    """The largest ``k`` in ``lo .. cap`` that fits, ``lo`` (the compiled value) fitting.
+
+    1. A ceiling by the bounds alone: doubling from ``lo`` until (a)/(b) rule a value out, then
+       bisection down to the smallest value they rule out (0.1-0.2 s a check, no placement).
+    2. Plans: bisection between the largest value known to fit and the ceiling (the cap itself
+       first when the bounds reach it without ruling anything out).
+    3. With what is left of the budget, the values between the answer and the ceiling not yet
+       decided, nearest first: should one fit (feasibility is not monotone), it is the answer.
+
+    Returns (answer, ceiling: the smallest value the bounds ruled out or None, the highest value
+    the bounds looked at)."""
+    prober = knob.prober
+    ok, ceiling, k = lo, None, lo  # ok: the largest value the bounds do not rule out
+    while k < cap and prober.bounds_left > 0 and not prober.expired:
+        k = min(2 * k, cap)
+        p = knob.decide(k, plan=False)
+        if p.result == NO:
+            ceiling = k
+            break
+        if p.by == "skipped":
+            break
+        ok = k
+    looked = ceiling or ok
+    while ceiling is not None and ceiling - ok > 1 and prober.bounds_left > 0 \
+            and not prober.expired:
+        mid = (ok + ceiling) // 2
+        p = knob.decide(mid, plan=False)
+        if p.result == NO:
+            ceiling = mid
+        elif p.by == "skipped":
+            break
+        else:
+            ok = mid
+    fit, fail = lo, ceiling
+    if fail is None and ok > lo and prober.can_probe:
+        p = knob.decide(ok)  # nothing ruled out up to where the bounds looked: try the top
+        if p.result == FITS:
+            fit = ok
+        elif p.by != "skipped":
+            fail = ok
+    while fail is not None and fail - fit > 1 and prober.can_probe:
+        mid = (fit + fail) // 2
+        p = knob.decide(mid)
+        if p.result == FITS:
+            fit = mid
+        elif p.by == "skipped" or (p.by == "bounds" and p.result == UNKNOWN):
+            break  # no plan left to decide it
+        else:
+            fail = mid
+            if p.by == "bounds":  # ruled out by (a)/(b): a lower ceiling
+                ceiling = mid
+    top = (ceiling - 1) if ceiling is not None else looked
+    return _fill(knob, fit, top) or fit, ceiling, looked
+
+
+def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, looked: int,
+             name: Callable[[int], str], prefix: str, unit: str) -> tuple[str, str]:
+    """Status and note of an upward search (see :func:`_largest_up`).
+
+    ``exact``: the answer fits, every value above it up to the bounds' ceiling was proven not to
+    fit, and the ceiling was ruled out by (a)/(b) -- which only grow with the batch and the image
+    size (tilec/plan/bounds.py), so every larger value is ruled out with it."""
+    seen = knob.seen
+    notes: list[str] = []
+    capped = ceiling is None and answer >= cap
+    if capped:
+        notes.append(f"at least {name(answer)}: the search stops at {cap // max(lo, 1)}× the "
+                     f"compiled {unit} (search capped)")
+        status = "bound"
+    else:
+        upper = (ceiling - 1) if ceiling is not None else looked
+        rows: dict[int, Probe | None] = {k: seen.get(k) for k in range(answer + 1, upper + 1)}
+        if ceiling is not None:
+            rows[ceiling] = seen[ceiling]
+        last = " and above (the bounds only grow)" if ceiling is not None else ""
+        parts, open_ = _runs(rows, name, prefix, last=last)
+        notes.extend(parts)
+        status = "bound" if open_ or ceiling is None else "exact"
+        if ceiling is None:
+            notes.append(f"above {name(looked)} not checked" if looked < cap else
+                         f"the search stops at {cap // max(lo, 1)}× the compiled {unit}")
+    fails_below = sorted(k for k, p in seen.items() if lo < k < answer and p.proven)
+    if fails_below:
+        notes.append(f"not monotone: {prefix}{_span([name(k) for k in fails_below])} did not "
+                     f"fit, {prefix}{name(answer)} does")
+    return status, "; ".join(notes)
+
+
+def _grow_reach(prober: Prober, lo: int, cap: int) -> None:
+    """Bound checks enough for the doubling from ``lo`` to ``cap`` and its bisection."""
+    steps = max(1, (cap // max(lo, 1)).bit_length())
+    prober.bounds_left = max(prober.bounds_left, 2 * steps + 2)
+
+
+def _grow_batch(prober: Prober, meta: dict, target: Target,
+                rebuild: Callable[..., GraphInfo], base: Probe) -> WhatIf:
+    """The largest batch that fits at the compiled image size and precision (headroom)."""
+    prober.budget("max_batch")
+    batch = int(meta.get("batch") or 1)
+    cap = batch * GROW_REACH
+
+    def make(b: int):
+        return lambda: (rebuild(batch=b), target)
+
+    knob = Knob(prober, make, lambda b: b)
+    knob.seen[batch] = base
+    _grow_reach(prober, batch, cap)
+    ans, ceiling, looked = _largest_up(knob, batch, cap)
+    status, note = _up_note(knob, ans, batch, cap, ceiling, looked, str, "batch ", "batch")
+    return WhatIf("max_batch", ans, status, note, knob.records)
+
+
+def _grow_image_size(prober: Prober, meta: dict, target: Target,
+                     rebuild: Callable[..., GraphInfo], base: Probe) -> WhatIf:
+    """The largest image size (multiples of the stride, aspect kept) that fits at the compiled
+    batch and precision (headroom)."""
+    prober.budget("max_image_size")
+    stride, size = meta.get("stride"), meta.get("image_size")
+    if not stride or not size:
+        return WhatIf("max_image_size", None, "unknown",
+                      "not searched: the model has no image input with a known stride", [])
+    stride = int(stride)
+    h, w = int(size[0]), int(size[1])
+    lo = max(1, h // stride)  # the compiled size (or the multiple just below it)
+    cap = lo * SIZE_REACH
+
+    def dims(k: int) -> list[int]:
+        if k == lo:
+            return [h, w]
+        hk = k * stride
+        return [hk, max(stride, round(w * hk / h / stride) * stride)]
+
+    def make(k: int):
+        return lambda: (rebuild(image_size=tuple(dims(k))), target)
+
+    def unit(k: int) -> str:
+        d = dims(k)
+        return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
+
+    knob = Knob(prober, make, dims)
+    knob.seen[lo] = base
+    _grow_reach(prober, lo, cap)
+    ans, ceiling, looked = _largest_up(knob, lo, cap)
+    status, note = _up_note(knob, ans, lo, cap, ceiling, looked, unit, "", "height")
+    note = _join(note, f"multiples of the stride {stride}")
+    return WhatIf("max_image_size", dims(ans), status, note, knob.records)
+
+
+def _precision_up(prober: Prober, meta: dict, target: Target,
+                  rebuild: Callable[..., GraphInfo]) -> WhatIf:
+    """The highest of the target's precisions that fits (headroom): those above the compiled
+    one, highest first, until one fits; else the compiled one. ``exact`` when every precision
+    above the answer was proven not to fit."""
+    prober.budget("min_precision")
+    precision = meta.get("precision")
+    supported = list(target.precisions)
+    if precision not in supported:
+        return WhatIf("min_precision", None, "unknown",
+                      f"the compiled precision {precision} is not one of the target's", [])
+    higher = supported[: supported.index(precision)]
+    if not higher:
+        return WhatIf("min_precision", precision, "exact",
+                      f"{precision} is the highest {target.name} supports", [])
+    order: list[Probe] = []
+    answer = precision
+    for p in higher:
+        if not prober.can_probe:
+            break
+        pr = prober.probe(p, lambda p=p: (rebuild(precision=p), target))
+        order.append(pr)
+        if pr.result == FITS:
+            answer = p
+            break
+    tried = {pr.value: pr for pr in order}
+    above = higher[: higher.index(answer)] if answer in higher else higher
+    proven = [p for p in above if p in tried and tried[p].proven]
+    rest = [p for p in above if p not in proven]
+    parts = []
+    if proven:
+        parts.append("proven not to fit: " + ", ".join(f"{p} ({tried[p].letter})"
+                                                       for p in proven))
+    if rest:
+        parts.append(", ".join(rest) + (" undecided" if all(p in tried for p in rest)
+                                        else " not checked"))
+    if answer == supported[0] and answer in tried:
+        parts.append(f"{answer} is the highest {target.name} supports")
+    if meta.get("precision_map"):
+        parts.append("one precision throughout (the per-layer map is not applied)")
+    return WhatIf("min_precision", answer, "bound" if rest else "exact", "; ".join(parts),
+                  [p.record() for p in order])
+
+
 def _kib(x: int) -> str:
     return f"{x / 1024:,.0f} KiB" if x % 1024 == 0 else f"{x:,} B"
 
@@ -555,6 +800,14 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
     seen = knob.seen
     seen[current] = _base_probe(base)
     decide = knob.decide
+    if seen[current].result == FITS:
+        # a plan that fits (headroom): the compiled size is the first answer, and the largest
+        # size below the bounds' need the first failure (checked by the bounds alone: it is
+        # ruled out at once when the splits do not depend on the SRAM size)
+        floor = up(need0) - grain
+        if floor > 0 and prober.can_probe:
+            decide(floor, plan=False)
+        return _min_bytes_down(knob, target, current, grain, reserved, bisect=True)
 
     # upwards from the lower bounds and the compiled plan's fullest tile (what its placement
     # needs; a smaller size is still reached from above): each failure says where to look
@@ -586,45 +839,69 @@ def _min_bytes(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -
                      f"({_kib(reach)})")
         return WhatIf("min_bytes_per_tile", None, "unknown", note, knob.records)
 
+    return _min_bytes_down(knob, target, fit, grain, reserved)
+
+
+def _min_bytes_down(knob: Knob, target: Target, fit: int, grain: int, reserved: int, *,
+                    bisect: bool = False) -> WhatIf:
+    """From ``fit`` (a size that fits: the compiled one, or the first found above it) down to
+    the smallest size that fits, and the answer's status and note.
+
+    ``bisect``: halve the gap to the largest failure below from the start (a plan that fits:
+    its compiled size is usually far above the answer, the bounds' floor far below it) instead
+    of first stepping one grain down (a size found from below is usually close to the answer)."""
+    seen, decide, prober = knob.seen, knob.decide, knob.prober
+
+    def up(x: int) -> int:
+        return -(-x // grain) * grain
+
     # downwards: a fitting plan needs its own peak, so the size it implies is tried next (it
     # usually fits again, with the same plan); once that is the size itself, one grain less
-    # (a proof there makes the answer exact); bisection when that fits too
+    # (a proof there makes the answer exact); while those fit, steps that double (a fit-only
+    # plan often fills the size it is given: one grain at a time would spend the budget on a
+    # walk); after the first failure, bisection
     def below(y: int) -> int:
-        return max((v for v, p in seen.items() if v < y and p.result != FITS), default=current)
+        # the compiled size when it did not fit; 0 (nothing known below) when it did
+        return max((v for v, p in seen.items() if v < y and p.result != FITS), default=0)
 
     lo = below(fit)
-    stepped = False  # one grain below the current fit was tried
+    jump = grain
+    tight = False  # the answer is the size its own plan implied: one grain less is tried next
     while prober.can_probe:
         implied = up((seen[fit].peak or 0) + reserved)
+        from_plan = False
         if implied < fit and implied not in seen:
             # even below a failure: the plan found here needs only that much, and a smaller
             # size that fits is worth knowing (feasibility is not monotone in SRAM)
-            mid = implied
+            mid, from_plan = implied, True
         elif fit - lo <= grain:
             break
-        elif not stepped:
-            mid = fit - grain
-        else:
+        elif bisect and not tight:
             mid = lo + max(1, (fit - lo) // (2 * grain)) * grain
+        else:
+            mid = max(fit - jump, lo + grain)
         p = decide(mid)
+        tight = from_plan and p.result == FITS
         if p.result == FITS:
-            fit, stepped = mid, False
+            if not bisect and mid == fit - jump:
+                jump *= 2
+            fit = mid
             lo = below(fit)
-        elif p.by == "skipped":
-            break
-        elif mid == fit - grain:
-            stepped = True
-            lo = mid
-            if not p.proven:
+        elif p.by == "skipped" or (p.by == "bounds" and p.result == UNKNOWN):
+            break  # no plan left to decide it
+        else:
+            lo, bisect = max(lo, mid), True
+            if mid == fit - grain and not p.proven:
                 break  # undecided next to the answer: smaller sizes are not worth a probe
-        elif mid > lo:
-            lo = mid
-    lo_probe = seen[lo]
+    lo_probe = seen.get(lo, Probe(lo, UNKNOWN, by="skipped"))
     monotone = bool(getattr(target.cost_model, "sram_independent", False))
     exact = fit - lo <= grain and lo_probe.proven and monotone
     how = f"proven not to fit ({lo_probe.letter})" if lo_probe.proven else "undecided"
-    notes = [f"{_kib(lo)} {how}" + ("" if fit - lo <= grain else
-                                    f"; {_kib(lo + grain)}–{_kib(fit - grain)} not checked")]
+    if lo <= 0:  # nothing below the answer was decided
+        notes = [f"sizes below {_kib(fit)} not checked"]
+    else:
+        gap = _span([_kib(lo + grain), _kib(fit - grain)])
+        notes = [f"{_kib(lo)} {how}" + ("" if fit - lo <= grain else f"; {gap} not checked")]
     fails_above = sorted(v for v, p in seen.items() if v > fit and p.result != FITS)
     if monotone:
         if lo_probe.proven:

@@ -99,10 +99,15 @@ def fmt_split(split: dict[str, int]) -> str:
     return "x".join(f"{a}{f}" for a, f in sorted(split.items()) if f > 1) or "single"
 
 
-def fmt_answer(question: str, answer: object) -> str:
-    """A what-if answer in the unit of its question."""
+HEADROOM_TITLE = "headroom: what would still fit"
+"""The title of a fitting plan's what-if answers (``Plan.what_if``), in every renderer."""
+
+
+def fmt_answer(question: str, answer: object, none: str = "none in the searched range") -> str:
+    """A what-if answer in the unit of its question (``none`` when there is no answer: for a
+    headroom question, nothing was searched -- the compiled configuration itself fits)."""
     if answer is None:
-        return "none in the searched range"
+        return none
     if question == "max_image_size" and isinstance(answer, (list, tuple)) and len(answer) == 2:
         return f"{answer[0]}×{answer[1]}"
     if question == "min_bytes_per_tile" and isinstance(answer, (int, float)):
@@ -365,6 +370,7 @@ def fmt_tiles(plan: Plan, ranges: Ranges, limit: int = 4) -> str:
 
 __all__ = [
     "EVIDENCE_TITLES",
+    "HEADROOM_TITLE",
     "WHAT_IF_TITLES",
     "Spot",
     "TileDetail",

@@ -6,7 +6,8 @@ everything even with scripts off. The script only adds interaction: details of a
 the heatmap at any superstep (a slider), step details on the charts, a sortable op table whose rows
 highlight their tiles.
 
-Sections: summary cards; the diagnosis (when there is one); the heatmap of per-tile peak bytes laid
+Sections: summary cards; the headroom answers (a plan that fits, compiled with ``--what-if``);
+the diagnosis (when there is one); the heatmap of per-tile peak bytes laid
 out as the chip (:func:`tilec.report.data.display_grid`) on a colour scale relative to the per-tile
 budget, with the fullest tiles; bytes by category over the supersteps for the worst tile and for
 the whole chip; the worst tile's memory map (buffers at their offsets over time); the per-op table;
@@ -29,6 +30,7 @@ from typing import Any
 from tilec.plan.model import STATUS_FITS, Plan, tiles_in
 from tilec.report.data import (
     EVIDENCE_TITLES,
+    HEADROOM_TITLE,
     WHAT_IF_TITLES,
     category_order,
     display_grid,
@@ -85,6 +87,8 @@ def render_html(plan: Plan) -> str:
            if plan.model.passes else "") + "</p></header>",
         _cards(plan),
     ]
+    if plan.what_if:
+        body.append(_headroom(plan))
     if plan.diagnosis is not None:
         body.append(_diagnosis(plan))
     body.append(_heatmap_section(plan, details))
@@ -307,18 +311,36 @@ def _diagnosis(plan: Plan) -> str:
         out.append("<h3>Fullest tiles</h3>")
         out.append(_dict_table(d.top_tiles, first=("tile", "bytes")))
     if d.what_if:
-        out.append("<h3>What would fit</h3><table><thead><tr><th>question</th><th>answer</th>"
-                   "<th>status</th><th>note</th><th>probes</th></tr></thead><tbody>")
-        for w in d.what_if:
-            probes = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(p.items()))
-                               for p in w.probes)
-            out.append(f"<tr><td>{e(WHAT_IF_TITLES.get(w.question, w.question))}</td>"
-                       f"<td><b>{e(fmt_answer(w.question, w.answer))}</b></td>"
-                       f"<td>{e(w.status)}</td><td>{e(w.note)}</td>"
-                       f'<td class="small">{e(probes)}</td></tr>')
-        out.append("</tbody></table>")
+        out.append("<h3>What would fit</h3>" + _what_if_table(d.what_if))
     out.append("</section>")
     return "".join(out)
+
+
+def _what_if_table(answers: list, none: str = "none in the searched range") -> str:
+    """The what-if answers with the probes each search tried (terminal: answers only)."""
+    e = html.escape
+    out = ["<table><thead><tr><th>question</th><th>answer</th><th>status</th><th>note</th>"
+           "<th>probes</th></tr></thead><tbody>"]
+    for w in answers:
+        probes = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(p.items()))
+                           for p in w.probes)
+        out.append(f"<tr><td>{e(WHAT_IF_TITLES.get(w.question, w.question))}</td>"
+                   f"<td><b>{e(fmt_answer(w.question, w.answer, none))}</b></td>"
+                   f"<td>{e(w.status)}</td><td>{e(w.note)}</td>"
+                   f'<td class="small">{e(probes)}</td></tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _headroom(plan: Plan) -> str:
+    """A fitting plan's what-if answers (``--what-if``): how far it can grow."""
+    e = html.escape
+    m = plan.model
+    at = f"batch {m.batch}" + (f", {m.image_size[0]}×{m.image_size[1]}" if m.image_size else "")
+    return (f'<section id="headroom"><h2>{e(HEADROOM_TITLE[0].upper() + HEADROOM_TITLE[1:])}'
+            f"</h2><p>At {e(at)}, {e(m.precision)}, one knob at a time; every answer that fits "
+            "is a plan the verifier accepted.</p>"
+            + _what_if_table(plan.what_if, none="not searched") + "</section>")
 
 
 def _dict_table(rows: list[dict[str, Any]], first: tuple[str, ...]) -> str:

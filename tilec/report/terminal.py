@@ -4,8 +4,10 @@ It prints only what the Plan's JSON holds (no wall-clock timings), so ``tilec re
 prints exactly what the compile that saved the plan printed. Layout, top to bottom: the model
 line; the verdict (FITS / DOES NOT FIT / UNKNOWN with the evidence letter); the peak tile with its
 headroom, the latency and throughput, the model's size; bytes by category at the peak; the fullest
-tiles; for a diagnosis, a panel with the evidence, the worst tile, what is live there and the
-what-if answers; the plan's notes. ``verbose`` adds the per-op table.
+tiles; for a plan that fits searched with ``--what-if``, the headroom table (how far batch,
+image size and precision can grow, how little SRAM per tile it needs); for a diagnosis, a panel
+with the evidence, the worst tile, what is live there and the what-if answers; the plan's notes.
+``verbose`` adds the per-op table.
 
 Everything goes through a rich Console, so the output is plain, aligned text when it is not a
 terminal (pipes, tests) and coloured when it is.
@@ -22,6 +24,7 @@ from rich.text import Text
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, STATUS_UNKNOWN, Plan, tiles_in
 from tilec.report.data import (
     EVIDENCE_TITLES,
+    HEADROOM_TITLE,
     WHAT_IF_TITLES,
     category_order,
     fmt_answer,
@@ -80,6 +83,8 @@ def render(plan: Plan, verbose: bool = False) -> list:
         out.append(_categories(plan))
     if mem is not None:
         out.append(_top_tiles(plan))
+    if plan.what_if:
+        out.append(_headroom(plan))
     if plan.diagnosis is not None:
         out.append(_diagnosis(plan))
     for note in plan.notes:
@@ -247,22 +252,36 @@ def _diagnosis(plan: Plan) -> Group:
         more = f" (+{len(d.top_tiles) - TOP_TILES} more)" if len(d.top_tiles) > TOP_TILES else ""
         rows.append(Text("fullest tiles: " + "; ".join(parts) + more))
     if d.what_if:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title="what would fit",
-                      title_justify="left")
-        table.add_column("question")
-        table.add_column("answer")
-        table.add_column("status")
-        table.add_column("note")
-        for w in d.what_if:
-            table.add_row(WHAT_IF_TITLES.get(w.question, w.question),
-                          fmt_answer(w.question, w.answer), w.status, w.note)
-        rows.append(table)
+        rows.append(_what_if_table(d.what_if, "what would fit"))
     title = {STATUS_DOES_NOT_FIT: "why it does not fit",
              STATUS_UNKNOWN: "why no placement was found"}.get(plan.status, "diagnosis")
     style = "red" if plan.status == STATUS_DOES_NOT_FIT else "yellow"
     panel = Panel(Group(*rows), title=title, title_align="left", border_style=style,
                   box=box.ROUNDED)
     return Group(Text(""), panel)
+
+
+def _what_if_table(answers: list, title: str | None = None,
+                   none: str = "none in the searched range") -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=title,
+                  title_justify="left")
+    table.add_column("question")
+    table.add_column("answer")
+    table.add_column("status")
+    table.add_column("note")
+    for w in answers:
+        table.add_row(WHAT_IF_TITLES.get(w.question, w.question),
+                      fmt_answer(w.question, w.answer, none), w.status, w.note)
+    return table
+
+
+def _headroom(plan: Plan) -> Group:
+    """A fitting plan's what-if answers (``--what-if``): how far it can grow."""
+    heading = Text(f"{HEADROOM_TITLE} (at batch {plan.model.batch}"
+                   + (f", {plan.model.image_size[0]}×{plan.model.image_size[1]}"
+                      if plan.model.image_size else "")
+                   + f", {plan.model.precision}; one knob at a time)", style="bold")
+    return Group(Text(""), heading, _what_if_table(plan.what_if, none="not searched"))
 
 
 def _listed(items: list[tuple[str, int]], limit: int = LIVE_SHOWN) -> str:
