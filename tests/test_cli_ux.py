@@ -154,7 +154,9 @@ def test_named_input_shapes_for_a_module_say_why(tmp_path: Path,
     src.write_text("import torch\ndef make():\n    return torch.nn.Conv2d(3, 4, 3)\n")
     code, _out, err = run(capsys, "inspect", f"{src}:make", "--input-shape", "x=1,3,8,8;y=1,2")
     assert code == 2
-    assert "a PyTorch module takes one input" in one_error_line(err)
+    # Names are forward()'s parameters (Conv2d.forward(input)); a wrong one is named, with them.
+    line = one_error_line(err)
+    assert f"{src}:make: --input-shape names 'x', but forward(input) has no such parameter" in line
 
 
 # ------------------------------------------------------------------------------ input files
