@@ -167,3 +167,35 @@ def test_folding_path_prints_nothing_extra(capfd: pytest.CaptureFixture[str]) ->
     assert (code, err) == (0, "")
     assert "ops         4: Conv 1, Gemm 1, Relu 1, Reshape 1" in out
     assert "logits 2x10" in out
+
+
+def test_what_if_reshape_keeps_a_1d_input(tmp_path: Path) -> None:
+    """The what-if re-shapes the lowered graph for another batch with the capture rule: dimension
+    0 of inputs of rank 2 or more. A 1-D input (a per-channel scale) keeps its length (it used to
+    be set to the batch, and the re-shaped graph then failed or planned the wrong sizes)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tilec.capture import capture
+    from tilec.compile import CompileOptions, lower, reshaped
+    from tilec.targets import load_target
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Unsqueeze", ["scale", "axes"], ["s"], name="unsq"),
+         helper.make_node("Mul", ["c", "s"], ["y"], name="mul")],
+        "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+                helper.make_tensor_value_info("scale", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w, numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    target = load_target("gc200")
+    lowered = lower(capture(str(path)), target, CompileOptions(verify="off"))
+    again = reshaped(lowered, 3, None)
+    assert again is not None
+    assert again.captured.input_shapes == {"x": (3, 3, 8, 8), "scale": (4,)}

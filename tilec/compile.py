@@ -148,7 +148,7 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
     graph = lowered.graph.copy()
     for tensor in graph.inputs:
         shape = list(tensor.shape)
-        if batch is not None and shape:
+        if batch is not None and len(shape) >= 2:  # the capture rule (apply_overrides)
             shape[0] = batch
         if image_size is not None and len(shape) == 4:
             shape[2], shape[3] = image_size
