@@ -261,6 +261,17 @@ MODELS = """
 
     def build():
         return TwoStem()
+
+    class IntMask(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x, mask):
+            return self.conv(x) * mask
+
+    def masked():
+        return IntMask()
 """
 
 FULL = "image=1,3,16,16;depth=1,1,32,32;feats=1,10"
@@ -352,3 +363,19 @@ def test_compile_two_inputs_end_to_end(models: Path, tmp_path: Path,
 def test_python_api_single_shape_still_works() -> None:
     c = capture(nn.Sequential(nn.Conv2d(3, 4, 3)), input_shape="1,3,8,8")
     assert c.input_shapes == {"input": (1, 3, 8, 8)}
+
+
+def test_report_onnx_recaptures_an_integer_input_as_integer(
+        models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan records each input's dtype, so ``tilec report --onnx`` captures an int64 input
+    stated with ``:int64`` as int64 again (it came back float, with other byte counts)."""
+    plan_path, onnx_path = tmp_path / "plan.json", tmp_path / "again.onnx"
+    code = main(["compile", f"{models}:masked", "--input-shape", "x=1,3,8,8;mask=1,4,8,8:int64",
+                 "--target", "gc200", "-q", "--no-what-if", "--json", str(plan_path)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(plan_path.read_text())["model"]["input_dtypes"] == {
+        "x": "float32", "mask": "int64"}
+    assert main(["report", str(plan_path), "--onnx", str(onnx_path)]) == 0
+    capsys.readouterr()
+    kinds = {i.name: i.type.tensor_type.elem_type for i in onnx.load(onnx_path).graph.input}
+    assert kinds == {"x": onnx.TensorProto.FLOAT, "mask": onnx.TensorProto.INT64}

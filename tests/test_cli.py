@@ -176,10 +176,10 @@ def test_what_if_reshape_keeps_a_1d_input(tmp_path: Path) -> None:
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+    from tilec.targets import load_target
 
     from tilec.capture import capture
     from tilec.compile import CompileOptions, lower, reshaped
-    from tilec.targets import load_target
 
     w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
     graph = helper.make_graph(

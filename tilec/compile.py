@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
 from tilec.capture import Captured, capture
@@ -134,7 +135,9 @@ def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: s
               "image_size": list(captured.image_size) if captured.image_size else None,
               "precision": precision, "precision_map": precision_map,
               "stride": captured.stride,
-              "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()}},
+              "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()},
+              "input_dtypes": {t.name: np.dtype(t.dtype).name for t in graph.inputs
+                               if t.dtype is not None}},
     )
 
 

@@ -39,7 +39,8 @@ def model_info(info: GraphInfo, passes: Sequence[str]) -> ModelInfo:
         input_shapes={k: list(v) for k, v in dict(meta.get("input_shapes") or {}).items()},
         ops=len(info.ops), params=int(info.params), macs=int(info.macs),
         weight_bytes=int(info.weight_bytes), passes=list(passes), inputs=list(info.inputs),
-        outputs=list(info.outputs), precision_map=meta.get("precision_map"))
+        outputs=list(info.outputs), precision_map=meta.get("precision_map"),
+        input_dtypes={str(k): str(v) for k, v in dict(meta.get("input_dtypes") or {}).items()})
 
 
 def target_info(target: Target) -> TargetInfo:

@@ -59,6 +59,9 @@ class ModelInfo:
     # the per-layer precision map the model was quantized with (passes/_precision.py's to_dict
     # form), None for one precision throughout; kept so the model can be lowered again as planned
     precision_map: dict[str, Any] | None = None
+    # element type of each model input ("float32", "int64", ...): a PyTorch module's inputs are
+    # captured again from these with their shapes (an ONNX file declares its own)
+    input_dtypes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -151,7 +151,8 @@ def relower(plan: Plan) -> gs.Graph:
     if kind in ("python", "module") and m.input_shapes:
         # Every input by name, whole: batch and size are in the shapes already (re-applying them
         # would resize a second 4-D input of another size to the first one's).
-        input_shape = {k: tuple(v) for k, v in m.input_shapes.items()}
+        input_shape = {k: (tuple(v), m.input_dtypes[k]) if k in m.input_dtypes else tuple(v)
+                       for k, v in m.input_shapes.items()}
         batch = image_size = None
     try:
         captured = capture(m.source, batch=batch, image_size=image_size,
