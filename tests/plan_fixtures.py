@@ -34,6 +34,7 @@ class ToyCostModel:
     default: tuple[tuple[int, tuple[int, int, int, int]], ...] = ((1, (0, 0, 0, 1)),)
     input_io: bool = False  # charge model inputs (bytes per tile = ceil(bytes / tiles))
     sram_independent: bool = True  # the costs ignore the tile's size (tilec.costmodel)
+    bounds_monotone: bool = False  # (a)/(b) only grow with batch / image size (whatif.py)
 
     def table(self, op: OpInfo) -> dict[int, tuple[int, int, int, int]]:
         t = op.attrs.get("toy")
@@ -194,6 +195,7 @@ class SynthIPU:
     code: int = 3072
     state: int = 512
     sram_independent: bool = True  # the costs ignore the tile's size (tilec.costmodel)
+    bounds_monotone: bool = False  # (a)/(b) only grow with batch / image size (whatif.py)
 
     def _factors(self, op: OpInfo) -> list[tuple[int, int]]:
         cout = op.out_shapes[0][1] if op.out_shapes and len(op.out_shapes[0]) > 1 else 1

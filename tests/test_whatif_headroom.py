@@ -27,7 +27,7 @@ from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, Plan
 from tilec.plan.whatif import FITS, NO, UNKNOWN, Probe
 from tilec.report.schema import type_errors, validation_errors
 
-TARGET = toy_target(4, 100)
+TARGET = toy_target(4, 100, bounds_monotone=True)  # a ceiling by (a)/(b) holds for all above
 BASE_FITS = Probe("compiled", FITS, peak=50, by="plan")
 GOOD = Path(__file__).parent / "data" / "good" / "tiny_cnn.onnx"
 
@@ -78,6 +78,30 @@ def test_batch_up_not_monotone_is_found_and_said(monkeypatch):
     assert (w.answer, w.status) == (7, "exact")
     assert "not monotone: batch 6 did not fit, batch 7 does" in w.note
     assert w.note.startswith("proven not to fit: batch 8 (a) and above")
+
+
+def test_batch_up_without_monotone_bounds_looks_past_the_ceiling():
+    """YOLOv4-P5 on gc200: (a) rules out batch 2 and 4 but not 3 (each op's split is chosen for
+    its shape). Without the cost model's promise that its bounds only grow, the search checks
+    values past the first one the bounds rule out, and the answer is a bound that says how far."""
+    target = toy_target(4, 100)  # bounds_monotone=False, as the built-in targets
+    prober = Scripted(lambda b: ("chip_capacity" if b in (2,) or b >= 4 else None,
+                                 FITS if b == 1 else NO, 1))
+    prober.budget("max_batch")
+    w = W._grow_batch(prober, {"batch": 1}, target, rebuild, BASE_FITS)
+    assert (w.answer, w.status) == (1, "bound")
+    assert 3 in values(w, "plan"), "a value past the ceiling the bounds leave open is planned"
+    assert w.note.startswith("proven not to fit: batch 2 (a), 3 (c), 4 (a)")
+    assert "above 4 not checked (the bounds need not grow" in w.note
+    assert "and above" not in w.note
+
+    # ... and should that value fit, it is the answer
+    prober = Scripted(lambda b: ("chip_capacity" if b in (2,) or b >= 4 else None,
+                                 FITS if b in (1, 3) else NO, 1))
+    prober.budget("max_batch")
+    w = W._grow_batch(prober, {"batch": 1}, target, rebuild, BASE_FITS)
+    assert (w.answer, w.status) == (3, "bound")
+    assert "not monotone: batch 2 did not fit, batch 3 does" in w.note
 
 
 def test_batch_up_undecided_above_the_answer_is_a_bound():
@@ -207,7 +231,8 @@ def _rebuild(batch=None, image_size=None, precision=None):
 
 
 def _plan(batch: int, budget: int = 12, headroom: bool = False) -> Plan:
-    return plan_model(_sized_chain(batch), toy_target(4, budget),
+    # the chain's bytes only grow with the batch (and the size): its bounds are monotone
+    return plan_model(_sized_chain(batch), toy_target(4, budget, bounds_monotone=True),
                       options=Headroom() if headroom else Opts(), rebuild=_rebuild)
 
 

@@ -45,6 +45,11 @@ Optional declaration (``getattr``, default False):
   model is monotone in the SRAM size (same candidates, same schedule, a smaller budget), so the
   what-if "smallest SRAM per tile" is exact once one grain below its answer is proven not to fit.
   A cost model that drops or prefers splits by the tile's budget must not declare it.
+* ``CostModel.bounds_monotone``: True when the lower bounds (a) and (b) can only grow with the
+  batch and the image size (every op's bytes at its cheapest split grow with its shapes). Then
+  the what-if headroom search may rule out every value above the first one the bounds rule out.
+  A cost model that picks splits by speed (the ``fastest`` policy: the chosen split, and its
+  temporaries, change with the shape) must not declare it.
 """
 
 from __future__ import annotations

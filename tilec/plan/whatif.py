@@ -45,9 +45,13 @@ asked the other way, each knob alone.
 * batch and image size (:func:`_largest_up`): upwards from the compiled value (it fits); the
   bounds alone find a *ceiling* (doubling until (a)/(b) rule a value out, then bisection), plans
   bisect between the largest fitting value and the ceiling, and what is left of the budget checks
-  the values between the answer and the ceiling. ``exact``: the answer fits, every value above it
-  below the ceiling was proven not to fit, and the ceiling was ruled out by (a)/(b), which grow
-  with the batch and the image size (bounds.py), so every larger value is ruled out too. At most
+  the values between the answer and the ceiling, then up to ``BEYOND`` x the ceiling past it
+  (bounds first, a plan where they do not decide): the bounds need not grow with the batch or
+  the image size, because each op's split is chosen for its shape (YOLOv4-P5 on gc200: (a) rules
+  out batch 2 and 4 but not 3). ``exact`` only where the cost model declares its bounds
+  monotone in the shape (``CostModel.bounds_monotone``) and the answer fits, every value above it
+  below the ceiling was proven not to fit and the ceiling was ruled out by (a)/(b); otherwise a
+  ``bound`` whose note says how far above the answer every value was proven not to fit. At most
   ``GROW_REACH`` x the batch / ``SIZE_REACH`` x the height; an answer at the cap is a ``bound``
   ("at least N", search capped).
 * SRAM per tile: :func:`_min_bytes` from the compiled size down (the bounds' floor checked
@@ -101,6 +105,10 @@ GROW_REACH = 64
 """Headroom (a plan that fits): the batch search looks no higher than this many times the
 compiled batch (modelling choice: 64x the data of the compiled run; a user asking for more is
 sizing a different deployment, and the answer then says "at least", search capped)."""
+BEYOND = 2
+"""Headroom searches check values up to this many times the bounds' ceiling past it (the bounds
+need not grow with the shape; modelling choice: twice the ceiling finds the batch-3 gap of
+YOLOv4-P5 on gc200 within the bound-check budget)."""
 SIZE_REACH = 8
 """Headroom: the image-size search looks no higher than this many times the compiled height
 (modelling choice: 8x the side is 64x the pixels, the same data volume as ``GROW_REACH``)."""
@@ -244,8 +252,10 @@ class Knob:
     and at most once by a plan (a bounds-only probe keeps what it built for the plan)."""
 
     def __init__(self, prober: Prober, make: Callable[[Any], Callable[[], tuple]],
-                 label: Callable[[Any], Any]) -> None:
+                 label: Callable[[Any], Any], monotone: bool = False) -> None:
         self.prober, self.make, self.label = prober, make, label
+        # do the bounds (a)/(b) only grow with this knob? (the cost model says; see BEYOND)
+        self.monotone = monotone
         self.seen: dict[Any, Probe] = {}
         self.order: list[Probe] = []
         self._built: dict[Any, tuple] = {}
@@ -634,32 +644,53 @@ def _largest_up(knob: Knob, lo: int, cap: int) -> tuple[int, int | None, int]:
             if p.by == "bounds":  # ruled out by (a)/(b): a lower ceiling
                 ceiling = mid
     top = (ceiling - 1) if ceiling is not None else looked
-    return _fill(knob, fit, top) or fit, ceiling, looked
+    fit = _fill(knob, fit, top) or fit
+    if ceiling is not None and not knob.monotone:
+        # past the ceiling: the bounds need not grow with the shape, so check some more
+        far = min(cap, max(ceiling + 1, BEYOND * ceiling))
+        prober.bounds_left = max(prober.bounds_left, far - ceiling)
+        for k in range(ceiling + 1, far + 1):
+            if prober.expired:
+                break
+            p = knob.seen.get(k) or knob.decide(k, plan=False)
+            if p.result == UNKNOWN and p.by == "bounds" and prober.can_probe:
+                p = knob.decide(k)
+            if p.result == FITS:
+                fit = k
+        looked = max(looked, far)
+    return fit, ceiling, looked
 
 
 def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, looked: int,
              name: Callable[[int], str], prefix: str, unit: str) -> tuple[str, str]:
     """Status and note of an upward search (see :func:`_largest_up`).
 
-    ``exact``: the answer fits, every value above it up to the bounds' ceiling was proven not to
-    fit, and the ceiling was ruled out by (a)/(b) -- which only grow with the batch and the image
-    size (tilec/plan/bounds.py), so every larger value is ruled out with it."""
+    ``exact``: the cost model's bounds grow with the shape (``knob.monotone``), the answer fits,
+    every value above it up to the bounds' ceiling was proven not to fit, and the ceiling was
+    ruled out by (a)/(b), so every larger value is ruled out with it. Otherwise the values
+    checked past the ceiling are listed and the answer is a ``bound``."""
     seen = knob.seen
     notes: list[str] = []
+    if ceiling is not None and not knob.monotone and answer > ceiling:
+        ceiling = None  # a value past the ceiling fits: the ceiling says nothing
     capped = ceiling is None and answer >= cap
     if capped:
         notes.append(f"at least {name(answer)}: the search stops at {cap // max(lo, 1)}× the "
                      f"compiled {unit} (search capped)")
         status = "bound"
     else:
-        upper = (ceiling - 1) if ceiling is not None else looked
+        monotone = knob.monotone and ceiling is not None
+        upper = (ceiling - 1) if monotone else looked
         rows: dict[int, Probe | None] = {k: seen.get(k) for k in range(answer + 1, upper + 1)}
-        if ceiling is not None:
+        if monotone:
             rows[ceiling] = seen[ceiling]
-        last = " and above (the bounds only grow)" if ceiling is not None else ""
+        last = " and above (the bounds only grow)" if monotone else ""
         parts, open_ = _runs(rows, name, prefix, last=last)
         notes.extend(parts)
-        status = "bound" if open_ or ceiling is None else "exact"
+        status = "bound" if open_ or not monotone else "exact"
+        if not monotone and ceiling is not None:
+            notes.append(f"above {name(looked)} not checked (the bounds need not grow with the "
+                         f"{unit} here: each op's split is chosen for its shape)")
         if ceiling is None:
             notes.append(f"above {name(looked)} not checked" if looked < cap else
                          f"the search stops at {cap // max(lo, 1)}× the compiled {unit}")
@@ -668,6 +699,13 @@ def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, lo
         notes.append(f"not monotone: {prefix}{_span([name(k) for k in fails_below])} did not "
                      f"fit, {prefix}{name(answer)} does")
     return status, "; ".join(notes)
+
+
+def _bounds_monotone(target: Target) -> bool:
+    """Does the cost model promise that (a) and (b) only grow with the batch and image size?
+    (``CostModel.bounds_monotone``, optional; none of the built-in targets does: under the
+    ``fastest`` split policy an op's split, and with it its temporaries, change with its shape.)"""
+    return bool(getattr(target.cost_model, "bounds_monotone", False))
 
 
 def _grow_reach(prober: Prober, lo: int, cap: int) -> None:
@@ -686,7 +724,7 @@ def _grow_batch(prober: Prober, meta: dict, target: Target,
     def make(b: int):
         return lambda: (rebuild(batch=b), target)
 
-    knob = Knob(prober, make, lambda b: b)
+    knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target))
     knob.seen[batch] = base
     _grow_reach(prober, batch, cap)
     ans, ceiling, looked = _largest_up(knob, batch, cap)
@@ -721,7 +759,7 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
         d = dims(k)
         return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
 
-    knob = Knob(prober, make, dims)
+    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target))
     knob.seen[lo] = base
     _grow_reach(prober, lo, cap)
     ans, ceiling, looked = _largest_up(knob, lo, cap)
