@@ -217,9 +217,10 @@ def test_concurrent_exports_agree(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
-    assert len({o[0].strip() for o in outs}) == 1
-    assert not list((tmp_path / "zoo").glob("*.tmp"))
+    report = [(p.returncode, o[0][-400:], o[1][-1500:]) for p, o in zip(procs, outs, strict=True)]
+    assert all(p.returncode == 0 for p in procs), report
+    assert len({o[0].strip() for o in outs}) == 1, report
+    assert not list((tmp_path / "zoo").glob("*.tmp")), sorted((tmp_path / "zoo").iterdir())
 
 
 # ------------------------------------------------------------------------------ bad input
