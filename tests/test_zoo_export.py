@@ -286,3 +286,19 @@ def test_cli_compile_accepts_a_zoo_name(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["inspect", "yolov4-tiny", "--image-size", "64"]) == 0
     out = capsys.readouterr().out
     assert "yolov4-tiny" in out and "Conv" in out
+
+
+def test_a_new_export_removes_the_stale_copies_of_its_configuration() -> None:
+    """Files of the same configuration under another key (made by older code) are removed when
+    the new one is written; other configurations stay."""
+    path = zoo.export("yolov4-tiny", image_size=64)
+    prefix = path.stem.rsplit("-", 1)[0]
+    stale = path.parent / f"{prefix}-0123456789abcdef.onnx"
+    other = path.parent / f"{prefix.replace('-op', '-decomposed')}-0123456789abcdef.onnx"
+    stale.write_bytes(b"old")
+    other.write_bytes(b"another configuration")
+    again = zoo.export("yolov4-tiny", image_size=64, refresh=True)
+    assert again == path and again.exists()
+    assert not stale.exists()
+    assert other.exists()
+    other.unlink()

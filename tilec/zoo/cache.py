@@ -9,7 +9,9 @@ torch.fx converter -- so an edited model definition never serves a stale file.
 Files live under ``platformdirs.user_cache_dir("tilec")/zoo`` (``$TILEC_CACHE_DIR/zoo`` when that
 variable is set; the tests point it at a temporary directory). They are written to a temporary file
 in the same directory and renamed into place, so several processes exporting the same model at once
-each see either no file or a complete one, never a torn write.
+each see either no file or a complete one, never a torn write. Writing a file removes the files of
+the same configuration made by other code (another key): they can never be served again, and a
+model like P7 is over 1 GB a copy.
 """
 
 from __future__ import annotations
@@ -138,7 +140,20 @@ def export(name: str, *, image_size: int | tuple[int, int] | str | None = None,
     model = export_model_proto(zspec, hw, batch, opset, mish)
     model.metadata_props.add(key="tilec.zoo.cache_key", value=path.stem.rsplit("-", 1)[-1])
     write_atomically(model, path)
+    _drop_stale(path)
     return path
+
+
+def _drop_stale(path: Path) -> None:
+    """Remove the cached files of ``path``'s configuration under other keys (older code: the
+    key hashes the zoo's and the converter's source, so they are never served again). A process
+    still reading one keeps its open file (POSIX); a file already gone is no error."""
+    prefix = path.stem.rsplit("-", 1)[0] + "-"
+    for other in path.parent.glob(f"{prefix}*.onnx"):
+        rest = other.stem[len(prefix):]
+        if other != path and "-" not in rest:  # same configuration, only the key differs
+            with contextlib.suppress(OSError):
+                other.unlink()
 
 
 def export_model_proto(zspec: ZooSpec, hw: tuple[int, int], batch: int, opset: int,
