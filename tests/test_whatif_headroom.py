@@ -307,6 +307,11 @@ def test_renderers_show_the_headroom_table():
     page = render_html(plan)
     assert 'id="headroom"' in page and "Headroom: what would still fit" in page
     assert "largest batch that fits" in page
+    # each search's probes folded away, one list item per probe, in the order they ran
+    n = sum(len(w.probes) for w in plan.what_if)
+    assert n and page.count("<li>") >= n and page.count("probes</summary>") >= 1
+    first = plan.what_if[0].probes[0]
+    assert f"<li>{first['value']}: {first['result']} ({first['by']}" in page
 
 
 # ------------------------------------------------------------------------------------- CLI

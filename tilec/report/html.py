@@ -322,14 +322,33 @@ def _what_if_table(answers: list, none: str = "none in the searched range") -> s
     out = ["<table><thead><tr><th>question</th><th>answer</th><th>status</th><th>note</th>"
            "<th>probes</th></tr></thead><tbody>"]
     for w in answers:
-        probes = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(p.items()))
-                           for p in w.probes)
         out.append(f"<tr><td>{e(WHAT_IF_TITLES.get(w.question, w.question))}</td>"
                    f"<td><b>{e(fmt_answer(w.question, w.answer, none))}</b></td>"
                    f"<td>{e(w.status)}</td><td>{e(w.note)}</td>"
-                   f'<td class="small">{e(probes)}</td></tr>')
+                   f'<td class="small">{_probe_list(w.probes)}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _probe_list(probes: list[dict]) -> str:
+    """The probes of one search, in the order they ran, folded away (one line each): the value,
+    what it came to, and how it was decided -- a long run stays readable and in its column."""
+    if not probes:
+        return ""
+    e = html.escape
+    items = []
+    for p in probes:
+        value = p.get("value")
+        value = "×".join(map(str, value)) if isinstance(value, list) else value
+        how = p.get("by", "")
+        if p.get("evidence"):
+            how += f", {p['evidence']}"
+        if p.get("peak_bytes") is not None:
+            how += f", peak {fmt_bytes(int(p['peak_bytes']))}"
+        items.append(f"<li>{e(str(value))}: {e(str(p.get('result', '')))} ({e(how)})</li>")
+    n = len(probes)
+    return (f"<details><summary>{n} probe{'s' if n != 1 else ''}</summary><ol>"
+            + "".join(items) + "</ol></details>")
 
 
 def _headroom(plan: Plan) -> str:
