@@ -50,6 +50,9 @@ def test_formatting() -> None:
     assert data.fmt_split({}) == "single"
     assert data.fmt_answer("max_image_size", [320, 320]) == "320×320"
     assert data.fmt_answer("max_batch", None) == "none in the searched range"
+    assert data.fmt_answer("max_batch", None, status="bound") == "none in the searched range"
+    # every value proven not to fit (down to batch 1): plainly none
+    assert data.fmt_answer("max_batch", None, status="exact") == "none"
 
 
 def test_rect_tiles_are_named_as_rectangles() -> None:

@@ -103,11 +103,13 @@ HEADROOM_TITLE = "headroom: what would still fit"
 """The title of a fitting plan's what-if answers (``Plan.what_if``), in every renderer."""
 
 
-def fmt_answer(question: str, answer: object, none: str = "none in the searched range") -> str:
+def fmt_answer(question: str, answer: object, none: str = "none in the searched range",
+               status: str | None = None) -> str:
     """A what-if answer in the unit of its question (``none`` when there is no answer: for a
-    headroom question, nothing was searched -- the compiled configuration itself fits)."""
+    headroom question, nothing was searched -- the compiled configuration itself fits). No answer
+    with status ``exact`` means every value was proven not to fit: plainly "none"."""
     if answer is None:
-        return none
+        return "none" if status == "exact" else none
     if question == "max_image_size" and isinstance(answer, (list, tuple)) and len(answer) == 2:
         return f"{answer[0]}×{answer[1]}"
     if question == "min_bytes_per_tile" and isinstance(answer, (int, float)):

@@ -323,7 +323,7 @@ def _what_if_table(answers: list, none: str = "none in the searched range") -> s
            "<th>probes</th></tr></thead><tbody>"]
     for w in answers:
         out.append(f"<tr><td>{e(WHAT_IF_TITLES.get(w.question, w.question))}</td>"
-                   f"<td><b>{e(fmt_answer(w.question, w.answer, none))}</b></td>"
+                   f"<td><b>{e(fmt_answer(w.question, w.answer, none, w.status))}</b></td>"
                    f"<td>{e(w.status)}</td><td>{e(w.note)}</td>"
                    f'<td class="small">{_probe_list(w.probes)}</td></tr>')
     out.append("</tbody></table>")

@@ -271,7 +271,7 @@ def _what_if_table(answers: list, title: str | None = None,
     table.add_column("note")
     for w in answers:
         table.add_row(WHAT_IF_TITLES.get(w.question, w.question),
-                      fmt_answer(w.question, w.answer, none), w.status, w.note)
+                      fmt_answer(w.question, w.answer, none, w.status), w.status, w.note)
     return table
 
 
