@@ -91,8 +91,9 @@ def test_batch_up_without_monotone_bounds_looks_past_the_ceiling():
     w = W._grow_batch(prober, {"batch": 1}, target, rebuild, BASE_FITS)
     assert (w.answer, w.status) == (1, "bound")
     assert 3 in values(w, "plan"), "a value past the ceiling the bounds leave open is planned"
-    assert w.note.startswith("proven not to fit: batch 2 (a), 3 (c), 4 (a)")
-    assert "above 4 not checked (the bounds need not grow" in w.note
+    # BEYOND values past the ceiling (2): 3-6
+    assert w.note.startswith("proven not to fit: batch 2 (a), 3 (c), 4–6 (a)")
+    assert f"above {2 + W.BEYOND} not checked (the bounds need not grow" in w.note
     assert "and above" not in w.note
 
     # ... and should that value fit, it is the answer
