@@ -319,12 +319,12 @@ def _diagnosis(plan: Plan) -> str:
 def _what_if_table(answers: list, none: str = "none in the searched range") -> str:
     """The what-if answers with the probes each search tried (terminal: answers only)."""
     e = html.escape
-    out = ["<table><thead><tr><th>question</th><th>answer</th><th>status</th><th>note</th>"
-           "<th>probes</th></tr></thead><tbody>"]
+    out = ['<table class="whatif"><thead><tr><th>question</th><th>answer</th><th>status</th>'
+           "<th>note</th><th>probes</th></tr></thead><tbody>"]
     for w in answers:
         out.append(f"<tr><td>{e(WHAT_IF_TITLES.get(w.question, w.question))}</td>"
                    f"<td><b>{e(fmt_answer(w.question, w.answer, none, w.status))}</b></td>"
-                   f"<td>{e(w.status)}</td><td>{e(w.note)}</td>"
+                   f'<td>{e(w.status)}</td><td class="note">{e(w.note)}</td>'
                    f'<td class="small">{_probe_list(w.probes)}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)
