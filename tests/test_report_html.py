@@ -155,6 +155,11 @@ def test_diagnosis_page() -> None:
     assert "re-checked independently" in page
     assert "largest batch that fits" in page and "<b>224×224</b>" in page
     assert f"{d.over_by:,} B" in page
+    # the evidence's fields, one row each, integers grouped
+    assert f"<summary>{len(d.evidence.details)} fields</summary>" in page
+    for k, v in d.evidence.details.items():
+        if isinstance(v, int) and not isinstance(v, bool):
+            assert f"<tr><td>{k}</td><td class=\"note\">{v:,}</td></tr>" in page
     for t in d.live_tensors:
         assert f"<td>{t['name']}</td>" in page
     # over-budget tiles are drawn in reds

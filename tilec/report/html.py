@@ -299,9 +299,7 @@ def _diagnosis(plan: Plan) -> str:
         out.append(f"<dt>ops holding bytes there ({len(d.live_ops)})</dt>"
                    f"<dd>{listed([(o, None) for o in d.live_ops])}</dd>")
     if ev.details:
-        out.append("<dt>details</dt><dd>" + ", ".join(
-            f"{e(str(k))} = <code>{e(json.dumps(v, sort_keys=True))}</code>"
-            for k, v in sorted(ev.details.items())) + "</dd>")
+        out.append("<dt>evidence data</dt><dd>" + _evidence_details(ev.details) + "</dd>")
     out.append("</dl>")
     if d.live_tensors:
         out.append("<h3>Tensors held on the worst tile at the worst step</h3>")
@@ -314,6 +312,26 @@ def _diagnosis(plan: Plan) -> str:
         out.append("<h3>What would fit</h3>" + _what_if_table(d.what_if))
     out.append("</section>")
     return "".join(out)
+
+
+def _evidence_details(details: dict[str, Any]) -> str:
+    """The evidence's machine-readable fields (as in the JSON), folded away: one row each,
+    integers with thousands separators, anything nested as compact JSON."""
+    e = html.escape
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool) or v is None:
+            return e(json.dumps(v))
+        if isinstance(v, int):
+            return f"{v:,}"
+        if isinstance(v, (str, float)):
+            return e(str(v))
+        return f"<code>{e(json.dumps(v, sort_keys=True))}</code>"
+
+    rows = "".join(f'<tr><td>{e(str(k))}</td><td class="note">{value(v)}</td></tr>'
+                   for k, v in sorted(details.items()))
+    return (f"<details><summary>{len(details)} fields</summary>"
+            f'<table class="whatif">{rows}</table></details>')
 
 
 def _what_if_table(answers: list, none: str = "none in the searched range") -> str:
