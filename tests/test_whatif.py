@@ -203,6 +203,17 @@ def test_precision_highest_below_that_fits():
     assert (w.answer, w.status, w.note) == ("int4", "bound", "int8 undecided")
 
 
+def test_precision_probes_say_the_per_layer_map_is_not_applied():
+    target = toy_target(4, 100)
+    object.__setattr__(target, "precisions", ("fp16", "int8", "int4"))
+    prober = Scripted(lambda p: (None, FITS, 1))
+    prober.budget("min_precision")
+    meta = {"precision": "fp16", "precision_map": {"default": "fp16", "layers": {"c1": "int8"}}}
+    w = W._min_precision(prober, meta, target, rebuild, BASE_NO)
+    assert (w.answer, w.status) == ("int8", "exact")
+    assert "per-layer map is not applied" in w.note
+
+
 def test_precision_nothing_below():
     prober = Scripted(lambda p: pytest.fail("nothing to probe"))
     prober.budget("min_precision")

@@ -586,6 +586,8 @@ def _min_precision(prober: Prober, meta: dict, target: Target,
     if rest:
         parts.append(", ".join(rest) + (" undecided" if all(p in tried for p in rest)
                                         else " not checked"))
+    if meta.get("precision_map"):
+        parts.append("one precision throughout (the per-layer map is not applied)")
     status = "exact" if not rest else ("bound" if answer else "unknown")
     return WhatIf("min_precision", answer, status, "; ".join(parts),
                   [p.record() for p in order])
