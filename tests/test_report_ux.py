@@ -14,7 +14,7 @@ import numpy as np
 from report_fixtures import does_not_fit_plan, gc200_plan
 
 from tilec.plan.bounds import Bound
-from tilec.plan.diagnose import evidence_from_bound, locate
+from tilec.plan.diagnose import evidence_from_bound, locate, split_scope
 from tilec.plan.model import Buffer, Evidence, OpPlacement
 from tilec.report import data
 
@@ -78,6 +78,20 @@ def test_op_too_large_summary_separates_the_spread_bytes() -> None:
     spread = evidence_from_bound(_bound(1200, 1500), 8, 1000, {}).summary
     assert spread.startswith("every tile holds at least 1,200 bytes spread over the whole chip")
     assert "on their own" in spread
+
+
+def test_evidence_says_over_which_splits_it_holds() -> None:
+    """Under the 'fastest' policy a bound holds only over the splits a speed-first compiler
+    picks (the pareto policy can fit YOLOv4-P5 b2 on gc200): the summary must say so."""
+    narrow = split_scope("gc200", "fastest", 0.10)
+    ev = evidence_from_bound(_bound(0, 1500), 8, 1000, {}, narrow)
+    assert ev.summary.endswith("-- with the splits gc200's policy 'fastest' allows (each op "
+                               "within 10% of its fastest split, as its vendor compiler plans)")
+    assert ev.details["claim"].startswith("in any schedule and placement, with the splits")
+    every = split_scope("npx", "pareto", None)
+    ev = evidence_from_bound(_bound(0, 1500), 8, 1000, {}, every)
+    assert "policy" not in ev.summary  # nothing narrows the claim: the summary stays short
+    assert ev.details["claim"].endswith("over every split npx's cost model offers")
 
 
 def test_precision_question_reads_as_what_it_answers() -> None:

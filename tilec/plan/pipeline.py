@@ -23,6 +23,7 @@ from tilec.plan.diagnose import (
     evidence_from_proof,
     evidence_unknown,
     locate,
+    split_scope,
 )
 from tilec.plan.geometry import Geometry
 from tilec.plan.layout import layout_plan
@@ -230,9 +231,11 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
 
     # ---- does not fit (or could not be laid out): evidence, then where
     live = _live_tensors(problem)
+    cm = target.cost_model
+    scope = split_scope(target.name, getattr(cm, "policy", None), getattr(cm, "slack", None))
     if certificate is not None:
         ev = evidence_from_bound(certificate, int(target.tiles), problem.budget,
-                                 problem.step_of)
+                                 problem.step_of, scope)
         plan.status = STATUS_DOES_NOT_FIT
     else:
         proof = None
@@ -250,7 +253,7 @@ def run(info: GraphInfo, target: Target, *, passes: Sequence[str] = (), options:
                               "may differ between runs (raise --time-limit for reproducible "
                               "results)")
         if proof is not None and proof.proven:
-            ev = evidence_from_proof(proof, sched.method, live, sched.order)
+            ev = evidence_from_proof(proof, sched.method, live, sched.order, scope)
             plan.status = STATUS_DOES_NOT_FIT
         else:
             if layout_failure is not None:
