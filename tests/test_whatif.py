@@ -159,6 +159,18 @@ def test_bound_checks_reach_down_from_a_large_batch():
     assert len(w.probes) <= W.SCAN + (63).bit_length() + 2 + W.PLANS["max_batch"]
 
 
+def test_notes_work_in_the_values_checked_not_the_range() -> None:
+    """A compiled batch of 10^11 (a typo's worth of zeros) once built a note row for every
+    smaller batch and was killed for memory; the spans must come from the checked values."""
+    hi = 10**11 - 1
+    seen = {hi - 2: Probe(hi - 2, NO, evidence="op_too_large"),
+            hi: Probe(hi, NO, evidence="op_too_large"), 3: Probe(3, UNKNOWN, by="plan")}
+    status, note = W._above_note(2, hi, seen, BASE_NO, str, prefix="batch ")
+    assert status == "bound"
+    assert note == (f"proven not to fit: batch {hi - 2} (b), {hi} (b), {hi + 1} (a); batch 3 "
+                    f"undecided; batch 4–{hi - 3}, {hi - 1} not checked")
+
+
 def test_image_sizes_are_stride_multiples_with_the_aspect_kept():
     # 608 x 416 compiled, stride 32: heights 576, 544, ... with widths in proportion
     seen = []

@@ -395,38 +395,50 @@ def _above_note(answer: int | None, hi: int, seen: dict[Any, Probe], compiled: P
     """Status and note for an integer knob from what is known about every value above
     ``answer`` up to the compiled one (``hi + 1``). ``name(k)`` names value ``k``; ``prefix``
     starts each list ("batch " gives "batch 5–8, 10")."""
-    rows: dict[int, Probe | None] = {k: seen.get(k) for k in range((answer or 0) + 1, hi + 1)}
-    rows[hi + 1] = compiled
-
-    parts, open_ = _runs(rows, name, prefix)
+    lo = (answer or 0) + 1
+    known: dict[int, Probe | None] = {k: p for k, p in seen.items() if lo <= k <= hi}
+    known[hi + 1] = compiled
+    parts, open_ = _runs(lo, hi + 1, known, name, prefix)
     note = "; ".join(parts)
     if open_:
         return ("bound" if answer is not None else "unknown"), note
     return "exact", note
 
 
-def _runs(rows: dict[int, Probe | None], name: Callable[[int], str], prefix: str,
-          last: str = "") -> tuple[list[str], bool]:
-    """The note's parts for ``rows`` (value -> its probe, None when not checked), consecutive
-    values with the same outcome as one span: ``["proven not to fit: batch 6–7 (c), 8–10 (a)",
-    "batch 5 undecided", "batch 2–4 not checked"]``, and whether any value is left open (not
-    proven). ``last`` is added to the last proven span (e.g. "and above")."""
+def _runs(lo: int, hi: int, known: dict[int, Probe | None], name: Callable[[int], str],
+          prefix: str, last: str = "") -> tuple[list[str], bool]:
+    """The note's parts for the values ``lo .. hi`` (``known``: value -> its probe; a value
+    absent or None was not checked), consecutive values with the same outcome as one span:
+    ``["proven not to fit: batch 6–7 (c), 8–10 (a)", "batch 5 undecided", "batch 2–4 not
+    checked"]``, and whether any value is left open (not proven). ``last`` is added to the last
+    proven span (e.g. "and above"). Works in the number of values checked, not in ``hi - lo``:
+    a batch of 10^11 must not build a list of every smaller batch."""
 
     def tag(p: Probe | None) -> str:
         if p is None:
             return "unchecked"
         return p.letter if p.proven else "undecided"
 
-    runs: list[tuple[str, list[int]]] = []  # consecutive values with the same outcome
-    for k in sorted(rows):
-        t = tag(rows[k])
-        if runs and runs[-1][0] == t and runs[-1][1][-1] == k - 1:
-            runs[-1][1].append(k)
+    runs: list[tuple[str, list[int]]] = []  # outcome, [first, last] of consecutive values
+
+    def add(t: str, a: int, b: int) -> None:
+        if runs and runs[-1][0] == t and runs[-1][1][-1] == a - 1:
+            runs[-1][1][-1] = b
         else:
-            runs.append((t, [k]))
+            runs.append((t, [a, b]))
+
+    k = lo
+    for v in sorted(v for v in known if lo <= v <= hi):
+        if v > k:
+            add("unchecked", k, v - 1)
+        add(tag(known[v]), v, v)
+        k = v + 1
+    if k <= hi:
+        add("unchecked", k, hi)
 
     def span(ks: list[int]) -> str:
-        return name(ks[0]) if len(ks) == 1 else f"{name(ks[0])}–{name(ks[-1])}"
+        a, b = ks
+        return name(a) if a == b else f"{name(a)}–{name(b)}"
 
     proven = [f"{span(ks)} ({t})" for t, ks in runs if t not in ("undecided", "unchecked")]
     if proven and last:
@@ -684,11 +696,13 @@ def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, lo
     else:
         monotone = knob.monotone and ceiling is not None
         upper = (ceiling - 1) if monotone else looked
-        rows: dict[int, Probe | None] = {k: seen.get(k) for k in range(answer + 1, upper + 1)}
+        known: dict[int, Probe | None] = {k: p for k, p in seen.items()
+                                          if answer < k <= upper}
         if monotone:
-            rows[ceiling] = seen[ceiling]
+            known[ceiling] = seen[ceiling]
         last = " and above (the bounds only grow)" if monotone else ""
-        parts, open_ = _runs(rows, name, prefix, last=last)
+        parts, open_ = _runs(answer + 1, ceiling if monotone else upper, known, name, prefix,
+                             last=last)
         notes.extend(parts)
         status = "bound" if open_ or not monotone else "exact"
         if not monotone and ceiling is not None:
