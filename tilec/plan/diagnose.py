@@ -9,6 +9,7 @@ tile and superstep, the bytes there by category, the ops and tensors live there,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,19 +22,27 @@ def fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def split_scope(target_name: str, policy: str | None, slack: float | None) -> str:
-    """Over which splits a bound or proof holds: all the cost model offers, which under the
-    ``fastest`` policy are only those near each op's fastest -- a claim about a compiler that
-    plans for speed (as Poplar does), not about every conceivable placement."""
+class Scope(NamedTuple):
+    """Over which splits a bound or proof holds, and whether that narrows the claim enough that
+    its one-line summary must say so."""
+
+    text: str
+    narrows: bool
+
+
+def split_scope(target_name: str, policy: str | None, slack: float | None) -> Scope:
+    """All the splits the cost model offers -- which under the ``fastest`` policy are only those
+    near each op's fastest: a claim about a compiler that plans for speed (as Poplar does), not
+    about every conceivable placement."""
     if policy == "fastest":
         within = f"within {slack:.0%} of" if slack else "at"
-        return (f"with the splits {target_name}'s policy 'fastest' allows (each op {within} its "
-                "fastest split, as its vendor compiler plans)")
-    return f"over every split {target_name}'s cost model offers"
+        return Scope(f"with the splits {target_name}'s policy 'fastest' allows (each op {within} "
+                     "its fastest split, as its vendor compiler plans)", True)
+    return Scope(f"over every split {target_name}'s cost model offers", False)
 
 
 def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, int],
-                        scope: str = "") -> Evidence:
+                        scope: Scope | None = None) -> Evidence:
     """Evidence (a) or (b) from a bound that holds; ``scope`` (:func:`split_scope`) says over
     which splits, and is appended to the one-line summary when the policy narrows them."""
     if b.details.get("resource") == "framebuffer":
@@ -60,18 +69,18 @@ def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, in
         summary = (f"at op '{b.op}', at least {fmt(b.needed)} bytes must be live on the chip in "
                    f"any schedule, more than {tiles} tiles x {fmt(budget)} bytes = "
                    f"{fmt(b.capacity)}")
-    if scope.startswith("with ") and b.details.get("resource") != "framebuffer":
-        summary += f" -- {scope}"
+    if scope and scope.narrows and b.details.get("resource") != "framebuffer":
+        summary += f" -- {scope.text}"
     details = {"op": b.op, "needed": b.needed, "capacity": b.capacity,
                "over_by": b.needed - b.capacity, "step": step_of.get(b.op or ""),
                "schedule_independent": True, **b.details}
     if scope:
-        details["claim"] = f"in any schedule and placement, {scope}"
+        details["claim"] = f"in any schedule and placement, {scope.text}"
     return Evidence(kind=b.kind, summary=summary, details=details, rechecked=True)
 
 
 def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str]],
-                        order: Sequence[str], scope: str = "") -> Evidence:
+                        order: Sequence[str], scope: Scope | None = None) -> Evidence:
     what = ("the exact per-tile model" if p.scope == "exact"
             else "a chip-level relaxation of the placement (totals per step, each op's own "
                  "tiles, the centre tile)")
@@ -79,15 +88,15 @@ def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str
              else "the always-live bytes alone")
     summary = (f"CP-SAT proved that no choice of splits and tiles fits {where} of this schedule "
                f"({what}; re-checked on a fresh model and on an independently built one)")
-    if scope.startswith("with "):
-        summary += f" -- {scope}"
+    if scope and scope.narrows:
+        summary += f" -- {scope.text}"
     details = {
         "scope": p.scope, "schedule": schedule_method, "steps": p.steps,
         "ops_at_steps": {str(s): order[s] for s in p.steps},
         "tensors_live": {str(s): live.get(s, []) for s in p.steps},
         "claim": (f"for this schedule (heuristic '{schedule_method}') under the target's cost "
                   "model, over every memory-non-dominated split of every op"
-                  + (f", {scope}" if scope else "")),
+                  + (f", {scope.text}" if scope else "")),
         "recheck_status": p.recheck_status, "solver_status": p.status,
         "independent_recheck_status": p.independent_status,
     }
