@@ -92,6 +92,10 @@ def test_evidence_says_over_which_splits_it_holds() -> None:
     ev = evidence_from_bound(_bound(0, 1500), 8, 1000, {}, every)
     assert "policy" not in ev.summary  # nothing narrows the claim: the summary stays short
     assert ev.details["claim"].endswith("over every split npx's cost model offers")
+    io = Bound(kind="op_too_large", holds=True, op=None, needed=40, capacity=32,
+               details={"resource": "framebuffer"})
+    ev = evidence_from_bound(io, 8, 1000, {}, narrow)  # no split changes the framebuffer's bytes
+    assert "policy" not in ev.summary and "claim" not in ev.details
 
 
 def test_precision_question_reads_as_what_it_answers() -> None:

@@ -69,12 +69,13 @@ def evidence_from_bound(b: Bound, tiles: int, budget: int, step_of: dict[str, in
         summary = (f"at op '{b.op}', at least {fmt(b.needed)} bytes must be live on the chip in "
                    f"any schedule, more than {tiles} tiles x {fmt(budget)} bytes = "
                    f"{fmt(b.capacity)}")
-    if scope and scope.narrows and b.details.get("resource") != "framebuffer":
+    splits_matter = b.details.get("resource") != "framebuffer"  # I/O bytes: no split helps
+    if scope and scope.narrows and splits_matter:
         summary += f" -- {scope.text}"
     details = {"op": b.op, "needed": b.needed, "capacity": b.capacity,
                "over_by": b.needed - b.capacity, "step": step_of.get(b.op or ""),
                "schedule_independent": True, **b.details}
-    if scope:
+    if scope and splits_matter:
         details["claim"] = f"in any schedule and placement, {scope.text}"
     return Evidence(kind=b.kind, summary=summary, details=details, rechecked=True)
 
@@ -96,7 +97,7 @@ def evidence_from_proof(p: Proof, schedule_method: str, live: dict[int, list[str
         "tensors_live": {str(s): live.get(s, []) for s in p.steps},
         "claim": (f"for this schedule (heuristic '{schedule_method}') under the target's cost "
                   "model, over every memory-non-dominated split of every op"
-                  + (f", {scope.text}" if scope else "")),
+                  + (f", {scope.text}" if scope and scope.narrows else "")),
         "recheck_status": p.recheck_status, "solver_status": p.status,
         "independent_recheck_status": p.independent_status,
     }
