@@ -154,14 +154,16 @@ class _Store:
 _STORES: OrderedDict[tuple, _Store] = OrderedDict()
 
 
-def _shared_store(kind: str, target: TileTarget) -> _Store:
+def _shared_store(kind: str, target: TileTarget, *, sram_priced: bool = False) -> _Store:
     """The price store of ``target``'s chip description (least recently used ones dropped).
 
-    Only ``bytes_per_tile`` is left out of the key: :meth:`BaseCostModel._cost` never reads it
-    (the SRAM size only filters candidates, in :meth:`BaseCostModel.splits`)."""
+    ``bytes_per_tile`` is left out of the key unless ``sram_priced``: a cost model whose
+    candidate *set* depends on the SRAM size (the IPU's serial splits are added to meet
+    ``availableMemoryProportion`` of the tile) must not share prices across sizes."""
     spec = dict(target.spec)
-    spec["memory"] = {k: v for k, v in dict(spec.get("memory", {})).items()
-                      if k != "bytes_per_tile"}
+    if not sram_priced:
+        spec["memory"] = {k: v for k, v in dict(spec.get("memory", {})).items()
+                          if k != "bytes_per_tile"}
     key = (kind, int(target.tiles), tuple(target.grid), str(target.placement), freeze(spec))
     store = _STORES.get(key)
     if store is None:
@@ -192,6 +194,10 @@ def _nondominated(metrics: np.ndarray) -> np.ndarray:
 class BaseCostModel:
     """Caching and candidate selection; subclasses supply :meth:`_cost` and :meth:`_candidates`."""
 
+    sram_priced = False
+    """True when the candidates a subclass enumerates depend on the tile's bytes (then priced
+    candidates are not shared across SRAM sizes)."""
+
     def __init__(self, target: TileTarget) -> None:
         self.target_name = target.name
         self.tiles = target.tiles
@@ -208,7 +214,7 @@ class BaseCostModel:
         self.vector_ops: dict[str, float] = dict(self.spec["vector_ops"])
         self._rect = target.placement == "rect"
         self._splits: dict[tuple, tuple[Split, ...]] = {}
-        store = _shared_store(type(self).__name__, target)
+        store = _shared_store(type(self).__name__, target, sram_priced=self.sram_priced)
         self._costs: dict[tuple, OpCost] = store.costs
         self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
         self._sigs: dict[int, tuple[OpInfo, tuple]] = {}
@@ -387,6 +393,17 @@ class BaseCostModel:
         """Largest step (temporary) bytes a candidate may use, or None (no bound)."""
         return None
 
+    def _relaxed_bounds(self, cap: int) -> list[int]:
+        """The temporary-memory bounds tried in turn until some candidate meets one: ``cap``,
+        then doubled while within twice the tile's bytes (PopLibs, poplin ConvPlan.cpp
+        createPlan: "unable to meet memory target" -> the bound is doubled up to 2 x
+        bytesPerTile, then dropped). The last entry admits every candidate."""
+        out = [cap]
+        while out[-1] * 2 <= 2 * self.bytes_per_tile:
+            out.append(out[-1] * 2)
+        out.append(np.iinfo(np.int64).max)
+        return out
+
     # --------------------------------------------------------------- fast selection
     def _blocks_cached(self, op: OpInfo, key: tuple) -> tuple[CandidateBlock, ...]:
         """The priced candidates of ``op``, one block per tile count of :meth:`tile_counts`."""
@@ -436,9 +453,11 @@ class BaseCostModel:
             return idx, bool(len(blk)) and int(blk.peak[0]) <= self.budget
         cap = self._step_cap(op)
         if cap is not None:
-            under = idx[blk.step <= cap]
-            idx = under if len(under) else np.array(
-                [self._argmin(blk, idx, (blk.step, blk.cycles))])
+            for bound in self._relaxed_bounds(cap):
+                under = idx[blk.step <= bound]
+                if len(under):
+                    idx = under
+                    break
         fit = idx[blk.peak[idx] <= self.budget]
         if len(fit):
             return fit, True
@@ -485,8 +504,8 @@ class BaseCostModel:
     def _select(self, op: OpInfo, costs: Iterable[OpCost]) -> list[OpCost]:
         """Keep the few Pareto-best candidates of one tile count.
 
-        First the hard preferences: under the temporary-memory bound if any candidate is (else the
-        one needing least -- what Poplar's planner does when no plan meets the bound), and within
+        First the hard preferences: under the temporary-memory bound if any candidate is (else
+        under the first relaxed bound any candidate meets, as PopLibs relaxes it), and within
         the tile's bytes if any candidate is (else the smallest, so the planner can still report
         the op as too large). Then the Pareto front on (peak, always, cycles), of which the fastest,
         the smallest and the least always-live are kept.
@@ -496,8 +515,11 @@ class BaseCostModel:
             return []
         cap = self._step_cap(op)
         if cap is not None:
-            under = [c for c in costs if c.step_bytes <= cap]
-            costs = under or [min(costs, key=lambda c: (c.step_bytes, c.cycles, c.split))]
+            for bound in self._relaxed_bounds(cap):
+                under = [c for c in costs if c.step_bytes <= bound]
+                if under:
+                    costs = under
+                    break
         fit = [c for c in costs if c.peak_bytes <= self.budget]
         costs = fit or [min(costs, key=lambda c: (c.peak_bytes, c.cycles, c.split))]
 

@@ -4,8 +4,21 @@ Both chips divide an op the same way -- a factor per axis (:class:`tilec.costmod
 differ only in what the share costs. So the shapes live here: a convolution (or a matmul seen as a
 1x1 convolution) becomes :class:`ConvDims`; a split of it becomes :class:`ConvShare`, the per-tile
 extents (rounded *up*: the busiest tile is the one that sets the step's memory and time) with the
-input halo a spatial split needs. Candidate splits are enumerated here too, with the pruning that
-keeps them to a handful per tile count.
+input halo a spatial split needs. Candidate splits are enumerated here too.
+
+Two enumerations exist, because the two chips' compilers differ:
+
+* **balanced** (:func:`balanced_rows`, the IPU): what PopLibs' convolution planner searches -- an
+  independent factor per axis (batch, conv groups, output- and input-channel groups in grain
+  units, rows, columns) whose product is *at most* the tiles the op is given, not exactly one of
+  a few tile counts. Per axis only the *efficient* factors are kept (the smallest factor for each
+  distinct busiest-tile extent: splitting 448 rows 300 ways leaves 2 rows on the busiest tile,
+  exactly as 224 ways does), and of their combinations only the *maximal* ones (no axis can take
+  its next efficient factor without exceeding the tiles): a non-maximal one leaves tiles idle that
+  could take work off the busiest tile. The busiest tile's share is the product of the per-axis
+  ceilings, which one tile really holds, so it is priced exactly.
+* **exact-count** (:func:`conv_factor_rows`, NorthPole's rectangles): factorisations whose product
+  is exactly a tile count that forms a rectangle of the mesh.
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tilec.costmodel import Split
+from tilec.costmodel import NON_TILE_AXES, Split
 from tilec.opinfo import OpInfo
 
 
@@ -44,6 +57,31 @@ def numel(shape: Sequence[int]) -> int:
 def divisors(n: int) -> tuple[int, ...]:
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return tuple(sorted(set(small + [n // d for d in small])))
+
+
+@lru_cache(maxsize=65536)
+def efficient_factors(extent: int, grain: int = 1, limit: int = 0) -> tuple[int, ...]:
+    """Split factors of an axis of ``extent`` elements held in grains of ``grain``: for each
+    distinct busiest-tile extent (``ceil(ceil(extent / grain) / f) * grain``), the smallest factor
+    giving it, ascending; at most ``limit`` when ``limit`` > 0. O(sqrt(units)) factors."""
+    units = max(1, cdiv(extent, grain))
+    out = []
+    f = 1
+    while f <= units and (limit <= 0 or f <= limit):
+        out.append(f)
+        per = cdiv(units, f)
+        if per == 1:
+            break
+        f = cdiv(units, per - 1)
+    return tuple(out)
+
+
+def axis_share(extent: int, factor: int, grain: int = 1) -> int:
+    """The busiest tile's extent of an axis split ``factor`` ways in grains of ``grain`` (PopLibs
+    hands channels out in whole groups: a tile holds ``ceil(groups / factor)`` of them)."""
+    if grain <= 1:
+        return cdiv(extent, factor)
+    return min(extent, cdiv(cdiv(extent, grain), factor) * grain)
 
 
 def tile_counts(tiles: int, grid: tuple[int, int], rect: bool, limit: int) -> list[int]:
@@ -239,8 +277,9 @@ class ConvShare:
 CONV_AXES = ("batch", "groups", "out_ch", "in_ch", "rows", "cols")
 
 
-def conv_share(d: ConvDims, split: Split) -> ConvShare:
-    f = split.as_dict()
+def conv_share(d: ConvDims, split: Split, in_grain: int = 1, out_grain: int = 1) -> ConvShare:
+    """The busiest tile's share of ``d`` under ``split`` (channels handed out in whole grains)."""
+    f = {a: v for a, v in split.as_dict().items() if a not in NON_TILE_AXES}
     unknown = set(f) - set(CONV_AXES)
     if unknown:
         raise ValueError(f"split {split} has axes {sorted(unknown)} a convolution cannot use "
@@ -248,7 +287,7 @@ def conv_share(d: ConvDims, split: Split) -> ConvShare:
     fb, fg, fo, fi = f.get("batch", 1), f.get("groups", 1), f.get("out_ch", 1), f.get("in_ch", 1)
     fr, fc = f.get("rows", 1), f.get("cols", 1)
     n, g = cdiv(d.n, fb), cdiv(d.groups, fg)
-    co, ci = cdiv(d.cout_g, fo), cdiv(d.cin_g, fi)
+    co, ci = axis_share(d.cout_g, fo, out_grain), axis_share(d.cin_g, fi, in_grain)
     oh, ow = cdiv(d.oh, fr), cdiv(d.ow, fc)
     if d.transpose:  # each output row needs ~1/stride input rows plus the kernel's reach
         ih = min(d.ih, cdiv(oh, d.sh) + cdiv((d.kh - 1) * d.dh + 1, d.sh))
@@ -259,7 +298,8 @@ def conv_share(d: ConvDims, split: Split) -> ConvShare:
     total = d.n * d.groups * d.cout_g * d.cin_g * d.oh * d.ow
     frac = (n * g * co * ci * oh * ow) / total if total else 0.0
     return ConvShare(n=n, g=g, co=co, ci=ci, oh=oh, ow=ow, ih=ih, iw=iw, fi=fi,
-                     spatial=fb * fr * fc, tiles=split.tiles, work_fraction=min(1.0, frac))
+                     spatial=fb * fr * fc, tiles=split.work_tiles,
+                     work_fraction=min(1.0, frac))
 
 
 def conv_candidates(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
@@ -327,9 +367,21 @@ _CONV_ROW_AXES = ("batch", "groups", "out_ch", "in_ch", "rows", "cols")
 _CONV_ROW_ORDER = sorted(range(6), key=lambda i: _CONV_ROW_AXES[i])  # Split keeps axes sorted
 
 
+SPLIT_COLUMNS = ("batch", "groups", "out_ch", "in_ch", "rows", "cols", "span", "serial_out",
+                 "serial_in")
+"""Columns of a candidate row as the IPU cost model prices it: the balanced factors, the span
+(0: none) and the serial factors over output and input channels (1: none)."""
+_SPLIT_ORDER = sorted(range(len(SPLIT_COLUMNS)), key=lambda i: SPLIT_COLUMNS[i])
+
+
 def conv_split(row: Sequence[int]) -> Split:
     """``Split.of(batch=row[0], groups=row[1], out_ch=row[2], in_ch=row[3], rows=row[4],
-    cols=row[5])`` without the argument checks (the factors come from :func:`conv_factor_rows`)."""
+    cols=row[5][, span=row[6], serial_out=row[7], serial_in=row[8]])`` without the argument
+    checks (the factors come from :func:`conv_factor_rows` or the IPU's candidate rows)."""
+    if len(row) > 6:
+        n = len(row)
+        return Split(tuple((SPLIT_COLUMNS[i], int(row[i])) for i in _SPLIT_ORDER
+                           if i < n and row[i] > 1))
     return Split(tuple((_CONV_ROW_AXES[i], int(row[i])) for i in _CONV_ROW_ORDER if row[i] > 1))
 
 
@@ -371,7 +423,8 @@ class ConvShares:
 EXACT_FLOAT = 2 ** 53  # integers below this convert to float64 exactly (same as Python's int/int)
 
 
-def conv_shares(d: ConvDims, rows: np.ndarray) -> ConvShares | None:
+def conv_shares(d: ConvDims, rows: np.ndarray, in_grain: int = 1, out_grain: int = 1, *,
+                exact: bool = True) -> ConvShares | None:
     """:func:`conv_share` for every row of ``rows`` (``[k, 6]`` factors as from
     :func:`conv_factor_rows`) with the same integer and float arithmetic, element by element.
 
@@ -382,11 +435,11 @@ def conv_shares(d: ConvDims, rows: np.ndarray) -> ConvShares | None:
     big = max(total, d.macs, d.weight_bytes, d.kernel_elements, d.other_weight_bytes * d.groups
               * d.cout_g, d.n * d.groups * d.cin_g * d.ih * d.iw,
               d.n * d.groups * d.cout_g * d.cin_g * d.kh * d.kw, 1)
-    if big * 256 >= EXACT_FLOAT:
-        return None
+    if exact and big * 256 >= EXACT_FLOAT:
+        return None  # (``exact=False``: object arrays of Python ints, no limit)
     fb, fg, fo, fi, fr, fc = (rows[:, i] for i in range(6))
     n, g = -(-d.n // fb), -(-d.groups // fg)
-    co, ci = -(-d.cout_g // fo), -(-d.cin_g // fi)
+    co, ci = _axis_shares(d.cout_g, fo, out_grain), _axis_shares(d.cin_g, fi, in_grain)
     oh, ow = -(-d.oh // fr), -(-d.ow // fc)
     if d.transpose:
         ih = np.minimum(d.ih, -(-oh // d.sh) + cdiv((d.kh - 1) * d.dh + 1, d.sh))
@@ -399,6 +452,65 @@ def conv_shares(d: ConvDims, rows: np.ndarray) -> ConvShares | None:
     return ConvShares(n=n, g=g, co=co, ci=ci, oh=oh, ow=ow, ih=ih, iw=iw, fi=fi,
                       spatial=fb * fr * fc, tiles=fb * fg * fo * fi * fr * fc,
                       work_fraction=frac)
+
+
+def _axis_shares(extent: int, factors: np.ndarray, grain: int) -> np.ndarray:
+    """:func:`axis_share` of every factor at once."""
+    if grain <= 1:
+        return -(-extent // factors)
+    return np.minimum(extent, -(-cdiv(extent, grain) // factors) * grain)
+
+
+BALANCED_COLUMNS = 7
+"""Columns of a :func:`balanced_rows` row: batch, groups, out_ch, in_ch, rows, cols, span."""
+
+
+
+def balanced_rows(d: ConvDims, caps: Sequence[int], *, in_grain: int, out_grain: int,
+                  max_in_split: int) -> tuple[np.ndarray, ...]:
+    """The balanced candidates of ``d`` (see the module docstring), one int64 array
+    ``[k, 7]`` per cap: the factors ``(batch, groups, out_ch, in_ch, rows, cols)`` and the span
+    (the cap, when the factors multiply to fewer tiles -- the op occupies all of them -- else
+    0). A row is in cap ``c``'s array when its factors multiply to at most ``c`` and no axis can
+    take its next efficient factor within ``c``; rows are in lexicographic factor order."""
+    return _balanced_rows(tuple(int(c) for c in caps), d.n, d.groups, d.cout_g, d.cin_g, d.oh,
+                          d.ow, in_grain, out_grain, max_in_split)
+
+
+@lru_cache(maxsize=16384)
+def _balanced_rows(caps: tuple[int, ...], n: int, groups: int, cout_g: int, cin_g: int,
+                   oh: int, ow: int, in_grain: int, out_grain: int, max_in_split: int
+                   ) -> tuple[np.ndarray, ...]:
+    axes = (efficient_factors(n), efficient_factors(groups), efficient_factors(cout_g, out_grain),
+            efficient_factors(cin_g, in_grain, max_in_split), efficient_factors(oh),
+            efficient_factors(ow))
+    top = max(caps) if caps else 1
+    combos = np.ones((1, 0), dtype=np.int64)
+    prods = np.ones(1, dtype=np.int64)
+    for fs in axes:  # the cartesian product, pruned to products within the largest cap
+        f = np.asarray(fs, dtype=np.int64)
+        p = prods[:, None] * f[None, :]
+        i, j = np.nonzero(p <= top)
+        combos = np.concatenate([combos[i], f[j][:, None]], axis=1)
+        prods = p[i, j]
+    # the fewest tiles any single-axis step up would need: maximal under cap c iff
+    # prods <= c < grow
+    big = np.iinfo(np.int64).max // 4
+    grow = np.full(len(prods), big, dtype=np.int64)
+    for a, fs in enumerate(axes):
+        f = np.asarray(fs, dtype=np.int64)
+        nxt = np.append(f[1:], big)
+        step = nxt[np.searchsorted(f, combos[:, a])]
+        up = np.where(step >= big, big, prods // combos[:, a] * np.minimum(step, big // top))
+        grow = np.minimum(grow, up)
+    out = []
+    for c in caps:
+        keep = (prods <= c) & (grow > c)
+        rows = combos[keep]
+        span = np.where(prods[keep] < c, c, 0)[:, None]
+        out.append(np.concatenate([rows, span], axis=1) if len(rows)
+                   else np.zeros((0, BALANCED_COLUMNS), dtype=np.int64))
+    return tuple(out)
 
 
 @lru_cache(maxsize=65536)

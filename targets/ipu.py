@@ -45,19 +45,19 @@ from tilec.opinfo import OpInfo, TensorInfo
 
 from .base import BaseCostModel, CandidateBlock, conv_blocks, nonzero, touched
 from .geometry import (
+    SPLIT_COLUMNS,
     ConvDims,
+    balanced_rows,
     cdiv,
-    conv_candidates,
-    conv_factor_rows,
-    conv_share,
     conv_shares,
+    conv_split,
+    efficient_factors,
     map_candidates,
     map_share,
     nbytes,
     numel,
     pool_dims,
     resize_dims,
-    round_up,
 )
 
 if TYPE_CHECKING:
@@ -65,10 +65,18 @@ if TYPE_CHECKING:
 
 _DATAPATH_BITS = {"fp16": 16, "fp32": 32}
 _GATHERING_MOVES = frozenset({"Slice", "Split", "Gather"})  # read only what they output
+# poplin ConvVertices.cpp (createConvPartialAmpVertex): a worklist entry is {outOffset,
+# numFieldElems, inOffset}, 16 bits each in the limited vertex
+WORKLIST_ENTRY_BYTES = 6
+# hw: "worker threads 6 per tile"; the rows are divided among them
+# (poplin ConvUtilInternal.cpp partitionConvPartialByWorker)
+WORKERS = 6
 
 
 class IpuCostModel(BaseCostModel):
     """Poplar-style cost model (see the module docstring)."""
+
+    sram_priced = True  # serial splits are added to meet a bound proportional to the tile
 
     def __init__(self, target: TileTarget) -> None:
         super().__init__(target)
@@ -90,6 +98,7 @@ class IpuCostModel(BaseCostModel):
                        float(ov["exchange_share"]))
         self.sets = dict(ov["compute_sets"])
         self.amp = float(s["temporaries"]["available_memory_proportion"])
+        self._rows_cache: dict[tuple, tuple[np.ndarray, ...]] = {}
         # partial-sum bits per datapath: from the precisions that compute on it
         self.partials: dict[str, int] = {}
         for p in s["precision"]["supported"]:
@@ -124,6 +133,13 @@ class IpuCostModel(BaseCostModel):
         state = round(total * self.shares[1])
         return {"code": code, "state": state, "exchange": total - code - state}
 
+    def _always(self, weights: int, state: int, sets: int) -> dict[str, int]:
+        """Always-live bytes: stored weights, the compute sets' overheads and extra vertex
+        state (a conv's worklists)."""
+        cats = self.overhead(sets)
+        cats["state"] += state
+        return nonzero(weights=weights, **cats)
+
     def _step_cap(self, op: OpInfo) -> int | None:
         if op.kind in ("conv", "matmul"):
             return int(self.amp * self.bytes_per_tile)
@@ -139,10 +155,7 @@ class IpuCostModel(BaseCostModel):
     def _candidates(self, op: OpInfo, tiles: int) -> Iterable[Split]:
         kind = op.kind
         if kind in ("conv", "matmul"):
-            d = self.conv_dims(op)
-            dp = self.datapath(op.act_bits)
-            return conv_candidates(d, tiles, in_grain=self.in_grain[dp],
-                                   out_grain=self.out_grain[dp], max_in_split=self.max_in_split)
+            return [conv_split(r) for r in self._conv_rows(op, [tiles])[0]]
         if kind == "pool":
             return map_candidates(pool_dims(op), tiles)
         if kind == "resize":
@@ -154,12 +167,7 @@ class IpuCostModel(BaseCostModel):
         (:meth:`_conv_block`), then cut into one block per tile count."""
         if op.kind not in ("conv", "matmul"):
             return None
-        d = self.conv_dims(op)
-        dp = self.datapath(op.act_bits)
-        per_count = [conv_factor_rows(d, t, in_grain=self.in_grain[dp],
-                                     out_grain=self.out_grain[dp], max_in_split=self.max_in_split)
-                     for t in counts]
-        return self._conv_block(op, d, per_count)
+        return self._conv_block(op, self.conv_dims(op), self._conv_rows(op, counts))
 
     # ------------------------------------------------------------------------- costs
     def _cost(self, op: OpInfo, split: Split) -> OpCost:
@@ -178,140 +186,201 @@ class IpuCostModel(BaseCostModel):
                          f"(op '{op.name}')")
 
     def _conv(self, op: OpInfo, d: ConvDims, split: Split) -> OpCost:
-        s = conv_share(d, split)
-        dp = self.datapath(op.act_bits)
-        dp_bits = _DATAPATH_BITS[dp]
-        abits, pbits = op.act_bits, self.partials.get(dp, dp_bits)
-        k_elems = s.kernel_elements * d.k
-        # weights: the slice this tile computes with; stored once over the tiles sharing it
-        if d.kernel_elements:
-            w_slice = nbytes(k_elems, d.kernel_bits) + cdiv(
-                d.other_weight_bytes * s.g * s.co, d.groups * d.cout_g)
-            if s.spatial > 1:
-                w_store = cdiv(d.weight_bytes, split.tiles)
-                w_recv = max(0, w_slice - w_store)
-            else:
-                w_store, w_recv = w_slice, 0
-            dequant = nbytes(k_elems, dp_bits) if d.kernel_bits < dp_bits else 0
-            act_kernel = 0
-        else:  # a kernel that is an activation arrives like an input
-            w_store = w_recv = dequant = 0
-            act_kernel = nbytes(k_elems * (s.n if d.kernel_batched else 1), d.act_kernel_bits)
-        in_recv = nbytes(s.in_elements, abits) + act_kernel
-        out_bytes = nbytes(s.out_elements, abits)
-        # temporaries
-        red_recv = 0
-        if s.fi > 1:  # partial sums of the whole slice, then a reduction over fi tiles
-            red_recv = nbytes(s.out_slice - s.out_elements, pbits)
-            temp = nbytes(s.out_slice, pbits) + red_recv
-        elif pbits != abits:  # wider partials are cast to the output type
-            temp = nbytes(s.out_slice, pbits)
-        else:
-            temp = 0
-        nonnative = bool(op.activation) and op.activation not in self.native
-        temp += dequant + (self.nonnative_temps * out_bytes if nonnative else 0)
-        has_bias = d.other_weight_bytes > 0
-        sets = (self.sets["conv" if op.kind == "conv" else "matmul"] + (s.fi > 1) + has_bias
-                + bool(op.activation) + nonnative + (dequant > 0))
-        # cycles
-        gi, go = self.in_grain[dp], self.out_grain[dp]
-        macs_t = d.macs * s.work_fraction
-        pad = (round_up(s.ci, gi) / s.ci) * (round_up(s.co, go) / s.co)
-        amp = macs_t * pad / (self.macs_per_cycle[dp] * self.eff)
-        vec = macs_t / self.lanes[dp]  # vector MACs (what a depthwise conv falls back to)
-        cycles = math.ceil(min(amp, vec))
-        if s.fi > 1:
-            cycles += self._vector_cycles(s.out_elements * s.fi, 1, dp)
-        elif pbits != abits:
-            cycles += self._vector_cycles(s.out_slice, 1, dp)
-        if has_bias:
-            cycles += self._vector_cycles(s.out_elements, 1, dp)
-        if op.activation:
-            cycles += self._vector_cycles(s.out_elements, self.vops(op.activation), dp)
-        if dequant:
-            cycles += self._vector_cycles(k_elems, 2, dp)  # unpack + scale
-        cycles += (sets - 1) * self.superstep
+        """One split's price: :meth:`_conv_terms` of its one row (the same code prices every
+        candidate at once in :meth:`_conv_block`, so the two cannot disagree)."""
+        f = split.as_dict()
+        row = np.array([[f.get(a, 1) if a != "span" else f.get(a, 0) for a in SPLIT_COLUMNS]],
+                       dtype=np.int64)
+        t = self._conv_terms(op, d, row)
+        if t is None:  # beyond int64-exact range: the same arithmetic on Python ints
+            t = self._conv_terms(op, d, row.astype(object))
+        assert t is not None
+        g = {k: int(v[0]) for k, v in t.items()}
         return OpCost(
             split=split,
-            always=nonzero(weights=w_store, **self.overhead(sets)),
-            step=nonzero(weights=w_recv, act_in=in_recv, temp=temp),
-            outputs=(out_bytes, *(0,) * (len(op.out_shapes) - 1)),
-            compute_cycles=cycles,
-            exchange_cycles=self._xcycles(w_recv + in_recv + red_recv),
+            always=self._always(g["w_store"], g["worklists"], g["sets"]),
+            step=nonzero(weights=g["w_recv"], act_in=g["in_recv"], temp=g["temp"]),
+            outputs=(g["out_bytes"], *(0,) * (len(op.out_shapes) - 1)),
+            compute_cycles=g["compute"],
+            exchange_cycles=g["exchange"],
         )
 
-    def _conv_block(self, op: OpInfo, d: ConvDims,
-                    per_count: Sequence[tuple[tuple[int, ...], ...]]
-                    ) -> list[CandidateBlock] | None:
-        """:meth:`_conv` of every split in ``rows`` at once: the same integer and float
-        operations in the same order, element by element (numpy float64 is IEEE like Python's
-        float, and every integer stays below 2**53). Only the totals the selection needs."""
-        rows = [r for rs in per_count for r in rs]
-        arr = np.array(rows, dtype=np.int64).reshape(len(rows), 6)
-        s = conv_shares(d, arr)
-        if s is None:
-            return None
+    def _conv_terms(self, op: OpInfo, d: ConvDims, rows: np.ndarray
+                    ) -> dict[str, np.ndarray] | None:
+        """Bytes and cycles of every row of ``rows`` (``[k, 9]``, columns :data:`SPLIT_COLUMNS`)
+        at once, as arrays; None when an int64 could overflow (the caller retries on Python
+        ints, ``rows.astype(object)``).
+
+        Memory follows PopLibs' own per-tile estimate of a convolution's temporaries
+        (poplin ConvModel.cpp, ``addConvTempMemoryEstimate``): the tile's input slice with its
+        halo, its weight slice and its partial sums, each for one serial slice only (a serial
+        split's temporaries "should not outlive an iteration of the loop"), plus, for a serial
+        input-channel split, an in-place accumulator of the tile's outputs (``addInPlaceTemp``).
+        The reduction of a parallel input-channel split (``reduceTemp``, partials x result type)
+        is taken in a max with that sum by PopLibs, and it never exceeds it, so it adds nothing.
+        """
+        obj = rows.dtype == object
+
+        def ceil_int(x) -> np.ndarray:
+            """Ceiling of a float array as ints (Python ints on the object path)."""
+            if obj:
+                return np.array([math.ceil(float(v)) for v in np.ravel(x)], dtype=object)
+            return np.ceil(x).astype(np.int64)
+
+        fo, fi = rows[:, 2], rows[:, 3]
+        so, si = rows[:, 7], rows[:, 8]
+        serial = so * si
         dp = self.datapath(op.act_bits)
+        gi, go = self.in_grain[dp], self.out_grain[dp]
+        par = rows.copy()[:, :6]
+        tile = conv_shares(d, par, gi, go, exact=not obj)  # the tile's whole share
+        par[:, 2] = fo * so
+        par[:, 3] = fi * si
+        sl = conv_shares(d, par, gi, go, exact=not obj)  # one serial slice of it
+        if tile is None or sl is None:
+            return None
         dp_bits = _DATAPATH_BITS[dp]
         abits, pbits = op.act_bits, self.partials.get(dp, dp_bits)
-        k_elems = s.kernel_elements * d.k
-        zero = np.zeros(len(arr), dtype=np.int64)
+        k_tile = tile.kernel_elements * d.k
+        k_slice = sl.kernel_elements * d.k
+        zero = rows[:, 0] * 0
         if d.kernel_elements:
-            w_slice = -(-(k_elems * d.kernel_bits) // 8) + -(
-                -(d.other_weight_bytes * s.g * s.co) // (d.groups * d.cout_g))
-            spatial = s.spatial > 1
-            w_store = np.where(spatial, -(-d.weight_bytes // s.tiles), w_slice)
-            w_recv = np.where(spatial, np.maximum(0, w_slice - w_store), 0)
-            dequant = -(-(k_elems * dp_bits) // 8) if d.kernel_bits < dp_bits else zero
+            def wbytes(k_elems, sh):
+                return -(-(k_elems * d.kernel_bits) // 8) + -(
+                    -(d.other_weight_bytes * sh.g * sh.co) // (d.groups * d.cout_g))
+            spatial = tile.spatial > 1
+            w_tile = wbytes(k_tile, tile)
+            # stored once over the tiles that share the slice (batch / spatial splits), else the
+            # tile's own slice (created in the plan's layout, poplin createWeights)
+            w_store = np.where(spatial, -(-d.weight_bytes // tile.tiles), w_tile)
+            # received per serial slice: what of the slice is not already on the tile
+            w_recv = np.where(spatial, np.maximum(0, wbytes(k_slice, sl) - -(-w_store // serial)),
+                              0)
+            dequant = (-(-(k_slice * dp_bits) // 8) if d.kernel_bits < dp_bits else zero)
             act_kernel = zero
-        else:
+        else:  # a kernel that is an activation (batched matmul) arrives like an input
             w_store = w_recv = dequant = zero
-            act_kernel = -(-(k_elems * (s.n if d.kernel_batched else 1) * d.act_kernel_bits) // 8)
-        in_recv = -(-(s.in_elements * abits) // 8) + act_kernel
-        out_elements = s.out_elements
+            act_kernel = -(-(k_slice * (sl.n if d.kernel_batched else 1) * d.act_kernel_bits) // 8)
+        in_recv = -(-(sl.in_elements * abits) // 8) + act_kernel
+        out_elements = tile.out_elements
         out_bytes = -(-(out_elements * abits) // 8)
-        out_slice = s.out_slice
-        split_in = s.fi > 1
-        red_recv = np.where(split_in, -(-((out_slice - out_elements) * pbits) // 8), 0)
-        cast = -(-(out_slice * pbits) // 8)
-        if pbits != abits:
-            temp = np.where(split_in, cast + red_recv, cast)
-        else:
-            temp = np.where(split_in, cast + red_recv, 0)
+        partials = -(-(sl.out_slice * pbits) // 8)
+        accumulate = np.where(si > 1, -(-(tile.out_slice * pbits) // 8), 0)
         nonnative = bool(op.activation) and op.activation not in self.native
-        temp = temp + dequant + (self.nonnative_temps * out_bytes if nonnative else 0)
+        temp = partials + accumulate + dequant + (self.nonnative_temps * out_bytes if nonnative
+                                                  else 0)
+        split_in = (fi > 1) * 1
         has_bias = d.other_weight_bytes > 0
-        sets = (self.sets["conv" if op.kind == "conv" else "matmul"] + split_in.astype(np.int64)
-                + has_bias + bool(op.activation) + nonnative + (dequant > 0).astype(np.int64))
-        gi, go = self.in_grain[dp], self.out_grain[dp]
-        lanes = self.lanes[dp]
-        macs_t = d.macs * s.work_fraction
-        pad = ((-(-s.ci // gi) * gi) / s.ci) * ((-(-s.co // go) * go) / s.co)
+        sets = (self.sets["conv" if op.kind == "conv" else "matmul"] + split_in + has_bias
+                + bool(op.activation) + nonnative + (dequant > 0) * 1)
+        # vertex state that grows with the tile's share: the AMP nx1 vertex's worklists, one
+        # entry of three 16-bit values per kernel position, per output row of the tile and per
+        # worker boundary (poplin ConvVertices.cpp createConvPartialAmpVertex; up to 5 extra
+        # segments where 6 workers share the rows), per serial slice
+        worklists = np.where((d.k > 1) | (sl.n * sl.oh > 1),
+                             WORKLIST_ENTRY_BYTES * d.k * (sl.n * sl.oh + WORKERS - 1) * serial, 0)
+        # cycles of one slice, times the slices
+        macs_t = d.macs * sl.work_fraction
+        pad = ((-(-sl.ci // gi) * gi) / sl.ci) * ((-(-sl.co // go) * go) / sl.co)
         amp = macs_t * pad / (self.macs_per_cycle[dp] * self.eff)
-        vec = macs_t / lanes
-        cycles = np.ceil(np.minimum(amp, vec)).astype(np.int64)
+        vec = macs_t / self.lanes[dp]
+        lanes = self.lanes[dp]
 
-        def vcyc(elements: np.ndarray, ops: float) -> np.ndarray:
-            """_vector_cycles, element-wise (``ops`` > 0; zero elements give zero)."""
-            return np.ceil(elements * ops / lanes).astype(np.int64)
+        def vcyc(elements, ops: float):
+            return ceil_int(elements * ops / lanes)
 
+        compute = ceil_int(np.minimum(amp, vec)) * serial
         if pbits != abits:
-            cycles = cycles + np.where(split_in, vcyc(out_elements * s.fi, 1), vcyc(out_slice, 1))
+            compute = compute + np.where(fi > 1, vcyc(out_elements * fi, 1),
+                                         vcyc(tile.out_slice, 1))
         else:
-            cycles = cycles + np.where(split_in, vcyc(out_elements * s.fi, 1), 0)
+            compute = compute + np.where(fi > 1, vcyc(out_elements * fi, 1), 0)
         if has_bias:
-            cycles = cycles + vcyc(out_elements, 1)
+            compute = compute + vcyc(out_elements, 1)
         act_ops = self.vops(op.activation)
         if op.activation and act_ops:
-            cycles = cycles + vcyc(out_elements, act_ops)
-        cycles = cycles + np.where(dequant > 0, vcyc(k_elems, 2), 0)
-        cycles = cycles + (sets - 1) * self.superstep
-        received = w_recv + in_recv + red_recv
-        exchange = np.where(received > 0, np.ceil(received / self.xbpc), 0).astype(np.int64)
-        always = w_store + sets * self.set_bytes
-        step = w_recv + in_recv + temp
-        return conv_blocks(per_count, peak=always + step + out_bytes, always=always, step=step,
-                           cycles=cycles + exchange)
+            compute = compute + vcyc(out_elements, act_ops)
+        compute = compute + np.where(dequant > 0, vcyc(k_slice, 2) * serial, 0)
+        compute = compute + (sets - 1 + (serial - 1) * (1 + (dequant > 0) * 1)) * self.superstep
+        # exchange: what is not already resident -- an input slice is already on the tile for
+        # 1 / outChanSplit of its elements (poplin ConvModel.cpp addExchangeCycleEstimates)
+        in_moved = in_recv - -(-(in_recv - act_kernel) // (fo * so))
+        red_recv = np.where(fi > 1, -(-((tile.out_slice - out_elements) * pbits) // 8), 0)
+        received = (w_recv + in_moved) * serial + red_recv
+        exchange = ceil_int(received / self.xbpc)
+        return {"w_store": w_store, "w_recv": w_recv, "in_recv": in_recv, "temp": temp,
+                "out_bytes": out_bytes, "sets": sets, "worklists": worklists,
+                "compute": compute, "exchange": exchange}
+
+    def _conv_rows(self, op: OpInfo, caps: Sequence[int]) -> tuple[np.ndarray, ...]:
+        """Candidate rows (:data:`SPLIT_COLUMNS`) of a conv / matmul at each cap, cached per
+        op shape: the balanced parallel splits (:func:`geometry.balanced_rows`), and for each
+        one whose temporaries exceed ``availableMemoryProportion`` its smallest serial split
+        over output channels and over input channels that meets it, as PopLibs' planner adds
+        serial splits to meet its memory bound (never both at once: ConvModel.cpp)."""
+        key = (self._signature(op), tuple(caps))
+        hit = self._rows_cache.get(key)
+        if hit is not None:
+            return hit
+        d = self.conv_dims(op)
+        dp = self.datapath(op.act_bits)
+        gi, go = self.in_grain[dp], self.out_grain[dp]
+        cap = int(self.amp * self.bytes_per_tile)
+        out = []
+        for base in balanced_rows(d, caps, in_grain=gi, out_grain=go,
+                                  max_in_split=self.max_in_split):
+            rows = np.concatenate([base, np.ones((len(base), 2), dtype=np.int64)], axis=1)
+            t = self._conv_terms(op, d, rows)
+            if t is None or not len(rows):
+                out.append(rows)
+                continue
+            over = np.nonzero((t["w_recv"] + t["in_recv"] + t["temp"]) > cap)[0]
+            extra = [rows]
+            for col, extent, grain, par in ((7, d.cout_g, go, 2), (8, d.cin_g, gi, 3)):
+                if not len(over):
+                    break
+                # every (over-bound row, serial factor) pair priced in one call; each row keeps
+                # its smallest factor that meets the bound
+                factors = np.asarray(efficient_factors(extent, grain)[1:], dtype=np.int64)
+                if not len(factors):
+                    continue
+                grains = -(-extent // grain)
+                units = -(-grains // rows[over, par])  # grains on the tile
+                ri, fj = np.nonzero(units[:, None] >= factors[None, :])
+                if not len(ri):
+                    continue
+                cand = rows[over[ri]].copy()
+                cand[:, col] = factors[fj]
+                tt = self._conv_terms(op, d, cand)
+                if tt is None:
+                    continue
+                meets = (tt["w_recv"] + tt["in_recv"] + tt["temp"]) <= cap
+                # pairs are ordered by row then factor: the first meeting pair of each row
+                ok = np.nonzero(meets)[0]
+                if len(ok):
+                    first = ok[np.unique(ri[ok], return_index=True)[1]]
+                    extra.append(cand[first])
+            rows = np.concatenate(extra, axis=0)
+            order = np.lexsort(tuple(rows[:, i] for i in reversed(range(rows.shape[1]))))
+            out.append(rows[order])
+        result = tuple(out)
+        if len(self._rows_cache) >= 4096:
+            self._rows_cache.clear()
+        self._rows_cache[key] = result
+        return result
+
+    def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray]
+                    ) -> list[CandidateBlock] | None:
+        """Every candidate of every cap priced at once by :meth:`_conv_terms` (only the totals
+        the selection needs; the kept splits are priced again, one by one, by :meth:`_conv`)."""
+        arr = np.concatenate(per_count, axis=0)
+        t = self._conv_terms(op, d, arr)
+        if t is None:
+            return None
+        always = t["w_store"] + t["worklists"] + t["sets"] * self.set_bytes
+        step = t["w_recv"] + t["in_recv"] + t["temp"]
+        return conv_blocks(per_count, peak=always + step + t["out_bytes"], always=always,
+                           step=step, cycles=t["compute"] + t["exchange"])
 
     def _elementwise(self, op: OpInfo, split: Split) -> OpCost:
         t = split.tiles

@@ -72,8 +72,23 @@ CATEGORIES: tuple[str, ...] = (
     "io",  # host / framebuffer I/O buffers held in tile memory
 )
 
-AXES: tuple[str, ...] = ("batch", "out_ch", "in_ch", "rows", "cols", "groups", "elements")
-"""Axes an op's work may be divided along. ``elements`` is a flat split of an element-wise op."""
+AXES: tuple[str, ...] = ("batch", "out_ch", "in_ch", "rows", "cols", "groups", "elements",
+                         "serial_out", "serial_in", "span")
+"""Axes an op's work may be divided along. ``elements`` is a flat split of an element-wise op.
+
+Two entries are not parallel axes and do not multiply into :attr:`Split.tiles`:
+
+``serial_out``, ``serial_in``
+            the op runs as this many slices one after another on the same tiles (PopLibs'
+            serial splits of the output / input channels -- a matmul's N / K: a convolution
+            whose temporaries exceed ``availableMemoryProportion`` computes slice by slice, so
+            each slice's temporaries live only while that slice runs);
+``span``    the tiles the op occupies when its parallel factors multiply to fewer (a balanced
+            factorisation of 1472 tiles, e.g. rows 64 x cols 23, need not use every tile; the op
+            is still planned over -- and placed on -- the whole span, the rest of it idle).
+"""
+
+NON_TILE_AXES: frozenset[str] = frozenset({"serial_out", "serial_in", "span"})
 
 
 @dataclass(frozen=True, order=True)
@@ -98,7 +113,18 @@ class Split:
 
     @property
     def tiles(self) -> int:
-        return prod(f for _, f in self.factors) if self.factors else 1
+        """Tiles the op occupies: its ``span`` when given, else the product of its parallel
+        factors."""
+        for axis, f in self.factors:
+            if axis == "span":
+                return f
+        return self.work_tiles
+
+    @property
+    def work_tiles(self) -> int:
+        """Tiles that hold a share of the work: the product of the parallel factors (serial
+        factors and ``span`` excluded)."""
+        return prod(f for a, f in self.factors if a not in NON_TILE_AXES) if self.factors else 1
 
     def factor(self, axis: str) -> int:
         return dict(self.factors).get(axis, 1)

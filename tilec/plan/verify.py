@@ -11,7 +11,9 @@ Checks (each named in ``Verification.checks`` when it passes):
 
 ``structure``   every op of the model once, exactly one per superstep, steps numbered 0..S-1;
 ``tiles``       each op on valid, disjoint, sorted tile ranges (a rectangle on a mesh) whose size is
-                the product of its split factors; an op of a group on its group's tiles;
+                the product of its parallel split factors (or its ``span``, which that product
+                may not exceed; serial slices share the tiles); an op of a group on its
+                group's tiles;
 ``tensors``     every tensor an op reads or writes is held by exactly one buffer; a tensor nobody
                 writes is a model input; a buffer holds its owner and, besides it, only aliases
                 the plan itself justifies (the output of a view of a tensor in it, an input of a
@@ -191,9 +193,14 @@ def verify(plan: Plan, info: Any = None, target: Any = None) -> Verification:
             err.add("tiles", f"op '{o.name}': {why}")
             continue
         n = sum(b - a for a, b in o.tiles)
-        want = prod(o.split.values()) if o.split else 1
+        work = prod(int(f) for a, f in o.split.items()
+                    if a not in ("serial_out", "serial_in", "span"))
+        want = int(o.split.get("span", work))
         if n != want:
             err.add("tiles", f"op '{o.name}' runs on {n} tiles but its split has {want}")
+        if work > want:
+            err.add("tiles", f"op '{o.name}': its split's factors need {work} tiles, more than "
+                             f"its span of {want}")
         if plan.target.placement == "rect" and not _is_rect(o.tiles, cols, o.shape):
             err.add("tiles", f"op '{o.name}': tiles {o.tiles} are not one rectangle")
         elif plan.target.placement == "range" and len(o.tiles) != 1:
@@ -518,7 +525,7 @@ def _check_costs(plan: Plan, info: Any, target: Any, holder: dict[str, Buffer],
                  err: _Errors) -> None:
     """What the plan declares, asked again of its sources: the target, the model, the cost
     model (see the module docstring). Reads the cost model through the contract only."""
-    from tilec.costmodel import Split
+    from tilec.costmodel import AXES, Split
 
     model = target.cost_model
     t = plan.target
@@ -546,7 +553,7 @@ def _check_costs(plan: Plan, info: Any, target: Any, holder: dict[str, Buffer],
             err.add("costs", f"op '{o.name}': type, inputs or outputs differ from the model")
             continue
         split = Split.of(**o.split) if all(
-            a in _AXES for a in o.split) and all(int(f) >= 1 for f in o.split.values()) else None
+            a in AXES for a in o.split) and all(int(f) >= 1 for f in o.split.values()) else None
         if split is None or split not in list(model.splits(op)):
             err.add("costs", f"op '{o.name}': split {o.split} is not one the cost model offers")
             continue
@@ -593,8 +600,6 @@ def _check_costs(plan: Plan, info: Any, target: Any, holder: dict[str, Buffer],
         if need > fb:
             err.add("costs", f"the model's I/O needs {need} bytes of the {fb}-byte framebuffer")
 
-
-_AXES = ("batch", "out_ch", "in_ch", "rows", "cols", "groups", "elements")
 
 
 def _nz(d: Any) -> dict[str, int]:
