@@ -214,7 +214,7 @@ def stage_run(path: Path, target_name: str, batch: int, trace: bool) -> dict:
 
     import tilec.plan.pipeline as pipeline
     from tilec.capture import capture
-    from tilec.compile import CompileOptions, lower
+    from tilec.compile import CompileOptions, lower, probe_source
     from tilec.plan import plan_model
 
     sampler = RssSampler()
@@ -262,7 +262,7 @@ def stage_run(path: Path, target_name: str, batch: int, trace: bool) -> dict:
           _many(verifier_cls, proof_methods, as_proof)):
         captured = capture(str(path), batch=batch)
         mark("capture")
-        lowered = lower(captured, target, options)
+        lowered = lower(captured, target, options, probe=probe_source(str(path), captured))
         mark("lower")
         plan = plan_model(lowered.info, target, options=options, passes=lowered.passes,
                           stage_seconds=dict(lowered.seconds))

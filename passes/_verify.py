@@ -135,25 +135,66 @@ def _json_float(x: float) -> float | str:
 def _share_weights(src: gs.Graph, dst: gs.Graph) -> None:
     """Make ``dst``'s constants hold the very arrays of ``src``'s (no second copy of the weights).
 
-    Passes never modify an array in place (they make new constants), so sharing is safe.
+    A constant is shared when ``src`` has one of the same name, dtype, shape and value (a probe
+    captured again from the source folds its shape arithmetic to other values under the same
+    names; those stay its own). Passes never modify an array in place (they make new constants),
+    so sharing is safe. Whatever ``dst`` still holds lazily is loaded, so no constant keeps its
+    imported ONNX model -- the whole file's bytes -- alive.
     """
     dst_consts = {n: t for n, t in dst.tensors().items() if isinstance(t, gs.Constant)}
     for name, t in src.tensors().items():
         other = dst_consts.get(name)
-        if isinstance(t, gs.Constant) and other is not None:
-            lazy = t._values if isinstance(t._values, LazyValues) else None
-            if lazy is not None and lazy.tensor.data_type in _PACKED:
+        if not isinstance(t, gs.Constant) or other is None or other is t:
+            continue
+        if other._values is t._values:
+            continue
+        lazy = t._values if isinstance(t._values, LazyValues) else None
+        if lazy is not None and lazy.tensor.data_type in _PACKED:
+            olazy = other._values if isinstance(other._values, LazyValues) else None
+            if olazy is not None and olazy.tensor.raw_data == lazy.tensor.raw_data and \
+                    list(olazy.tensor.dims) == list(lazy.tensor.dims):
                 other._values = lazy  # INT4/INT2 stay packed protos (numpy cannot hold them)
-                continue
-            if lazy is not None:
-                t.values = lazy.load()
+            continue
+        if lazy is not None:
+            t.values = lazy.load()
+        if _same_value(t.values, other):
             other.values = t.values
+    for other in dst_consts.values():
+        lazy = other._values if isinstance(other._values, LazyValues) else None
+        if lazy is not None and lazy.tensor.data_type not in _PACKED:
+            other.values = lazy.load()
+
+
+def _same_value(value: np.ndarray, other: gs.Constant) -> bool:
+    """Does constant ``other`` hold ``value`` (compared without copying a lazily held weight)?"""
+    value = np.asarray(value)
+    if tuple(int(d) for d in other.shape) != value.shape:
+        return False
+    lazy = other._values if isinstance(other._values, LazyValues) else None
+    if lazy is not None:
+        if np.dtype(lazy.dtype) != value.dtype:
+            return False
+        raw = lazy.tensor.raw_data
+        if raw and value.dtype.kind in "fiub" and len(raw) == value.nbytes:
+            return bool(np.array_equal(np.frombuffer(raw, dtype=value.dtype).reshape(
+                value.shape), value))
+        return bool(np.array_equal(lazy.load(), value))
+    mine = np.asarray(other.values)
+    return mine.dtype == value.dtype and bool(np.array_equal(mine, value))
+
+
+class BakedShape(Exception):
+    """A re-shaped copy would run a Reshape on the wrong number of elements: its target shape is
+    a constant holding the compiled batch or size (capture folded the exporter's shape arithmetic).
+    Every other probe size would fail the same way."""
 
 
 def reshape_copy(graph: gs.Graph, batch: int | None, size: int | None,
                  source: str) -> gs.Graph | None:
     """A copy of ``graph`` with batch ``batch`` and square image size ``size`` (None: unchanged),
-    its shapes re-inferred; None when the shapes do not infer at that size."""
+    its shapes re-inferred; None when the shapes do not infer at that size. Raises
+    :class:`BakedShape` when they infer but a Reshape's constant target no longer matches its
+    input (ONNX shape inference does not check that; onnxruntime would refuse the copy)."""
     copy = graph.copy()
     changed = False
     for t in copy.inputs:
@@ -167,19 +208,123 @@ def reshape_copy(graph: gs.Graph, batch: int | None, size: int | None,
         t.shape = shape
     if not changed:
         return None
-    for node in copy.nodes:
-        for out in node.outputs:
-            out.shape = None
-    try:
-        infer_shapes(copy, source=source)
-    except InputError:
-        return None
+    for _ in range(_RESHAPE_ROUNDS):
+        for node in copy.nodes:
+            for out in node.outputs:
+                out.shape = None
+        try:
+            infer_shapes(copy, source=source)
+        except InputError:
+            return None
+        if not _rederive_reshapes(copy, graph):
+            break
     for node in copy.nodes:
         for out in node.outputs:
             if not is_concrete(out.shape) or any(int(d) == 0 for d in out.shape):
                 return None
+        if node.op == "Reshape" and _numel(node.inputs[0].shape) != _numel(node.outputs[0].shape):
+            raise BakedShape(f"node '{node.name}' (Reshape) to a constant "
+                             f"{[int(d) for d in node.outputs[0].shape]}")
     _share_weights(graph, copy)
     return copy
+
+
+_RESHAPE_ROUNDS = 8
+"""Re-inference rounds of :func:`reshape_copy`: a Reshape re-derived changes the shapes after it,
+which may expose the next baked one (sequential views); independent ones are fixed together."""
+
+
+def _numel(shape: Any) -> int:
+    return math.prod(int(d) for d in shape) if is_concrete(shape) else -1
+
+
+def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
+    """Give each Reshape of ``copy`` whose constant target no longer fits its re-shaped input the
+    target it would have had at that size; return whether any changed.
+
+    Capture folds an exporter's ``Shape -> Gather -> Concat -> Reshape`` into a constant at the
+    compiled batch and size (``[B, 4, 85, ny, nx]`` for a detection head). The target is
+    re-derived from the model's own Reshape, input ``I`` -> output ``O`` (both concrete): the two
+    are cut into the shortest runs of dimensions with equal products (``[B] -> [B]``,
+    ``[340] -> [4, 85]``, ``[ny] -> [ny]``, ...); a run whose input product changed must map to one
+    output dimension, which takes the new product. Anything else (a changed dimension split in
+    several) is left alone, and the copy is refused (:class:`BakedShape`). The proof does not need
+    the probe to be the model at another size -- only a graph on which the passes make the same
+    rewrites with the same weights -- so a re-derived target needs to be valid, and onnxruntime
+    checks that when it runs the probe."""
+    real = {n.name: n for n in graph.nodes if n.op == "Reshape"}
+    changed = False
+    for node in copy.nodes:
+        if node.op != "Reshape" or len(node.inputs) < 2 or \
+                not isinstance(node.inputs[1], gs.Constant):
+            continue
+        new_in = node.inputs[0].shape
+        if _numel(new_in) < 0 or _numel(new_in) == _numel(node.outputs[0].shape):
+            continue
+        model_node = real.get(node.name)
+        if model_node is None:
+            continue
+        old_in, old_out = model_node.inputs[0].shape, model_node.outputs[0].shape
+        if not (is_concrete(old_in) and is_concrete(old_out)) or len(old_in) != len(new_in):
+            continue
+        target = _align(
+            [int(d) for d in old_in], [int(d) for d in old_out], [int(d) for d in new_in])
+        if target is None:
+            continue
+        shape_t = node.inputs[1]
+        node.inputs[1] = gs.Constant(f"{shape_t.name}::probe",
+                                     np.asarray(target, dtype=np.int64))
+        changed = True
+    return changed
+
+
+def _align(old_in: list[int], old_out: list[int], new_in: list[int]) -> list[int] | None:
+    """The output shape of a reshape ``old_in -> old_out`` applied to ``new_in`` (see
+    :func:`_rederive_reshapes`), or None when the runs do not say it unambiguously."""
+    out = list(old_out)
+    i = j = 0
+    while i < len(old_in) or j < len(old_out):
+        if i >= len(old_in) or j >= len(old_out):  # trailing 1s on one side only
+            rest_i, rest_o = old_in[i:], old_out[j:]
+            if any(d != 1 for d in rest_i + rest_o) or any(d != 1 for d in new_in[i:]):
+                return None
+            break
+        gi, go = [i], [j]
+        pi, po = old_in[i], old_out[j]
+        while pi != po:
+            if pi < po:
+                i += 1
+                if i >= len(old_in):
+                    return None
+                gi.append(i)
+                pi *= old_in[i]
+            else:
+                j += 1
+                if j >= len(old_out):
+                    return None
+                go.append(j)
+                po *= old_out[j]
+        new_p = math.prod(new_in[k] for k in gi)
+        if new_p != pi:
+            if len(go) != 1:
+                return None
+            out[go[0]] = new_p
+        i += 1
+        j += 1
+    return out if math.prod(out) == math.prod(new_in) else None
+
+
+def materialize(graph: gs.Graph) -> None:
+    """Load every lazily held constant of ``graph`` (except packed INT4/INT2) into numpy.
+
+    onnx-graphsurgeon's imported constants point into the imported ONNX model, and one of them
+    keeps the whole model -- every weight's bytes -- alive; once all are loaded, the model is
+    freed and the arrays are the one copy of the weights."""
+    for t in graph.tensors().values():
+        lazy = t._values if isinstance(t, gs.Constant) and isinstance(t._values, LazyValues) \
+            else None
+        if lazy is not None and lazy.tensor.data_type not in _PACKED:
+            t.values = lazy.load()
 
 
 def _value_info(name: str, dtype: Any, shape: Any = None) -> onnx.ValueInfoProto:
@@ -304,6 +449,7 @@ class Verifier:
         self.notes: list[str] = []
         self._inputs: dict[str, np.ndarray] | None = None
         t0 = time.perf_counter()
+        materialize(graph)
         self.probe, self.ref = self._choose_probe(graph, probe, stride)
         self.shared = self.probe is graph
         self.outputs = [t.name for t in self.probe.outputs]
@@ -337,6 +483,7 @@ class Verifier:
     def _choose_probe(self, graph: gs.Graph, probe: gs.Graph | Callable[[], gs.Graph | None]
                       | None, stride: int | None) -> tuple[gs.Graph, dict[str, np.ndarray]]:
         if isinstance(probe, gs.Graph):
+            _share_weights(graph, probe)
             ref = self._try(probe)
             if ref is not None:
                 return probe, ref
@@ -344,7 +491,12 @@ class Verifier:
         small = min((min(int(t.shape[2]), int(t.shape[3])) for t in image), default=0)
         sizes = probe_sizes(small, stride)
         for size in sizes:
-            copy = reshape_copy(graph, 1, size, self.source)
+            try:
+                copy = reshape_copy(graph, 1, size, self.source)
+            except BakedShape as exc:
+                self.notes.append(f"probe: the graph cannot be re-shaped ({exc}); "
+                                  "captured again at the probe size")
+                break
             if copy is not None:
                 ref = self._try(copy)
                 if ref is not None:
@@ -353,10 +505,14 @@ class Verifier:
         if callable(probe):  # the caller can make one (e.g. export a zoo model again, small)
             made = probe()
             if made is not None:
+                _share_weights(graph, made)
                 ref = self._try(made)
                 if ref is not None:
                     return made, ref
-        copy = reshape_copy(graph, 1, None, self.source)
+        try:
+            copy = reshape_copy(graph, 1, None, self.source)
+        except BakedShape:
+            copy = None
         if copy is not None:
             ref = self._try(copy)
             if ref is not None:

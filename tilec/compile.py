@@ -96,8 +96,48 @@ def pipeline(target: Target, precision: str, passes: list[str] | None,
     return names
 
 
-def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowered:
-    """Run the lowering pipeline on a captured model and build the planner's view of it."""
+def probe_source(model: Any, captured: Captured, input_shape: Any = None
+                 ) -> Callable[[], gs.Graph | None]:
+    """A function capturing ``model`` again at the proof's probe size (batch 1, a small image).
+
+    The verifier first re-shapes a copy of the captured graph; that fails when capture had to fold
+    the exporter's shape arithmetic into constants at the compiled batch and size (a TorchScript
+    export's ``y.view(bs, na, no, ny, nx)`` becomes a Reshape to ``[B, 4, 85, 28, 28]``), and the
+    proof then had to run at the compiled size -- gigabytes of activations, growing with the
+    batch. Capturing the *source* at the probe size folds the same arithmetic at that size. The
+    probe's weights are then swapped for the model's arrays by name (the verifier does that), so
+    the second capture costs one transient read of the file, not a second copy of the weights.
+    Returns None when no probe size captures (sizes baked into the file itself); the verifier
+    then proves at batch 1 of the model's own size.
+    """
+
+    def make() -> gs.Graph | None:
+        from tilec.passes._verify import probe_sizes
+
+        size = captured.image_size
+        if size is None:  # no image input: only the batch can shrink
+            if captured.batch == 1:
+                return None
+            candidates: list[int | None] = [None]
+        else:
+            candidates = list(probe_sizes(min(size), captured.stride))
+        for s in candidates:
+            try:
+                return capture(model, batch=1, image_size=(s, s) if s else None,
+                               input_shape=input_shape).graph
+            except InputError:
+                continue
+        return None
+
+    return make
+
+
+def lower(captured: Captured, target: Target, options: CompileOptions,
+          probe: Callable[[], gs.Graph | None] | None = None) -> Lowered:
+    """Run the lowering pipeline on a captured model and build the planner's view of it.
+
+    ``probe`` makes the proof's probe when a re-shaped copy of the graph does not do
+    (:func:`probe_source`)."""
     from tilec.passes import load_precision_map, run_pipeline
 
     precision = resolve_precision(target, options.precision)
@@ -114,7 +154,7 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
     graph, stats = run_pipeline(captured.graph, names, precision=precision,
                                 precision_map=pmap, source=captured.source,
                                 verify=options.verify, act_bits=target.act_bits,
-                                stride=captured.stride)
+                                stride=captured.stride, probe=probe)
     t1 = time.perf_counter()
     info = graph_info(graph, captured, target, precision, pmap)
     t2 = time.perf_counter()
@@ -195,7 +235,8 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     t1 = time.perf_counter()
     if options.progress:  # the passes and their onnxruntime proof take seconds of their own
         options.progress("lowering", None)
-    lowered = lower(captured, target, options)
+    lowered = lower(captured, target, options,
+                    probe=probe_source(model, captured, options.input_shape))
     lowered.seconds["capture"] = t1 - t0
 
     unquantized: dict[str, Lowered] = {}

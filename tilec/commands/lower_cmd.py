@@ -55,29 +55,14 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(func=run)
 
 
-def probe_factory(model: object, captured: object) -> Callable[[], object | None]:
-    """A function capturing the same zoo model at batch 1 and a small image size.
+def probe_factory(model: object, captured: object,
+                  input_shape: object = None) -> Callable[[], object | None]:
+    """A function capturing the same model at batch 1 and a small image size (the proof's probe),
+    called only when a re-shaped copy of the graph does not run (sizes baked into constants at
+    capture); see :func:`tilec.compile.probe_source`."""
+    from tilec.compile import probe_source
 
-    The pipeline calls it only when a re-shaped copy of the graph does not run (sizes baked into
-    the export); exporting again (cached like any export) gives a probe with the same weights. For
-    other models it returns None: they are proved at their own size.
-    """
-
-    def make() -> object | None:
-        from tilec import zoo
-        from tilec.capture import capture, resolve_kind
-        from tilec.passes._verify import probe_sizes
-
-        if not isinstance(model, str) or resolve_kind(model) != "zoo":
-            return None
-        stride = zoo.spec(model).stride or 1
-        small = next(iter(probe_sizes(1 << 30, stride)), 2 * stride)
-        size = captured.image_size
-        if size is None or (captured.batch == 1 and min(size) <= small):
-            return None
-        return capture(model, batch=1, image_size=(small, small)).graph
-
-    return make
+    return probe_source(model, captured, input_shape)
 
 
 def write_model(model: onnx.ModelProto, out: Path) -> None:
@@ -194,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     captured = capture(args.model, batch=args.batch, image_size=args.image_size,
                        input_shape=args.input_shape)
     calibration = _calibration(args.calibration, captured.graph)
-    probe = probe_factory(args.model, captured)
+    probe = probe_factory(args.model, captured, args.input_shape)
     graph, stats = run_pipeline(
         captured.graph, names, precision=precision, precision_map=args.precision_map,
         source=captured.source, verify=args.verify, probe=probe, calibration=calibration,
