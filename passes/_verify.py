@@ -497,8 +497,7 @@ class Verifier:
             try:
                 copy = reshape_copy(graph, 1, size, self.source)
             except BakedShape as exc:
-                self.notes.append(f"probe: the graph cannot be re-shaped ({exc}); "
-                                  "captured again at the probe size")
+                self.notes.append(f"probe: the graph cannot be re-shaped ({exc})")
                 break
             if copy is not None:
                 ref = self._try(copy)
@@ -511,6 +510,8 @@ class Verifier:
                 _share_weights(graph, made)
                 ref = self._try(made)
                 if ref is not None:
+                    self.notes.append(f"probe: the model captured again from its source at "
+                                      f"{[[int(d) for d in t.shape] for t in made.inputs]}")
                     return made, ref
         try:
             copy = reshape_copy(graph, 1, None, self.source)

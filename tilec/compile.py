@@ -115,12 +115,10 @@ def probe_source(model: Any, captured: Captured, input_shape: Any = None
         from tilec.passes._verify import probe_sizes
 
         size = captured.image_size
-        if size is None:  # no image input: only the batch can shrink
-            if captured.batch == 1:
-                return None
-            candidates: list[int | None] = [None]
-        else:
-            candidates = list(probe_sizes(min(size), captured.stride))
+        candidates: list[int | None] = (
+            list(probe_sizes(min(size), captured.stride)) if size is not None else [])
+        if captured.batch > 1:
+            candidates.append(None)  # at least batch 1 at the model's own size
         for s in candidates:
             try:
                 return capture(model, batch=1, image_size=(s, s) if s else None,
