@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="yolov4-p5")
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--target", default="gc200")
-    ap.add_argument("--batches", default=None, help="comma list (default 1,2,8; p7: 1)")
+    ap.add_argument("--batches", default=None,
+                    help="comma list (default 1,2,8; p7: 1); 0 skips the compile processes")
     ap.add_argument("--repeat", type=int, default=1, help="compiles per batch (median kept)")
     ap.add_argument("--no-stages", action="store_true", help="skip the in-process stage run")
     ap.add_argument("--stage-batch", type=int, default=1)
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\ntilec compile {path.name} --target {args.target} --batch B  (/usr/bin/time -v)")
     print(f"{'batch':>5} {'wall s':>8} {'cpu s':>7} {'peak RSS GB':>12} {'exit':>5}  last line")
-    for b in batches:
+    for b in (b for b in batches if b > 0):
         runs = [timed_compile(path, args.target, b, []) for _ in range(args.repeat)]
         runs.sort(key=lambda r: r["wall"])
         r = runs[len(runs) // 2]
@@ -340,8 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - t0
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
             rss = int(m.group(1)) / 2**20 if m else float("nan")
+            cpu = sum(float(x) for x in re.findall(
+                r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
             print(f"tilec lower FILE --batch 1 -o OUT --verify {mode}: {wall:.2f} s wall, "
-                  f"{rss:.2f} GB peak RSS, exit {proc.returncode}", flush=True)
+                  f"{cpu:.2f} s CPU, {rss:.2f} GB peak RSS, exit {proc.returncode}", flush=True)
         out.unlink(missing_ok=True)
 
     if not args.no_stages:
