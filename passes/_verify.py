@@ -180,6 +180,23 @@ def _same_value(value: np.ndarray, other: gs.Constant) -> bool:
     return mine.dtype == value.dtype and bool(np.array_equal(mine, value))
 
 
+def graph_stride(graph: gs.Graph) -> int | None:
+    """The network's total downsampling as the graph shows it: the image input's side over the
+    smallest side of any 4-D activation (None without an image input or for a ratio that is not
+    an integer). A file rarely declares its stride; without it the first probe size that infers
+    may leave the coarsest map at 1x1, where a 3x3 kernel's outer taps meet only padding."""
+    image = [t for t in graph.inputs if t.shape is not None and len(t.shape) == 4]
+    if not image or not is_concrete(image[0].shape):
+        return None
+    side = min(int(image[0].shape[2]), int(image[0].shape[3]))
+    maps = [min(int(t.shape[2]), int(t.shape[3])) for n in graph.nodes for t in n.outputs
+            if t.shape is not None and len(t.shape) == 4 and is_concrete(t.shape)]
+    coarse = min((m for m in maps if m > 1), default=0)  # 1x1: a global pool, not a stride
+    if not coarse or side % coarse or side // coarse < 2:
+        return None
+    return side // coarse
+
+
 class BakedShape(Exception):
     """A re-shaped copy would run a Reshape on the wrong number of elements: its target shape is
     a constant holding the compiled batch or size (capture folded the exporter's shape arithmetic).
@@ -492,7 +509,9 @@ class Verifier:
                 return probe, ref
         image = [t for t in graph.inputs if len(t.shape) == 4]
         small = min((min(int(t.shape[2]), int(t.shape[3])) for t in image), default=0)
-        sizes = probe_sizes(small, stride)
+        sizes = probe_sizes(small, stride or graph_stride(graph))
+        if not sizes and not stride:
+            sizes = probe_sizes(small, None)
         for size in sizes:
             try:
                 copy = reshape_copy(graph, 1, size, self.source)

@@ -103,3 +103,20 @@ def test_lower_writes_the_same_model_in_records(tmp_path):
     assert set(arrays) == {i.name for i in want.graph.initializer}
     for init in want.graph.initializer:
         assert np.array_equal(arrays[init.name], numpy_helper.to_array(init))
+
+
+def test_the_stride_read_from_the_graph_keeps_the_coarsest_map_at_2x2():
+    """A file declares no stride; the probe size must still leave every map at least 2x2 (at
+    1x1 a 3x3 kernel's outer taps meet only padding), and a global pool is no stride."""
+    from tilec.passes._testing import Builder
+    from tilec.passes._testing import capture as capture_model
+
+    b = Builder()
+    x = b.input("x", [1, 3, 256, 256])
+    y = b.conv(x, 3, 8, 3, stride=4)
+    for _ in range(4):  # 64 -> 4 px: stride 64
+        y = b.op("Relu", [b.bn(b.conv(y, 8, 8, 3, stride=2), 8)])
+    b.output(b.op("GlobalAveragePool", [y]))
+    summary: dict = {}
+    run_pipeline(capture_model(b.model()), ["fold-bn"], precision="fp32", summary=summary)
+    assert summary["probe"] == {"x": [1, 3, 128, 128]}  # 64 px would leave a 1x1 map
