@@ -124,7 +124,9 @@ def probe_source(model: Any, captured: Captured, input_shape: Any = None
                 return capture(model, batch=1, image_size=(s, s) if s else None,
                                input_shape=input_shape).graph
             except InputError:
-                continue
+                continue  # sizes baked into the source: try the next
+            except Exception:  # the verifier then proves at the model's own size
+                return None
         return None
 
     return make
