@@ -248,6 +248,19 @@ def reshape_copy(graph: gs.Graph, batch: int | None, size: int | None,
         t.shape = shape
     if not changed:
         return None
+    if not reinfer(copy, graph, source):
+        return None
+    _share_weights(graph, copy)
+    return copy
+
+
+def reinfer(copy: gs.Graph, graph: gs.Graph, source: str) -> bool:
+    """Re-infer the shapes of ``copy``, a copy of ``graph`` whose input shapes were changed,
+    re-deriving the Reshape targets capture folded at the old shapes
+    (:func:`_rederive_reshapes`). False when the shapes do not infer or are not all concrete and
+    non-empty; :class:`BakedShape` when a Reshape is left on the wrong number of elements (ONNX
+    shape inference takes a constant target on trust, so without this check the copy would carry
+    the old batch in every shape after the view)."""
     for _ in range(_RESHAPE_ROUNDS):
         for node in copy.nodes:
             for out in node.outputs:
@@ -255,18 +268,17 @@ def reshape_copy(graph: gs.Graph, batch: int | None, size: int | None,
         try:
             infer_shapes(copy, source=source)
         except InputError:
-            return None
+            return False
         if not _rederive_reshapes(copy, graph):
             break
     for node in copy.nodes:
         for out in node.outputs:
             if not is_concrete(out.shape) or any(int(d) == 0 for d in out.shape):
-                return None
+                return False
         if node.op == "Reshape" and _numel(node.inputs[0].shape) != _numel(node.outputs[0].shape):
             raise BakedShape(f"node '{node.name}' (Reshape) to a constant "
                              f"{[int(d) for d in node.outputs[0].shape]}")
-    _share_weights(graph, copy)
-    return copy
+    return True
 
 
 _RESHAPE_ROUNDS = 8
@@ -312,7 +324,7 @@ def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
         if target is None:
             continue
         shape_t = node.inputs[1]
-        node.inputs[1] = gs.Constant(f"{shape_t.name}::probe",
+        node.inputs[1] = gs.Constant(f"{shape_t.name}::rederived",
                                      np.asarray(target, dtype=np.int64))
         changed = True
     return changed

@@ -120,3 +120,22 @@ def test_the_stride_read_from_the_graph_keeps_the_coarsest_map_at_2x2():
     summary: dict = {}
     run_pipeline(capture_model(b.model()), ["fold-bn"], precision="fp32", summary=summary)
     assert summary["probe"] == {"x": [1, 3, 128, 128]}  # 64 px would leave a 1x1 map
+
+
+def test_what_if_reshapes_a_baked_view_to_the_new_batch(tmp_path):
+    """compile.reshaped (the what-if rebuild) re-derives a view folded at the compiled batch;
+    ONNX inference alone kept the compiled batch after it."""
+    from tilec.targets import load_target
+
+    from tilec.compile import CompileOptions, lower, reshaped
+
+    path = _dynamic_batch_file(tmp_path, "head")
+    cap = capture(path, batch=8)
+    low = lower(cap, load_target("gc200"), CompileOptions(batch=8, verify="off"))
+    again = reshaped(low, 2, None)
+    assert again is not None
+    assert [int(d) for d in again.graph.outputs[0].shape] == [2, 2, 4, 64]
+    assert [int(d) for d in low.graph.outputs[0].shape] == [8, 2, 4, 64]  # the model's own kept
+    merged = lower(capture(_dynamic_batch_file(tmp_path, "merge"), batch=8),
+                   load_target("gc200"), CompileOptions(batch=8, verify="off"))
+    assert reshaped(merged, 2, None) is None  # not re-derivable: the caller captures again

@@ -18,7 +18,6 @@ import onnx_graphsurgeon as gs
 from tilec.capture import Captured, capture
 from tilec.costmodel import Target
 from tilec.errors import InputError
-from tilec.ir import infer_shapes
 from tilec.opinfo import GraphInfo, build_graph_info
 from tilec.plan.model import Plan
 
@@ -196,11 +195,17 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
         if image_size is not None and len(shape) == 4:
             shape[2], shape[3] = image_size
         tensor.shape = shape
-    for node in graph.nodes:
-        for out in node.outputs:
-            out.shape = None
+    from tilec.passes._verify import BakedShape, reinfer
+
     try:
-        infer_shapes(graph, source=lowered.captured.source)
+        # Views capture folded at the compiled batch are re-derived (or the graph refused): ONNX
+        # inference alone took their constant targets on trust, and every what-if answer after
+        # such a view was planned with the compiled batch's buffers.
+        if not reinfer(graph, lowered.graph, lowered.captured.source):
+            return None
+    except BakedShape:
+        return None
+    try:
         cap = lowered.captured
         new_cap = Captured(
             graph=graph, name=cap.name, source=cap.source,
