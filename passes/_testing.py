@@ -127,3 +127,50 @@ def prove(model: onnx.ModelProto, passes: Sequence[str], *, precision: str = "fp
 def ops(graph: gs.Graph) -> list[str]:
     """Op types in graph order (fused ops as ``ai.tilec:ConvMish``)."""
     return [f"{n.domain}:{n.op}" if n.domain else n.op for n in graph.nodes]
+
+
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def perturb_one_channel(graph: gs.Graph, before: set[Any], rel: float = 1e-3) -> str | None:
+    """Scale one output channel of one weight the pass produced by ``1 + rel`` -- a deliberately
+    wrong fold, for tests that the proof catches it.
+
+    The weight chosen is that of the first conv-like node (a fused ``ai.tilec`` op included) that
+    the pass created or whose weight constant it created (``before``: ids of the nodes and
+    constants before the pass); the channel is the one with the largest weights, so the error is
+    a fixed fraction of the layer's output scale. A new array is made: the model and the probe
+    share weight arrays, and each gets its own wrong copy. Returns the node's name (None: the
+    pass produced no such node).
+    """
+    from tilec.ir import split_fused_op
+
+    for node in graph.nodes:
+        fused = split_fused_op(node.op) if node.domain else None
+        base = fused[0] if fused else node.op
+        if base not in WEIGHTED_OPS or len(node.inputs) < 2:
+            continue
+        w = node.inputs[1]
+        if not isinstance(w, gs.Constant) or (
+                (id(node), node.op, node.domain) in before and id(w) in before):
+            continue
+        values = np.array(w.values, copy=True)
+        if values.ndim < 2 or not np.issubdtype(values.dtype, np.floating):
+            continue
+        axis = 1 if base in ("ConvTranspose", "MatMul") or (
+            base == "Gemm" and not node.attrs.get("transB", 0)) else 0
+        norms = np.abs(np.moveaxis(values, axis, 0)).reshape(values.shape[axis], -1).sum(1)
+        channel = int(np.argmax(norms))
+        index = [slice(None)] * values.ndim
+        index[axis] = channel
+        values[tuple(index)] *= np.float32(1 + rel)
+        node.inputs[1] = gs.Constant(f"{w.name}::wrong", values)
+        return node.name
+    return None
+
+
+def ids_of(graph: gs.Graph) -> set[Any]:
+    """``graph``'s nodes (id, op, domain: a pass may turn a node into another op in place) and
+    constants (id): the ``before`` of :func:`perturb_one_channel`."""
+    return {(id(n), n.op, n.domain) for n in graph.nodes} | {
+        id(t) for t in graph.tensors().values() if isinstance(t, gs.Constant)}

@@ -119,10 +119,26 @@ def test_a_pass_deciding_differently_on_the_probe_is_caught(monkeypatch):
         run_pipeline(capture(_csp().model()), ["fold-bn", "fuse-activation"], precision="fp32")
 
 
-def test_model_with_baked_sizes_is_verified_at_its_own_size():
+def test_a_reshape_baked_at_the_compiled_batch_is_rederived_for_the_probe():
+    """Capture folds an exporter's view arithmetic into a constant holding the batch; the probe
+    gets the target it would have had at batch 1 instead of proving at the compiled batch."""
     b = Builder()
     x = b.input("x", [2, 3, 4, 4])
-    y = b.op("Reshape", [b.bn(b.conv(x, 3, 4, 3), 4), b.const(np.array([2, 64], np.int64))])
+    y = b.op("Reshape", [b.bn(b.conv(x, 3, 4, 3), 4), b.const(np.array([2, 2, 2, 16], np.int64))])
+    b.output(y)
+    summary: dict = {}
+    graph = capture(b.model())
+    run_pipeline(graph, ["fold-bn"], precision="fp32", summary=summary)
+    assert summary["probe"] == {"x": [1, 3, 4, 4]}
+    assert summary["checks"][0]["max_rel_err"] < 1e-5
+    assert [int(d) for d in graph.outputs[0].shape] == [2, 2, 2, 16]  # the model keeps its own
+
+
+def test_a_reshape_baked_beyond_rederiving_is_verified_at_its_own_size():
+    b = Builder()
+    x = b.input("x", [2, 3, 4, 4])
+    # the batch merged with the channels, then split differently: no one output dim takes it
+    y = b.op("Reshape", [b.bn(b.conv(x, 3, 4, 3), 4), b.const(np.array([4, 2, 4, 4], np.int64))])
     b.output(y)
     summary: dict = {}
     run_pipeline(capture(b.model()), ["fold-bn"], precision="fp32", summary=summary)

@@ -18,7 +18,6 @@ import onnx_graphsurgeon as gs
 from tilec.capture import Captured, capture
 from tilec.costmodel import Target
 from tilec.errors import InputError
-from tilec.ir import infer_shapes
 from tilec.opinfo import GraphInfo, build_graph_info
 from tilec.plan.model import Plan
 
@@ -96,8 +95,48 @@ def pipeline(target: Target, precision: str, passes: list[str] | None,
     return names
 
 
-def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowered:
-    """Run the lowering pipeline on a captured model and build the planner's view of it."""
+def probe_source(model: Any, captured: Captured, input_shape: Any = None
+                 ) -> Callable[[], gs.Graph | None]:
+    """A function capturing ``model`` again at the proof's probe size (batch 1, a small image).
+
+    The verifier first re-shapes a copy of the captured graph; that fails when capture had to fold
+    the exporter's shape arithmetic into constants at the compiled batch and size (a TorchScript
+    export's ``y.view(bs, na, no, ny, nx)`` becomes a Reshape to ``[B, 4, 85, 28, 28]``), and the
+    proof then had to run at the compiled size -- gigabytes of activations, growing with the
+    batch. Capturing the *source* at the probe size folds the same arithmetic at that size. The
+    probe's weights are then swapped for the model's arrays by name (the verifier does that), so
+    the second capture costs one transient read of the file, not a second copy of the weights.
+    Returns None when no probe size captures (sizes baked into the file itself); the verifier
+    then proves at batch 1 of the model's own size.
+    """
+
+    def make() -> gs.Graph | None:
+        from tilec.passes._verify import probe_sizes
+
+        size = captured.image_size
+        candidates: list[int | None] = (
+            list(probe_sizes(min(size), captured.stride)) if size is not None else [])
+        if captured.batch > 1:
+            candidates.append(None)  # at least batch 1 at the model's own size
+        for s in candidates:
+            try:
+                return capture(model, batch=1, image_size=(s, s) if s else None,
+                               input_shape=input_shape).graph
+            except InputError:
+                continue  # sizes baked into the source: try the next
+            except Exception:  # the verifier then proves at the model's own size
+                return None
+        return None
+
+    return make
+
+
+def lower(captured: Captured, target: Target, options: CompileOptions,
+          probe: Callable[[], gs.Graph | None] | None = None) -> Lowered:
+    """Run the lowering pipeline on a captured model and build the planner's view of it.
+
+    ``probe`` makes the proof's probe when a re-shaped copy of the graph does not do
+    (:func:`probe_source`)."""
     from tilec.passes import load_precision_map, run_pipeline
 
     precision = resolve_precision(target, options.precision)
@@ -114,7 +153,7 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
     graph, stats = run_pipeline(captured.graph, names, precision=precision,
                                 precision_map=pmap, source=captured.source,
                                 verify=options.verify, act_bits=target.act_bits,
-                                stride=captured.stride)
+                                stride=captured.stride, probe=probe)
     t1 = time.perf_counter()
     info = graph_info(graph, captured, target, precision, pmap)
     t2 = time.perf_counter()
@@ -156,11 +195,17 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
         if image_size is not None and len(shape) == 4:
             shape[2], shape[3] = image_size
         tensor.shape = shape
-    for node in graph.nodes:
-        for out in node.outputs:
-            out.shape = None
+    from tilec.passes._verify import BakedShape, reinfer
+
     try:
-        infer_shapes(graph, source=lowered.captured.source)
+        # Views capture folded at the compiled batch are re-derived (or the graph refused): ONNX
+        # inference alone took their constant targets on trust, and every what-if answer after
+        # such a view was planned with the compiled batch's buffers.
+        if not reinfer(graph, lowered.graph, lowered.captured.source):
+            return None
+    except BakedShape:
+        return None
+    try:
         cap = lowered.captured
         new_cap = Captured(
             graph=graph, name=cap.name, source=cap.source,
@@ -195,7 +240,8 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     t1 = time.perf_counter()
     if options.progress:  # the passes and their onnxruntime proof take seconds of their own
         options.progress("lowering", None)
-    lowered = lower(captured, target, options)
+    lowered = lower(captured, target, options,
+                    probe=probe_source(model, captured, options.input_shape))
     lowered.seconds["capture"] = t1 - t0
 
     unquantized: dict[str, Lowered] = {}

@@ -55,42 +55,83 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(func=run)
 
 
-def probe_factory(model: object, captured: object) -> Callable[[], object | None]:
-    """A function capturing the same zoo model at batch 1 and a small image size.
+def probe_factory(model: object, captured: object,
+                  input_shape: object = None) -> Callable[[], object | None]:
+    """A function capturing the same model at batch 1 and a small image size (the proof's probe),
+    called only when a re-shaped copy of the graph does not run (sizes baked into constants at
+    capture); see :func:`tilec.compile.probe_source`."""
+    from tilec.compile import probe_source
 
-    The pipeline calls it only when a re-shaped copy of the graph does not run (sizes baked into
-    the export); exporting again (cached like any export) gives a probe with the same weights. For
-    other models it returns None: they are proved at their own size.
+    return probe_source(model, captured, input_shape)
+
+
+_STREAM_MIN = 1 << 16
+"""Constants with more bytes than this are written one by one (see :func:`write_model`)."""
+
+
+def write_model(graph: object, out: Path) -> None:
+    """Export ``graph`` to ``out`` and check the written file with onnx.checker (a model beyond
+    protobuf's 2 GB limit keeps its weights in ``OUT.onnx.data`` next to it).
+
+    Exporting the whole model and serializing it held three more copies of the weights beside the
+    graph's own (the proto, the serializer's buffer and the bytes object: 2.6 GB peak for the
+    283 MB P5 export). Protobuf merges a message field that occurs twice, and appends to a
+    repeated one, so the file is written as the model without its large weights followed by one
+    ``graph { initializer: ... }`` record per weight -- the same ONNX model, never more than one
+    weight in flight.
     """
+    import numpy as np
+    import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 
-    def make() -> object | None:
-        from tilec import zoo
-        from tilec.capture import capture, resolve_kind
-        from tilec.passes._verify import probe_sizes
+    from tilec.ir import to_onnx
 
-        if not isinstance(model, str) or resolve_kind(model) != "zoo":
-            return None
-        stride = zoo.spec(model).stride or 1
-        small = next(iter(probe_sizes(1 << 30, stride)), 2 * stride)
-        size = captured.image_size
-        if size is None or (captured.batch == 1 and min(size) <= small):
-            return None
-        return capture(model, batch=1, image_size=(small, small)).graph
-
-    return make
-
-
-def write_model(model: onnx.ModelProto, out: Path) -> None:
-    """Check ``model`` with onnx.checker and write it (serialized once; weights beyond protobuf's
-    2 GB limit go to ``OUT.onnx.data`` next to it)."""
-    try:
-        data = model.SerializeToString()
-    except ValueError:  # over 2 GB
+    big = [t for t in graph.tensors().values()
+           if isinstance(t, gs.Constant) and isinstance(t._values, np.ndarray)
+           and t._values.nbytes > _STREAM_MIN and t.outputs]
+    if sum(t._values.nbytes for t in big) > (1 << 31) - (1 << 26):  # past protobuf's limit
+        model = to_onnx(graph)
         onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data")
+        del model
         onnx.checker.check_model(str(out))
         return
-    onnx.checker.check_model(data)
-    out.write_bytes(data)
+    held = {id(t): t._values for t in big}
+    try:
+        for t in big:  # placeholders of the right dtype while the rest is exported
+            t._values = np.zeros((), dtype=held[id(t)].dtype)
+        model = to_onnx(graph)
+    finally:
+        for t in big:
+            t._values = held[id(t)]
+    names = {t.name for t in big}
+    keep = [init for init in model.graph.initializer if init.name not in names]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    try:
+        with open(out, "wb") as fh:
+            fh.write(model.SerializeToString())
+            del model
+            for t in big:
+                tensor = OnnxExporter.export_tensor_proto(t).SerializeToString()
+                fh.write(_field(7, _field(5, tensor)))  # ModelProto.graph.initializer
+        onnx.checker.check_model(str(out))
+    except BaseException:
+        out.unlink(missing_ok=True)  # never leave a partial or invalid model behind
+        raise
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: tag, length, payload."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _calibration(paths: list[str] | None, graph) -> list[dict[str, np.ndarray]] | None:
@@ -179,7 +220,6 @@ def _print_layers(con, layers: list[dict], verbose: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from tilec.capture import capture
     from tilec.compile import pipeline, resolve_precision
-    from tilec.ir import to_onnx
     from tilec.passes import run_pipeline
     from tilec.targets import load_target
 
@@ -194,13 +234,13 @@ def run(args: argparse.Namespace) -> int:
     captured = capture(args.model, batch=args.batch, image_size=args.image_size,
                        input_shape=args.input_shape)
     calibration = _calibration(args.calibration, captured.graph)
-    probe = probe_factory(args.model, captured)
+    probe = probe_factory(args.model, captured, args.input_shape)
     graph, stats = run_pipeline(
         captured.graph, names, precision=precision, precision_map=args.precision_map,
         source=captured.source, verify=args.verify, probe=probe, calibration=calibration,
         act_bits=target.act_bits, stride=captured.stride,
     )
-    write_model(to_onnx(graph), out)
+    write_model(graph, out)
     con = console(args)
     if not args.quiet:
         con.print(f"{captured.source}: {', '.join(names)} at {precision} "
