@@ -460,9 +460,17 @@ _COMPILED = None
 
 
 def kernel():
+    """(the kernel, whether it is compiled); the first call compiles (or loads numba's on-disk
+    cache) and runs it once on a tiny instance, so no search's time limit pays for that."""
     global _COMPILED
     if _COMPILED is None:
-        _COMPILED = _compile()
+        fn, compiled = _compile()
+        z = np.zeros(1, np.int64)
+        one = np.ones(1, np.int64)
+        fn(1, one, one, z, one, z, one, np.zeros(2, np.int64), np.zeros(0, np.int64),
+           np.array([0, 1], np.int64), z.copy(), 1, 1, 10, np.zeros(1, np.int64), one, one,
+           np.array([0, 1, 2], np.int64))
+        _COMPILED = (fn, compiled)
     return _COMPILED
 
 
@@ -545,6 +553,7 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
     the other; each runs the heuristics round robin with a node limit doubling per round until one
     finds a layout or proves there is none, or ``time_limit`` seconds pass.
     """
+    fn, _compiled = kernel()  # before the clock starts: compiling is not searching
     t0 = time.perf_counter()
     n = len(lower)
     align = list(align) if align is not None else [1] * n
@@ -559,12 +568,13 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
     if not real:
         return SearchResult("ok", offsets, seconds=time.perf_counter() - t0)
     sw = sweep([lower[i] for i in real], [upper[i] for i in real])
-    fn, _compiled = kernel()
     item_size = np.array([size[i] for i in real], np.int64)
     sec_total = [int(sum(item_size[j] for j in sec)) for sec in sw.sections]
     r_lower = [lower[i] for i in real]
     r_upper = [upper[i] for i in real]
     used_limit, used_h = 0, ""
+    spent_nodes = 0  # node limits of the calls that ran out: a rate to size the last call
+    t_search = time.perf_counter()
     for s0, s1 in sw.partitions:
         members = [j for j in range(len(real)) if sw.sec_lo[j] >= s0 and sw.sec_hi[j] <= s1]
         orders = [_preorder(members, h, r_lower, r_upper, item_size, sw.sec_lo, sw.sec_hi,
@@ -574,11 +584,18 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
         while not done:
             limit *= 2
             for h, order in zip(heuristics, orders, strict=True):
-                if time.perf_counter() - t0 > time_limit:
-                    return SearchResult("unknown", [], limit, h, time.perf_counter() - t0)
+                now = time.perf_counter()
+                left = time_limit - (now - t0)
+                if left <= 0:
+                    return SearchResult("unknown", [], limit, h, now - t0)
+                run_limit = limit
+                if spent_nodes > 10_000:  # do not start a call that cannot end in time
+                    rate = spent_nodes / max(1e-6, now - t_search)
+                    run_limit = max(1, min(limit, int(rate * left)))
                 res, offs = _run(fn, order, real, sw, s0, s1, lower, upper, size, align,
-                                 win_lo, win_hi, capacity, limit, h)
+                                 win_lo, win_hi, capacity, run_limit, h)
                 if res == LIMIT:
+                    spent_nodes += run_limit
                     continue
                 if res == EXHAUSTED:
                     return SearchResult("infeasible", [], limit, h, time.perf_counter() - t0)
