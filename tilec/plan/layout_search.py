@@ -383,7 +383,8 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                         q = tmpc[i2]
                         if i1 >= 0:
                             p = cand[e, i1]
-                            if minoff[p] > minoff[q] or (minoff[p] == minoff[q] and rank[p] > rank[q]):
+                            if minoff[p] > minoff[q] or (minoff[p] == minoff[q]
+                                                         and rank[p] > rank[q]):
                                 cand[e, w] = p
                                 i1 -= 1
                                 w -= 1
@@ -433,12 +434,9 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
         # search node f is exhausted: its parent fails
         if f == 0:
             return EXHAUSTED
-        if owner[f] == f - 1:
-            # f was the first node of a sub-range: the whole decomposition fails, and with it
-            # the placement of the search node below it
-            f = f - 2
-        else:
-            f = f - 1
+        # the first node of a sub-range (owner just below): the whole decomposition fails,
+        # and with it the placement of the search node below that
+        f = f - 2 if owner[f] == f - 1 else f - 1
         event = 1
 
 
@@ -538,7 +536,7 @@ def _preorder(idx: list[int], heuristic: str, lower, upper, size, sec_lo, sec_hi
                 "W": upper[i] - lower[i],
                 "A": (upper[i] - lower[i]) * size[i],
                 "Z": size[i]}
-        return tuple(-vals[c] for c in heuristic) + (i,)
+        return (*(-vals[c] for c in heuristic), i)
     return sorted(idx, key=key)
 
 
@@ -608,7 +606,8 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
 
 
 def _run(fn, order: list[int], real: list[int], sw: Sweep, s0: int, s1: int, lower, upper,
-         size, align, win_lo, win_hi, capacity: int, limit: int, heuristic: str) -> tuple[int, np.ndarray]:
+         size, align, win_lo, win_hi, capacity: int, limit: int,
+         heuristic: str) -> tuple[int, np.ndarray]:
     """One kernel call on a partition's items in ``order`` (local indices = positions)."""
     n = len(order)
     pos = {j: k for k, j in enumerate(order)}
