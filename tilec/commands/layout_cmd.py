@@ -96,7 +96,7 @@ def _solve(args: argparse.Namespace, regions: dict[str, tuple[int, int]]) -> int
     err = console(args, stderr=True)
     if result.status != OK:
         verdict = "does not fit" if result.status == "infeasible" else "unknown"
-        err.print(f"[red]{verdict}[/]: {result.reason}")
+        err.print(f"[red]{verdict}[/]: {result.reason}", soft_wrap=True)
         return EXIT_DOES_NOT_FIT
     errors = check_layout(items, result.offsets, args.capacity)
     if errors:  # the allocator broke its own contract
@@ -109,7 +109,7 @@ def _solve(args: argparse.Namespace, regions: dict[str, tuple[int, int]]) -> int
         print(csv_text(items, result.offsets), end="")
     noun = "buffer" if len(items) == 1 else "buffers"
     err.print(f"fits: {len(items)} {noun}, peak {result.peak:,} of {args.capacity:,} bytes "
-              f"(live-bytes lower bound {result.lower_bound:,}; {result.method})")
+              f"(live-bytes lower bound {result.lower_bound:,}; {result.method})", soft_wrap=True)
     return EXIT_FITS
 
 
@@ -139,8 +139,8 @@ def _validate(args: argparse.Namespace, regions: dict[str, tuple[int, int]]) -> 
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         err.print(f"[red]invalid[/]: {args.validate}: {len(problems)} problem(s): "
-                  + "; ".join(problems[:5]) + more)
+                  + "; ".join(problems[:5]) + more, soft_wrap=True)
         return EXIT_DOES_NOT_FIT
     err.print(f"valid: {len(items)} {noun}, peak {peak_of(items, offsets):,} of "
-              f"{args.capacity:,} bytes")
+              f"{args.capacity:,} bytes", soft_wrap=True)
     return EXIT_FITS
