@@ -5,13 +5,25 @@ necessary but not sufficient: buffers need addresses, and two buffers live at th
 not overlap (dynamic storage allocation, NP-hard in general). This module solves it:
 
 * :func:`allocate` -- the generic problem: items ``(id, lower, upper, size)`` with half-open
-  lifetimes ``[lower, upper)`` and a capacity. First the *live-bytes lower bound* (the most bytes
-  live at one step; if it exceeds the capacity nothing can fit, and that is a proof). Then two
-  greedy heuristics -- *greedy by size* (largest first, each at the lowest address free over its
-  lifetime; the classic best performer on DNN arenas) and *linear scan* (in lifetime order, best-fit
-  into the free holes) -- and the lower of the two. Only if neither fits: an exact CP-SAT model
-  (``NoOverlap2D`` of lifetime x address rectangles, plus the cumulative bound) under a time limit,
-  which finds a layout, proves none exists, or gives up ("unknown").
+  lifetimes ``[lower, upper)`` and a capacity; optionally an alignment and an address window per
+  item. First the *live-bytes lower bound* (the most bytes live at one step; if it exceeds the
+  capacity nothing can fit, and that is a proof). Then two greedy heuristics -- *greedy by size*
+  (largest first, each at the lowest aligned address free over its lifetime) and *linear scan*
+  (in lifetime order, best-fit into the free holes; only without alignment or windows) -- and the
+  lower of the two. Only if neither fits: the exact *canonical search* (layout_search.py, the
+  ideas of MiniMalloc), which finds a layout, proves none exists, or gives up at its time limit;
+  then, on small instances only, CP-SAT (``NoOverlap2D`` of lifetime x address rectangles plus
+  the cumulative bound), strongest at proofs on small hard cores.
+* Alignment and memory regions. A tile's memory is not uniform: on the GC200 it is in two
+  regions, interleaved (128-bit access) and non-interleaved (64-bit), and instructions are
+  fetched only from non-interleaved memory (../shared/reference/hardware.md, PopVision Graph
+  Analyser glossary); Poplar codelets declare operands that must sit in interleaved memory with an
+  alignment, e.g. the output ``q`` of popsparse's StaticSparseDenseMatMulBlock is
+  ``Vector<..., ONE_PTR, 16, /*interleaved*/ true>`` (graphcore/poplibs,
+  lib/popsparse/codelets/StaticSparseDenseMatMulBlock.cpp). Where a region lies in the address
+  space is not published here, so a region is an address window the caller gives (``tilec
+  layout --region NAME=START:END``); an item carries its window and alignment and every stage
+  (greedy, search, CP-SAT, check) respects them.
 * :func:`layout_plan` -- the plan's buffers. Tiles with the same set of buffers are laid out once:
   the tile axis is cut at every buffer range boundary into *segments*, and segments whose buffers
   have the same shapes (lifetimes and sizes) share one solution. Buffers live for the whole run
