@@ -558,7 +558,7 @@ def layout_plan(buffers: Sequence, tiles: int, steps: int, budget: int, *,
             items = [Item(str(i), units[ui].first, units[ui].end, units[ui].size)
                      for i, ui in enumerate(moving)]
             alloc = allocate(items, max(0, budget - base), exact=exact, settings=exact_settings)
-            if alloc.method == "cp-sat":
+            if alloc.method in ("canonical-search", "cp-sat"):
                 exact_used += 1
             if alloc.status == OK:
                 offs += [base + alloc.offsets[str(i)] for i in range(len(moving))]
