@@ -76,7 +76,8 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
             total[s] += size[b]
         for s in range(sec_lo[b], sec_hi[b] - 1):
             cut[s] += 1
-    # undo trail: code = index * 8 + kind (0 minoff, 1 floor, 2 total, 3 offset, 4 cut), old
+    # undo trail: code = index * 8 + kind (0 minoff, 1 floor, 2 total, 3 offset, 4 cut, 5 rank,
+    # 6 lowest minimum offset of a section), old value
     cap_tr = n * (2 * n + 4 * nsec + 4) + 16
     tr_code = np.empty(cap_tr, np.int64)
     tr_old = np.empty(cap_tr, np.int64)
@@ -85,6 +86,11 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
     stamp_now = 0
     affected = np.empty(nsec, np.int64)
     moved = np.zeros(n, np.int64)  # stamp of the placement that last raised an item's offset
+    secmin = np.full(nsec, big, np.int64)  # per section: lowest minimum offset of its unplaced
+    for s in range(nsec):
+        for j in range(smem_ptr[s], smem_ptr[s + 1]):
+            if minoff[smem_idx[j]] < secmin[s]:
+                secmin[s] = minoff[smem_idx[j]]
     tmpc = np.empty(n, np.int64)
     rank = np.arange(n)  # tie-break among equal offsets: the preorder of the item's context
     kv = np.empty((n, 3), np.int64)
@@ -233,8 +239,10 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     off[i] = tr_old[tt]
                 elif kind == 4:
                     cut[i] = tr_old[tt]
-                else:
+                elif kind == 5:
                     rank[i] = tr_old[tt]
+                else:
+                    secmin[i] = tr_old[tt]
             placed[f] = -1
             if hatless[f]:
                 pos[f] = cnt[f]
@@ -270,14 +278,16 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     continue
                 hat = True
                 if minoff[c] < top:
+                    old = minoff[c]
                     tr_code[tt] = c * 8
-                    tr_old[tt] = minoff[c]
+                    tr_old[tt] = old
                     tt += 1
                     a = align[c]
                     minoff[c] = (top + a - 1) // a * a
                     moved[c] = stamp_now
                     for s in range(sec_lo[c], sec_hi[c]):
-                        if stamp[s] != stamp_now:
+                        # the section's lowest minimum offset can only change if c held it
+                        if secmin[s] == old and stamp[s] != stamp_now:
                             stamp[s] = stamp_now
                             affected[naff] = s
                             naff += 1
@@ -293,7 +303,11 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     tr_old[tt] = floor[s]
                     tt += 1
                     floor[s] = top
-            # a section's floor is at least the lowest minimum offset of its unplaced items
+                if secmin[s] == o and stamp[s] != stamp_now:  # b may have held it
+                    stamp[s] = stamp_now
+                    affected[naff] = s
+                    naff += 1
+            # a section's unplaced items all sit at or above their lowest minimum offset
             for k in range(naff):
                 s = affected[k]
                 low = big
@@ -301,15 +315,18 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     c = smem_idx[j]
                     if off[c] < 0 and minoff[c] < low:
                         low = minoff[c]
-                if low != big and floor[s] < low:
-                    tr_code[tt] = s * 8 + 1
-                    tr_old[tt] = floor[s]
+                if low != secmin[s]:
+                    tr_code[tt] = s * 8 + 6
+                    tr_old[tt] = secmin[s]
                     tt += 1
-                    floor[s] = low
+                    secmin[s] = low
             for s in range(s0, s1):
                 fl = floor[s]
-                if total[s] > 0 and fl < o:
-                    fl = o
+                if total[s] > 0:
+                    if fl < o:
+                        fl = o
+                    if fl < secmin[s]:
+                        fl = secmin[s]
                 if fl + total[s] > capacity:
                     ok = False
                     break
@@ -424,8 +441,10 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     off[i] = tr_old[tt]
                 elif kind == 4:
                     cut[i] = tr_old[tt]
-                else:
+                elif kind == 5:
                     rank[i] = tr_old[tt]
+                else:
+                    secmin[i] = tr_old[tt]
             placed[f] = -1
             if hatless[f]:
                 pos[f] = cnt[f]
