@@ -245,8 +245,8 @@ def test_search_layouts_are_valid_on_random_instances(specs, slack):
     already fits."""
     items = [Item(f"i{k}", lo, lo + ln, sz) for k, (lo, ln, sz) in enumerate(specs)]
     lb = live_lower_bound(items)[0]
-    greedy = max(o + it.size for o, it in zip(greedy_by_size(items).values(), items,
-                                               strict=True))
+    offs = greedy_by_size(items)
+    greedy = max(offs[it.id] + it.size for it in items)
     for cap in (greedy, max(lb, greedy - 8 * slack)):
         res = search([it.lower for it in items], [it.upper for it in items],
                      [it.size for it in items], cap, time_limit=5)
