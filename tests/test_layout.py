@@ -385,3 +385,22 @@ def test_cli_regions_and_alignment(tmp_path, capsys):
 def test_csv_text_keeps_constraints():
     items = [Item("a", 0, 1, 4, align=4, lo=8, hi=16, region="x")]
     assert csv_text(items, {"a": 8}).splitlines()[1] == "a,0,1,4,4,x,8"
+
+
+def test_planner_layout_uses_the_search_where_the_greedy_misses():
+    """layout_plan (the planner's stage): a segment the greedies cannot fit at the budget is laid
+    out by the canonical search, and the offsets pass the check."""
+    from types import SimpleNamespace
+
+    from tilec.plan.layout import layout_plan
+
+    specs = [("i0", 0, 3, 4), ("i1", 0, 1, 4), ("i2", 4, 7, 2), ("i3", 1, 4, 3),
+             ("i4", 3, 6, 3), ("i5", 3, 6, 2)]
+    buffers = [SimpleNamespace(id=i, bytes=sz, tiles=[[0, 2]], kind="tensor", owner=i,
+                               first=lo, end=hi, reuses=None) for i, lo, hi, sz in specs]
+    lay = layout_plan(buffers, tiles=2, steps=8, budget=8)
+    assert lay.ok and lay.exact_used == 1
+    items = [Item(i, lo, hi, sz) for i, lo, hi, sz in specs]
+    offs = {b.id: lay.offsets[b.id][0][2] for b in buffers}
+    assert all(lay.offsets[b.id] == [[0, 2, offs[b.id]]] for b in buffers)
+    assert check_layout(items, offs, 8) == []
