@@ -285,11 +285,14 @@ def allocate(items: Sequence[Item], capacity: int, *, exact: bool = True,
     from tilec.plan.layout_search import search
 
     real = list(items)
+    small = sum(1 for it in items if it.size > 0 and it.upper > it.lower) <= SMALL_CORE
+    # one time budget: on a small instance the search keeps a quarter of it for CP-SAT
+    t_search = settings.time_limit * (0.75 if small else 1.0)
     res = search([it.lower for it in real], [it.upper for it in real],
                  [it.size for it in real], capacity, align=[it.align for it in real],
                  win_lo=[it.lo for it in real],
                  win_hi=[capacity if it.hi is None else min(it.hi, capacity) for it in real],
-                 time_limit=settings.time_limit)
+                 time_limit=t_search)
     if res.status == OK:
         found = {it.id: o for it, o in zip(real, res.offsets, strict=True)}
         return Allocation(status=OK, offsets=found, peak=peak_of(items, found),
@@ -299,9 +302,12 @@ def allocate(items: Sequence[Item], capacity: int, *, exact: bool = True,
                           reason=f"the exact search (every canonical layout, complete) proved "
                                  f"that no layout fits {capacity} bytes, although at most {lb} "
                                  "bytes are live at once (fragmentation is unavoidable)")
-    real_items = [it for it in items if it.size > 0 and it.upper > it.lower]
-    if len(real_items) <= SMALL_CORE:
-        status, exact_offs = exact_layout(items, capacity, settings, hint=offs or None)
+    if small:
+        left = max(0.1, settings.time_limit - res.seconds)
+        cp_settings = SolveSettings(time_limit=left,
+                                    deterministic_limit=min(settings.deterministic_limit, left),
+                                    seed=settings.seed, workers=settings.workers)
+        status, exact_offs = exact_layout(items, capacity, cp_settings, hint=offs or None)
         if status == OK:
             return Allocation(status=OK, offsets=exact_offs, peak=peak_of(items, exact_offs),
                               method="cp-sat", **base)
