@@ -316,10 +316,9 @@ def allocate(items: Sequence[Item], capacity: int, *, exact: bool = True,
                               reason=f"the exact search (CP-SAT) proved that no layout fits "
                                      f"{capacity} bytes, although at most {lb} bytes are live "
                                      "at once (fragmentation is unavoidable)")
+    limit = res.note or f"no layout found within the search limit ({settings.time_limit:g} s)"
     return Allocation(status=UNKNOWN, offsets=offs, peak=pk, method="canonical-search", **base,
-                      reason=f"no layout found within the search limit "
-                             f"({settings.time_limit:g} s): {greedy_note}; at most {lb} bytes "
-                             "are live at once")
+                      reason=f"{limit}: {greedy_note}; at most {lb} bytes are live at once")
 
 
 # ----------------------------------------------------------------------------------- CSV

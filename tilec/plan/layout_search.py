@@ -44,6 +44,10 @@ import numpy as np
 
 FOUND, EXHAUSTED, LIMIT = 1, 0, -1
 HEURISTICS = ("WAT", "TAW", "TWA")
+MAX_ITEMS = 2000
+"""Largest independent partition searched (modelling choice: the kernel's frames hold O(n^2)
+integers, 64 MB at 2,000 items; beyond it the search answers "unknown" rather than risk the
+machine's memory)."""
 
 
 def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
@@ -78,9 +82,10 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
             cut[s] += 1
     # undo trail: code = index * 8 + kind (0 minoff, 1 floor, 2 total, 3 offset, 4 cut, 5 rank,
     # 6 lowest minimum offset of a section), old value
-    cap_tr = n * (2 * n + 4 * nsec + 4) + 16
-    tr_code = np.empty(cap_tr, np.int64)
-    tr_old = np.empty(cap_tr, np.int64)
+    # one placement or sub-range start writes at most `step` entries; the trail grows by doubling
+    step = 2 * n + 4 * nsec + 8
+    tr_code = np.empty(8 * step, np.int64)
+    tr_old = np.empty(8 * step, np.int64)
     tt = 0
     stamp = np.zeros(nsec, np.int64)
     stamp_now = 0
@@ -176,6 +181,9 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
                     for k in range(nm):
                         sub[k] = -kv[order[k], h]
                     order = order[np.argsort(sub, kind="mergesort")]
+                if tt + step > tr_code.shape[0]:
+                    tr_code = np.concatenate((tr_code, np.empty(tr_code.shape[0], np.int64)))
+                    tr_old = np.concatenate((tr_old, np.empty(tr_old.shape[0], np.int64)))
                 for k in range(nm):
                     c = tmpc[order[k]]
                     tr_code[tt] = c * 8 + 5
@@ -263,6 +271,9 @@ def _kernel(n: int, size: np.ndarray, align: np.ndarray, win_lo: np.ndarray,
             top = o + size[b]
             if top > win_hi[b] or top > capacity:
                 continue
+            if tt + step > tr_code.shape[0]:
+                tr_code = np.concatenate((tr_code, np.empty(tr_code.shape[0], np.int64)))
+                tr_old = np.concatenate((tr_old, np.empty(tr_old.shape[0], np.int64)))
             mark[f] = tt
             tr_code[tt] = b * 8 + 3
             tr_old[tt] = -1
@@ -544,6 +555,7 @@ class SearchResult:
     nodes_limit: int = 0
     heuristic: str = ""
     seconds: float = 0.0
+    note: str = ""
 
 
 def _preorder(idx: list[int], heuristic: str, lower, upper, size, sec_lo, sec_hi,
@@ -594,6 +606,10 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
     t_search = time.perf_counter()
     for s0, s1 in sw.partitions:
         members = [j for j in range(len(real)) if sw.sec_lo[j] >= s0 and sw.sec_hi[j] <= s1]
+        if len(members) > MAX_ITEMS:
+            return SearchResult("unknown", [], seconds=time.perf_counter() - t0,
+                                note=f"{len(members)} buffers live in one connected stretch of "
+                                     f"the timeline; the exact search stops at {MAX_ITEMS}")
         orders = [_preorder(members, h, r_lower, r_upper, item_size, sw.sec_lo, sw.sec_hi,
                             sec_total) for h in heuristics]
         limit = max(1, len(members))
