@@ -596,6 +596,10 @@ def search(lower: Sequence[int], upper: Sequence[int], size: Sequence[int], capa
             return SearchResult("infeasible", [], seconds=time.perf_counter() - t0)
     if not real:
         return SearchResult("ok", offsets, seconds=time.perf_counter() - t0)
+    if capacity > 2**61 or max(align[i] for i in real) > 2**61:
+        # offset + size and the alignment round-up must stay inside int64 in the kernel
+        return SearchResult("unknown", [], seconds=time.perf_counter() - t0,
+                            note="capacity or alignment beyond the exact search's 61-bit range")
     sw = sweep([lower[i] for i in real], [upper[i] for i in real])
     item_size = np.array([size[i] for i in real], np.int64)
     sec_total = [int(sum(item_size[j] for j in sec)) for sec in sw.sections]
