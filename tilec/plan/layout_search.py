@@ -14,23 +14,29 @@ Facts this search rests on (Moffitt, "MiniMalloc", ASPLOS 2023, and its public d
 * **Dominance.** An item is never placed at or above the lowest *top* (minimum offset + size) of
   another unplaced item: that one would fit entirely below, so the layout that places it first
   is at least as good.
-* **Hatless pruning.** If the item just placed overlaps no unplaced item, nothing can ever sit on
-  it; trying another item at this node instead leads to the same layouts, so the node stops.
+* **Hatless pruning.** If the item just placed overlaps no unplaced item, its minimum offset can
+  never change again, so in every canonical completion it sits exactly here, placed before any
+  item that sorts after it; the alternatives at this node (those items) cannot complete, so the
+  node stops.
 * **Spatial inference on sections.** The timeline is cut into *sections*, the maximal sets of
   items live at one moment (the cliques of the interval graph; each item spans consecutive ones).
   A section's floor (the top of its placed items, at least the lowest minimum offset of its
   unplaced ones, at least the current offset since offsets only grow) plus the sizes of its
   unplaced items must fit the capacity; otherwise backtrack now, long before the overflow shows.
 * **Decomposition.** Where no item crosses from one section to the next the problem splits into
-  independent partitions, solved one after the other.
+  independent partitions, solved one after the other -- before the search (static) and during it,
+  each time the last unplaced item crossing a cut is placed (dynamic). A sub-problem gets its own
+  preorder from the bytes still unplaced in its sections; if one fails, the placement that split
+  the problem is undone (a solved sibling is never re-searched: they are independent).
 * **Static orderings, round robin.** The preorder matters: items by the largest section total they
   take part in (T), by lifetime width (W), by area (A), in the orders WAT, TAW and TWA; each runs
   under a node limit that doubles every round, so an easy order finishes early.
 
 The search is complete: when a run ends without reaching its node limit and without a layout, no
 layout exists (a proof, reported as ``infeasible``). The kernel works on flat integer arrays so
-that numba can compile it (``pip install numba``; it is used when importable, cached on disk);
-without numba the same code runs as plain Python, correct but much slower.
+that numba can compile it (a dependency; it is used when importable, cached on disk; the
+environment variable ``TILEC_NO_NUMBA=1`` turns it off); without numba the same code runs as
+plain Python, with the same answers but more than 100x slower.
 """
 
 from __future__ import annotations
