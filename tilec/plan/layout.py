@@ -5,13 +5,25 @@ necessary but not sufficient: buffers need addresses, and two buffers live at th
 not overlap (dynamic storage allocation, NP-hard in general). This module solves it:
 
 * :func:`allocate` -- the generic problem: items ``(id, lower, upper, size)`` with half-open
-  lifetimes ``[lower, upper)`` and a capacity. First the *live-bytes lower bound* (the most bytes
-  live at one step; if it exceeds the capacity nothing can fit, and that is a proof). Then two
-  greedy heuristics -- *greedy by size* (largest first, each at the lowest address free over its
-  lifetime; the classic best performer on DNN arenas) and *linear scan* (in lifetime order, best-fit
-  into the free holes) -- and the lower of the two. Only if neither fits: an exact CP-SAT model
-  (``NoOverlap2D`` of lifetime x address rectangles, plus the cumulative bound) under a time limit,
-  which finds a layout, proves none exists, or gives up ("unknown").
+  lifetimes ``[lower, upper)`` and a capacity; optionally an alignment and an address window per
+  item. First the *live-bytes lower bound* (the most bytes live at one step; if it exceeds the
+  capacity nothing can fit, and that is a proof). Then two greedy heuristics -- *greedy by size*
+  (largest first, each at the lowest aligned address free over its lifetime) and *linear scan*
+  (in lifetime order, best-fit into the free holes; only without alignment or windows) -- and the
+  lower of the two. Only if neither fits: the exact *canonical search* (layout_search.py, the
+  ideas of MiniMalloc), which finds a layout, proves none exists, or gives up at its time limit;
+  then, on small instances only, CP-SAT (``NoOverlap2D`` of lifetime x address rectangles plus
+  the cumulative bound), strongest at proofs on small hard cores.
+* Alignment and memory regions. A tile's memory is not uniform: on the GC200 it is in two
+  regions, interleaved (128-bit access) and non-interleaved (64-bit), and instructions are
+  fetched only from non-interleaved memory (../shared/reference/hardware.md, PopVision Graph
+  Analyser glossary); Poplar codelets declare operands that must sit in interleaved memory with an
+  alignment, e.g. the output ``q`` of popsparse's StaticSparseDenseMatMulBlock is
+  ``Vector<..., ONE_PTR, 16, /*interleaved*/ true>`` (graphcore/poplibs,
+  lib/popsparse/codelets/StaticSparseDenseMatMulBlock.cpp). Where a region lies in the address
+  space is not published here, so a region is an address window the caller gives (``tilec
+  layout --region NAME=START:END``); an item carries its window and alignment and every stage
+  (greedy, search, CP-SAT, check) respects them.
 * :func:`layout_plan` -- the plan's buffers. Tiles with the same set of buffers are laid out once:
   the tile axis is cut at every buffer range boundary into *segments*, and segments whose buffers
   have the same shapes (lifetimes and sizes) share one solution. Buffers live for the whole run
@@ -44,10 +56,21 @@ offset plus a size must still fit (a larger value was an internal error in the s
 
 @dataclass(frozen=True)
 class Item:
+    """A buffer to place: live over ``[lower, upper)``; its offset a multiple of ``align``,
+    and the whole buffer inside the address window ``[lo, hi)`` (``hi`` None: the capacity) --
+    a memory region such as the GC200's interleaved memory (see the module docstring)."""
+
     id: str
     lower: int
     upper: int  # exclusive
     size: int
+    align: int = 1
+    lo: int = 0
+    hi: int | None = None
+    region: str = ""  # the window's name, for messages and CSV round trips
+
+    def constrained(self) -> bool:
+        return self.align > 1 or self.lo > 0 or self.hi is not None
 
 
 @dataclass
@@ -82,6 +105,10 @@ def live_lower_bound(items: Sequence[Item]) -> tuple[int, int | None]:
 
 
 # ----------------------------------------------------------------------------------- heuristics
+def _align_up(x: int, a: int) -> int:
+    return -(-x // a) * a if a > 1 else x
+
+
 def greedy_by_size(items: Sequence[Item]) -> dict[str, int]:
     """Largest first; each at the lowest address not used by a placed item it overlaps in time."""
     order = sorted(items, key=lambda it: (-it.size, -(it.upper - it.lower), it.lower, it.id))
@@ -96,11 +123,12 @@ def greedy_by_size(items: Sequence[Item]) -> dict[str, int]:
             continue
         busy = sorted((placed_off[k], placed_end[k]) for k in range(len(placed_lo))
                       if placed_lo[k] < it.upper and it.lower < placed_hi[k])
-        off = 0
+        off = _align_up(it.lo, it.align)
         for a, b in busy:
             if a >= off + it.size:
                 break
-            off = max(off, b)
+            if b > off:
+                off = _align_up(b, it.align)
         offsets[it.id] = off
         placed_lo.append(it.lower)
         placed_hi.append(it.upper)
@@ -173,14 +201,24 @@ def exact_layout(items: Sequence[Item], capacity: int, settings: SolveSettings,
         return INFEASIBLE, {}
     xs, ys, offs = [], [], {}
     for it in real:
-        off = m.new_int_var(0, capacity - it.size, f"o_{it.id}")
+        top = min(capacity, it.hi if it.hi is not None else capacity) - it.size
+        first = _align_up(it.lo, it.align)
+        if top < first:
+            return INFEASIBLE, {}
+        if it.align > 1:  # offset = align * k
+            k = m.new_int_var(first // it.align, top // it.align, f"k_{it.id}")
+            off = m.new_int_var(first, top, f"o_{it.id}")
+            m.add(off == it.align * k)
+        else:
+            off = m.new_int_var(first, top, f"o_{it.id}")
         offs[it.id] = off
         xs.append(m.new_fixed_size_interval_var(it.lower, it.upper - it.lower, f"t_{it.id}"))
         ys.append(m.new_fixed_size_interval_var(off, it.size, f"a_{it.id}"))
     m.add_no_overlap_2d(xs, ys)
     m.add_cumulative(xs, [it.size for it in real], capacity)
-    # symmetry: the largest item sits in the lower half of the address space
-    if real:
+    # symmetry: the largest item sits in the lower half of the address space (a mirror image
+    # of a layout is a layout -- not with alignment or windows, which a mirror breaks)
+    if real and not any(it.constrained() for it in real):
         big = max(real, key=lambda it: (it.size, it.id))
         m.add(offs[big.id] * 2 <= capacity - big.size)
     if hint:
@@ -198,54 +236,100 @@ def exact_layout(items: Sequence[Item], capacity: int, settings: SolveSettings,
     return UNKNOWN, {}
 
 
+SMALL_CORE = 200
+"""Items up to which CP-SAT is asked when the canonical search gives up (modelling choice: its
+NoOverlap2D proofs are strong on small hard cores, and slow beyond a few hundred rectangles)."""
+
+
 def allocate(items: Sequence[Item], capacity: int, *, exact: bool = True,
              settings: SolveSettings | None = None) -> Allocation:
     """Offsets for ``items`` within ``capacity`` bytes (see the module docstring)."""
     lb, lb_step = live_lower_bound(items)
+    base = dict(lower_bound=lb, lower_bound_step=lb_step)
     if lb > capacity:
-        return Allocation(status=INFEASIBLE, lower_bound=lb, lower_bound_step=lb_step,
-                          method="bound",
+        return Allocation(status=INFEASIBLE, method="bound", **base,
                           reason=f"at step {lb_step} the live buffers need {lb} bytes, more than "
                                  f"the capacity of {capacity} bytes")
+    for it in items:
+        if it.size <= 0 or it.upper <= it.lower:
+            continue
+        top = min(capacity, it.hi if it.hi is not None else capacity)
+        if _align_up(it.lo, it.align) + it.size > top:
+            where = f"region '{it.region}' [{it.lo}, {top})" if it.region else f"[0, {top})"
+            return Allocation(status=INFEASIBLE, method="bound", **base,
+                              reason=f"{it.id} ({it.size} bytes, aligned to {it.align}) does "
+                                     f"not fit in {where}")
+    constrained = any(it.constrained() for it in items)
+    heuristics = [("greedy-by-size", greedy_by_size)]
+    if not constrained:
+        heuristics.append(("linear-scan", linear_scan))
     best: tuple[int, str, dict[str, int]] | None = None
-    for name, fn in (("greedy-by-size", greedy_by_size), ("linear-scan", linear_scan)):
+    for name, fn in heuristics:
         offs = fn(items)
         pk = peak_of(items, offs)
-        if best is None or pk < best[0]:
+        valid = not constrained or not check_layout(items, offs, capacity)
+        if valid and (best is None or pk < best[0]):
             best = (pk, name, offs)
-        if pk == lb:
+        if valid and pk == lb:
             break  # optimal: cannot beat the live-bytes bound
-    assert best is not None
-    pk, name, offs = best
-    if pk <= capacity:
-        return Allocation(status=OK, offsets=offs, peak=pk, lower_bound=lb,
-                          lower_bound_step=lb_step, method=name)
+    if best is not None and best[0] <= capacity:
+        pk, name, offs = best
+        return Allocation(status=OK, offsets=offs, peak=pk, method=name, **base)
+    pk, offs = (best[0], best[2]) if best is not None else (0, {})
+    greedy_note = (f"the best greedy layout needs {pk} bytes (> {capacity})" if best
+                   else "no greedy layout respects the alignment and regions")
     if not exact:
-        return Allocation(status=UNKNOWN, offsets=offs, peak=pk, lower_bound=lb,
-                          lower_bound_step=lb_step, method=name,
-                          reason=f"greedy layouts need {pk} bytes (> {capacity}); exact search "
-                                 "not run")
+        return Allocation(status=UNKNOWN, offsets=offs, peak=pk, method=best[1] if best else "",
+                          **base, reason=f"{greedy_note}; exact search not run")
     settings = settings or SolveSettings(time_limit=10.0, deterministic_limit=5.0, workers=1)
-    status, exact_offs = exact_layout(items, capacity, settings, hint=offs)
-    if status == OK:
-        return Allocation(status=OK, offsets=exact_offs, peak=peak_of(items, exact_offs),
-                          lower_bound=lb, lower_bound_step=lb_step, method="cp-sat")
-    if status == INFEASIBLE:
-        return Allocation(status=INFEASIBLE, peak=pk, lower_bound=lb, lower_bound_step=lb_step,
-                          method="cp-sat",
-                          reason=f"the exact search (CP-SAT) proved that no layout fits "
-                                 f"{capacity} bytes, although at most {lb} bytes are live at "
-                                 "once (fragmentation is unavoidable)")
-    return Allocation(status=UNKNOWN, offsets=offs, peak=pk, lower_bound=lb,
-                      lower_bound_step=lb_step, method="cp-sat",
-                      reason=f"no layout found within the search limit: the best greedy layout "
-                             f"needs {pk} bytes (> {capacity}); at most {lb} are live at once")
+    from tilec.plan.layout_search import search
+
+    real = list(items)
+    small = sum(1 for it in items if it.size > 0 and it.upper > it.lower) <= SMALL_CORE
+    # one time budget: on a small instance the search keeps a quarter of it for CP-SAT
+    t_search = settings.time_limit * (0.75 if small else 1.0)
+    res = search([it.lower for it in real], [it.upper for it in real],
+                 [it.size for it in real], capacity, align=[it.align for it in real],
+                 win_lo=[it.lo for it in real],
+                 win_hi=[capacity if it.hi is None else min(it.hi, capacity) for it in real],
+                 time_limit=t_search)
+    if res.status == OK:
+        found = {it.id: o for it, o in zip(real, res.offsets, strict=True)}
+        return Allocation(status=OK, offsets=found, peak=peak_of(items, found),
+                          method="canonical-search", **base)
+    if res.status == INFEASIBLE:
+        return Allocation(status=INFEASIBLE, peak=pk, method="canonical-search", **base,
+                          reason=f"the exact search (every canonical layout, complete) proved "
+                                 f"that no layout fits {capacity} bytes, although at most {lb} "
+                                 "bytes are live at once (fragmentation is unavoidable)")
+    if small:
+        left = max(0.1, settings.time_limit - res.seconds)
+        cp_settings = SolveSettings(time_limit=left,
+                                    deterministic_limit=min(settings.deterministic_limit, left),
+                                    seed=settings.seed, workers=settings.workers)
+        status, exact_offs = exact_layout(items, capacity, cp_settings, hint=offs or None)
+        if status == OK:
+            return Allocation(status=OK, offsets=exact_offs, peak=peak_of(items, exact_offs),
+                              method="cp-sat", **base)
+        if status == INFEASIBLE:
+            return Allocation(status=INFEASIBLE, peak=pk, method="cp-sat", **base,
+                              reason=f"the exact search (CP-SAT) proved that no layout fits "
+                                     f"{capacity} bytes, although at most {lb} bytes are live "
+                                     "at once (fragmentation is unavoidable)")
+    limit = res.note or f"no layout found within the search limit ({settings.time_limit:g} s)"
+    return Allocation(status=UNKNOWN, offsets=offs, peak=pk, method="canonical-search", **base,
+                      reason=f"{limit}: {greedy_note}; at most {lb} bytes are live at once")
 
 
 # ----------------------------------------------------------------------------------- CSV
-def read_csv(path: str | Path) -> list[Item]:
-    """Items from an ``id,lower,upper,size`` CSV (header required); InputError names the line."""
+def read_csv(path: str | Path, regions: dict[str, tuple[int, int]] | None = None,
+             *, with_offsets: bool = False) -> list[Item] | tuple[list[Item], dict[str, int]]:
+    """Items from an ``id,lower,upper,size[,...]`` CSV (header required); InputError names the
+    line. Optional columns by name: ``alignment`` (bytes, default 1), ``region`` (a name from
+    ``regions``: the address window ``[start, end)`` the buffer must lie in; empty = anywhere)
+    and, with ``with_offsets``, a required ``offset`` (a solution to re-check)."""
     path = Path(path)
+    regions = regions or {}
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is fine
     except UnicodeDecodeError as exc:
@@ -260,8 +344,24 @@ def read_csv(path: str | Path) -> list[Item]:
     if header[:4] != ["id", "lower", "upper", "size"]:
         raise InputError(f"{path}:1: header must be 'id,lower,upper,size', got "
                          f"'{','.join(rows[0])}'")
+    col = {h: k for k, h in enumerate(header)}
+    if with_offsets and "offset" not in col:
+        raise InputError(f"{path}:1: a solution needs an 'offset' column "
+                         "(id,lower,upper,size,offset)")
     items: list[Item] = []
+    offsets: dict[str, int] = {}
     seen: set[str] = set()
+
+    def opt_int(row: list[str], name: str, lineno: int, default: int) -> int:
+        k = col.get(name)
+        if k is None or k >= len(row) or not row[k].strip():
+            return default
+        try:
+            return int(row[k].strip())
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: {name} must be an integer, got "
+                             f"'{row[k]}'") from None
+
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
@@ -286,9 +386,27 @@ def read_csv(path: str | Path) -> list[Item]:
         if upper <= lower:
             raise InputError(f"{path}:{lineno}: upper ({upper}) must be greater than lower "
                              f"({lower}); lifetimes are half-open [lower, upper)")
+        align = opt_int(row, "alignment", lineno, 1)
+        if not 1 <= align <= MAX_VALUE:
+            raise InputError(f"{path}:{lineno}: alignment must be a positive integer, "
+                             f"got {align}")
+        region = ""
+        lo, hi = 0, None
+        k = col.get("region")
+        if k is not None and k < len(row) and row[k].strip():
+            region = row[k].strip()
+            if region not in regions:
+                known = ", ".join(sorted(regions)) or "none given (use --region NAME=START:END)"
+                raise InputError(f"{path}:{lineno}: unknown region '{region}' (known: {known})")
+            lo, hi = regions[region]
+        if with_offsets:
+            off = opt_int(row, "offset", lineno, -1)
+            if off < 0:
+                raise InputError(f"{path}:{lineno}: offset must be an integer >= 0")
+            offsets[ident] = off
         seen.add(ident)
-        items.append(Item(ident, lower, upper, size))
-    return items
+        items.append(Item(ident, lower, upper, size, align=align, lo=lo, hi=hi, region=region))
+    return (items, offsets) if with_offsets else items
 
 
 def csv_text(items: Sequence[Item], offsets: dict[str, int]) -> str:
@@ -296,8 +414,14 @@ def csv_text(items: Sequence[Item], offsets: dict[str, int]) -> str:
     from a quoted field must come back as one field)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "lower", "upper", "size", "offset"])
-    writer.writerows([it.id, it.lower, it.upper, it.size, offsets[it.id]] for it in items)
+    extra = any(it.align > 1 or it.region for it in items)
+    if extra:  # keep the constraints in the output, so --validate can re-check them
+        writer.writerow(["id", "lower", "upper", "size", "alignment", "region", "offset"])
+        writer.writerows([it.id, it.lower, it.upper, it.size, it.align, it.region,
+                          offsets[it.id]] for it in items)
+    else:
+        writer.writerow(["id", "lower", "upper", "size", "offset"])
+        writer.writerows([it.id, it.lower, it.upper, it.size, offsets[it.id]] for it in items)
     return out.getvalue()
 
 
@@ -306,18 +430,29 @@ def write_csv(path: str | Path, items: Sequence[Item], offsets: dict[str, int]) 
 
 
 def check_layout(items: Sequence[Item], offsets: dict[str, int], capacity: int) -> list[str]:
-    """Independent check of a layout: every item inside the capacity, no two live ones overlap."""
+    """Independent check of a layout: every item inside the capacity and its region, aligned,
+    and no two items live at the same time overlapping in address."""
     errors = []
     real = [it for it in items if it.size > 0]
     for it in real:
         o = offsets.get(it.id)
-        if o is None or o < 0 or o + it.size > capacity:
+        if o is None:
+            errors.append(f"{it.id}: no offset")
+            continue
+        if o < 0 or o + it.size > capacity:
             errors.append(f"{it.id}: offset {o} puts it outside [0, {capacity})")
-    real.sort(key=lambda it: offsets.get(it.id, 0))
+        if it.align > 1 and o % it.align:
+            errors.append(f"{it.id}: offset {o} is not a multiple of its alignment {it.align}")
+        if o < it.lo or (it.hi is not None and o + it.size > it.hi):
+            name = f"region '{it.region}' " if it.region else "window "
+            errors.append(f"{it.id}: [{o}, {o + it.size}) is outside its {name}"
+                          f"[{it.lo}, {it.hi if it.hi is not None else capacity})")
+    real = [it for it in real if offsets.get(it.id) is not None]
+    real.sort(key=lambda it: offsets[it.id])
     for i, a in enumerate(real):
-        ao = offsets.get(a.id, 0)
+        ao = offsets[a.id]
         for b in real[i + 1:]:
-            bo = offsets.get(b.id, 0)
+            bo = offsets[b.id]
             if bo >= ao + a.size:
                 break
             if a.lower < b.upper and b.lower < a.upper:
@@ -428,7 +563,7 @@ def layout_plan(buffers: Sequence, tiles: int, steps: int, budget: int, *,
             items = [Item(str(i), units[ui].first, units[ui].end, units[ui].size)
                      for i, ui in enumerate(moving)]
             alloc = allocate(items, max(0, budget - base), exact=exact, settings=exact_settings)
-            if alloc.method == "cp-sat":
+            if alloc.method in ("canonical-search", "cp-sat"):
                 exact_used += 1
             if alloc.status == OK:
                 offs += [base + alloc.offsets[str(i)] for i in range(len(moving))]
