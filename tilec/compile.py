@@ -104,7 +104,7 @@ def lower(captured: Captured, target: Target, options: CompileOptions) -> Lowere
     # Read once, and recorded in the plan as data so a saved plan can be lowered again as it was.
     pmap = (load_precision_map(options.precision_map).to_dict()
             if options.precision_map is not None else None)
-    notes = []
+    notes = [str(n) for n in captured.meta.get("notes", ())]  # capture's notices (batch 1 assumed)
     if options.precision is None:
         note = getattr(target, "default_precision_note", None)
         if note:

@@ -15,18 +15,24 @@ such chain; after capture no ``Shape`` or ``Size`` node reads an activation.
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import DecodeError
 
+from tilec.capture.flags import (  # noqa: F401 - re-exported: callers import them from here
+    INPUT_DTYPES,
+    InputSpec,
+    dtype_name,
+    parse_image_size,
+    parse_input_shapes,
+    parse_input_specs,
+)
 from tilec.capture.types import Captured
 from tilec.errors import InputError, ShapeError
 from tilec.ir import (
@@ -160,201 +166,6 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         onnx.load_external_data_for_model(model, str(base))
     except Exception as exc:
         raise InputError(f"{path}: cannot read external data: {_first_line(exc)}") from exc
-
-
-# ------------------------------------------------------------------------------------- the flags
-def parse_image_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"896"`` -> (896, 896); ``"640x480"`` -> (640, 480) as (H, W); a pair passes through."""
-    if text is None:
-        return None
-    if isinstance(text, (tuple, list)):
-        if len(text) != 2:
-            raise InputError(f"--image-size: expected (H, W), got {text!r}")
-        h, w = (int(v) for v in text)
-    elif isinstance(text, (int, np.integer)):
-        h = w = int(text)
-    else:
-        parts = str(text).strip().lower().replace("×", "x").split("x")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW, e.g. 896 or "
-                             "640x480)") from None
-        if len(nums) == 1:
-            h = w = nums[0]
-        elif len(nums) == 2:
-            h, w = nums
-        else:
-            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW, e.g. 896 or "
-                             "640x480)")
-    if h <= 0 or w <= 0:
-        raise InputError(f"--image-size: must be positive, got {text}")
-    return h, w
-
-
-INPUT_DTYPES: dict[str, int] = {
-    "float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
-    "bfloat16": onnx.TensorProto.BFLOAT16, "float64": onnx.TensorProto.DOUBLE,
-    "int64": onnx.TensorProto.INT64, "int32": onnx.TensorProto.INT32,
-    "int16": onnx.TensorProto.INT16, "int8": onnx.TensorProto.INT8,
-    "uint8": onnx.TensorProto.UINT8, "bool": onnx.TensorProto.BOOL,
-}
-"""The dtypes an ``--input-shape`` entry may name after its dimensions (``ids=1,128:int64``),
-spelled as numpy and PyTorch spell them. Only the torch.fx door uses them: an ONNX file declares
-its inputs' dtypes itself."""
-
-_SHAPE_HELP = "use 1,3,640,640, NAME=1,3,640,640;NAME2=1,10 or, for a PyTorch module, 1,128:int64"
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One entry of ``--input-shape``: which input, its dimensions, and optionally its dtype.
-
-    ``name`` is None for an entry given by position (``1,3,64,64;1,10``); ``dtype`` is a key of
-    :data:`INPUT_DTYPES`, or None for "the model's own" (an ONNX file's declaration, a PyTorch
-    module's parameter dtype).
-    """
-
-    name: str | None
-    dims: tuple[int, ...]
-    dtype: str | None = None
-
-
-def dtype_name(value: Any, where: str = "--input-shape") -> str:
-    """``"int64"``, ``torch.int64``, ``np.int64`` or ``np.dtype("int64")`` -> ``"int64"``."""
-    if isinstance(value, str):
-        text = value
-    else:
-        try:  # numpy dtypes and scalar types; a torch dtype is refused by numpy, prints as torch.X
-            text = np.dtype(value).name
-        except TypeError:
-            text = str(value)
-    text = text.strip().lower().removeprefix("torch.")
-    if text not in INPUT_DTYPES:
-        raise InputError(f"{where}: '{value}' is not a dtype tilec knows (use one of "
-                         f"{', '.join(INPUT_DTYPES)})")
-    return text
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_dtype_like(value: Any) -> bool:
-    """A dtype as a Python caller states one: a name, a torch dtype or a numpy dtype/type."""
-    if isinstance(value, str):
-        return value.strip().lower().removeprefix("torch.") in INPUT_DTYPES
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        return True
-    return type(value).__module__ == "torch" and type(value).__name__ == "dtype"
-
-
-def _spec_from_text(part: str, *, named: bool) -> InputSpec:
-    """One ``;``-separated part: ``[NAME=]d0,d1,...[:dtype]``."""
-    text = part.strip()
-    name, _, rest = text.rpartition("=") if named else ("", "", text)
-    dims_text, colon, dtype_text = rest.rpartition(":")
-    if not colon:
-        dims_text, dtype_text = rest, ""
-    dtype = dtype_name(dtype_text, f"--input-shape: '{text}'") if colon else None
-    # one separator (",", "x", "×", blanks) between numbers; a stray one is a typo
-    items = re.split(r"\s*[,x×]\s*|\s+", dims_text.strip().lower())
-    try:
-        dims = tuple(int(d) for d in items)
-    except ValueError:
-        raise InputError(f"--input-shape: '{text}' is not a shape ({_SHAPE_HELP})") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise InputError(f"--input-shape: '{text}' needs positive dimensions")
-    return InputSpec(name.strip() or None, dims, dtype)
-
-
-def _spec_from_value(name: str | None, value: Any) -> InputSpec:
-    """A Python shape: ``(1, 3, 64, 64)``, ``"1,128:int64"`` or ``((1, 128), torch.int64)``."""
-    if isinstance(value, str):
-        spec = _spec_from_text(value, named=False)
-        return InputSpec(name, spec.dims, spec.dtype)
-    dtype = None
-    if (isinstance(value, (tuple, list)) and len(value) == 2 and _is_dtype_like(value[1])
-            and isinstance(value[0], (tuple, list))):
-        value, dtype = value[0], dtype_name(value[1])
-    try:
-        items = list(value)
-    except TypeError:
-        items = [value]
-    if not items or not all(_is_int(d) for d in items):
-        what = f"input '{name}': " if name else ""
-        raise InputError(f"--input-shape: {what}{value!r} is not a shape of integers")
-    dims = tuple(int(d) for d in items)
-    if any(d <= 0 for d in dims):
-        raise InputError(f"--input-shape: every dimension must be positive, got {value!r}")
-    return InputSpec(name, dims, dtype)
-
-
-def parse_input_specs(value: Any) -> list[InputSpec] | None:
-    """``--input-shape`` in every form it takes; entries in the order given.
-
-    * text: ``"1,3,640,640"`` (the only input), ``"a=1,3,64,64;b=1,10"`` (by name),
-      ``"1,3,64,64;1,10"`` (by position), each entry optionally ending in ``:dtype``
-      (``ids=1,128:int64``, see :data:`INPUT_DTYPES`); ``x`` works as a separator too;
-    * Python: one shape ``(1, 3, 64, 64)``; a sequence of shapes (by position); a dict
-      ``{name: shape}``; wherever a shape goes, ``"1,128:int64"`` or ``((1, 128), torch.int64)``
-      states a dtype as well.
-
-    Names are all given or none: a mix is ambiguous and refused, as is a name given twice.
-    """
-    if value is None:
-        return None
-    specs: list[InputSpec] = []
-    if isinstance(value, dict):
-        for key, shape in value.items():
-            if not isinstance(key, str) or not key:
-                raise InputError(f"--input-shape: input names must be strings, got {key!r}")
-            specs.append(_spec_from_value(key, shape))
-    elif isinstance(value, str):
-        for part in value.split(";"):
-            if part.strip():
-                specs.append(_spec_from_text(part, named=True))
-    elif isinstance(value, (tuple, list)) and value and (
-            all(_is_int(d) for d in value)
-            or (len(value) == 2 and _is_dtype_like(value[1]))):
-        specs.append(_spec_from_value(None, value))  # one shape (with its dtype)
-    elif isinstance(value, (tuple, list)) and value:
-        specs.extend(_spec_from_value(None, v) for v in value)
-    else:
-        specs.append(_spec_from_value(None, value))
-    if not specs:
-        raise InputError(f"--input-shape: '{value}' is empty")
-    named = [s.name for s in specs if s.name is not None]
-    if named and len(named) != len(specs):
-        raise InputError("--input-shape: name every input or none (NAME=dims;NAME2=dims, or "
-                         "dims;dims in the order the model takes them)")
-    twice = sorted({n for n in named if named.count(n) > 1})
-    if twice:
-        raise InputError(f"--input-shape: input '{twice[0]}' given twice")
-    return specs
-
-
-def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None
-                       ) -> dict[str | None, tuple[int, ...]] | None:
-    """``--input-shape`` for an ONNX file: ``"1,3,640,640"`` (the model's only input) or
-    ``"a=1,3,64,64;b=1,10"``.
-
-    Returns {input name (None for "the only input"): dims}. ``x`` works as a separator too. A
-    ``:dtype`` suffix is refused: an ONNX file fixes its inputs' dtypes, so the suffix could only
-    disagree with the file or say nothing.
-    """
-    specs = parse_input_specs(text)
-    if specs is None:
-        return None
-    typed = next((s for s in specs if s.dtype is not None), None)
-    if typed is not None:
-        which = f" (input '{typed.name}')" if typed.name else ""
-        raise InputError(f"--input-shape: ':{typed.dtype}'{which}: an ONNX file declares each "
-                         "input's dtype itself, only a PyTorch module takes a dtype suffix; "
-                         "drop it")
-    if len(specs) > 1 and specs[0].name is None:
-        raise InputError("--input-shape: with several shapes, name each input (NAME=dims;...)")
-    return {s.name: s.dims for s in specs}
 
 
 # ------------------------------------------------------------------------------------- structure
@@ -496,6 +307,7 @@ class InputOverrides:
     width_axes: list[tuple[str, int]] = field(default_factory=list)  # ... and W
     batch_axes: list[tuple[str, int]] = field(default_factory=list)  # set from --batch
     changed: bool = False
+    notes: list[str] = field(default_factory=list)  # one-line notices (a batch defaulted to 1)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -601,6 +413,8 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
             assign(name, 3, image_size[1])
             result.height_axes.append((name, 2))
             result.width_axes.append((name, 3))
+    if batch is None:
+        _default_batch(dims, result, assign, symbols)
     for d in dims.values():  # symbols given a value anywhere apply everywhere
         for axis, value in enumerate(d):
             if isinstance(value, str) and value in symbols:
@@ -638,6 +452,29 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
                 for dim in out.type.tensor_type.shape.dim:
                     dim.Clear()
     return result
+
+
+def _default_batch(dims: dict[str, list[int | str | None]], result: InputOverrides,
+                   assign: Callable[[str, int, int], None], symbols: dict[str, int]) -> None:
+    """Without ``--batch``, a dynamic batch dimension becomes 1, with a one-line notice.
+
+    Almost every export marks the batch dynamic (``dynamic_axes={"input": {0: "batch"}}``), and
+    batch 1 is what such a file is most often asked about; refusing it made every standard export
+    need a flag. Only the batch rule's dimension (dimension 0 of an input of rank >= 2, as
+    ``--batch`` sets it) is defaulted; any other dynamic dimension still has to be given.
+    """
+    defaulted = []
+    for name, d in dims.items():
+        if len(d) < 2 or isinstance(d[0], int) or d[0] in symbols:
+            continue  # static, set by --input-shape, or a symbol given a value elsewhere
+        defaulted.append(f"'{name}'" + (f" ('{d[0]}')" if isinstance(d[0], str) else ""))
+        assign(name, 0, 1)
+        result.batch_axes.append((name, 0))
+    if defaulted:
+        which = ", ".join(defaulted[:3]) + (f" and {len(defaulted) - 3} more"
+                                            if len(defaulted) > 3 else "")
+        result.notes.append(f"batch 1 assumed: the batch dimension of input {which} is dynamic "
+                            "(set it with --batch)")
 
 
 def network_stride(model: onnx.ModelProto) -> int | None:
@@ -957,7 +794,9 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
         batch=int(first[0]) if len(first) >= 2 else 1,
         image_size=(four_d[0][2], four_d[0][3]) if four_d else None,
         input_shapes=inputs, stride=known_stride, opset=opset,
-        meta={"folded_nodes": folded} if folded else {}, seconds=clock.laps,
+        meta={**({"folded_nodes": folded} if folded else {}),
+              **({"notes": overrides.notes} if overrides.notes else {})},
+        seconds=clock.laps,
     )
 
 

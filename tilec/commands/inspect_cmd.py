@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
                        input_shape=args.input_shape)
     data = summarize(captured, args.top)
     out = console(args)
+    for note in captured.meta.get("notes", ()):  # e.g. "batch 1 assumed" for a dynamic batch
+        out.print(f"note: {note}")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
