@@ -59,10 +59,10 @@ CASES: dict[str, tuple[str | Path, list[str], list[str]]] = {
     "no_4d_input": (BAD / "no_4d_input.onnx", ["--batch", "1", "--image-size", "64"],
                     ["--image-size: the model has no rank-4 (NCHW) image input (inputs: x Nx16)"]),
     "unsupported_op": (BAD / "unsupported_op.onnx", [],
-                       ["unsupported_op.onnx: node 'nms' has op type 'NonMaxSuppression'",
-                        "conv: Conv ConvTranspose |"]),
+                       ["unsupported_op.onnx: 1 node of 1 op type tilec cannot plan: "
+                        "NonMaxSuppression x1 (first 'nms')", "`tilec ops`"]),
     "custom_domain_op": (BAD / "custom_domain_op.onnx", [],
-                         ["node 'plugin0' has op type 'FancyPlugin' from domain 'com.vendor'"]),
+                         ["FancyPlugin (domain 'com.vendor') x1 (first 'plugin0')"]),
     "undefined_tensor": (BAD / "undefined_tensor.onnx", [],
                          ["node 'add_ghost' (Add) reads tensor 'ghost', which no node"]),
     "duplicate_output": (BAD / "duplicate_output.onnx", [],

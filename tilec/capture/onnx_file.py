@@ -33,7 +33,14 @@ from tilec.capture.flags import (  # noqa: F401 - re-exported: callers import th
     parse_input_shapes,
     parse_input_specs,
 )
+from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-exported
+    raise_unsupported,
+    supported_ops_summary,
+    unsupported_in_graph,
+    unsupported_in_proto,
+)
 from tilec.capture.types import Captured
+from tilec.capture.weights import check_finite, check_storage
 from tilec.errors import InputError, ShapeError
 from tilec.ir import (
     _LIGHT_CONSTANT_LIMIT,
@@ -47,7 +54,6 @@ from tilec.ir import (
     topological_order,
     toposort,
 )
-from tilec.opinfo import CONSTANT_ONLY_OPS, OP_KINDS
 
 MIN_OPSET = 11
 """Oldest default-domain opset tilec reads (Resize, Pad-as-input and today's Split/Slice forms)."""
@@ -70,12 +76,6 @@ _OTHER_FORMATS = {
     ".pdmodel": "a PaddlePaddle model",
 }
 """Suffixes users hand to tilec by mistake, for a more useful error than "not ONNX"."""
-
-_POST_PROCESSING = frozenset({
-    "NonMaxSuppression", "TopK", "NonZero", "RoiAlign", "If", "Loop", "Scan", "GatherND",
-    "ScatterND", "ScatterElements",
-})
-"""Ops that usually belong to detection post-processing, which runs on the host, not the chip."""
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 
@@ -268,32 +268,6 @@ def check_schemas(model: onnx.ModelProto, source: str) -> None:
         except Exception as exc:
             raise InputError(f"{source}: {_node(node)} is not valid ONNX: {_first_line(exc)}"
                              ) from exc
-
-
-def supported_ops_summary() -> str:
-    """The op types tilec plans, grouped by kind, on one line (for error messages)."""
-    kinds: dict[str, list[str]] = {}
-    for op, kind in OP_KINDS.items():
-        kinds.setdefault(kind, []).append(op)
-    return " | ".join(f"{kind}: {' '.join(sorted(ops))}" for kind, ops in kinds.items())
-
-
-def check_supported(model: onnx.ModelProto, source: str) -> None:
-    """Every node must be an op tilec plans, a constant-only op, or one of tilec's fused ops."""
-    local = {f.name for f in model.functions if f.domain == FUSED_DOMAIN}
-    for node in model.graph.node:
-        domain = node.domain or ""
-        if domain == FUSED_DOMAIN and node.op_type in local:
-            continue
-        if domain in ("", "ai.onnx") and (
-                node.op_type in OP_KINDS or node.op_type in CONSTANT_ONLY_OPS):
-            continue
-        where = f" from domain '{domain}'" if domain not in ("", "ai.onnx") else ""
-        hint = ("; it is usually post-processing, which runs on the host: export the network "
-                "without it" if node.op_type in _POST_PROCESSING else "")
-        raise InputError(f"{source}: node '{node.name}' has op type '{node.op_type}'{where}, "
-                         f"which tilec cannot plan{hint}; tilec plans {len(OP_KINDS)} op types: "
-                         f"{supported_ops_summary()}")
 
 
 # ------------------------------------------------------------------------------------- overrides
@@ -544,17 +518,63 @@ def fold_shape_arithmetic(graph: gs.Graph) -> int:
     return before - len(graph.nodes)
 
 
+MAX_FOLD_ROUNDS = 256
+"""Bound on folding rounds, against pathological graphs only: every round that continues removed
+at least one node, and real exports settle in one to ten (ShuffleNetV2 needs eight)."""
+
+
+def fold_to_fixed_point(graph: gs.Graph, source: str) -> int:
+    """Fold shape arithmetic and re-infer shapes until nothing more folds; return nodes removed.
+
+    Each round can expose more: a folded ``Shape`` gives a Reshape its target, inference then gives
+    the next ``Shape`` a concrete input. Raises :class:`InputError` only if the graph still folds
+    after :data:`MAX_FOLD_ROUNDS` rounds.
+    """
+    folded = 0
+    for _ in range(MAX_FOLD_ROUNDS):
+        if not _needs_folding(graph):
+            return folded
+        removed = fold_shape_arithmetic(graph)
+        folded += removed
+        infer_shapes(graph, source=source)
+        if not removed:
+            return folded
+    if not _needs_folding(graph):
+        return folded
+    raise InputError(f"{source}: shape arithmetic was still folding after {MAX_FOLD_ROUNDS} "
+                     f"rounds ({folded:,} nodes folded); tilec stops there, as a graph this deep "
+                     "in shape computations is almost certainly malformed")
+
+
+def _value_dependent(graph: gs.Graph) -> set[str]:
+    """Tensors whose *values* depend on a graph input (not merely on its shape)."""
+    dependent = {t.name for t in graph.inputs}
+    for node in graph.nodes:  # sorted
+        if node.op in ("Shape", "Size"):
+            continue
+        if any(t.name in dependent for t in node.inputs):
+            dependent.update(t.name for t in node.outputs)
+    return dependent
+
+
 def check_shapes(graph: gs.Graph, source: str) -> None:
     """Every activation has a concrete, non-empty shape (the first offender, in graph order)."""
     const = _constant_nodes(graph)
+    dependent: set[str] | None = None
     for node in graph.nodes:
         for tensor in node.outputs:
             if not is_concrete(tensor.shape):
+                dependent = _value_dependent(graph) if dependent is None else dependent
                 runtime = [t.name for t in node.inputs[1:]
                            if t.name and not _is_const(t, const) and not (
                                t.dtype is not None and np.dtype(t.dtype).kind == "f")]
-                why = (f"; it depends on the run-time value of '{runtime[0]}'" if runtime
-                       else "; it depends on values known only at run time")
+                if runtime and runtime[0] in dependent:
+                    why = f"; it depends on the run-time value of '{runtime[0]}'"
+                elif runtime:  # computed from shapes alone, yet not folded: say so
+                    why = (f"; '{runtime[0]}' is computed from shapes alone, but folding could "
+                           "not evaluate it")
+                else:
+                    why = "; it depends on values known only at run time"
                 raise InputError(
                     f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
                     f"{node.op}) has no concrete shape after inference "
@@ -565,17 +585,6 @@ def check_shapes(graph: gs.Graph, source: str) -> None:
                     f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
                     f"{node.op}) is empty (shape {_shape_text(tensor.shape)})"
                 )
-
-
-def check_constant_only(graph: gs.Graph, source: str) -> None:
-    """Ops tilec treats only as constant arithmetic must not read run-time tensors."""
-    const = _constant_nodes(graph)
-    for node in graph.nodes:
-        if node.op in CONSTANT_ONLY_OPS and id(node) not in const:
-            tensor = next(t.name for t in node.inputs if t.name and not _is_const(t, const))
-            raise InputError(f"{source}: node '{node.name}' ({node.op}) reads run-time tensor "
-                             f"'{tensor}'; tilec handles {node.op} only as constant arithmetic, "
-                             "which it folds away")
 
 
 def check_conv_weights(graph: gs.Graph, source: str) -> None:
@@ -750,9 +759,12 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     shapes = parse_input_shapes(input_shape)
     opset = check_header(model, source)
     name_nodes(model)
-    check_supported(model, source)
+    check_storage(model, source)
     check_structure(model, source)
     check_schemas(model, source)
+    check_finite(model, source)
+    unsupported = unsupported_in_proto(model)  # the verdict waits for folding (see below)
+    local = [f.name for f in model.functions if f.domain == FUSED_DOMAIN]
     declared_stride = network_stride(model)
     overrides = apply_overrides(model, source, batch, hw, shapes)
     if hw is not None and stride and any(s % stride for s in hw):
@@ -767,21 +779,17 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     clock.lap("import")
     try:
         infer_shapes(graph, source=source)
+        clock.lap("infer")
+        folded = fold_to_fixed_point(graph, source)
     except ShapeError as exc:
+        # An op tilec cannot plan is the more basic problem (and often why inference failed).
+        raise_unsupported(source, unsupported)
         raise _explain_shape_error(exc, graph, overrides, hw, known_stride, source) from exc
-    clock.lap("infer")
-    folded = 0
-    for _ in range(4):  # each round can expose more shapes to fold; real exports need one or two
-        if not _needs_folding(graph):
-            break
-        removed = fold_shape_arithmetic(graph)
-        folded += removed
-        infer_shapes(graph, source=source)
-        if not removed:
-            break
     clock.lap("fold")
+    # Op support is judged after folding: shape-only subgraphs (a ScatterND building a mask
+    # from shapes, Sin/Cos of a positional encoding of constants) are constants by now.
+    raise_unsupported(source, unsupported_in_graph(graph, _constant_nodes(graph), local))
     check_shapes(graph, source)
-    check_constant_only(graph, source)
     check_conv_weights(graph, source)
     check_reshapes(graph, source, overrides.changed)
     clock.lap("verify")
