@@ -72,8 +72,14 @@ OP_KINDS: dict[str, str] = {
         for op in (
             "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "Softmax", "LogSoftmax",
             "ArgMax", "ArgMin", "LayerNormalization",
+            # GroupNorm as PyTorch exports it (Reshape -> InstanceNormalization -> Reshape ->
+            # Mul -> Add); F.normalize (ReduceL2 -> Clip -> Expand -> Div, or LpNormalization)
+            "InstanceNormalization", "ReduceL2", "ReduceL1", "ReduceSumSquare",
+            "LpNormalization",
         )
     },
+    # a contraction: costed as the (batched) matrix product the equation denotes
+    "Einsum": "matmul",
 }
 """Every op type tilec can plan, by kind. Anything else is rejected at capture."""
 
@@ -86,6 +92,7 @@ CONSTANT_ONLY_OPS = frozenset(
 CONFIG_INPUT_OPS = frozenset({
     "Resize", "Upsample", "Clip", "Pad", "Reshape", "Slice", "Split", "Tile", "Expand",
     "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
+    "ReduceL2", "ReduceL1", "ReduceSumSquare",
 })
 
 
@@ -249,6 +256,60 @@ def _matmul_macs(op_type: str, in_shapes: list[tuple[int, ...]], out_shape: tupl
     return int(np.prod(out_shape, dtype=np.int64)) * int(k)
 
 
+@dataclass(frozen=True)
+class EinsumMatmul:
+    """An Einsum equation as the batched matrix product it denotes: shapes for the cost model.
+
+    Letters in both operands and the output are batch dimensions, in the first operand and the
+    output only rows (M), in the second and the output only columns (N), in both operands but
+    not the output the contraction (K). The transposes the equation implies are layout, which
+    tilec's matmul cost does not charge separately (as for MatMul).
+    """
+
+    batch: int
+    m: int
+    n: int
+    k: int
+    swapped: bool  # the constant (weight) operand came first: costed as (B^T A^T)^T
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.n * self.k
+
+
+def einsum_as_matmul(equation: str, shapes: list[tuple[int, ...]], weight_first: bool,
+                     where: str) -> EinsumMatmul:
+    """Classify ``equation``'s letters (see :class:`EinsumMatmul`); an equation that is no matrix
+    product (one operand, a diagonal, an ellipsis, a letter summed within one operand) is an input
+    error naming ``where``."""
+    text = equation.replace(" ", "")
+    lhs, arrow, out = text.partition("->")
+    terms = lhs.split(",")
+    if (not arrow or len(terms) != 2 or "." in text
+            or any(len(set(t)) != len(t) for t in (*terms, out))
+            or any(len(t) != len(s) for t, s in zip(terms, shapes, strict=False))):
+        raise InputError(f"{where}: Einsum '{equation}' is not a matrix product of two operands "
+                         "with an explicit output; tilec costs only those")
+    a, b = terms
+    size: dict[str, int] = {}
+    for term, shape in zip(terms, shapes, strict=True):
+        for letter, dim in zip(term, shape, strict=True):
+            size[letter] = max(size.get(letter, 1), int(dim))
+    if set(out) - set(a) - set(b) or (set(a) ^ set(b)) - set(out):
+        raise InputError(f"{where}: Einsum '{equation}' sums a dimension of one operand only "
+                         "(or outputs one of neither); tilec costs only matrix products")
+
+    def prod(letters: set[str]) -> int:
+        return int(np.prod([size[c] for c in sorted(letters)], dtype=np.int64))
+
+    sa, sb, so = set(a), set(b), set(out)
+    batch, k = prod(sa & sb & so), prod((sa & sb) - so)
+    m, n = prod((sa - sb) & so), prod((sb - sa) & so)
+    if weight_first:
+        m, n = n, m
+    return EinsumMatmul(batch=batch, m=m, n=n, k=k, swapped=weight_first)
+
+
 def _is_constant(tensor: gs.Tensor, const_nodes: set[int]) -> bool:
     if isinstance(tensor, gs.Constant):
         return True
@@ -269,6 +330,37 @@ def _weight_bits_of(tensor: gs.Tensor, default: int) -> int:
         except TypeError:
             return default
     return default
+
+
+def _einsum_view(node: gs.Node, attrs: dict[str, Any], weights: list[WeightInfo], source: str
+                 ) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...],
+                            list[WeightInfo]]:
+    """An Einsum's shapes as the matmul cost model reads them: activation ``(batch, M, K)``, a
+    second activation ``(batch, K, N)`` or a weight ``(K, N)``, output ``(batch, M, N)``.
+
+    Element counts are the real tensors' (every letter is in exactly the shapes it spans), so the
+    bytes a cost model charges are the operands' own. A weight that carries batch letters is kept
+    at its real shape (only the weight total and the MACs then hold exactly). ``attrs`` gains
+    ``einsum``: the classification, for reports and tests.
+    """
+    operands = [t for t in node.inputs if t.name]
+    shapes = [tuple(int(d) for d in t.shape) for t in operands]
+    weight_names = {w.name for w in weights}
+    weight_first = bool(operands) and operands[0].name in weight_names and not (
+        len(operands) > 1 and operands[1].name in weight_names)
+    where = f"{source}: node '{node.name}'"
+    mm = einsum_as_matmul(str(attrs.get("equation", "")), shapes, weight_first, where)
+    attrs["einsum"] = {"batch": mm.batch, "m": mm.m, "n": mm.n, "k": mm.k, "macs": mm.macs,
+                       "swapped": mm.swapped}
+    act = [(mm.batch, mm.m, mm.k)]
+    if not weights:
+        act.append((mm.batch, mm.k, mm.n))
+    kept = []
+    for w in weights:  # a weight without batch letters is exactly the K x N matrix
+        whole = int(np.prod(w.shape, dtype=np.int64))
+        shape = (mm.k, mm.n) if whole == mm.k * mm.n else w.shape
+        kept.append(WeightInfo(w.name, shape, w.bits, statistic=w.statistic))
+    return tuple(act[: max(1, 2 - len(weights))]), ((mm.batch, mm.m, mm.n),), kept
 
 
 def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 16,
@@ -355,6 +447,8 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         in_shapes = tuple(shapes[n][0] for n in inputs)
         out_shapes = tuple(shapes[n][0] for n in outputs)
         attrs = {k: _plain(v) for k, v in node.attrs.items() if not k.startswith("tilec.")}
+        if op_type == "Einsum":
+            in_shapes, out_shapes, weights = _einsum_view(node, attrs, weights, source)
         if activation:
             attrs["activation"] = activation
         macs = 0
@@ -364,6 +458,8 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         elif kind == "matmul" and out_shapes:
             k_shapes = list(in_shapes) + [w.shape for w in weights]
             macs = _matmul_macs(op_type, k_shapes, out_shapes[0], attrs)
+            if op_type == "Einsum":
+                macs = attrs["einsum"]["macs"]
         if kind == "view" and inputs and outputs:
             alias[outputs[0]] = inputs[0]
         if kind == "concat" and get_ann(node, "in_place") and outputs:
