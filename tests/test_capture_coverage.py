@@ -104,12 +104,16 @@ def test_every_unsupported_op_type_in_one_line() -> None:
              helper.make_node("Plugin", ["v"], ["y"], name="plug", domain="com.vendor")]
     m = model_of(nodes, [vi("x", [1, 8])], [vi("y", None)], [k])
     m.opset_import.append(helper.make_opsetid("com.vendor", 1))
+    with pytest.raises(InputError, match=r"TopK x1 .*; cutting them off would leave the chip "
+                                         r"nothing to run"):
+        cap(m)  # --host-ops auto: all of it would go to the host
     with pytest.raises(InputError) as err:
-        cap(m)
+        cap(m, host_ops="none")
     msg = str(err.value)
     assert msg.startswith("m.onnx: 4 nodes of 3 op types tilec cannot plan: Sin x2 (first "
                           "'sin_a'), TopK x1 (first 'topk'), Plugin (domain 'com.vendor') x1 "
-                          "(first 'plug'); `tilec ops` lists the ")
+                          "(first 'plug') (--host-ops auto would run a head or tail of them on "
+                          "the host); `tilec ops` lists the ")
     assert "post-processing" not in msg  # Sin is no post-processing op
 
 

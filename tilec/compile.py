@@ -41,6 +41,7 @@ class CompileOptions:
     what_if_fits: bool = False  # also search how far a plan that fits can grow (--what-if)
     seed: int = 0
     workers: int = 2
+    host_ops: str = "auto"  # unsupported head / tail ops: "auto" -> on the host, "none" -> refuse
     progress: Callable[[str, float | None], None] | None = None  # (stage, fraction or None)
 
 
@@ -134,7 +135,7 @@ def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: s
         meta={"name": captured.name, "source": captured.source, "batch": captured.batch,
               "image_size": list(captured.image_size) if captured.image_size else None,
               "precision": precision, "precision_map": precision_map,
-              "stride": captured.stride,
+              "stride": captured.stride, "host": captured.meta.get("host"),
               "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()},
               "input_dtypes": {t.name: np.dtype(t.dtype).name for t in graph.inputs
                                if t.dtype is not None}},
@@ -191,7 +192,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
         target = load_target(target)
     t0 = time.perf_counter()
     captured = capture(model, batch=options.batch, image_size=options.image_size,
-                       input_shape=options.input_shape)
+                       input_shape=options.input_shape, host_ops=options.host_ops)
     t1 = time.perf_counter()
     if options.progress:  # the passes and their onnxruntime proof take seconds of their own
         options.progress("lowering", None)
@@ -215,7 +216,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
                 unquantized["graph"] = lowered
             else:
                 cap = capture(model, batch=captured.batch, image_size=captured.image_size,
-                              input_shape=options.input_shape)
+                              input_shape=options.input_shape, host_ops=options.host_ops)
                 names = [n for n in lowered.passes if n != "quantize"]
                 unquantized["graph"] = lower(cap, target, CompileOptions(**{
                     **options.__dict__, "verify": "off", "passes": names,
@@ -236,7 +237,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
         # constant): capture again at the new shape and lower without the proof.
         cap = capture(model, batch=batch or captured.batch,
                       image_size=image_size or captured.image_size,
-                      input_shape=options.input_shape)
+                      input_shape=options.input_shape, host_ops=options.host_ops)
         opts = CompileOptions(**{**options.__dict__, "verify": "off",
                                  "precision": precision or lowered.precision})
         return lower(cap, target, opts).info

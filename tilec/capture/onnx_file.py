@@ -33,11 +33,13 @@ from tilec.capture.flags import (  # noqa: F401 - re-exported: callers import th
     parse_input_shapes,
     parse_input_specs,
 )
+from tilec.capture.host import HOST_OPS, HostCut, cut_to_host
 from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-exported
     raise_unsupported,
     supported_ops_summary,
     unsupported_in_graph,
     unsupported_in_proto,
+    unsupported_nodes,
 )
 from tilec.capture.types import Captured
 from tilec.capture.weights import check_finite, check_storage
@@ -729,7 +731,7 @@ def capture_onnx(path: str | Path, *, batch: int | None = None,
                  image_size: tuple[int, int] | str | int | None = None,
                  input_shape: str | tuple[int, ...] | dict | None = None,
                  name: str | None = None, stride: int | None = None,
-                 source: str | None = None) -> Captured:
+                 source: str | None = None, host_ops: str = "auto") -> Captured:
     """Load an ONNX file into the graph form with every shape concrete.
 
     ``stride`` (when the caller knows it, e.g. for a zoo model) lets a bad image size be reported
@@ -742,18 +744,42 @@ def capture_onnx(path: str | Path, *, batch: int | None = None,
     load = time.perf_counter() - t0
     captured = capture_model_proto(model, batch=batch, image_size=image_size,
                                    input_shape=input_shape, name=name or path.stem, stride=stride,
-                                   source=label)
+                                   source=label, host_ops=host_ops)
     captured.seconds = {"load": load, **captured.seconds}
     return captured
 
 
+def _host_partition(graph: gs.Graph, local: list[str], host_ops: str,
+                    source: str) -> HostCut | None:
+    """Refuse the ops tilec cannot plan, or (``host_ops="auto"``) cut a head / tail of them off
+    to the host (:mod:`tilec.capture.host`)."""
+    const = _constant_nodes(graph)
+    bad = unsupported_nodes(graph, const, local)
+    if not bad:
+        return None
+    grouped = unsupported_in_graph(graph, const, local)
+    if any(reads for _, reads in bad):  # constant-only ops on activations: never cut
+        raise_unsupported(source, grouped)
+    if host_ops == "none":
+        raise_unsupported(source, grouped, hint=" (--host-ops auto would run a head or tail of "
+                                                "them on the host)")
+    cut = cut_to_host(graph, bad, const, grouped, source)
+    toposort(graph, source=source)
+    return cut
+
+
 def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size,
                         name: str, stride: int | None, source: str,
-                        input_shape: str | tuple[int, ...] | dict | None = None) -> Captured:
+                        input_shape: str | tuple[int, ...] | dict | None = None,
+                        host_ops: str = "auto") -> Captured:
     """Capture an in-memory ONNX model (shared by the file and torch front doors).
 
     ``model`` is modified (node names, input shapes); pass a copy to keep the original.
+    ``host_ops``: "auto" cuts ops the chip cannot run off to the host when they form the
+    graph's head or tail (:mod:`tilec.capture.host`); "none" refuses them.
     """
+    if host_ops not in HOST_OPS:
+        raise InputError(f"--host-ops: '{host_ops}' is not one of {', '.join(HOST_OPS)}")
     clock = _Clock()
     hw = parse_image_size(image_size)
     shapes = parse_input_shapes(input_shape)
@@ -788,7 +814,7 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     clock.lap("fold")
     # Op support is judged after folding: shape-only subgraphs (a ScatterND building a mask
     # from shapes, Sin/Cos of a positional encoding of constants) are constants by now.
-    raise_unsupported(source, unsupported_in_graph(graph, _constant_nodes(graph), local))
+    host = _host_partition(graph, local, host_ops, source)
     check_shapes(graph, source)
     check_conv_weights(graph, source)
     check_reshapes(graph, source, overrides.changed)
@@ -803,7 +829,9 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
         image_size=(four_d[0][2], four_d[0][3]) if four_d else None,
         input_shapes=inputs, stride=known_stride, opset=opset,
         meta={**({"folded_nodes": folded} if folded else {}),
-              **({"notes": overrides.notes} if overrides.notes else {})},
+              **({"host": host.as_dict()} if host else {}),
+              **({"notes": overrides.notes + ([host.note()] if host else [])}
+                 if overrides.notes or host else {})},
         seconds=clock.laps,
     )
 

@@ -114,9 +114,8 @@ def unsupported_message(source: str, items: list[Unsupported], *, hint: str = ""
     nodes = sum(u.count for u in items)
     head = (f"{source}: {nodes} node{'s' if nodes != 1 else ''} of {kinds} op "
             f"type{'s' if kinds != 1 else ''} tilec cannot plan: ")
-    if not hint and all(u.op_type in POST_PROCESSING and not u.domain for u in items):
-        hint = ("; these usually belong to post-processing, which runs on the host: export the "
-                "network without it")
+    if all(u.op_type in POST_PROCESSING and not u.domain for u in items):
+        hint = "; these usually belong to post-processing, which runs on the host" + hint
     return (head + ", ".join(u.text() for u in items) + hint
             + f"; `tilec ops` lists the {len(OP_KINDS)} op types tilec plans")
 
