@@ -170,3 +170,73 @@ def test_torch_exports_with_these_ops_compile(target: str, tmp_path) -> None:
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"InstanceNormalization", "ReduceL2", "Einsum", "LayerNormalization"} <= ops
     assert main(["compile", str(path), "--target", target, "--no-what-if", "-q"]) == 0
+
+
+# ------------------------------------------------------------------------------ LSTM / GRU
+def recurrent(op: str, *, bidirectional: bool = False, read_state: bool = False):
+    """X (T=6, B=2, I=5) -> op (H=8) -> Y (and Y_h when ``read_state``) -> Relu."""
+    gates = {"LSTM": 4, "GRU": 3}[op]
+    dirs = 2 if bidirectional else 1
+    inits = [w("W", dirs, gates * 8, 5), w("R", dirs, gates * 8, 8), w("B", dirs, 2 * gates * 8)]
+    outs = ["y", "y_h"] + (["y_c"] if op == "LSTM" else [])
+    nodes = [helper.make_node(op, ["x", "W", "R", "B"], outs, name="rnn", hidden_size=8,
+                              direction="bidirectional" if bidirectional else "forward"),
+             helper.make_node("Relu", ["y"], ["out"], name="relu")]
+    if read_state:
+        nodes.insert(1, helper.make_node("Relu", ["y_h"], ["h"], name="relu_h"))
+        nodes.append(helper.make_node("Add", ["out", "out"], ["out2"], name="use"))
+    return nodes, inits
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_layers_cost_as_the_unrolled_gate_gemm(op: str, bidirectional: bool) -> None:
+    nodes, inits = recurrent(op, bidirectional=bidirectional)
+    info = graph_info(nodes, [("x", [6, 2, 5])], inits)
+    rnn = info.op_by_name["rnn"]
+    gates, dirs = {"LSTM": 4, "GRU": 3}[op], 2 if bidirectional else 1
+    assert rnn.kind == "matmul" and rnn.outputs == ("y",)  # Y_h / Y_c unread: never stored
+    assert rnn.macs == 6 * 2 * gates * (5 + 8) * dirs * 8  # every step, every direction
+    assert rnn.params == dirs * gates * 8 * (5 + 8) + dirs * 2 * gates * 8  # W, R, biases
+    assert rnn.out_shapes == ((1, 12, dirs * 8),)  # Y's elements, as the GEMM's output
+    assert info.tensors["y"].shape == (6, dirs, 2, 8)
+    for target in TARGETS:
+        model = load_target(target).cost_model
+        bits = BITS[target]
+        info_t = graph_info(nodes, [("x", [6, 2, 5])], inits, bits)
+        cost = model.cost(info_t.op_by_name["rnn"], model.splits(info_t.op_by_name["rnn"])[0])
+        assert cost.compute_cycles > 0
+
+
+def test_recurrent_layer_with_two_outputs_read_is_named() -> None:
+    nodes, inits = recurrent("LSTM", read_state=True)
+    with pytest.raises(InputError, match=r"node 'rnn' \(LSTM\): more than one of its outputs"):
+        graph_info(nodes, [("x", [6, 2, 5])], inits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+def test_torch_lstm_and_gru_compile(target: str, tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from tilec.cli import main
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
+            self.gru = torch.nn.GRU(32, 32, batch_first=True, bidirectional=True)
+            self.fc = torch.nn.Linear(64, 4)
+
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            y, _ = self.gru(y)
+            return self.fc(y[:, -1])
+
+    path = tmp_path / "rnn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), torch.randn(1, 10, 16), str(path), dynamo=False,
+                          opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    assert main(["compile", str(path), "--target", target, "--no-what-if", "-q"]) == 0

@@ -80,7 +80,14 @@ OP_KINDS: dict[str, str] = {
     },
     # a contraction: costed as the (batched) matrix product the equation denotes
     "Einsum": "matmul",
+    # recurrent layers: every step's gate GEMM, weights resident (see _recurrent_view)
+    "LSTM": "matmul",
+    "GRU": "matmul",
+    "RNN": "matmul",
 }
+
+RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Recurrent op types and their gate count (the gate GEMM's width is gates x hidden_size)."""
 """Every op type tilec can plan, by kind. Anything else is rejected at capture."""
 
 # Ops allowed in the graph only when they compute from constants (folded away, never planned).
@@ -363,6 +370,52 @@ def _einsum_view(node: gs.Node, attrs: dict[str, Any], weights: list[WeightInfo]
     return tuple(act[: max(1, 2 - len(weights))]), ((mm.batch, mm.m, mm.n),), kept
 
 
+def _recurrent_view(node: gs.Node, attrs: dict[str, Any],
+                    in_shapes: tuple[tuple[int, ...], ...],
+                    out_shapes: tuple[tuple[int, ...], ...], weights: list[WeightInfo],
+                    source: str) -> tuple[tuple[tuple[int, ...], ...],
+                                          tuple[tuple[int, ...], ...], list[WeightInfo]]:
+    """An LSTM / GRU / RNN unrolled over its sequence, as the matmul cost model reads it.
+
+    Every step of every direction multiplies ``[x_t, h_{t-1}]`` (I + H values per sequence) by
+    the gate weights ``[W; R]`` (gates x H outputs): over the run that is one GEMM of
+    ``T * B`` rows, ``K = gates * (I + H)`` and ``N = directions * H``, which keeps the MACs, the
+    resident weights (``W`` and ``R`` as one ``K x N`` kernel) and the output ``Y`` exact. Not
+    modelled: the gate non-linearities (a few vector ops per output, small next to the GEMM)
+    and the steps' order -- the cost model may spread the rows over tiles as if all steps ran at
+    once, so latency is optimistic for long sequences (memory is not).
+    """
+    where = f"{source}: node '{node.name}' ({node.op})"
+    gates = RECURRENT[node.op]
+    if not in_shapes or len(in_shapes[0]) != 3:
+        raise InputError(f"{where}: its input X must be a rank-3 activation (seq, batch, input)")
+    hidden = int(attrs.get("hidden_size") or 0)
+    if hidden <= 0:
+        raise InputError(f"{where}: needs a positive hidden_size attribute")
+    dirs = 2 if str(attrs.get("direction", "forward")) == "bidirectional" else 1
+    x = in_shapes[0]
+    steps, batch, features = (x[1], x[0], x[2]) if int(attrs.get("layout", 0)) else x
+    rows, k, n = steps * batch, gates * (features + hidden), dirs * hidden
+    attrs["recurrent"] = {"steps": steps, "batch": batch, "input": features, "hidden": hidden,
+                          "directions": dirs, "gates": gates, "macs": rows * k * n}
+    kept: list[WeightInfo] = []
+    kernel = [w for w in weights[:2]]  # W, R (the constant inputs 1 and 2, in that order)
+    if len(kernel) == 2:
+        bits = kernel[0].bits
+        kept.append(WeightInfo(f"{kernel[0].name}+{kernel[1].name}", (k, n), bits))
+        rest = weights[2:]
+    else:
+        rest = weights
+    kept.extend(rest)  # bias, peepholes; initial states and sequence lengths when constant
+    used = [shape for shape in out_shapes]
+    if len(used) > 1:
+        raise InputError(f"{where}: more than one of its outputs (Y, Y_h, Y_c) is read; tilec "
+                         "costs a recurrent layer whose sequence output or final state alone "
+                         "is used")
+    out = (1, rows, n) if not used or len(used[0]) == 4 else (1, batch, n)
+    return ((1, rows if out[1] == rows else batch, k),), (out,), kept
+
+
 def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 16,
                      source: str = "model", meta: Mapping[str, Any] | None = None) -> GraphInfo:
     """Build the planner's view of ``graph`` (which must have concrete shapes).
@@ -432,6 +485,7 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 if dt is not None and not np.issubdtype(np.dtype(dt), np.floating) and not n_wbits:
                     bits = float_bits(dt)  # integer shape/index constants keep their width
                 stat = (op_type == "BatchNormalization" and index in (3, 4)) or (
+                    op_type in RECURRENT and index in (4, 5, 6)) or (  # lengths, initial states
                     op_type in CONFIG_INPUT_OPS and index >= 1)
                 weights.append(WeightInfo(t.name, tuple(int(d) for d in t.shape), bits,
                                           statistic=stat))
@@ -441,6 +495,10 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 consumers.setdefault(t.name, []).append(name)
         outputs = []
         for t in node.outputs:
+            if op_type in RECURRENT and not t.outputs and t.name not in graph_outputs:
+                continue  # an LSTM's Y_h / Y_c that nothing reads: never stored
+            if not t.name:
+                continue
             act_tensor(t, n_abits)
             outputs.append(t.name)
             producer_of[t.name] = name
@@ -449,6 +507,9 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         attrs = {k: _plain(v) for k, v in node.attrs.items() if not k.startswith("tilec.")}
         if op_type == "Einsum":
             in_shapes, out_shapes, weights = _einsum_view(node, attrs, weights, source)
+        elif op_type in RECURRENT:
+            in_shapes, out_shapes, weights = _recurrent_view(node, attrs, in_shapes, out_shapes,
+                                                             weights, source)
         if activation:
             attrs["activation"] = activation
         macs = 0
@@ -460,6 +521,8 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
             macs = _matmul_macs(op_type, k_shapes, out_shapes[0], attrs)
             if op_type == "Einsum":
                 macs = attrs["einsum"]["macs"]
+            elif op_type in RECURRENT:
+                macs = attrs["recurrent"]["macs"]
         if kind == "view" and inputs and outputs:
             alias[outputs[0]] = inputs[0]
         if kind == "concat" and get_ann(node, "in_place") and outputs:
