@@ -112,8 +112,9 @@ def test_the_cut_is_priced_and_reported(target: str, tmp_path: Path,
     path = tmp_path / "det.onnx"
     onnx.save(detector(), path)
     out_json = tmp_path / "plan.json"
+    page = tmp_path / "plan.html"
     code = main(["compile", str(path), "--target", target, "--no-what-if", "--json",
-                 str(out_json)])
+                 str(out_json), "--html", str(page)])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "host     4 ops at the tail run on the host (NonMaxSuppression ×1, TopK ×1)" in out
@@ -122,6 +123,7 @@ def test_the_cut_is_priced_and_reported(target: str, tmp_path: Path,
     assert plan["model"]["outputs"] == ["scores"]
     if target == "gc200":  # the cut tensor leaves over the host link: output time > 0
         assert plan["latency"]["output_seconds"] > 0
+    assert "on the host" in page.read_text() and "NonMaxSuppression ×1" in page.read_text()
     errors = validation_errors(plan)
     assert errors in ([], None), errors
     assert main(["compile", str(path), "--target", target, "--host-ops", "none"]) == 2
