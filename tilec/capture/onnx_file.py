@@ -42,7 +42,7 @@ from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-
     unsupported_nodes,
 )
 from tilec.capture.types import Captured
-from tilec.capture.weights import check_finite, check_storage
+from tilec.capture.weights import check_tensors
 from tilec.errors import InputError, ShapeError
 from tilec.ir import (
     _LIGHT_CONSTANT_LIMIT,
@@ -786,10 +786,9 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     shapes = parse_input_shapes(input_shape)
     opset = check_header(model, source)
     name_nodes(model)
-    check_storage(model, source)
+    check_tensors(model, source)  # storage vs dims and dtype, NaN / inf weights
     check_structure(model, source)
     check_schemas(model, source)
-    check_finite(model, source)
     unsupported = unsupported_in_proto(model)  # the verdict waits for folding (see below)
     local = [f.name for f in model.functions if f.domain == FUSED_DOMAIN]
     declared_stride = network_stride(model)

