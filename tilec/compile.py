@@ -149,6 +149,9 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
     Returns None when the lowered graph cannot simply be re-shaped (e.g. an exporter baked the
     batch into a Reshape constant); the caller then captures again.
     """
+    host = lowered.captured.meta.get("host") or {}
+    if image_size is not None and host.get("to_device"):
+        return None  # inputs cut from a host head are feature maps: capture again instead
     graph = lowered.graph.copy()
     for tensor in graph.inputs:
         shape = list(tensor.shape)
