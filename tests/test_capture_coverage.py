@@ -57,9 +57,9 @@ def test_shape_arithmetic_folds_to_a_fixed_point() -> None:
 
 
 def test_the_fold_bound_is_honest(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tilec.capture.onnx_file as onnx_file
+    import tilec.capture.graph_checks as graph_checks
 
-    monkeypatch.setattr(onnx_file, "MAX_FOLD_ROUNDS", 3)
+    monkeypatch.setattr(graph_checks, "MAX_FOLD_ROUNDS", 3)
     with pytest.raises(InputError, match=r"m.onnx: shape arithmetic was still folding after 3 "
                                          r"rounds \(12 nodes folded\)"):
         cap(reshape_chain(5))
