@@ -127,3 +127,26 @@ def test_the_cut_is_priced_and_reported(target: str, tmp_path: Path,
     errors = validation_errors(plan)
     assert errors in ([], None), errors
     assert main(["compile", str(path), "--target", target, "--host-ops", "none"]) == 2
+
+
+def test_control_flow_in_the_tail_is_cut_not_called_invalid() -> None:
+    """An If whose branches read outer-scope tensors is valid ONNX (the per-node schema check
+    called it 'not topologically sorted'); at the tail it goes to the host."""
+    c1, w1 = conv("c1", "images", "f", cin=3)
+    then_g = helper.make_graph([helper.make_node("Identity", ["f"], ["t_out"], name="t_id")],
+                               "then", [], [helper.make_tensor_value_info("t_out", F, None)])
+    else_g = helper.make_graph([helper.make_node("Neg", ["f"], ["e_out"], name="e_neg")],
+                               "else", [], [helper.make_tensor_value_info("e_out", F, None)])
+    nodes = [c1, helper.make_node("ReduceSum", ["f"], ["s"], name="sum", keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["cond"], name="gt"),
+             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_g,
+                              else_branch=else_g)]
+    g = helper.make_graph(nodes, "cf", [helper.make_tensor_value_info("images", F,
+                                                                      [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", F, None)],
+                          [w1, numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    c = cap(m)
+    assert c.meta["host"]["op_types"] == {"If": 1}
+    assert sorted(t.name for t in c.graph.outputs) == ["cond", "f"]

@@ -79,6 +79,22 @@ def _closure(start: list[gs.Node], step) -> set[int]:
     return seen
 
 
+def _outer_reads(node: gs.Node) -> set[str]:
+    """Names of outer-scope tensors the subgraphs of ``node`` (If / Loop / Scan bodies) read:
+    ONNX lets a body use any tensor in scope without listing it as an input of the node."""
+    names: set[str] = set()
+    for value in node.attrs.values():
+        for sub in value if isinstance(value, list) else [value]:
+            if not isinstance(sub, gs.Graph):
+                continue
+            inner = {t.name for n in sub.nodes for t in n.outputs} | {t.name for t in sub.inputs}
+            for n in sub.nodes:
+                names.update(t.name for t in n.inputs if t.name and t.name not in inner
+                             and not isinstance(t, gs.Constant))
+                names.update(_outer_reads(n) - inner)
+    return names
+
+
 def _downstream(node: gs.Node) -> list[gs.Node]:
     return [c for t in node.outputs for c in t.outputs]
 
@@ -123,6 +139,7 @@ def cut_to_host(graph: gs.Graph, bad: list[tuple[gs.Node, str]], const_nodes: se
 
     to_device: list[gs.Variable] = []
     to_host: list[gs.Variable] = []
+    read_by_tail = {name for n in graph.nodes if id(n) in tail for name in _outer_reads(n)}
     for node in graph.nodes:
         if id(node) in head:
             for t in node.outputs:
@@ -130,7 +147,8 @@ def cut_to_host(graph: gs.Graph, bad: list[tuple[gs.Node, str]], const_nodes: se
                     to_device.append(t)
         elif id(node) in on_device:
             for t in node.outputs:
-                if any(id(c) in tail for c in t.outputs) and t not in to_host:
+                if (any(id(c) in tail for c in t.outputs) or t.name in read_by_tail) and (
+                        t not in to_host):
                     to_host.append(t)
     for t in to_device + to_host:
         if not is_concrete(t.shape) or t.dtype is None:
