@@ -49,6 +49,7 @@ OP_KINDS: dict[str, str] = {
             "Abs", "Erf", "Gelu", "Elu", "Selu", "PRelu", "Max", "Min", "Sum", "Mean",
             "Reciprocal", "Floor", "Ceil", "Round", "Softsign", "Cast", "BatchNormalization",
             "QuantizeLinear", "DequantizeLinear", "Where", "Equal", "Less", "Greater", "Not",
+            "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor",
         )
     },
     # channel concatenation

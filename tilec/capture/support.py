@@ -43,8 +43,7 @@ class Unsupported:
 
     def text(self) -> str:
         where = f" (domain '{self.domain}')" if self.domain else ""
-        why = (f", reads run-time tensor '{self.reads}'; tilec handles {self.op_type} only as "
-               "constant arithmetic" if self.constant_only else "")
+        why = f", reads run-time '{self.reads}'" if self.constant_only else ""
         return f"{self.op_type}{where} x{self.count} (first '{self.first}'{why})"
 
 
@@ -116,6 +115,9 @@ def unsupported_message(source: str, items: list[Unsupported], *, hint: str = ""
             f"type{'s' if kinds != 1 else ''} tilec cannot plan: ")
     if all(u.op_type in POST_PROCESSING and not u.domain for u in items):
         hint = "; these usually belong to post-processing, which runs on the host" + hint
+    folded = [u.op_type for u in items if u.constant_only]
+    if folded:  # said once, not per type
+        hint = (f"; tilec handles {', '.join(folded)} only as constant arithmetic" + hint)
     return (head + ", ".join(u.text() for u in items) + hint
             + f"; `tilec ops` lists the {len(OP_KINDS)} op types tilec plans")
 
