@@ -57,7 +57,8 @@ def check_cover(target, op, split):
         assert not c.spread
     else:
         assert c.spread["weights"] == weights  # stored once over the array
-        assert c.step["weights"] * t >= weights  # every core gets what it multiplies with
+        local = -(-weights // target.tiles)  # the layer's share every core stores, read in place
+        assert (c.step.get("weights", 0) + local) * t >= weights  # each core has what it needs
         assert not c.always
     return c
 

@@ -190,11 +190,33 @@ def test_image_sizes_are_stride_multiples_with_the_aspect_kept():
     assert w.note.endswith("multiples of the stride 32")
 
 
-def test_image_size_unknown_without_a_stride():
-    prober = Scripted(lambda v: pytest.fail("nothing to probe"))
+def test_image_size_searched_without_a_known_stride():
+    """A fully convolutional network (output as large as its input) declares no stride: the
+    search steps in the largest power of two dividing the compiled size, halving and bisecting
+    down to what fits (it answered "stride unknown" although a smaller image obviously fits)."""
+    seen = []
+
+    def script(size):
+        seen.append(tuple(size))
+        return (None, FITS if size[0] <= 160 else NO, 1)
+
+    prober = Scripted(script)
     prober.budget("max_image_size")
     w = W._max_image_size(prober, {"image_size": [224, 224], "stride": None}, TARGET, rebuild,
                           BASE_NO)
+    assert w.answer == [160, 160] and w.status == "exact"
+    assert all(h % 32 == 0 and h == wd for h, wd in seen)  # 224 = 7 x 32
+    assert w.note.endswith("multiples of 32 (the network's stride is unknown: the largest power "
+                           "of two up to 64 dividing the compiled size)")
+    assert W.size_unit({"image_size": [256, 512]})[0] == 64
+    assert W.size_unit({"image_size": [300, 300]})[0] == 4
+    assert W.size_unit({"image_size": None}) is None
+
+
+def test_image_size_unknown_without_an_image_input():
+    prober = Scripted(lambda v: pytest.fail("nothing to probe"))
+    prober.budget("max_image_size")
+    w = W._max_image_size(prober, {"image_size": None, "stride": None}, TARGET, rebuild, BASE_NO)
     assert (w.answer, w.status) == (None, "unknown")
 
 

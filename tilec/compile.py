@@ -40,6 +40,7 @@ class CompileOptions:
     what_if_fits: bool = False  # also search how far a plan that fits can grow (--what-if)
     seed: int = 0
     workers: int = 2
+    host_ops: str = "auto"  # unsupported head / tail ops: "auto" -> on the host, "none" -> refuse
     progress: Callable[[str, float | None], None] | None = None  # (stage, fraction or None)
 
 
@@ -143,7 +144,7 @@ def lower(captured: Captured, target: Target, options: CompileOptions,
     # Read once, and recorded in the plan as data so a saved plan can be lowered again as it was.
     pmap = (load_precision_map(options.precision_map).to_dict()
             if options.precision_map is not None else None)
-    notes = []
+    notes = [str(n) for n in captured.meta.get("notes", ())]  # capture's notices (batch 1 assumed)
     if options.precision is None:
         note = getattr(target, "default_precision_note", None)
         if note:
@@ -173,7 +174,7 @@ def graph_info(graph: gs.Graph, captured: Captured, target: Target, precision: s
         meta={"name": captured.name, "source": captured.source, "batch": captured.batch,
               "image_size": list(captured.image_size) if captured.image_size else None,
               "precision": precision, "precision_map": precision_map,
-              "stride": captured.stride,
+              "stride": captured.stride, "host": captured.meta.get("host"),
               "input_shapes": {k: list(v) for k, v in captured.input_shapes.items()},
               "input_dtypes": {t.name: np.dtype(t.dtype).name for t in graph.inputs
                                if t.dtype is not None}},
@@ -187,6 +188,9 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
     Returns None when the lowered graph cannot simply be re-shaped (e.g. an exporter baked the
     batch into a Reshape constant); the caller then captures again.
     """
+    host = lowered.captured.meta.get("host") or {}
+    if image_size is not None and host.get("to_device"):
+        return None  # inputs cut from a host head are feature maps: capture again instead
     graph = lowered.graph.copy()
     for tensor in graph.inputs:
         shape = list(tensor.shape)
@@ -236,7 +240,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
         target = load_target(target)
     t0 = time.perf_counter()
     captured = capture(model, batch=options.batch, image_size=options.image_size,
-                       input_shape=options.input_shape)
+                       input_shape=options.input_shape, host_ops=options.host_ops)
     t1 = time.perf_counter()
     if options.progress:  # the passes and their onnxruntime proof take seconds of their own
         options.progress("lowering", None)
@@ -261,7 +265,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
                 unquantized["graph"] = lowered
             else:
                 cap = capture(model, batch=captured.batch, image_size=captured.image_size,
-                              input_shape=options.input_shape)
+                              input_shape=options.input_shape, host_ops=options.host_ops)
                 names = [n for n in lowered.passes if n != "quantize"]
                 unquantized["graph"] = lower(cap, target, CompileOptions(**{
                     **options.__dict__, "verify": "off", "passes": names,
@@ -282,7 +286,7 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
         # constant): capture again at the new shape and lower without the proof.
         cap = capture(model, batch=batch or captured.batch,
                       image_size=image_size or captured.image_size,
-                      input_shape=options.input_shape)
+                      input_shape=options.input_shape, host_ops=options.host_ops)
         opts = CompileOptions(**{**options.__dict__, "verify": "off",
                                  "precision": precision or lowered.precision})
         return lower(cap, target, opts).info

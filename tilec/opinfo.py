@@ -49,6 +49,7 @@ OP_KINDS: dict[str, str] = {
             "Abs", "Erf", "Gelu", "Elu", "Selu", "PRelu", "Max", "Min", "Sum", "Mean",
             "Reciprocal", "Floor", "Ceil", "Round", "Softsign", "Cast", "BatchNormalization",
             "QuantizeLinear", "DequantizeLinear", "Where", "Equal", "Less", "Greater", "Not",
+            "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor",
         )
     },
     # channel concatenation
@@ -72,9 +73,22 @@ OP_KINDS: dict[str, str] = {
         for op in (
             "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "Softmax", "LogSoftmax",
             "ArgMax", "ArgMin", "LayerNormalization",
+            # GroupNorm as PyTorch exports it (Reshape -> InstanceNormalization -> Reshape ->
+            # Mul -> Add); F.normalize (ReduceL2 -> Clip -> Expand -> Div, or LpNormalization)
+            "InstanceNormalization", "ReduceL2", "ReduceL1", "ReduceSumSquare",
+            "LpNormalization",
         )
     },
+    # a contraction: costed as the (batched) matrix product the equation denotes
+    "Einsum": "matmul",
+    # recurrent layers: every step's gate GEMM, weights resident (see _recurrent_view)
+    "LSTM": "matmul",
+    "GRU": "matmul",
+    "RNN": "matmul",
 }
+
+RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Recurrent op types and their gate count (the gate GEMM's width is gates x hidden_size)."""
 """Every op type tilec can plan, by kind. Anything else is rejected at capture."""
 
 # Ops allowed in the graph only when they compute from constants (folded away, never planned).
@@ -86,6 +100,7 @@ CONSTANT_ONLY_OPS = frozenset(
 CONFIG_INPUT_OPS = frozenset({
     "Resize", "Upsample", "Clip", "Pad", "Reshape", "Slice", "Split", "Tile", "Expand",
     "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
+    "ReduceL2", "ReduceL1", "ReduceSumSquare",
 })
 
 
@@ -249,6 +264,60 @@ def _matmul_macs(op_type: str, in_shapes: list[tuple[int, ...]], out_shape: tupl
     return int(np.prod(out_shape, dtype=np.int64)) * int(k)
 
 
+@dataclass(frozen=True)
+class EinsumMatmul:
+    """An Einsum equation as the batched matrix product it denotes: shapes for the cost model.
+
+    Letters in both operands and the output are batch dimensions, in the first operand and the
+    output only rows (M), in the second and the output only columns (N), in both operands but
+    not the output the contraction (K). The transposes the equation implies are layout, which
+    tilec's matmul cost does not charge separately (as for MatMul).
+    """
+
+    batch: int
+    m: int
+    n: int
+    k: int
+    swapped: bool  # the constant (weight) operand came first: costed as (B^T A^T)^T
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.n * self.k
+
+
+def einsum_as_matmul(equation: str, shapes: list[tuple[int, ...]], weight_first: bool,
+                     where: str) -> EinsumMatmul:
+    """Classify ``equation``'s letters (see :class:`EinsumMatmul`); an equation that is no matrix
+    product (one operand, a diagonal, an ellipsis, a letter summed within one operand) is an input
+    error naming ``where``."""
+    text = equation.replace(" ", "")
+    lhs, arrow, out = text.partition("->")
+    terms = lhs.split(",")
+    if (not arrow or len(terms) != 2 or "." in text
+            or any(len(set(t)) != len(t) for t in (*terms, out))
+            or any(len(t) != len(s) for t, s in zip(terms, shapes, strict=False))):
+        raise InputError(f"{where}: Einsum '{equation}' is not a matrix product of two operands "
+                         "with an explicit output; tilec costs only those")
+    a, b = terms
+    size: dict[str, int] = {}
+    for term, shape in zip(terms, shapes, strict=True):
+        for letter, dim in zip(term, shape, strict=True):
+            size[letter] = max(size.get(letter, 1), int(dim))
+    if set(out) - set(a) - set(b) or (set(a) ^ set(b)) - set(out):
+        raise InputError(f"{where}: Einsum '{equation}' sums a dimension of one operand only "
+                         "(or outputs one of neither); tilec costs only matrix products")
+
+    def prod(letters: set[str]) -> int:
+        return int(np.prod([size[c] for c in sorted(letters)], dtype=np.int64))
+
+    sa, sb, so = set(a), set(b), set(out)
+    batch, k = prod(sa & sb & so), prod((sa & sb) - so)
+    m, n = prod((sa - sb) & so), prod((sb - sa) & so)
+    if weight_first:
+        m, n = n, m
+    return EinsumMatmul(batch=batch, m=m, n=n, k=k, swapped=weight_first)
+
+
 def _is_constant(tensor: gs.Tensor, const_nodes: set[int]) -> bool:
     if isinstance(tensor, gs.Constant):
         return True
@@ -269,6 +338,83 @@ def _weight_bits_of(tensor: gs.Tensor, default: int) -> int:
         except TypeError:
             return default
     return default
+
+
+def _einsum_view(node: gs.Node, attrs: dict[str, Any], weights: list[WeightInfo], source: str
+                 ) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...],
+                            list[WeightInfo]]:
+    """An Einsum's shapes as the matmul cost model reads them: activation ``(batch, M, K)``, a
+    second activation ``(batch, K, N)`` or a weight ``(K, N)``, output ``(batch, M, N)``.
+
+    Element counts are the real tensors' (every letter is in exactly the shapes it spans), so the
+    bytes a cost model charges are the operands' own. A weight that carries batch letters is kept
+    at its real shape (only the weight total and the MACs then hold exactly). ``attrs`` gains
+    ``einsum``: the classification, for reports and tests.
+    """
+    operands = [t for t in node.inputs if t.name]
+    shapes = [tuple(int(d) for d in t.shape) for t in operands]
+    weight_names = {w.name for w in weights}
+    weight_first = bool(operands) and operands[0].name in weight_names and not (
+        len(operands) > 1 and operands[1].name in weight_names)
+    where = f"{source}: node '{node.name}'"
+    mm = einsum_as_matmul(str(attrs.get("equation", "")), shapes, weight_first, where)
+    attrs["einsum"] = {"batch": mm.batch, "m": mm.m, "n": mm.n, "k": mm.k, "macs": mm.macs,
+                       "swapped": mm.swapped}
+    act = [(mm.batch, mm.m, mm.k)]
+    if not weights:
+        act.append((mm.batch, mm.k, mm.n))
+    kept = []
+    for w in weights:  # a weight without batch letters is exactly the K x N matrix
+        whole = int(np.prod(w.shape, dtype=np.int64))
+        shape = (mm.k, mm.n) if whole == mm.k * mm.n else w.shape
+        kept.append(WeightInfo(w.name, shape, w.bits, statistic=w.statistic))
+    return tuple(act[: max(1, 2 - len(weights))]), ((mm.batch, mm.m, mm.n),), kept
+
+
+def _recurrent_view(node: gs.Node, attrs: dict[str, Any],
+                    in_shapes: tuple[tuple[int, ...], ...],
+                    out_shapes: tuple[tuple[int, ...], ...], weights: list[WeightInfo],
+                    source: str) -> tuple[tuple[tuple[int, ...], ...],
+                                          tuple[tuple[int, ...], ...], list[WeightInfo]]:
+    """An LSTM / GRU / RNN unrolled over its sequence, as the matmul cost model reads it.
+
+    Every step of every direction multiplies ``[x_t, h_{t-1}]`` (I + H values per sequence) by
+    the gate weights ``[W; R]`` (gates x H outputs): over the run that is one GEMM of
+    ``T * B`` rows, ``K = gates * (I + H)`` and ``N = directions * H``, which keeps the MACs, the
+    resident weights (``W`` and ``R`` as one ``K x N`` kernel) and the output ``Y`` exact. Not
+    modelled: the gate non-linearities (a few vector ops per output, small next to the GEMM)
+    and the steps' order -- the cost model may spread the rows over tiles as if all steps ran at
+    once, so latency is optimistic for long sequences (memory is not).
+    """
+    where = f"{source}: node '{node.name}' ({node.op})"
+    gates = RECURRENT[node.op]
+    if not in_shapes or len(in_shapes[0]) != 3:
+        raise InputError(f"{where}: its input X must be a rank-3 activation (seq, batch, input)")
+    hidden = int(attrs.get("hidden_size") or 0)
+    if hidden <= 0:
+        raise InputError(f"{where}: needs a positive hidden_size attribute")
+    dirs = 2 if str(attrs.get("direction", "forward")) == "bidirectional" else 1
+    x = in_shapes[0]
+    steps, batch, features = (x[1], x[0], x[2]) if int(attrs.get("layout", 0)) else x
+    rows, k, n = steps * batch, gates * (features + hidden), dirs * hidden
+    attrs["recurrent"] = {"steps": steps, "batch": batch, "input": features, "hidden": hidden,
+                          "directions": dirs, "gates": gates, "macs": rows * k * n}
+    kept: list[WeightInfo] = []
+    kernel = [w for w in weights[:2]]  # W, R (the constant inputs 1 and 2, in that order)
+    if len(kernel) == 2:
+        bits = kernel[0].bits
+        kept.append(WeightInfo(f"{kernel[0].name}+{kernel[1].name}", (k, n), bits))
+        rest = weights[2:]
+    else:
+        rest = weights
+    kept.extend(rest)  # bias, peepholes; initial states and sequence lengths when constant
+    used = [shape for shape in out_shapes]
+    if len(used) > 1:
+        raise InputError(f"{where}: more than one of its outputs (Y, Y_h, Y_c) is read; tilec "
+                         "costs a recurrent layer whose sequence output or final state alone "
+                         "is used")
+    out = (1, rows, n) if not used or len(used[0]) == 4 else (1, batch, n)
+    return ((1, rows if out[1] == rows else batch, k),), (out,), kept
 
 
 def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 16,
@@ -340,6 +486,7 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 if dt is not None and not np.issubdtype(np.dtype(dt), np.floating) and not n_wbits:
                     bits = float_bits(dt)  # integer shape/index constants keep their width
                 stat = (op_type == "BatchNormalization" and index in (3, 4)) or (
+                    op_type in RECURRENT and index in (4, 5, 6)) or (  # lengths, initial states
                     op_type in CONFIG_INPUT_OPS and index >= 1)
                 weights.append(WeightInfo(t.name, tuple(int(d) for d in t.shape), bits,
                                           statistic=stat))
@@ -349,12 +496,21 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 consumers.setdefault(t.name, []).append(name)
         outputs = []
         for t in node.outputs:
+            if op_type in RECURRENT and not t.outputs and t.name not in graph_outputs:
+                continue  # an LSTM's Y_h / Y_c that nothing reads: never stored
+            if not t.name:
+                continue
             act_tensor(t, n_abits)
             outputs.append(t.name)
             producer_of[t.name] = name
         in_shapes = tuple(shapes[n][0] for n in inputs)
         out_shapes = tuple(shapes[n][0] for n in outputs)
         attrs = {k: _plain(v) for k, v in node.attrs.items() if not k.startswith("tilec.")}
+        if op_type == "Einsum":
+            in_shapes, out_shapes, weights = _einsum_view(node, attrs, weights, source)
+        elif op_type in RECURRENT:
+            in_shapes, out_shapes, weights = _recurrent_view(node, attrs, in_shapes, out_shapes,
+                                                             weights, source)
         if activation:
             attrs["activation"] = activation
         macs = 0
@@ -364,6 +520,10 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
         elif kind == "matmul" and out_shapes:
             k_shapes = list(in_shapes) + [w.shape for w in weights]
             macs = _matmul_macs(op_type, k_shapes, out_shapes[0], attrs)
+            if op_type == "Einsum":
+                macs = attrs["einsum"]["macs"]
+            elif op_type in RECURRENT:
+                macs = attrs["recurrent"]["macs"]
         if kind == "view" and inputs and outputs:
             alias[outputs[0]] = inputs[0]
         if kind == "concat" and get_ann(node, "in_place") and outputs:

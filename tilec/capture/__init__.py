@@ -53,7 +53,7 @@ def resolve_kind(model: Any) -> str:
 def capture(model: Any, *, batch: int | None = None,
             image_size: tuple[int, int] | str | int | None = None,
             input_shape: Any = None,
-            name: str | None = None) -> Captured:
+            name: str | None = None, host_ops: str = "auto") -> Captured:
     """Capture ``model`` -- a path to .onnx, ``file.py:factory``, a zoo name or an ``nn.Module``.
 
     ``batch`` and ``image_size`` override the graph inputs before shape inference. ``input_shape``
@@ -62,14 +62,15 @@ def capture(model: Any, *, batch: int | None = None,
     position in forward's order), ``[(1, 3, 64, 64), (1, 10)]``, ``{"a": (1, 3, 64, 64), ...}``
     and ``"ids=1,128:int64"`` for an integer input (see :func:`tilec.capture.fx.capture_module`);
     ``batch`` / ``image_size`` then override dimension 0 of every input of rank 2 or more and
-    H, W of every rank-4 input.
+    H, W of every rank-4 input. ``host_ops`` ("auto" | "none"): whether ops the chip cannot run
+    at an ONNX file's head or tail go to the host (:mod:`tilec.capture.host`).
     """
     if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch <= 0):
         raise InputError(f"--batch: must be a positive integer, got {batch}")
     kind = resolve_kind(model)
     if kind == "onnx":
         return capture_onnx(model, batch=batch, image_size=image_size, input_shape=input_shape,
-                            name=name)
+                            name=name, host_ops=host_ops)
     if kind == "zoo":
         from tilec import zoo
 

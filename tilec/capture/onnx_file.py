@@ -15,33 +15,53 @@ such chain; after capture no ``Shape`` or ``Size`` node reads an activation.
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import DecodeError
 
+from tilec.capture.flags import (  # noqa: F401 - re-exported: callers import them from here
+    INPUT_DTYPES,
+    InputSpec,
+    dtype_name,
+    parse_image_size,
+    parse_input_shapes,
+    parse_input_specs,
+)
+from tilec.capture.graph_checks import (  # noqa: F401 - MAX_FOLD_ROUNDS is re-exported
+    MAX_FOLD_ROUNDS,
+    _constant_nodes,
+    _shape_text,
+    check_conv_weights,
+    check_reshapes,
+    check_shapes,
+    fold_shape_arithmetic,
+    fold_to_fixed_point,
+)
+from tilec.capture.host import HOST_OPS, HostCut, cut_to_host
+from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-exported
+    raise_unsupported,
+    supported_ops_summary,
+    unsupported_in_graph,
+    unsupported_in_proto,
+    unsupported_nodes,
+)
 from tilec.capture.types import Captured
+from tilec.capture.weights import check_tensors
 from tilec.errors import InputError, ShapeError
 from tilec.ir import (
-    _LIGHT_CONSTANT_LIMIT,
     FUSED_DOMAIN,
     _light_model,
     from_onnx,
     infer_shapes,
-    is_concrete,
-    quiet_gs,
     run_shape_inference,
     topological_order,
     toposort,
 )
-from tilec.opinfo import CONSTANT_ONLY_OPS, OP_KINDS
 
 MIN_OPSET = 11
 """Oldest default-domain opset tilec reads (Resize, Pad-as-input and today's Split/Slice forms)."""
@@ -65,13 +85,6 @@ _OTHER_FORMATS = {
 }
 """Suffixes users hand to tilec by mistake, for a more useful error than "not ONNX"."""
 
-_POST_PROCESSING = frozenset({
-    "NonMaxSuppression", "TopK", "NonZero", "RoiAlign", "If", "Loop", "Scan", "GatherND",
-    "ScatterND", "ScatterElements",
-})
-"""Ops that usually belong to detection post-processing, which runs on the host, not the chip."""
-
-_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 
 
 # ------------------------------------------------------------------------------------- the file
@@ -160,201 +173,6 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         onnx.load_external_data_for_model(model, str(base))
     except Exception as exc:
         raise InputError(f"{path}: cannot read external data: {_first_line(exc)}") from exc
-
-
-# ------------------------------------------------------------------------------------- the flags
-def parse_image_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"896"`` -> (896, 896); ``"640x480"`` -> (640, 480) as (H, W); a pair passes through."""
-    if text is None:
-        return None
-    if isinstance(text, (tuple, list)):
-        if len(text) != 2:
-            raise InputError(f"--image-size: expected (H, W), got {text!r}")
-        h, w = (int(v) for v in text)
-    elif isinstance(text, (int, np.integer)):
-        h = w = int(text)
-    else:
-        parts = str(text).strip().lower().replace("×", "x").split("x")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW, e.g. 896 or "
-                             "640x480)") from None
-        if len(nums) == 1:
-            h = w = nums[0]
-        elif len(nums) == 2:
-            h, w = nums
-        else:
-            raise InputError(f"--image-size: '{text}' is not a size (use S or HxW, e.g. 896 or "
-                             "640x480)")
-    if h <= 0 or w <= 0:
-        raise InputError(f"--image-size: must be positive, got {text}")
-    return h, w
-
-
-INPUT_DTYPES: dict[str, int] = {
-    "float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
-    "bfloat16": onnx.TensorProto.BFLOAT16, "float64": onnx.TensorProto.DOUBLE,
-    "int64": onnx.TensorProto.INT64, "int32": onnx.TensorProto.INT32,
-    "int16": onnx.TensorProto.INT16, "int8": onnx.TensorProto.INT8,
-    "uint8": onnx.TensorProto.UINT8, "bool": onnx.TensorProto.BOOL,
-}
-"""The dtypes an ``--input-shape`` entry may name after its dimensions (``ids=1,128:int64``),
-spelled as numpy and PyTorch spell them. Only the torch.fx door uses them: an ONNX file declares
-its inputs' dtypes itself."""
-
-_SHAPE_HELP = "use 1,3,640,640, NAME=1,3,640,640;NAME2=1,10 or, for a PyTorch module, 1,128:int64"
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One entry of ``--input-shape``: which input, its dimensions, and optionally its dtype.
-
-    ``name`` is None for an entry given by position (``1,3,64,64;1,10``); ``dtype`` is a key of
-    :data:`INPUT_DTYPES`, or None for "the model's own" (an ONNX file's declaration, a PyTorch
-    module's parameter dtype).
-    """
-
-    name: str | None
-    dims: tuple[int, ...]
-    dtype: str | None = None
-
-
-def dtype_name(value: Any, where: str = "--input-shape") -> str:
-    """``"int64"``, ``torch.int64``, ``np.int64`` or ``np.dtype("int64")`` -> ``"int64"``."""
-    if isinstance(value, str):
-        text = value
-    else:
-        try:  # numpy dtypes and scalar types; a torch dtype is refused by numpy, prints as torch.X
-            text = np.dtype(value).name
-        except TypeError:
-            text = str(value)
-    text = text.strip().lower().removeprefix("torch.")
-    if text not in INPUT_DTYPES:
-        raise InputError(f"{where}: '{value}' is not a dtype tilec knows (use one of "
-                         f"{', '.join(INPUT_DTYPES)})")
-    return text
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_dtype_like(value: Any) -> bool:
-    """A dtype as a Python caller states one: a name, a torch dtype or a numpy dtype/type."""
-    if isinstance(value, str):
-        return value.strip().lower().removeprefix("torch.") in INPUT_DTYPES
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        return True
-    return type(value).__module__ == "torch" and type(value).__name__ == "dtype"
-
-
-def _spec_from_text(part: str, *, named: bool) -> InputSpec:
-    """One ``;``-separated part: ``[NAME=]d0,d1,...[:dtype]``."""
-    text = part.strip()
-    name, _, rest = text.rpartition("=") if named else ("", "", text)
-    dims_text, colon, dtype_text = rest.rpartition(":")
-    if not colon:
-        dims_text, dtype_text = rest, ""
-    dtype = dtype_name(dtype_text, f"--input-shape: '{text}'") if colon else None
-    # one separator (",", "x", "×", blanks) between numbers; a stray one is a typo
-    items = re.split(r"\s*[,x×]\s*|\s+", dims_text.strip().lower())
-    try:
-        dims = tuple(int(d) for d in items)
-    except ValueError:
-        raise InputError(f"--input-shape: '{text}' is not a shape ({_SHAPE_HELP})") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise InputError(f"--input-shape: '{text}' needs positive dimensions")
-    return InputSpec(name.strip() or None, dims, dtype)
-
-
-def _spec_from_value(name: str | None, value: Any) -> InputSpec:
-    """A Python shape: ``(1, 3, 64, 64)``, ``"1,128:int64"`` or ``((1, 128), torch.int64)``."""
-    if isinstance(value, str):
-        spec = _spec_from_text(value, named=False)
-        return InputSpec(name, spec.dims, spec.dtype)
-    dtype = None
-    if (isinstance(value, (tuple, list)) and len(value) == 2 and _is_dtype_like(value[1])
-            and isinstance(value[0], (tuple, list))):
-        value, dtype = value[0], dtype_name(value[1])
-    try:
-        items = list(value)
-    except TypeError:
-        items = [value]
-    if not items or not all(_is_int(d) for d in items):
-        what = f"input '{name}': " if name else ""
-        raise InputError(f"--input-shape: {what}{value!r} is not a shape of integers")
-    dims = tuple(int(d) for d in items)
-    if any(d <= 0 for d in dims):
-        raise InputError(f"--input-shape: every dimension must be positive, got {value!r}")
-    return InputSpec(name, dims, dtype)
-
-
-def parse_input_specs(value: Any) -> list[InputSpec] | None:
-    """``--input-shape`` in every form it takes; entries in the order given.
-
-    * text: ``"1,3,640,640"`` (the only input), ``"a=1,3,64,64;b=1,10"`` (by name),
-      ``"1,3,64,64;1,10"`` (by position), each entry optionally ending in ``:dtype``
-      (``ids=1,128:int64``, see :data:`INPUT_DTYPES`); ``x`` works as a separator too;
-    * Python: one shape ``(1, 3, 64, 64)``; a sequence of shapes (by position); a dict
-      ``{name: shape}``; wherever a shape goes, ``"1,128:int64"`` or ``((1, 128), torch.int64)``
-      states a dtype as well.
-
-    Names are all given or none: a mix is ambiguous and refused, as is a name given twice.
-    """
-    if value is None:
-        return None
-    specs: list[InputSpec] = []
-    if isinstance(value, dict):
-        for key, shape in value.items():
-            if not isinstance(key, str) or not key:
-                raise InputError(f"--input-shape: input names must be strings, got {key!r}")
-            specs.append(_spec_from_value(key, shape))
-    elif isinstance(value, str):
-        for part in value.split(";"):
-            if part.strip():
-                specs.append(_spec_from_text(part, named=True))
-    elif isinstance(value, (tuple, list)) and value and (
-            all(_is_int(d) for d in value)
-            or (len(value) == 2 and _is_dtype_like(value[1]))):
-        specs.append(_spec_from_value(None, value))  # one shape (with its dtype)
-    elif isinstance(value, (tuple, list)) and value:
-        specs.extend(_spec_from_value(None, v) for v in value)
-    else:
-        specs.append(_spec_from_value(None, value))
-    if not specs:
-        raise InputError(f"--input-shape: '{value}' is empty")
-    named = [s.name for s in specs if s.name is not None]
-    if named and len(named) != len(specs):
-        raise InputError("--input-shape: name every input or none (NAME=dims;NAME2=dims, or "
-                         "dims;dims in the order the model takes them)")
-    twice = sorted({n for n in named if named.count(n) > 1})
-    if twice:
-        raise InputError(f"--input-shape: input '{twice[0]}' given twice")
-    return specs
-
-
-def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None
-                       ) -> dict[str | None, tuple[int, ...]] | None:
-    """``--input-shape`` for an ONNX file: ``"1,3,640,640"`` (the model's only input) or
-    ``"a=1,3,64,64;b=1,10"``.
-
-    Returns {input name (None for "the only input"): dims}. ``x`` works as a separator too. A
-    ``:dtype`` suffix is refused: an ONNX file fixes its inputs' dtypes, so the suffix could only
-    disagree with the file or say nothing.
-    """
-    specs = parse_input_specs(text)
-    if specs is None:
-        return None
-    typed = next((s for s in specs if s.dtype is not None), None)
-    if typed is not None:
-        which = f" (input '{typed.name}')" if typed.name else ""
-        raise InputError(f"--input-shape: ':{typed.dtype}'{which}: an ONNX file declares each "
-                         "input's dtype itself, only a PyTorch module takes a dtype suffix; "
-                         "drop it")
-    if len(specs) > 1 and specs[0].name is None:
-        raise InputError("--input-shape: with several shapes, name each input (NAME=dims;...)")
-    return {s.name: s.dims for s in specs}
 
 
 # ------------------------------------------------------------------------------------- structure
@@ -452,37 +270,14 @@ def check_schemas(model: onnx.ModelProto, source: str) -> None:
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
+        if any(a.HasField("g") or a.graphs for a in node.attribute):
+            continue  # If / Loop / Scan: their bodies read outer-scope names this check cannot
+            # see (it called valid exports invalid); tilec plans none of them anyway
         try:
             onnx.checker.check_node(node, ctx, lex)
         except Exception as exc:
             raise InputError(f"{source}: {_node(node)} is not valid ONNX: {_first_line(exc)}"
                              ) from exc
-
-
-def supported_ops_summary() -> str:
-    """The op types tilec plans, grouped by kind, on one line (for error messages)."""
-    kinds: dict[str, list[str]] = {}
-    for op, kind in OP_KINDS.items():
-        kinds.setdefault(kind, []).append(op)
-    return " | ".join(f"{kind}: {' '.join(sorted(ops))}" for kind, ops in kinds.items())
-
-
-def check_supported(model: onnx.ModelProto, source: str) -> None:
-    """Every node must be an op tilec plans, a constant-only op, or one of tilec's fused ops."""
-    local = {f.name for f in model.functions if f.domain == FUSED_DOMAIN}
-    for node in model.graph.node:
-        domain = node.domain or ""
-        if domain == FUSED_DOMAIN and node.op_type in local:
-            continue
-        if domain in ("", "ai.onnx") and (
-                node.op_type in OP_KINDS or node.op_type in CONSTANT_ONLY_OPS):
-            continue
-        where = f" from domain '{domain}'" if domain not in ("", "ai.onnx") else ""
-        hint = ("; it is usually post-processing, which runs on the host: export the network "
-                "without it" if node.op_type in _POST_PROCESSING else "")
-        raise InputError(f"{source}: node '{node.name}' has op type '{node.op_type}'{where}, "
-                         f"which tilec cannot plan{hint}; tilec plans {len(OP_KINDS)} op types: "
-                         f"{supported_ops_summary()}")
 
 
 # ------------------------------------------------------------------------------------- overrides
@@ -496,6 +291,7 @@ class InputOverrides:
     width_axes: list[tuple[str, int]] = field(default_factory=list)  # ... and W
     batch_axes: list[tuple[str, int]] = field(default_factory=list)  # set from --batch
     changed: bool = False
+    notes: list[str] = field(default_factory=list)  # one-line notices (a batch defaulted to 1)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -508,16 +304,6 @@ def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
         else:
             dims.append(None)
     return dims
-
-
-def _shape_text(dims: list | tuple) -> str:
-    """``[1, 3, None, "W"]`` -> ``"1x3x?xW"``; onnx's invented ``unk__N`` symbols show as ``?``."""
-    def one(d: object) -> str:
-        if d is None or (isinstance(d, str) and d.startswith("unk__")):
-            return "?"
-        return str(d)
-
-    return "x".join(one(d) for d in dims) if dims else "scalar"
 
 
 def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -601,6 +387,8 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
             assign(name, 3, image_size[1])
             result.height_axes.append((name, 2))
             result.width_axes.append((name, 3))
+    if batch is None:
+        _default_batch(dims, result, assign, symbols)
     for d in dims.values():  # symbols given a value anywhere apply everywhere
         for axis, value in enumerate(d):
             if isinstance(value, str) and value in symbols:
@@ -640,6 +428,29 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
     return result
 
 
+def _default_batch(dims: dict[str, list[int | str | None]], result: InputOverrides,
+                   assign: Callable[[str, int, int], None], symbols: dict[str, int]) -> None:
+    """Without ``--batch``, a dynamic batch dimension becomes 1, with a one-line notice.
+
+    Almost every export marks the batch dynamic (``dynamic_axes={"input": {0: "batch"}}``), and
+    batch 1 is what such a file is most often asked about; refusing it made every standard export
+    need a flag. Only the batch rule's dimension (dimension 0 of an input of rank >= 2, as
+    ``--batch`` sets it) is defaulted; any other dynamic dimension still has to be given.
+    """
+    defaulted = []
+    for name, d in dims.items():
+        if len(d) < 2 or isinstance(d[0], int) or d[0] in symbols:
+            continue  # static, set by --input-shape, or a symbol given a value elsewhere
+        defaulted.append(f"'{name}'" + (f" ('{d[0]}')" if isinstance(d[0], str) else ""))
+        assign(name, 0, 1)
+        result.batch_axes.append((name, 0))
+    if defaulted:
+        which = ", ".join(defaulted[:3]) + (f" and {len(defaulted) - 3} more"
+                                            if len(defaulted) > 3 else "")
+        result.notes.append(f"batch 1 assumed: the batch dimension of input {which} is dynamic "
+                            "(set it with --batch)")
+
+
 def network_stride(model: onnx.ModelProto) -> int | None:
     """The ratio of the first image input's height to the coarsest output map, as declared.
 
@@ -657,150 +468,6 @@ def network_stride(model: onnx.ModelProto) -> int | None:
         return None
     stride = h // coarse
     return stride if stride > 1 else None
-
-
-# ------------------------------------------------------------------------------- after inference
-def _is_const(tensor: gs.Tensor, const_nodes: set[int]) -> bool:
-    return isinstance(tensor, gs.Constant) or bool(
-        tensor.inputs and id(tensor.inputs[0]) in const_nodes)
-
-
-def _constant_nodes(graph: gs.Graph) -> set[int]:
-    """ids of nodes computing only from constants (the graph must be sorted)."""
-    const: set[int] = set()
-    for node in graph.nodes:
-        if node.op == "Constant" or (
-                node.inputs and all(_is_const(t, const) for t in node.inputs if t.name)):
-            const.add(id(node))
-    return const
-
-
-def _needs_folding(graph: gs.Graph) -> bool:
-    if any(n.op in ("Shape", "Size") for n in graph.nodes):
-        return True
-    return any(not is_concrete(t.shape) for n in graph.nodes for t in n.outputs)
-
-
-def fold_shape_arithmetic(graph: gs.Graph) -> int:
-    """Fold what is computable from constants and the (now fixed) shapes; return nodes removed.
-
-    onnx-graphsurgeon evaluates the constant subgraphs with onnxruntime. Nodes that read a large
-    constant (a weight) or quantize / dequantize are left alone: folding never touches weights, so
-    their values and storage types reach the planner as the file has them.
-    """
-    import onnxruntime
-
-    onnxruntime.set_default_logger_severity(3)  # its graph optimizer warns on stderr otherwise
-
-    def exclude(node: gs.Node) -> bool:
-        if node.op in _QDQ_OPS:
-            return True
-        return any(isinstance(t, gs.Constant) and
-                   int(np.prod(t.shape, dtype=np.int64)) > _LIGHT_CONSTANT_LIMIT
-                   for t in node.inputs)
-
-    before = len(graph.nodes)
-    with quiet_gs():
-        graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=1 << 20,
-                             should_exclude_node=exclude)
-        graph.cleanup()
-    return before - len(graph.nodes)
-
-
-def check_shapes(graph: gs.Graph, source: str) -> None:
-    """Every activation has a concrete, non-empty shape (the first offender, in graph order)."""
-    const = _constant_nodes(graph)
-    for node in graph.nodes:
-        for tensor in node.outputs:
-            if not is_concrete(tensor.shape):
-                runtime = [t.name for t in node.inputs[1:]
-                           if t.name and not _is_const(t, const) and not (
-                               t.dtype is not None and np.dtype(t.dtype).kind == "f")]
-                why = (f"; it depends on the run-time value of '{runtime[0]}'" if runtime
-                       else "; it depends on values known only at run time")
-                raise InputError(
-                    f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
-                    f"{node.op}) has no concrete shape after inference "
-                    f"(got {_shape_text(tensor.shape or [])}){why}"
-                )
-            if id(node) not in const and 0 in tensor.shape:
-                raise InputError(
-                    f"{source}: tensor '{tensor.name}' (output of node '{node.name}', "
-                    f"{node.op}) is empty (shape {_shape_text(tensor.shape)})"
-                )
-
-
-def check_constant_only(graph: gs.Graph, source: str) -> None:
-    """Ops tilec treats only as constant arithmetic must not read run-time tensors."""
-    const = _constant_nodes(graph)
-    for node in graph.nodes:
-        if node.op in CONSTANT_ONLY_OPS and id(node) not in const:
-            tensor = next(t.name for t in node.inputs if t.name and not _is_const(t, const))
-            raise InputError(f"{source}: node '{node.name}' ({node.op}) reads run-time tensor "
-                             f"'{tensor}'; tilec handles {node.op} only as constant arithmetic, "
-                             "which it folds away")
-
-
-def check_conv_weights(graph: gs.Graph, source: str) -> None:
-    """What ONNX shape inference does not check for Conv / ConvTranspose: weight vs input/attrs.
-
-    A wrong channel count or kernel size would otherwise pass capture and be planned as a
-    different network (onnxruntime would refuse to run it).
-    """
-    for node in graph.nodes:
-        if node.op not in ("Conv", "ConvTranspose") or len(node.inputs) < 2:
-            continue
-        x, w = node.inputs[0], node.inputs[1]
-        if not isinstance(w, gs.Constant) or not is_concrete(x.shape) or len(w.shape) < 3:
-            continue
-        where = f"{source}: node '{node.name}' ({node.op})"
-        group = int(node.attrs.get("group", 1))
-        w_shape = [int(d) for d in w.shape]
-        cin = int(x.shape[1])
-        expect = w_shape[1] * group if node.op == "Conv" else w_shape[0]
-        if cin != expect:
-            raise InputError(f"{where}: input '{x.name}' has {cin} channels but weight "
-                             f"'{w.name}' ({_shape_text(w_shape)}, group {group}) expects "
-                             f"{expect}")
-        kernel = node.attrs.get("kernel_shape")
-        if kernel is not None and [int(k) for k in kernel] != w_shape[2:]:
-            raise InputError(f"{where}: kernel_shape {_shape_text(list(kernel))} does not match "
-                             f"weight '{w.name}' ({_shape_text(w_shape)})")
-        cout = w_shape[0] if node.op == "Conv" else w_shape[1] * group
-        if len(node.inputs) > 2 and node.inputs[2].name and is_concrete(node.inputs[2].shape):
-            bias = node.inputs[2]
-            if [int(d) for d in bias.shape] != [cout]:
-                raise InputError(f"{where}: bias '{bias.name}' has shape "
-                                 f"{_shape_text(bias.shape)}, expected {cout}")
-
-
-def check_reshapes(graph: gs.Graph, source: str, resized: bool) -> None:
-    """A Reshape's constant target must hold exactly its input's elements.
-
-    ONNX shape inference takes a constant target shape as it is, so an export that fixed a
-    shape at its own batch or size (``x.view(1, 10, 4, 16)`` traced at batch 1) passed capture
-    under ``--batch 4`` and was planned as a smaller network; onnxruntime refuses to run it.
-    """
-    for node in graph.nodes:
-        if node.op != "Reshape" or len(node.inputs) < 2:
-            continue
-        x, target = node.inputs[0], node.inputs[1]
-        if not isinstance(target, gs.Constant) or not is_concrete(x.shape):
-            continue
-        dims = [int(d) for d in np.asarray(target.values).reshape(-1)]
-        have = [int(d) for d in x.shape]
-        if not int(node.attrs.get("allowzero", 0)):
-            dims = [have[i] if d == 0 and i < len(have) else d for i, d in enumerate(dims)]
-        n = int(np.prod(have, dtype=np.int64))
-        known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
-        ok = (n % known == 0) if -1 in dims and known > 0 else n == known
-        if ok:
-            continue
-        why = ("; --batch / --image-size changed the input, but the export fixed this shape -- "
-               "export the model with dynamic axes, or at this size" if resized else "")
-        raise InputError(f"{source}: node '{node.name}' (Reshape) cannot reshape "
-                         f"'{x.name}' ({_shape_text(have)}, {n:,} elements) to "
-                         f"{_shape_text(dims)}{why}")
 
 
 # ------------------------------------------------------------------------------------- diagnosis
@@ -883,7 +550,7 @@ def capture_onnx(path: str | Path, *, batch: int | None = None,
                  image_size: tuple[int, int] | str | int | None = None,
                  input_shape: str | tuple[int, ...] | dict | None = None,
                  name: str | None = None, stride: int | None = None,
-                 source: str | None = None) -> Captured:
+                 source: str | None = None, host_ops: str = "auto") -> Captured:
     """Load an ONNX file into the graph form with every shape concrete.
 
     ``stride`` (when the caller knows it, e.g. for a zoo model) lets a bad image size be reported
@@ -896,26 +563,50 @@ def capture_onnx(path: str | Path, *, batch: int | None = None,
     load = time.perf_counter() - t0
     captured = capture_model_proto(model, batch=batch, image_size=image_size,
                                    input_shape=input_shape, name=name or path.stem, stride=stride,
-                                   source=label)
+                                   source=label, host_ops=host_ops)
     captured.seconds = {"load": load, **captured.seconds}
     return captured
 
 
+def _host_partition(graph: gs.Graph, local: list[str], host_ops: str,
+                    source: str) -> HostCut | None:
+    """Refuse the ops tilec cannot plan, or (``host_ops="auto"``) cut a head / tail of them off
+    to the host (:mod:`tilec.capture.host`)."""
+    const = _constant_nodes(graph)
+    bad = unsupported_nodes(graph, const, local)
+    if not bad:
+        return None
+    grouped = unsupported_in_graph(graph, const, local)
+    if host_ops == "none":
+        raise_unsupported(source, grouped, hint=" (--host-ops auto would run a head or tail of "
+                                                "them on the host)")
+    cut = cut_to_host(graph, bad, const, grouped, source)
+    toposort(graph, source=source)
+    return cut
+
+
 def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size,
                         name: str, stride: int | None, source: str,
-                        input_shape: str | tuple[int, ...] | dict | None = None) -> Captured:
+                        input_shape: str | tuple[int, ...] | dict | None = None,
+                        host_ops: str = "auto") -> Captured:
     """Capture an in-memory ONNX model (shared by the file and torch front doors).
 
     ``model`` is modified (node names, input shapes); pass a copy to keep the original.
+    ``host_ops``: "auto" cuts ops the chip cannot run off to the host when they form the
+    graph's head or tail (:mod:`tilec.capture.host`); "none" refuses them.
     """
+    if host_ops not in HOST_OPS:
+        raise InputError(f"--host-ops: '{host_ops}' is not one of {', '.join(HOST_OPS)}")
     clock = _Clock()
     hw = parse_image_size(image_size)
     shapes = parse_input_shapes(input_shape)
     opset = check_header(model, source)
     name_nodes(model)
-    check_supported(model, source)
+    check_tensors(model, source)  # storage vs dims and dtype, NaN / inf weights
     check_structure(model, source)
     check_schemas(model, source)
+    unsupported = unsupported_in_proto(model)  # the verdict waits for folding (see below)
+    local = [f.name for f in model.functions if f.domain == FUSED_DOMAIN]
     declared_stride = network_stride(model)
     overrides = apply_overrides(model, source, batch, hw, shapes)
     if hw is not None and stride and any(s % stride for s in hw):
@@ -930,21 +621,17 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     clock.lap("import")
     try:
         infer_shapes(graph, source=source)
+        clock.lap("infer")
+        folded = fold_to_fixed_point(graph, source)
     except ShapeError as exc:
+        # An op tilec cannot plan is the more basic problem (and often why inference failed).
+        raise_unsupported(source, unsupported)
         raise _explain_shape_error(exc, graph, overrides, hw, known_stride, source) from exc
-    clock.lap("infer")
-    folded = 0
-    for _ in range(4):  # each round can expose more shapes to fold; real exports need one or two
-        if not _needs_folding(graph):
-            break
-        removed = fold_shape_arithmetic(graph)
-        folded += removed
-        infer_shapes(graph, source=source)
-        if not removed:
-            break
     clock.lap("fold")
+    # Op support is judged after folding: shape-only subgraphs (a ScatterND building a mask
+    # from shapes, Sin/Cos of a positional encoding of constants) are constants by now.
+    host = _host_partition(graph, local, host_ops, source)
     check_shapes(graph, source)
-    check_constant_only(graph, source)
     check_conv_weights(graph, source)
     check_reshapes(graph, source, overrides.changed)
     clock.lap("verify")
@@ -957,7 +644,11 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
         batch=int(first[0]) if len(first) >= 2 else 1,
         image_size=(four_d[0][2], four_d[0][3]) if four_d else None,
         input_shapes=inputs, stride=known_stride, opset=opset,
-        meta={"folded_nodes": folded} if folded else {}, seconds=clock.laps,
+        meta={**({"folded_nodes": folded} if folded else {}),
+              **({"host": host.as_dict()} if host else {}),
+              **({"notes": overrides.notes + ([host.note()] if host else [])}
+                 if overrides.notes or host else {})},
+        seconds=clock.laps,
     )
 
 

@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                     "(exit 1; also for 'unknown' when the search limit is reached). With "
                     "--what-if, a plan that fits also says how far it can grow.")
     add_model_args(p)
+    p.add_argument("--host-ops", choices=("auto", "none"), default="auto",
+                   help="ops the chip cannot run at the graph's head or tail (detector "
+                        "post-processing: NMS, TopK, RoiAlign, ...): 'auto' runs them on the "
+                        "host, the transfer at the cut priced in the latency; 'none' refuses "
+                        "the model (default: auto)")
     p.add_argument("--precision", "-p", default=None,
                    help="fp32 | fp16 | int8 | int4 | int2 (default: the target's)")
     p.add_argument("--precision-map", default=None, metavar="FILE",
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision, precision_map=args.precision_map,
             passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
             what_if=not args.no_what_if, what_if_fits=args.what_if, progress=update,
+            host_ops=args.host_ops,
         )
         plan, lowered = compile_model(args.model, target, options)
     print_plan(plan, console(args), verbose=args.verbose)

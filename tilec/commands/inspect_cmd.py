@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                        description="Capture MODEL (no lowering) and print op counts by type, "
                                    "parameters, MACs and the largest activations.")
     add_model_args(p, target=False)
+    p.add_argument("--host-ops", choices=("auto", "none"), default="auto",
+                   help="ops the chip cannot run at the graph's head or tail (detector "
+                        "post-processing: NMS, TopK, RoiAlign, ...): 'auto' runs them on the "
+                        "host, the transfer at the cut priced in the latency; 'none' refuses "
+                        "the model (default: auto)")
     p.add_argument("--top", type=positive_int, default=8, metavar="K",
                    help="how many of the largest activations to list (default 8)")
     p.add_argument("--json", type=output_file, metavar="FILE",
@@ -115,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
     from tilec.capture import capture
 
     captured = capture(args.model, batch=args.batch, image_size=args.image_size,
-                       input_shape=args.input_shape)
+                       input_shape=args.input_shape, host_ops=args.host_ops)
     data = summarize(captured, args.top)
     out = console(args)
+    for note in captured.meta.get("notes", ()):  # e.g. "batch 1 assumed" for a dynamic batch
+        out.print(f"note: {note}")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()

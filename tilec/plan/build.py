@@ -40,7 +40,8 @@ def model_info(info: GraphInfo, passes: Sequence[str]) -> ModelInfo:
         ops=len(info.ops), params=int(info.params), macs=int(info.macs),
         weight_bytes=int(info.weight_bytes), passes=list(passes), inputs=list(info.inputs),
         outputs=list(info.outputs), precision_map=meta.get("precision_map"),
-        input_dtypes={str(k): str(v) for k, v in dict(meta.get("input_dtypes") or {}).items()})
+        input_dtypes={str(k): str(v) for k, v in dict(meta.get("input_dtypes") or {}).items()},
+        host=meta.get("host"))
 
 
 def target_info(target: Target) -> TargetInfo:

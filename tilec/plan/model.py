@@ -62,6 +62,9 @@ class ModelInfo:
     # element type of each model input ("float32", "int64", ...): a PyTorch module's inputs are
     # captured again from these with their shapes (an ONNX file declares its own)
     input_dtypes: dict[str, str] = field(default_factory=dict)
+    # what capture cut off to the host (tilec/capture/host.py: head_ops, tail_ops, op_types,
+    # to_device, to_host), None when the whole model runs on the chip
+    host: dict[str, Any] | None = None
 
 
 @dataclass

@@ -5,7 +5,9 @@ not fit; for one that fits, see "Headroom" below):
 
 ``max_batch``           the largest batch below the compiled one that fits;
 ``max_image_size``      the largest image size below the compiled one (a multiple of the network's
-                        stride, aspect kept) that fits at this batch;
+                        stride, aspect kept) that fits at this batch; with the stride unknown
+                        (a fully convolutional network), a multiple of the largest power of two
+                        dividing the compiled size (:func:`size_unit`);
 ``min_precision``       the highest of the target's precisions below the compiled one that fits
                         (the least precision you must give up);
 ``min_bytes_per_tile``  the smallest SRAM per tile (1 KiB steps) at which this configuration fits.
@@ -534,15 +536,40 @@ def _max_batch(prober: Prober, meta: dict, target: Target, rebuild: Callable[...
     return WhatIf("max_batch", ans, status, note, knob.records)
 
 
+MAX_UNIT = 64
+"""Largest size step tried when the network's stride is unknown (modelling choice: the total
+downsampling of standard vision networks is at most 64, usually 32)."""
+
+
+def size_unit(meta: dict) -> tuple[int, str] | None:
+    """The step of the image-size searches and how to describe it, or None (no image input).
+
+    The network's stride when known. Otherwise -- a fully convolutional network whose output is
+    as large as its input declares none -- the largest power of two (at most :data:`MAX_UNIT`)
+    dividing both compiled sides: sizes that are multiples of it keep every downsampling the
+    compiled size passed exact, and the search below then halves and bisects over them."""
+    size = meta.get("image_size")
+    if not size:
+        return None
+    stride = meta.get("stride")
+    if stride:
+        return int(stride), f"multiples of the stride {int(stride)}"
+    h, w = int(size[0]), int(size[1])
+    unit = 1
+    while unit < MAX_UNIT and h % (2 * unit) == 0 and w % (2 * unit) == 0:
+        unit *= 2
+    return unit, (f"multiples of {unit} (the network's stride is unknown: the largest power of "
+                  f"two up to {MAX_UNIT} dividing the compiled size)")
+
+
 def _max_image_size(prober: Prober, meta: dict, target: Target,
                     rebuild: Callable[..., GraphInfo], base: Probe) -> WhatIf:
     prober.budget("max_image_size")
-    stride = meta.get("stride")
-    size = meta.get("image_size")
-    if not stride or not size:
-        return WhatIf("max_image_size", None, "unknown",
-                      "the network's stride or image size is unknown", [])
-    stride = int(stride)
+    found = size_unit(meta)
+    if found is None:
+        return WhatIf("max_image_size", None, "unknown", "the model has no image input", [])
+    stride, described = found
+    size = meta["image_size"]
     h, w = int(size[0]), int(size[1])
     hi = (h - 1) // stride  # the largest multiple of the stride below h
 
@@ -561,7 +588,7 @@ def _max_image_size(prober: Prober, meta: dict, target: Target,
     ans = _largest(knob, hi) if hi >= 1 else None
     status, note = _above_note(ans, hi, knob.seen, base,
                                lambda k: unit(dims(k) if k <= hi else [h, w]))
-    note = _join(note, f"multiples of the stride {stride}")
+    note = _join(note, described)
     return WhatIf("max_image_size", dims(ans) if ans else None, status, note, knob.records)
 
 
@@ -754,11 +781,12 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
     """The largest image size (multiples of the stride, aspect kept) that fits at the compiled
     batch and precision (headroom)."""
     prober.budget("max_image_size")
-    stride, size = meta.get("stride"), meta.get("image_size")
-    if not stride or not size:
+    found = size_unit(meta)
+    if found is None:
         return WhatIf("max_image_size", None, "unknown",
-                      "not searched: the model has no image input with a known stride", [])
-    stride = int(stride)
+                      "not searched: the model has no image input", [])
+    stride, described = found
+    size = meta["image_size"]
     h, w = int(size[0]), int(size[1])
     lo = max(1, h // stride)  # the compiled size (or the multiple just below it)
     cap = lo * SIZE_REACH
@@ -781,7 +809,7 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
     _grow_reach(prober, lo, cap)
     ans, ceiling, looked = _largest_up(knob, lo, cap)
     status, note = _up_note(knob, ans, lo, cap, ceiling, looked, unit, "", "height")
-    note = _join(note, f"multiples of the stride {stride}")
+    note = _join(note, described)
     return WhatIf("max_image_size", dims(ans), status, note, knob.records)
 
 

@@ -221,6 +221,11 @@ def _cards(plan: Plan) -> str:
     m = plan.model
     cards.append(("model", f"{m.ops} ops", f"{fmt_count(m.params)} params · "
                   f"{fmt_count(m.macs, 'MAC')} · weights {fmt_bytes(m.weight_bytes)}"))
+    if m.host:  # what capture cut off to the host (tilec/capture/host.py)
+        kinds = ", ".join(f"{op} ×{n}" for op, n in m.host["op_types"].items())
+        cards.append(("on the host", f"{m.host['head_ops'] + m.host['tail_ops']} ops",
+                      f"{kinds}; {len(m.host['to_device'])} tensor(s) in, "
+                      f"{len(m.host['to_host'])} out at the cut, transfer in the latency"))
     if plan.steps:
         cards.append(("supersteps", str(len(plan.steps)), "BSP steps of the schedule"))
     if plan.solver is not None:

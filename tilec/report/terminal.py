@@ -160,6 +160,13 @@ def _facts(plan: Plan) -> Table:
         used = sum(1 for p in mem.per_tile_peak if p > 0)
         size += f" on {used}/{plan.target.tiles} tiles"
     grid.add_row("model", size)
+    if m.host:  # what capture cut off to the host (tilec/capture/host.py)
+        kinds = ", ".join(f"{op} ×{n}" for op, n in m.host["op_types"].items())
+        parts = [f"{n} ops at the {w}" for n, w in ((m.host["head_ops"], "head"),
+                                                     (m.host["tail_ops"], "tail")) if n]
+        grid.add_row("host", f"{' and '.join(parts)} run on the host ({kinds}); cut at "
+                             f"{len(m.host['to_device'])} tensor(s) in, "
+                             f"{len(m.host['to_host'])} out, transfer in the latency")
     s = plan.solver
     if s is not None:
         text = s.status

@@ -1,0 +1,257 @@
+"""Model coverage: export standard torchvision models the usual way, compile each, print a table.
+
+    python benchmarks/model_coverage.py                       # every model, gc200 and northpole
+    python benchmarks/model_coverage.py --models resnet18,ssdlite320_mobilenet_v3_large
+    python benchmarks/model_coverage.py --targets gc200 --out /tmp/cov
+
+Each model is built with random weights (no download), exported with ``torch.onnx.export``
+(TorchScript exporter, opset 17, a dynamic batch axis -- how most people export), and compiled with
+no flag but ``--target`` (and ``--no-what-if``, which changes no verdict). The table gives the exit
+code per target (0 fits, 1 does not fit, 2 refused as bad input with the message, 3 internal
+error) and the wall-clock seconds, then the share that compiled (exit 0 or 1) and any exit 3.
+
+Needs ``torchvision`` matching the installed torch (``pip install torchvision==0.28.0
+torch==2.13.0``). A build whose C++ ops do not load (a CUDA wheel on a CPU-only torch) still
+works: the script stands in Python versions of the two ops detection models call
+(``torchvision::nms``, ``torchvision::roi_align``) so that the exporter writes them as ONNX
+NonMaxSuppression / RoiAlign, exactly as with the real kernels. Timings on a shared machine are
+inflated; compare them only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> (torchvision builder, input H=W, builder kwargs); classifiers, segmentation, detection
+MODELS: dict[str, tuple[str, int, dict]] = {
+    "resnet18": ("resnet18", 224, {}),
+    "resnet50": ("resnet50", 224, {}),
+    "resnext50_32x4d": ("resnext50_32x4d", 224, {}),
+    "wide_resnet50_2": ("wide_resnet50_2", 224, {}),
+    "vgg16": ("vgg16", 224, {}),
+    "alexnet": ("alexnet", 224, {}),
+    "squeezenet1_1": ("squeezenet1_1", 224, {}),
+    "densenet121": ("densenet121", 224, {}),
+    "googlenet": ("googlenet", 224, {"aux_logits": False, "init_weights": False}),
+    "inception_v3": ("inception_v3", 299, {"aux_logits": False, "init_weights": False}),
+    "mobilenet_v2": ("mobilenet_v2", 224, {}),
+    "mobilenet_v3_small": ("mobilenet_v3_small", 224, {}),
+    "mobilenet_v3_large": ("mobilenet_v3_large", 224, {}),
+    "mnasnet1_0": ("mnasnet1_0", 224, {}),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", 224, {}),
+    "efficientnet_b0": ("efficientnet_b0", 224, {}),
+    "efficientnet_v2_s": ("efficientnet_v2_s", 384, {}),
+    "regnet_y_400mf": ("regnet_y_400mf", 224, {}),
+    "regnet_x_1_6gf": ("regnet_x_1_6gf", 224, {}),
+    "convnext_tiny": ("convnext_tiny", 224, {}),
+    "vit_b_16": ("vit_b_16", 224, {}),
+    "swin_t": ("swin_t", 224, {}),
+    "maxvit_t": ("maxvit_t", 224, {}),
+    "fcn_resnet50": ("fcn_resnet50", 520, {"weights_backbone": None, "aux_loss": False}),
+    "deeplabv3_mobilenet_v3_large": ("deeplabv3_mobilenet_v3_large", 520,
+                                     {"weights_backbone": None, "aux_loss": False}),
+    "lraspp_mobilenet_v3_large": ("lraspp_mobilenet_v3_large", 520, {"weights_backbone": None}),
+    "ssdlite320_mobilenet_v3_large": ("ssdlite320_mobilenet_v3_large", 320,
+                                      {"weights_backbone": None}),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": ("fasterrcnn_mobilenet_v3_large_320_fpn", 320,
+                                              {"weights_backbone": None}),
+    "lstm_classifier": ("lstm", 0, {}),  # not torchvision: nn.LSTM over 32 steps of 64 features
+}
+
+QUICK = ("resnet18", "mobilenet_v3_small", "squeezenet1_1")
+"""The subset the CI test compiles (tests/test_model_coverage.py)."""
+
+DETECTION = ("ssdlite", "fasterrcnn", "retinanet", "maskrcnn", "keypointrcnn", "fcos")
+
+
+def _has_ops() -> bool:  # top-level functions: torchvision's scripted code compiles them
+    return True
+
+
+def _assert_has_ops() -> None:
+    return None
+
+
+def load_torchvision():
+    """Import torchvision; where its C++ ops did not load, stand in Python versions of nms and
+    roi_align (registered under the same names, so the exporter's symbolics apply)."""
+    import torch
+
+    try:
+        import torchvision
+        return torchvision
+    except RuntimeError:  # its fake-kernel registrations need the C++ ops it failed to load
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType(
+        "torchvision._meta_registrations")
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+               "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
+
+    def nms(dets, scores, iou_threshold):
+        """Greedy NMS (what the C++ kernel computes), vectorised per kept box."""
+        order = scores.argsort(descending=True)
+        keep = []
+        suppressed = torch.zeros(len(order), dtype=torch.bool)
+        x1, y1, x2, y2 = dets.unbind(1)
+        area = (x2 - x1) * (y2 - y1)
+        for i in range(len(order)):
+            if suppressed[i]:
+                continue
+            a = order[i]
+            keep.append(a)
+            rest = order[i + 1:]
+            w = (torch.minimum(x2[a], x2[rest]) - torch.maximum(x1[a], x1[rest])).clamp(min=0)
+            h = (torch.minimum(y2[a], y2[rest]) - torch.maximum(y1[a], y1[rest])).clamp(min=0)
+            inter = w * h
+            iou = inter / (area[a] + area[rest] - inter)
+            suppressed[i + 1:] |= iou > iou_threshold
+        return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.int64)
+
+    import importlib
+
+    import torchvision
+
+    roi_module = importlib.import_module("torchvision.ops.roi_align")  # the module, not the op
+
+    lib.impl("nms", nms, "CPU")
+    lib.impl("roi_align", roi_module._roi_align, "CPU")
+    for module in (torchvision.extension, torchvision.ops.boxes, roi_module):
+        module._has_ops = _has_ops
+        module._assert_has_ops = _assert_has_ops
+    torchvision._tilec_stub_lib = lib
+    return torchvision
+
+
+@dataclass
+class Row:
+    name: str
+    export_s: float
+    results: dict[str, tuple[int, float, str]]  # target -> (exit code, seconds, message)
+
+
+def build(name: str):
+    """(module, example input) with random weights."""
+    import torch
+
+    builder, size, kwargs = MODELS[name]
+    if builder == "lstm":
+        class LstmClassifier(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lstm = torch.nn.LSTM(64, 128, batch_first=True)
+                self.fc = torch.nn.Linear(128, 10)
+
+            def forward(self, x):
+                out, _ = self.lstm(x)
+                return self.fc(out[:, -1])
+        return LstmClassifier().eval(), torch.randn(1, 32, 64)
+    tv = load_torchvision()
+    torch.manual_seed(0)
+    kind = ("detection" if any(builder.startswith(d) for d in DETECTION)
+            else "segmentation" if builder.split("_")[0] in ("fcn", "deeplabv3", "lraspp")
+            else None)
+    family = getattr(tv.models, kind) if kind else tv.models
+    model = getattr(family, builder)(weights=None, **kwargs).eval()
+    return model, torch.randn(1, 3, size, size)
+
+
+def export(name: str, path: Path) -> float:
+    """Export ``name`` to ``path`` as most people do; returns the seconds it took."""
+    import torch
+
+    t0 = time.perf_counter()
+    model, x = build(name)
+    detector = any(MODELS[name][0].startswith(d) for d in DETECTION)
+    example = ([x[0]],) if detector else (x,)  # detectors take a list of CHW images
+    axes = {} if detector else {"input": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], dynamic_axes=axes)
+    return time.perf_counter() - t0
+
+
+def compile_one(path: Path, target: str, timeout: float) -> tuple[int, float, str]:
+    """Run ``tilec compile`` as a user would; (exit code, seconds, last stderr line)."""
+    cmd = [sys.executable, "-m", "tilec", "compile", str(path), "--target", target,
+           "--no-what-if", "-q"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, time.perf_counter() - t0, f"timed out after {timeout:g} s"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return proc.returncode, time.perf_counter() - t0, lines[-1] if lines else ""
+
+
+def run(names: list[str], targets: list[str], out: Path, timeout: float) -> list[Row]:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        path = out / f"{name}.onnx"
+        export_s = 0.0
+        if not path.exists():
+            try:
+                export_s = export(name, path)
+            except Exception as exc:  # a model the exporter cannot handle: reported, next
+                print(f"{name}: export failed: {type(exc).__name__}: {exc}".splitlines()[0],
+                      file=sys.stderr)
+                continue
+        results = {t: compile_one(path, t, timeout) for t in targets}
+        rows.append(Row(name, export_s, results))
+        cells = "  ".join(f"{t} {c} ({s:.1f} s)" for t, (c, s, _) in results.items())
+        print(f"  {name}: {cells}", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[Row], targets: list[str]) -> str:
+    width = max(len(r.name) for r in rows) if rows else 10
+    head = f"{'model':<{width}}  " + "  ".join(f"{t:>14}" for t in targets)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = "  ".join(f"{'exit ' + str(r.results[t][0]):>7} {r.results[t][1]:5.1f} s"
+                          for t in targets)
+        lines.append(f"{r.name:<{width}}  {cells}")
+    lines.append("")
+    for t in targets:
+        codes = [r.results[t][0] for r in rows]
+        ok = sum(c in (0, 1) for c in codes)
+        lines.append(f"{t}: {ok}/{len(codes)} compile (exit 0 or 1), {codes.count(0)} fit, "
+                     f"{codes.count(2)} refused, {codes.count(3)} internal errors, "
+                     f"{codes.count(-1)} timed out")
+    refused = {r.results[t][2] for r in rows for t in targets if r.results[t][0] not in (0, 1)}
+    for message in sorted(refused):
+        lines.append(f"  {message}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=None, help="comma-separated subset of: "
+                        + ", ".join(MODELS))
+    parser.add_argument("--targets", default="gc200,northpole")
+    parser.add_argument("--out", default="/tmp/tilec-model-coverage",
+                        help="where the exports are kept (re-used when present)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per compile")
+    args = parser.parse_args()
+    names = args.models.split(",") if args.models else list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s): {', '.join(unknown)}")
+    targets = args.targets.split(",")
+    rows = run(names, targets, Path(args.out), args.timeout)
+    print(table(rows, targets))
+
+
+if __name__ == "__main__":
+    main()
