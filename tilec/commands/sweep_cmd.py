@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from tilec.sweep import Grid, Request, ResultCache, sweep
     from tilec.sweep import compare as cmp
     from tilec.sweep.cache import sweep_cache_dir
-    from tilec.sweep.grid import check_size, parse_batches, parse_precisions, parse_sizes
+    from tilec.sweep.grid import check_size, parse_batches, parse_precisions
     from tilec.sweep.page import write_page
-    from tilec.sweep.plots import write_plots
+    from tilec.sweep.plots import render_plots, write_plots
     from tilec.sweep.result import write_files
     from tilec.sweep.runner import default_jobs
     from tilec.sweep.terminal import print_comparison, print_sweep, progress_bar
@@ -104,13 +104,14 @@ def run(args: argparse.Namespace) -> int:
     comparison = cmp.compare(measured, result.points) if measured else None
     folder = Path(args.out)
     files = write_files(result, folder)
-    plots = write_plots(result, folder, measured)
-    page = write_page(result, folder / "sweep.html", measured, comparison)
+    rendered = render_plots(result, measured)
+    plots = write_plots(rendered, folder)
+    page = write_page(result, folder / "sweep.html", rendered, comparison)
     print_sweep(result, out)
     if comparison:
         print_comparison(comparison, out)
     if not args.quiet:
-        n = sum(len(v) for v in plots.values())
+        n = len(plots)
         out.print(f"{outcome.computed} configurations computed, {outcome.cached} from the cache "
                   f"({outcome.lowered} lowering{'s' if outcome.lowered != 1 else ''}); wrote "
                   f"{folder}/: {', '.join(f.name for f in files.values())}, {page.name}, "

@@ -4,34 +4,24 @@ plots inlined as SVG, no script, no external resource), rendered from the result
 from __future__ import annotations
 
 import html
-import io
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tilec.sweep.compare import Measured
 from tilec.sweep.result import SweepResult
 
 
-def _svg(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    with plt.rc_context({"svg.hashsalt": "tilec-sweep"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prologue and DOCTYPE: inline SVG
+def _inline(svg: str) -> str:
+    return svg[svg.index("<svg"):]  # drop the XML prologue and DOCTYPE: inline SVG
 
 
 def _num(x: Any, fmt: str) -> str:
     return "" if x is None else format(x, fmt)
 
 
-def render(result: SweepResult, measured: list[Measured] | None = None,
+def render(result: SweepResult, plots: dict[str, tuple[bytes, str]],
            comparison: list[dict[str, Any]] | None = None) -> str:
-    from tilec.sweep.plots import FIGURES
-
+    """The page; ``plots`` from :func:`tilec.sweep.plots.render_plots` (their SVGs inlined)."""
     e = html.escape
     css = resources.files("tilec.report").joinpath("report.css").read_text()
     title = f"tilec sweep: {result.model['name']} on {result.target['name']}"
@@ -48,8 +38,8 @@ def render(result: SweepResult, measured: list[Measured] | None = None,
         f"{e(result.tilec_version)}</p></header>",
         "<h2>Plots</h2>",
     ]
-    for name, make in FIGURES.items():
-        parts.append(f"<figure id='{name}'>{_svg(make(result, measured))}</figure>")
+    for name, (_png, svg) in plots.items():
+        parts.append(f"<figure id='{name}'>{_inline(svg)}</figure>")
     parts.append("<h2>Fit frontier</h2><p>The largest batch that fits at each image size "
                  "(exact: every larger batch was proven not to fit; bound: a fitting batch, "
                  "with larger ones not all decided — see the note) and how the next batch "
@@ -102,7 +92,7 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "".join(out)
 
 
-def write_page(result: SweepResult, path: Path, measured: list[Measured] | None = None,
+def write_page(result: SweepResult, path: Path, plots: dict[str, tuple[bytes, str]],
                comparison: list[dict[str, Any]] | None = None) -> Path:
-    path.write_text(render(result, measured, comparison))
+    path.write_text(render(result, plots, comparison))
     return path

@@ -13,16 +13,18 @@ did not. SVGs carry no date and a fixed hash salt, so the same sweep gives the s
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-from tilec.sweep.compare import Measured  # noqa: E402
-from tilec.sweep.result import SweepResult  # noqa: E402
+from tilec.sweep.compare import Measured
+from tilec.sweep.result import SweepResult
 
 COLOURS = {"fp32": "#1f77b4", "fp16": "#d62728", "int8": "#2ca02c", "int4": "#9467bd",
            "int2": "#8c564b"}
@@ -34,17 +36,18 @@ def _size_label(h: int, w: int) -> str:
     return str(h) if h == w else f"{h}×{w}"
 
 
-def _save(fig: Any, out: Path, stem: str) -> list[Path]:
-    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=110, metadata={"Software": None})
+def _render(fig: Any) -> tuple[bytes, str]:
+    """(PNG bytes, SVG text) of ``fig``, which is closed."""
+    png, svg = io.BytesIO(), io.StringIO()
+    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
     with plt.rc_context({"svg.hashsalt": "tilec-sweep"}):
-        fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
-    return paths
+    return png.getvalue(), svg.getvalue()
 
 
 def frontier_figure(result: SweepResult, measured: list[Measured] | None = None) -> Any:
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="tight")
     for prec in result.grid["precisions"]:
         rows = [f for f in result.frontier if f["precision"] == prec]
         xs = [f["image_h"] for f in rows]
@@ -55,6 +58,9 @@ def frontier_figure(result: SweepResult, measured: list[Measured] | None = None)
         if bound and len(bound) < len(rows):
             ax.plot(*zip(*bound, strict=True), "o", ms=6, mfc="none", color=COLOURS.get(prec))
     _overlay(ax, measured, lambda m: (m.image_size[0], m.batch))
+    ax.axhline(result.settings["cap"], color="grey", ls="--", lw=0.8,
+               label=f"search limit (batch {result.settings['cap']})")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("image size (px)")
     ax.set_ylabel("largest batch that fits")
     ax.set_title(f"{result.model['name']} on {result.target['name']}: fit frontier")
@@ -66,7 +72,7 @@ def frontier_figure(result: SweepResult, measured: list[Measured] | None = None)
 
 def latency_figure(result: SweepResult, measured: list[Measured] | None = None) -> Any:
     batch = min(result.grid["batches"])
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="tight")
     for prec in result.grid["precisions"]:
         pts = [p for p in result.points if p["precision"] == prec and p["batch"] == batch
                and p["latency_ms"] is not None]
@@ -84,7 +90,7 @@ def latency_figure(result: SweepResult, measured: list[Measured] | None = None) 
 
 
 def batch_figure(result: SweepResult, measured: list[Measured] | None = None) -> Any:
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4.2), layout="tight")
     sizes = sorted({(p["image_h"], p["image_w"]) for p in result.points
                     if p["latency_ms"] is not None})
     if len(sizes) > SIZES_PER_BATCH_PLOT:
@@ -113,6 +119,7 @@ def batch_figure(result: SweepResult, measured: list[Measured] | None = None) ->
     thr.set_title("throughput vs batch")
     for ax in (lat, thr):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{result.model['name']} on {result.target['name']}")
@@ -135,8 +142,18 @@ FIGURES = {"frontier": frontier_figure, "latency_vs_size": latency_figure,
            "batch": batch_figure}
 
 
-def write_plots(result: SweepResult, out: Path, measured: list[Measured] | None = None
-                ) -> dict[str, list[Path]]:
-    """Every figure as ``out/<name>.png`` and ``out/<name>.svg``."""
+def render_plots(result: SweepResult, measured: list[Measured] | None = None
+                 ) -> dict[str, tuple[bytes, str]]:
+    """Every figure, rendered once: name -> (PNG bytes, SVG text)."""
+    return {name: _render(make(result, measured)) for name, make in FIGURES.items()}
+
+
+def write_plots(rendered: dict[str, tuple[bytes, str]], out: Path) -> list[Path]:
+    """``out/<name>.png`` and ``out/<name>.svg`` for every rendered figure."""
     out.mkdir(parents=True, exist_ok=True)
-    return {name: _save(make(result, measured), out, name) for name, make in FIGURES.items()}
+    paths = []
+    for name, (png, svg) in rendered.items():
+        (out / f"{name}.png").write_bytes(png)
+        (out / f"{name}.svg").write_text(svg)
+        paths += [out / f"{name}.png", out / f"{name}.svg"]
+    return paths

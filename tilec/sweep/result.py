@@ -50,7 +50,8 @@ class SweepResult:
                 "target": self.target, "grid": self.grid, "settings": self.settings,
                 "points": [{c: p.get(c) for c in POINT_COLUMNS} for p in self.points],
                 "frontier": [{**{c: f.get(c) for c in FRONTIER_COLUMNS},
-                              "probes": f.get("probes", [])} for f in self.frontier]}
+                              "probes": [dict(sorted(pr.items())) for pr in f.get("probes", [])]}
+                             for f in self.frontier]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
