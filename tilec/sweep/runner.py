@@ -134,10 +134,13 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
 
 
 def _lower_family(req: Request, target: Any, precision: str, hw: tuple[int, int]):
-    """Capture at batch 1 and the grid's first size, lower with the onnxruntime proof: once."""
-    from tilec.capture import capture
+    """Capture at batch 1, lower with the onnxruntime proof: once per family. A built-in model
+    is captured at its own size (the export most likely cached already: the graph is re-shaped
+    to every grid size anyway), any other at the grid's first size."""
+    from tilec.capture import capture, resolve_kind
 
-    captured = capture(req.model, batch=1, image_size=hw, input_shape=req.input_shape)
+    size = None if resolve_kind(req.model) == "zoo" else hw
+    captured = capture(req.model, batch=1, image_size=size, input_shape=req.input_shape)
     if not captured.image_size:
         raise InputError(f"{req.model}: no NCHW image input: tilec sweep varies the image size")
     return lower(captured, target, CompileOptions(precision=precision))
