@@ -241,3 +241,26 @@ def test_ray_local_gives_the_same_csv(tmp_path) -> None:
         outs.append(out)
     for name in ("points.csv", "frontier.csv", "sweep.json"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+def test_cli_compare_prints_and_overlays(small, tmp_path, capsys) -> None:
+    """From the cache (nothing computed): the table, the comparison, the overlay on the plots."""
+    result, cache = small
+    pred = result.points[0]  # 32 px, batch 1
+    f = tmp_path / "m.toml"
+    f.write_text('[[point]]\nimage_size = 32\nbatch = 1\nprecision = "fp16"\nresult = "fits"\n'
+                 'latency_ms = 0.25\n')
+    out = tmp_path / "o"
+    code = main(["sweep", MODEL, "--image-size", "32,64", "--batch", "1,2", "-p", "fp16",
+                 "--batch-cap", "4", "--cache", str(cache), "--out", str(out), "--compare",
+                 str(f)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "0 configurations computed, 6 from the cache" in text
+    assert "predicted vs measured" in text
+    if pred["latency_ms"] is not None:
+        err = 100 * (pred["latency_ms"] - 0.25) / 0.25
+        assert f"{err:+.1f} %" in text
+    assert "measured (fits)" in (out / "latency_vs_size.svg").read_text()
+    assert "Predicted vs measured" in (out / "sweep.html").read_text()
+    assert (out / "points.csv").read_text() == to_csv(result.points, POINT_COLUMNS)
