@@ -23,7 +23,9 @@ from tilec.errors import InputError
 
 SKIP = {"report", "commands", "sweep"}
 """tilec sub-packages that cannot change a verdict or a figure (rendering, the CLI, the sweep's
-own orchestration: the sweep's search settings are part of every key instead)."""
+orchestration and outputs) -- except the files in ``KEEP``."""
+KEEP = {"sweep/work.py"}
+"""The sweep's own code that decides results (a grid point's evaluation, the batch search)."""
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +42,8 @@ def code_hash() -> str:
     for root in roots:
         for f in sorted(root.rglob("*")):
             rel = f.relative_to(root)
-            if f.suffix not in (".py", ".toml") or rel.parts[0] in SKIP:
+            if f.suffix not in (".py", ".toml") or (
+                    rel.parts[0] in SKIP and rel.as_posix() not in KEEP):
                 continue
             digest.update(f"{root.name}/{rel.as_posix()}".encode())
             digest.update(f.read_bytes())

@@ -78,7 +78,7 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
 
     def frontier_key(p: str, hw: tuple[int, int]) -> str:
         return key("frontier", mid, tid, code, fam_of[p], p, hw, s.cap, s.time_limit, s.seed,
-                   work.SEARCH_PLANS)
+                   work.SEARCH_PLANS, work.SEARCH_BEYOND)
 
     points: dict[tuple, dict] = {}
     frontier: dict[tuple, dict] = {}
