@@ -226,6 +226,17 @@ def test_no_image_input_default_needs_a_size(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------------- Ray
+def test_ray_missing_is_one_line(monkeypatch, tmp_path, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code = main(["sweep", MODEL, "--image-size", "32", "--ray", "local", "--out",
+                 str(tmp_path / "o"), "--cache", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("tilec: error: --ray: Ray is not installed "
+                                 "(pip install 'tilec[ray]')")
+
+
 @pytest.mark.slow
 def test_ray_local_gives_the_same_csv(tmp_path) -> None:
     try:

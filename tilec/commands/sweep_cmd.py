@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     measured = cmp.load(args.compare) if args.compare else None
     if args.ray and args.jobs:
         raise InputError("--ray and -j: Ray decides the parallelism; give one of them")
+    if args.ray:
+        try:
+            import ray  # noqa: F401 - only whether it is there
+        except ImportError:
+            raise InputError("--ray: Ray is not installed (pip install 'tilec[ray]')") from None
     req = Request(model=args.model, target=args.target, grid=grid,
                   settings=Settings(time_limit=args.time_limit, cap=args.batch_cap),
                   input_shape=args.input_shape, jobs=args.jobs or default_jobs(), ray=args.ray)
