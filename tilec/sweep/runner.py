@@ -22,7 +22,7 @@ from tilec.sweep.cache import ResultCache, code_hash, key, model_id, target_id
 from tilec.sweep.grid import Grid
 from tilec.sweep.work import Settings, Task
 
-Progress = Callable[[int, int], None] | None  # (configurations done, total)
+Progress = Callable[[int, int, str], None] | None  # (configurations done, total, stage)
 
 
 @dataclass
@@ -104,7 +104,7 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
                                   search=hit is None, settings=s))
     done = total - sum(t.weight for t in tasks)
     if progress:
-        progress(done, total)
+        progress(done, total, "cache" if not tasks else "capture + lower")
     out = Outcome(points=[], frontier=[], meta={}, cached=done)
     if tasks:
         needed = {t.family for t in tasks}
@@ -115,6 +115,8 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
         # the costliest first (largest images, most batches): the pool stays busy to the end
         tasks.sort(key=lambda t: (-t.image_size[0] * t.image_size[1] * (t.weight + 1),
                                   t.precision, t.image_size))
+        if progress:
+            progress(done, total, "plan")
         for task, result in _execute(tasks, req):
             for row in result["points"]:
                 cache.put(point_key(task.precision, task.image_size, row["batch"]), row)
@@ -125,7 +127,7 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
             done += task.weight
             out.computed += task.weight
             if progress:
-                progress(done, total)
+                progress(done, total, "plan")
     order = {p: i for i, p in enumerate(req.grid.precisions)}
     out.points = [points[k] for k in sorted(points, key=lambda k: (order[k[0]], k[1], k[2]))]
     out.frontier = [frontier[k] for k in sorted(frontier, key=lambda k: (order[k[0]], k[1]))]

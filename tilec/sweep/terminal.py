@@ -24,21 +24,23 @@ LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c"}
 
 
 @contextlib.contextmanager
-def progress_bar(console: Console | None) -> Iterator[Callable[[int, int], None] | None]:
-    """``update(done, total)`` drawing configurations done / total and the ETA (None: silent)."""
+def progress_bar(console: Console | None
+                 ) -> Iterator[Callable[[int, int, str], None] | None]:
+    """``update(done, total, stage)`` drawing configurations done / total, the ETA and the stage
+    (None: silent)."""
     if console is None:
         yield None
         return
-    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+    bar = Progress(TextColumn("sweep: {task.description:<15}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("configurations"), TimeElapsedColumn(), TextColumn("ETA"),
                    TimeRemainingColumn(), console=console, transient=True)
     task = None
     with bar:
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int, stage: str = "") -> None:
             nonlocal task
             if task is None:
-                task = bar.add_task("sweep", total=total)
-            bar.update(task, completed=done, total=total)
+                task = bar.add_task(stage, total=total)
+            bar.update(task, completed=done, total=total, description=stage)
         yield update
 
 
