@@ -171,7 +171,7 @@ def test_compare_matches_points(small, tmp_path) -> None:
     f.write_text('[[point]]\nimage_size = 32\nbatch = 1\nprecision = "fp16"\nresult = "fits"\n'
                  'latency_ms = 0.5\n\n[[point]]\nimage_size = 640\nbatch = 1\n'
                  'precision = "fp16"\nresult = "oom"\n')
-    rows = compare(load(f), result.points)
+    rows = compare(load(f), result.points, result.frontier)
     assert len(rows) == 2
     hit = next(r for r in rows if r["image_h"] == 32)
     pred = result.points[0]
@@ -179,6 +179,14 @@ def test_compare_matches_points(small, tmp_path) -> None:
     if pred["latency_ms"] is not None:
         assert hit["error_pct"] == pytest.approx(100 * (pred["latency_ms"] - 0.5) / 0.5)
     assert next(r for r in rows if r["image_h"] == 640)["predicted"] is None
+    # off the grid: a batch the search decided is predicted from its probe
+    front = result.frontier[0]
+    probe = next(pr for pr in reversed(front["probes"]) if pr["by"] == "plan")
+    f.write_text(f'[[point]]\nimage_size = {front["image_h"]}\nbatch = {probe["value"]}\n'
+                 f'precision = "fp16"\nresult = "fits"\n')
+    (row,) = compare(load(f), [], result.frontier)
+    assert (row["predicted"], row["source"]) == (probe["result"], "search")
+    assert row["agree"] == (None if probe["result"] == "unknown" else probe["result"] == "fits")
 
 
 def test_compare_reads_the_calibration_file() -> None:

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     err = None if args.quiet or not os.isatty(2) else console(args, stderr=True)
     with progress_bar(err) as update:
         result, outcome = sweep(req, cache, update)
-    comparison = cmp.compare(measured, result.points) if measured else None
+    comparison = cmp.compare(measured, result.points, result.frontier) if measured else None
     folder = Path(args.out)
     files = write_files(result, folder)
     rendered = render_plots(result, measured)

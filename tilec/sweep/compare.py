@@ -61,21 +61,34 @@ def load(path: str | Path) -> list[Measured]:
     return out
 
 
-def compare(measured: list[Measured], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per measured point: the prediction, whether the verdicts agree, the latency error."""
+def compare(measured: list[Measured], points: list[dict[str, Any]],
+            frontier: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Per measured point: the prediction, whether the verdicts agree, the latency error.
+
+    A configuration off the grid is predicted only where the batch search decided that very
+    batch (one of its probes; ``by`` says so): the frontier is not read as "every batch below
+    the answer fits" -- feasibility need not be monotone in the batch."""
     index = {(p["precision"], p["image_h"], p["image_w"], p["batch"]): p for p in points}
+    # probes that decided their batch (a bounds check that did not decide is no prediction)
+    probes = {(f["precision"], f["image_h"], f["image_w"], pr["value"]): pr
+              for f in frontier or [] for pr in f.get("probes", [])
+              if pr["result"] != "unknown" or pr["by"] == "plan"}
     rows = []
     for m in sorted(measured, key=lambda m: (m.precision, m.image_size, m.batch)):
-        pred = index.get((m.precision, *m.image_size, m.batch))
+        k = (m.precision, *m.image_size, m.batch)
+        pred = index.get(k)
+        status, source = (pred["status"], "grid") if pred else (None, None)
+        if pred is None and k in probes:
+            status, source = probes[k]["result"], "search"
         row: dict[str, Any] = {"image_h": m.image_size[0], "image_w": m.image_size[1],
                                "batch": m.batch, "precision": m.precision,
                                "measured": m.result, "measured_ms": m.latency_ms,
-                               "predicted": pred["status"] if pred else None,
+                               "predicted": status, "source": source,
                                "predicted_ms": pred["latency_ms"] if pred else None,
                                "agree": None, "error_pct": None}
-        if pred is not None:
-            row["agree"] = pred["status"] == m.result
-            if m.latency_ms and pred["latency_ms"] is not None:
-                row["error_pct"] = 100.0 * (pred["latency_ms"] - m.latency_ms) / m.latency_ms
+        if status is not None and status != "unknown":
+            row["agree"] = status == m.result
+        if pred is not None and m.latency_ms and pred["latency_ms"] is not None:
+            row["error_pct"] = 100.0 * (pred["latency_ms"] - m.latency_ms) / m.latency_ms
         rows.append(row)
     return rows

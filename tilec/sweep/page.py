@@ -55,7 +55,7 @@ def render(result: SweepResult, plots: dict[str, tuple[bytes, str]],
             ["image", "batch", "precision", "measured", "predicted", "agree", "measured ms",
              "predicted ms", "error"],
             [[_size(r), str(r["batch"]), r["precision"], r["measured"],
-              r["predicted"] or "not in the grid",
+              f"{r['predicted']} ({r['source']})" if r["predicted"] else "not decided",
               "" if r["agree"] is None else ("yes" if r["agree"] else "NO"),
               _num(r["measured_ms"], ".3f"), _num(r["predicted_ms"], ".3f"),
               "" if r["error_pct"] is None else f"{r['error_pct']:+.1f} %"]

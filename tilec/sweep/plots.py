@@ -122,6 +122,10 @@ def batch_figure(result: SweepResult, measured: list[Measured] | None = None) ->
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    if len(result.grid["batches"]) == 1:
+        for ax in (lat, thr):
+            ax.text(0.5, 0.95, "one batch on the grid: --batch 1,2,4 (or 1..8) draws curves",
+                    transform=ax.transAxes, ha="center", va="top", fontsize=8, color="grey")
     fig.suptitle(f"{result.model['name']} on {result.target['name']}")
     return fig
 

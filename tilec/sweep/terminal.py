@@ -78,6 +78,12 @@ def print_sweep(result: SweepResult, console: Console) -> None:
         console.print(f"{len(result.points)} grid points ({fits} fit); every one in the CSV/JSON")
 
 
+def _predicted(r: dict[str, Any]) -> str:
+    if not r["predicted"]:
+        return "not decided"
+    return f"{r['predicted'].replace('_', ' ')} ({r['source']})"
+
+
 def print_comparison(rows: list[dict[str, Any]], console: Console) -> None:
     t = Table(title="predicted vs measured")
     for col in ("image", "batch", "precision", "measured", "predicted", "agree", "measured ms",
@@ -87,7 +93,7 @@ def print_comparison(rows: list[dict[str, Any]], console: Console) -> None:
         h, w = r["image_h"], r["image_w"]
         t.add_row(str(h) if h == w else f"{h}×{w}", str(r["batch"]), r["precision"],
                   r["measured"].replace("_", " "),
-                  (r["predicted"] or "not in the grid").replace("_", " "),
+                  _predicted(r),
                   "" if r["agree"] is None else ("yes" if r["agree"] else "NO"),
                   f"{r['measured_ms']:.3f}" if r["measured_ms"] else "",
                   f"{r['predicted_ms']:.3f}" if r["predicted_ms"] is not None else "",
