@@ -22,7 +22,8 @@ from typing import NoReturn
 from tilec import __version__
 from tilec.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TilecError, one_line
 
-COMMANDS = ("compile", "inspect", "lower", "passes", "targets", "ops", "zoo", "report", "layout")
+COMMANDS = ("compile", "sweep", "inspect", "lower", "passes", "targets", "ops", "zoo", "report",
+            "layout")
 """Sub-commands, in the order ``tilec --help`` lists them (module tilec.commands.<name>_cmd)."""
 
 

@@ -633,7 +633,8 @@ def _min_precision(prober: Prober, meta: dict, target: Target,
 
 
 # ------------------------------------------------------------------ headroom (a plan that fits)
-def _largest_up(knob: Knob, lo: int, cap: int) -> tuple[int, int | None, int]:
+def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
+                ) -> tuple[int, int | None, int]:
     """The largest ``k`` in ``lo .. cap`` that fits, ``lo`` (the compiled value) fitting.
 
     1. A ceiling by the bounds alone: doubling from ``lo`` until (a)/(b) rule a value out, then
@@ -642,6 +643,9 @@ def _largest_up(knob: Knob, lo: int, cap: int) -> tuple[int, int | None, int]:
        first when the bounds reach it without ruling anything out).
     3. With what is left of the budget, the values between the answer and the ceiling not yet
        decided, nearest first: should one fit (feasibility is not monotone), it is the answer.
+
+    ``beyond``: how many values past the ceiling step 3 checks (``BEYOND``; ``tilec sweep``,
+    which runs one search per image size and precision, checks fewer).
 
     Returns (answer, ceiling: the smallest value the bounds ruled out or None, the highest value
     the bounds looked at)."""
@@ -687,9 +691,9 @@ def _largest_up(knob: Knob, lo: int, cap: int) -> tuple[int, int | None, int]:
                 ceiling = mid
     top = (ceiling - 1) if ceiling is not None else looked
     fit = _fill(knob, fit, top) or fit
-    if ceiling is not None and not knob.monotone:
+    if ceiling is not None and not knob.monotone and beyond > 0:
         # past the ceiling: the bounds need not grow with the shape, so check some more
-        far = min(cap, ceiling + BEYOND)
+        far = min(cap, ceiling + beyond)
         prober.bounds_left = max(prober.bounds_left, far - ceiling)
         for k in range(ceiling + 1, far + 1):
             if prober.expired:
