@@ -74,12 +74,13 @@ constant and the extremes; a few random interior points catch an interaction nei
 at ~1 s per setting on YOLOv4-P5)."""
 SEED = 0
 """Seed of the sample (fixed: same input, same band)."""
-BISECT_STEPS = 6
-"""Evaluations per threshold search at most (halving the interval each time: 1/64 of the way)."""
+BISECT_STEPS = 5
+"""Evaluations per threshold search at most (halving the interval each time: 1/32 of the way)."""
 TOLERANCE = 0.03
 """A threshold search stops when the flip is located to this fraction of the nominal value."""
 MAX_BISECTED = 3
-"""Flips whose threshold is searched (the others are reported at the end that flipped)."""
+"""Single-constant flips whose threshold is searched (the others are reported at the end that
+flipped); of flips that need several constants moved together, only the first is searched."""
 SAFETY_SECONDS = 120.0
 """Default wall-clock safety limit of the whole band (modelling choice: YOLOv4-P5 at 896 px on
 gc200 needs ~30 settings of ~1 s; the limit only stops a pathological run)."""
@@ -250,19 +251,31 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
             continue
         pess[k], opt[k] = (hi, lo) if m_hi > m_lo else (lo, hi)
 
-    # 2-4. corners, ends, samples
+    # 2-4. corners, ends, samples; a constant at its nominal value is left out of a setting,
+    # and a setting already listed (a "corner" that moves one constant is that constant's end)
+    # is evaluated once, under its first label
     order: list[tuple[str, dict[str, float]]] = []
-    if pess:
-        order.append(("memory-pessimistic corner", dict(pess)))
-        order.append(("memory-optimistic corner", dict(opt)))
+    seen: set[tuple] = set()
+
+    def add(label: str, values: dict[str, float]) -> None:
+        moved = {k: v for k, v in values.items() if v != nominal[k]}
+        key = _Evaluator.key(moved)
+        if moved and key not in seen:
+            seen.add(key)
+            order.append((label, moved))
+
+    corners = [("memory-pessimistic corner", pess), ("memory-optimistic corner", opt)]
+    for label, values in corners:
+        if sum(1 for k, v in values.items() if v != nominal[k]) > 1:
+            add(label, values)
     for k, (lo, hi) in ranges.items():
-        order.append((f"{k} low end", {k: lo}))
-        order.append((f"{k} high end", {k: hi}))
+        add(f"{k} low end", {k: lo})
+        add(f"{k} high end", {k: hi})
     rng = np.random.default_rng(seed)
     for i in range(samples):
         draw = rng.random(len(ranges))
-        order.append((f"sample {i + 1}", {k: val(k, lo + u * (hi - lo)) for (k, (lo, hi)), u
-                                          in zip(ranges.items(), draw, strict=True)}))
+        add(f"sample {i + 1}", {k: val(k, lo + u * (hi - lo))
+                                for (k, (lo, hi)), u in zip(ranges.items(), draw, strict=True)})
     evaluated = [(label, values, ev.decide(label, values)) for label, values in order]
 
     # 5. thresholds of the flips: single constants first (they name a cause), then joint ones
@@ -275,9 +288,10 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
         notes.append("also flipped with several constants moved together: "
                      + ", ".join(label for label, _, _ in joint))
     chosen = single or joint
+    limit = MAX_BISECTED if single else 1  # a joint flip names no constant: one is enough
     flips = []
     for i, (label, toward, s) in enumerate(chosen):
-        if i < MAX_BISECTED:
+        if i < limit:
             flips.append(_threshold(ev, verdict, nominal, label, toward, s, val))
         else:  # reported at the setting that flipped, threshold not searched
             flips.append(_flip(nominal, label, toward, s.result, {}, toward, 1.0))
