@@ -37,6 +37,7 @@ def chip(tmp_path: Path, name: str, *, bytes_per_tile: int, ranges: dict[str, li
 
 
 def compile_at(target: str, **kw) -> Plan:
+    kw.setdefault("band", True)
     plan, _ = compile_model(str(MODEL), target, CompileOptions(what_if=False, **kw))
     return plan
 

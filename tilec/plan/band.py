@@ -380,8 +380,11 @@ def _flip(nominal: dict[str, float], label: str, toward: dict[str, float], resul
                 + ")")
     else:
         moved = [f"{k} {_fmt(v)}" for k, v in flips.items() if v != nominal[k]]
-        text = (f"{becomes} {fraction:.0%} of the way from the nominal constants to the {label} "
-                f"({len(moved)} moved together, e.g. " + ", ".join(moved[:2]) + ")")
+        where = label if label.startswith("sample") else f"the {label}"
+        eg = f"{len(moved)} moved together, e.g. " + ", ".join(moved[:2])
+        text = (f"{becomes} at {where} ({eg})" if fraction >= 1 and not holds else
+                f"{becomes} {fraction:.0%} of the way from the nominal constants to {where} "
+                f"({eg})")
     return BandFlip(constants=sorted(toward), setting=label, toward=dict(toward), result=result,
                     holds_at=dict(holds), flips_at=dict(flips), fraction=float(fraction),
                     text=text)
