@@ -189,3 +189,12 @@ def test_html_has_a_band_section(straddle) -> None:
     page = render_html(straddle[0])
     assert 'id="band"' in page and "BORDERLINE" in page
     assert "memory.bytes_per_tile" in page and "settings evaluated" in page
+
+
+def test_the_safety_limit_marks_the_band_incomplete(tmp_path: Path) -> None:
+    plan = compile_at(chip(tmp_path, "cut", bytes_per_tile=65536, ranges={
+        "overheads.bytes_per_compute_set": [75, 300]}), band_seconds=0.0)
+    b = plan.band
+    assert b.status == "incomplete" and b.flips == []
+    assert all(s.result == "skipped" for s in b.settings)
+    assert any("safety limit" in n for n in b.notes)
