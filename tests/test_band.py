@@ -198,3 +198,8 @@ def test_the_safety_limit_marks_the_band_incomplete(tmp_path: Path) -> None:
     assert b.status == "incomplete" and b.flips == []
     assert all(s.result == "skipped" for s in b.settings)
     assert any("safety limit" in n for n in b.notes)
+
+
+def test_html_band_table_keeps_small_numbers(robust) -> None:
+    page = render_html(robust)
+    assert "<td>0.05 .. 0.2</td>" in page and "<td>0.4 .. 0.6</td>" in page

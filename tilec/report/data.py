@@ -440,7 +440,7 @@ def band_lines(plan: Plan) -> list[str]:
 
 def band_setting_row(s) -> tuple[str, str, str, str]:
     """(setting, values moved, result, how) of one band evaluation, as text."""
-    moved = ", ".join(f"{k}={_short_num(v)}" for k, v in s.values.items())
+    moved = ", ".join(f"{k}={fmt_num(v)}" for k, v in s.values.items())
     result = s.result.replace("_", " ")
     how = s.by + (f" ({s.evidence})" if s.evidence else "")
     if s.peak_bytes is not None:
@@ -448,5 +448,6 @@ def band_setting_row(s) -> tuple[str, str, str, str]:
     return s.label, moved, result, how
 
 
-def _short_num(v: float) -> str:
+def fmt_num(v: float) -> str:
+    """``150``, ``0.05``, ``5.718``: integers plain, other values to four significant figures."""
     return f"{int(v)}" if float(v).is_integer() else f"{v:.4g}"

@@ -41,6 +41,7 @@ from tilec.report.data import (
     fmt_answer,
     fmt_bytes,
     fmt_count,
+    fmt_num,
     fmt_pct,
     fmt_seconds,
     fmt_split,
@@ -392,9 +393,11 @@ def _band(plan: Plan) -> str:
                    "<th>range</th><th>memory-pessimistic end</th></tr></thead><tbody>")
         for k, (lo, hi) in b.ranges.items():
             pess = b.pessimistic.get(k)
-            out.append(f"<tr><td><code>{e(k)}</code></td><td>{e(_num(b.nominal.get(k, 0)))}</td>"
-                       f"<td>{e(_num(lo))} .. {e(_num(hi))}</td>"
-                       f"<td>{e(_num(pess)) if pess is not None else 'none measured'}</td></tr>")
+            nom = b.nominal.get(k)
+            out.append(f"<tr><td><code>{e(k)}</code></td>"
+                       f"<td>{e(fmt_num(nom)) if nom is not None else '-'}</td>"
+                       f"<td>{e(fmt_num(lo))} .. {e(fmt_num(hi))}</td>"
+                       f"<td>{e(fmt_num(pess)) if pess is not None else 'none measured'}</td></tr>")
         out.append("</tbody></table>")
     if b.settings:
         n = len(b.settings)
