@@ -80,7 +80,8 @@ TOLERANCE = 0.03
 """A threshold search stops when the flip is located to this fraction of the nominal value."""
 MAX_BISECTED = 3
 """Single-constant flips whose threshold is searched (the others are reported at the end that
-flipped); of flips that need several constants moved together, only the first is searched."""
+flipped). When only settings with several constants moved flip the verdict, the first of them
+(a corner before a sample) is searched and the others are named in a note."""
 SAFETY_SECONDS = 120.0
 """Default wall-clock safety limit of the whole band (modelling choice: YOLOv4-P5 at 896 px on
 gc200 needs ~30 settings of ~1 s; the limit only stops a pathological run)."""
@@ -287,11 +288,13 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     if single and joint:  # the single constants name the cause; the joint ones add little
         notes.append("also flipped with several constants moved together: "
                      + ", ".join(label for label, _, _ in joint))
-    chosen = single or joint
-    limit = MAX_BISECTED if single else 1  # a joint flip names no constant: one is enough
+    elif len(joint) > 1:  # a joint flip names no single constant: the first one is searched
+        notes.append("also flipped with several constants moved together: "
+                     + ", ".join(label for label, _, _ in joint[1:]))
+    chosen = single or joint[:1]
     flips = []
     for i, (label, toward, s) in enumerate(chosen):
-        if i < limit:
+        if i < MAX_BISECTED:
             flips.append(_threshold(ev, verdict, nominal, label, toward, s, val))
         else:  # reported at the setting that flipped, threshold not searched
             flips.append(_flip(nominal, label, toward, s.result, {}, toward, 1.0))
