@@ -40,7 +40,7 @@ def main() -> None:
               f"{plan.timings.get('band', 0):.1f} s, wall {wall:.1f} s; "
               f"{len(band.settings)} settings ("
               + ", ".join(f"{n} by {k}" for k, n in sorted(how.items())) + ")")
-        print(f"  band: {band.status}: {band.summary}")
+        print(f"  band: {band.summary}")
         if band.latency_min_seconds is not None:
             print(f"  latency over the band: {band.latency_min_seconds * 1e3:.2f} .. "
                   f"{band.latency_max_seconds * 1e3:.2f} ms")
