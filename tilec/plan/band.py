@@ -134,8 +134,8 @@ class _Evaluator:
         (e.g. reserved bytes that, summed at a corner, exceed the tile)."""
         k = self.key(values)
         if k not in self.built:
-            try:
-                tgt = self.target.with_values(values)
+            try:  # no constant moved: the target itself (its prices are cached already)
+                tgt = self.target.with_values(values) if values else self.target
             except InputError:
                 self.built[k] = None  # type: ignore[assignment]
             else:
@@ -246,8 +246,11 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     # 1. ends, bounds only: the memory direction of each constant
     pess: dict[str, float] = {}
     opt: dict[str, float] = {}
+    def moved(k: str, v: float) -> dict[str, float]:
+        return {k: v} if v != nominal[k] else {}
+
     for k, (lo, hi) in ranges.items():
-        m_lo, m_hi = ev.measure({k: lo}), ev.measure({k: hi})
+        m_lo, m_hi = ev.measure(moved(k, lo)), ev.measure(moved(k, hi))
         if m_lo is None or m_hi is None or m_lo == m_hi:
             continue
         pess[k], opt[k] = (hi, lo) if m_hi > m_lo else (lo, hi)
@@ -326,8 +329,11 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
                    f"constants, but the safety limit left {len(settings) - counted} undecided")
     else:
         status = BAND_ROBUST
+        kinds = [k for k, present in (
+            ("both memory corners", any(lab.endswith("corner") for lab, _ in order)),
+            ("each end", True), (f"{samples} seeded samples", samples > 0)) if present]
         summary = (f"robust: {words} at all {counted} settings of {n_const} constants' ranges "
-                   f"(corners, each end, {samples} seeded samples)")
+                   f"({', '.join(kinds)})")
     return Band(status=status, verdict=verdict, summary=summary, ranges=as_lists,
                 nominal=nominal, pessimistic=dict(pess), flips=flips, settings=settings,
                 latency_min_seconds=min(fits_lat) if fits_lat else None,
