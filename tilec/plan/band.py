@@ -17,14 +17,19 @@ What is evaluated, in this order (a fixed list, so the band is deterministic):
    memory-optimistic corner;
 3. each constant's two ends;
 4. ``SAMPLES`` joint settings drawn uniformly from the box with a fixed seed;
-5. for each setting that flipped the verdict: bisection on the straight line from the nominal
+5. for a setting that flipped the verdict: bisection on the straight line from the nominal
    values towards it (one constant, or all of a corner or sample together), until the threshold
    is known to ``TOLERANCE`` of the nominal value (or 1 for integers), at most ``BISECT_STEPS``
-   evaluations; the threshold of at most ``MAX_BISECTED`` flips is searched.
+   evaluations -- for up to ``MAX_BISECTED`` single-constant flips; when only settings that move
+   several constants flip it, for the first of them (the others are named in a note).
 
-A setting is decided like a what-if probe: its target is rebuilt with the constants changed
-(:meth:`TileTarget.with_values`, re-validated), partitioned, and the bounds (a)/(b) tried; if they
-prove nothing, a fit-only plan is made (the greedy placement that stops at the first fit, the
+Constants at their nominal value are left out of a setting, and a setting is evaluated once (a
+"corner" that moves one constant is that constant's end). A setting is decided like a what-if
+probe: its target is rebuilt with the constants changed (:meth:`TileTarget.with_values`,
+re-validated), partitioned, and the bounds (a)/(b) tried; if they prove nothing and the nominal
+plan fits and the setting prices and offers every op exactly as the nominal one (it moves only
+the budget), the nominal plan is re-verified against the setting's target by the independent
+verifier; otherwise a fit-only plan is made (the greedy placement that stops at the first fit, the
 proof (c) before the repair search) and, if it fits, laid out and verified like any plan. So a
 "fits" anywhere in the band is a verified plan and a "does not fit" carries evidence; "unknown"
 (neither) counts as not holding -- a verdict is robust only where it is *shown* to hold.
