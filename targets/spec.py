@@ -228,6 +228,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 """Section -> fields (or a single map Field) per cost-model family. ``precision.*`` is one table
 per supported precision."""
 
+RANGES = "ranges"
+"""The optional section of plausible ranges: ``"section.field" = [low, high]`` for a numeric
+constant of any other section (``tilec compile`` checks its verdict over them: the band)."""
+
+_RANGE_KINDS = ("pos_int", "nonneg_int", "pos_num", "nonneg_num", "fraction", "share")
+"""Field kinds a range may be given for: the numeric ones."""
+
 
 # ----------------------------------------------------------------------------- raw reading
 @dataclass
@@ -471,7 +478,7 @@ def validate(raw: RawTarget) -> dict[str, Any]:
         raise InputError(f"{label}: [target] cost_model must be one of "
                          f"{', '.join(repr(f) for f in FAMILIES)}, got {_fmt(family)}")
     schema = SCHEMAS[family]
-    top_sections = {s.split(".")[0] for s in schema}
+    top_sections = {s.split(".")[0] for s in schema} | {RANGES}
     for section in sorted(data):
         if section not in top_sections:
             raise InputError(f"{label}: unknown section [{section}] for a '{family}' target "
@@ -505,6 +512,9 @@ def validate(raw: RawTarget) -> dict[str, Any]:
         node.setdefault(parts[-1], {}).update(value)
     _check_precisions(label, data, clean, schema["precision.*"])
     _cross_checks(label, family, clean)
+    ranges = check_ranges(label, family, data.get(RANGES, {}), clean, raw.origin, raw.chain)
+    if ranges:
+        clean[RANGES] = ranges
     return clean
 
 
@@ -585,3 +595,129 @@ def _cross_checks(label: str, family: str, c: dict[str, Any]) -> None:
     if io["location"] == "framebuffer" and io["framebuffer_bytes"] == 0:
         raise InputError(f"{label}: [io] framebuffer_bytes must be positive when [io] location "
                          f"is 'framebuffer'")
+
+
+# ------------------------------------------------------------------------------ ranges (band)
+def range_field(family: str, dotted: str) -> Field | None:
+    """The schema field a dotted name (``"overheads.bytes_per_compute_set"``,
+    ``"memory.reserved.vertex_code_library"``, ``"vector_ops.Mish"``,
+    ``"compute.macs_per_cycle.fp16"``) designates, as a scalar Field; None if there is none."""
+    schema = SCHEMAS[family]
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        section, rest = ".".join(parts[:i]), parts[i:]
+        spec = schema.get(section)
+        if spec is None:
+            continue
+        if isinstance(spec, Field):  # a section that is one map: rest is one key of it
+            return Field(_MAP_KINDS[spec.kind], spec.doc) if len(rest) == 1 else None
+        f = spec.get(rest[0])
+        if f is None:
+            return None
+        if f.kind in _MAP_KINDS:
+            return Field(_MAP_KINDS[f.kind], f.doc) if len(rest) == 2 else None
+        return f if len(rest) == 1 else None
+    return None
+
+
+def get_field(spec: Mapping[str, Any], dotted: str) -> Any:
+    """The value of ``dotted`` in a validated spec (None when absent). Section names may
+    themselves contain dots (``memory.reserved``), so the path is walked table by table."""
+    cur: Any = spec
+    for p in dotted.split("."):
+        if not isinstance(cur, Mapping) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def set_field(spec: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``dotted`` in a validated spec (in place); the path must exist."""
+    parts = dotted.split(".")
+    cur: Any = spec
+    for p in parts[:-1]:
+        cur = cur[p]
+    cur[parts[-1]] = value
+
+
+def check_value(label: str, family: str, dotted: str, value: Any) -> Any:
+    """``value`` checked against the kind of field ``dotted`` (ints stay ints, numbers become
+    floats), or an InputError naming the file and the field."""
+    f = range_field(family, dotted)
+    if f is None or f.kind not in _RANGE_KINDS:
+        raise InputError(f"{label}: {dotted} is not a numeric field of a '{family}' target")
+    return _check_scalar(label, "", dotted, f, value)
+
+
+def check_spec(label: str, spec: dict[str, Any]) -> None:
+    """The cross-field rules on a validated spec whose values were changed (a band probe)."""
+    _cross_checks(label, spec["target"]["cost_model"], spec)
+
+
+def check_ranges(label: str, family: str, table: Any, clean: dict[str, Any],
+                 origin: Mapping[str, str], chain: list[str] | None = None
+                 ) -> dict[str, list[Any]]:
+    """Validate ``[ranges]``: each key a numeric field of the schema that the target sets, each
+    value ``[low, high]`` of that field's kind with ``low <= nominal <= high``, and each end on
+    its own still a valid target (cross-field rules). ``[]`` removes a range a base file gave.
+    Returns ``{dotted: [low, high]}`` in file order (base entries first).
+
+    A range travels with the value it surrounds: when a file sets a constant that a *base* file
+    gave the range for (``chain``: this file first, then its bases), the base's range is dropped
+    -- it described the base's value, not this one -- and the constant is exact here unless this
+    file (or a file between) gives it a range of its own."""
+    depth = {lab: i for i, lab in enumerate(chain or [])}
+    where = f"[{RANGES}]"
+    if not isinstance(table, dict):
+        raise InputError(f"{label}: {where} must be a table, got {_fmt(table)}")
+    out: dict[str, list[Any]] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):  # `[ranges.overheads]` tables instead of quoted keys
+            raise InputError(f"{label}: {where} {key}: write each range as a quoted dotted key, "
+                             f'e.g. "{key}.FIELD" = [low, high]')
+        f = range_field(family, key)
+        if f is None:
+            raise InputError(f"{label}: {where} '{key}' is not a field of a '{family}' target "
+                             f"(write the dotted name, e.g. 'overheads.bytes_per_compute_set')")
+        if f.kind not in _RANGE_KINDS:
+            raise InputError(f"{label}: {where} '{key}' is not a numeric field (it is "
+                             f"{f.kind}); only numeric constants take a range")
+        nominal = get_field(clean, key)
+        if nominal is None:
+            raise InputError(f"{label}: {where} '{key}' names a field this target does not set")
+        if isinstance(value, list) and not value:
+            continue  # "no range": a custom target drops one its base gave
+        set_in, range_in = origin.get(key), origin.get(f"{RANGES}.{key}")
+        if (set_in in depth and range_in in depth and depth[set_in] < depth[range_in]):
+            continue  # the value was overridden after the range was given: the range is stale
+        if not (isinstance(value, list) and len(value) == 2):
+            raise InputError(f"{label}: {where} {key} must be [low, high] (or [] for no range), "
+                             f"got {_fmt(value)}")
+        ends = [_check_scalar(label, where, f"{key} low", f, value[0]),
+                _check_scalar(label, where, f"{key} high", f, value[1])]
+        low, high = ends
+        if not low <= nominal <= high:
+            src = origin.get(f"{RANGES}.{key}", label)
+            raise InputError(f"{label}: {where} {key} = [{_fmt(value[0])}, {_fmt(value[1])}] "
+                             f"(from {src}) must satisfy low <= value <= high, but the value is "
+                             f"{_fmt(nominal)} (from {origin.get(key, label)}); give a range "
+                             f"that holds it")
+        for name, end in (("low", low), ("high", high)):
+            probe = _deep_copy(clean)
+            set_field(probe, key, end)
+            try:
+                _cross_checks(label, family, probe)
+            except InputError as exc:
+                raise InputError(f"{label}: {where} {key}: the {name} end {_fmt(end)} makes an "
+                                 f"invalid target ({str(exc).removeprefix(label + ': ')})"
+                                 ) from None
+        out[key] = ends
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from tilec.costmodel import CostModel
 from tilec.errors import InputError
 
-from .spec import KNOWN_PRECISIONS
+from .spec import KNOWN_PRECISIONS, RANGES, check_spec, check_value, get_field, set_field
 
 _FLOAT_BITS = 16  # at or above this width a precision is a float format (fp16, fp32)
 
@@ -115,6 +115,40 @@ class TileTarget:
                                              f"per tile instead of {self.bytes_per_tile:,}"}
         return TileTarget.from_spec(spec, comments=comments, origin=origin, source=self.source,
                                     chain=self.chain)
+
+    def with_values(self, values: dict[str, Any], *, why: str = "band") -> TileTarget:
+        """The same chip with some numeric constants changed: ``{"overheads.bytes_per_compute_set":
+        300, ...}`` (dotted names as in ``[ranges]``). Each value is checked against its field's
+        kind and the result against the cross-field rules (an InputError names the field).
+
+        The derived target keeps the name (reports stay comparable) but not the ranges: it is one
+        point of the band, not a description with its own uncertainty. Its cost model prices
+        from scratch (prices are cached by the whole description, so nothing stale is reused).
+        """
+        label = f"{self.source or self.name} ({why})"
+        spec = copy.deepcopy(self.spec)
+        spec.pop(RANGES, None)
+        origin, comments = dict(self.origin), dict(self.comments)
+        for key, value in values.items():
+            if get_field(spec, key) is None:
+                raise InputError(f"{label}: {key} is not a field this target sets")
+            clean = check_value(label, self.family, key, value)
+            set_field(spec, key, clean)
+            origin[key] = why
+            comments[key] = f"{why}: {clean} instead of {get_field(self.spec, key)}"
+        check_spec(label, spec)
+        return TileTarget.from_spec(spec, comments=comments, origin=origin, source=self.source,
+                                    chain=self.chain)
+
+    @property
+    def ranges(self) -> dict[str, tuple[Any, Any]]:
+        """Plausible ``(low, high)`` of the constants the file gives a range (``[ranges]``), in
+        file order; constants with ``low == high`` are exact and left out."""
+        return {k: (v[0], v[1]) for k, v in self.spec.get(RANGES, {}).items() if v[0] != v[1]}
+
+    def value(self, dotted: str) -> Any:
+        """The value of a dotted field (``"exchange.superstep_cycles"``), None if not set."""
+        return get_field(self.spec, dotted)
 
     # ------------------------------------------------------------------------- extras
     @property
@@ -224,6 +258,10 @@ class TileTarget:
             if section == "memory.reserved":
                 out.append((section, "= reserved_bytes_per_tile", self.reserved_bytes_per_tile,
                             "the sum of this table: bytes per tile no plan may use", ""))
+        for key, ends in self.spec.get(RANGES, {}).items():
+            full = f"{RANGES}.{key}"
+            out.append((RANGES, key, list(ends), self.comments.get(full, ""),
+                        self.origin.get(full, "")))
         return out
 
     def _origin_prefix(self, full: str) -> str:

@@ -41,6 +41,11 @@ class CompileOptions:
     seed: int = 0
     workers: int = 2
     host_ops: str = "auto"  # unsupported head / tail ops: "auto" -> on the host, "none" -> refuse
+    # Check the verdict over the target's [ranges] (tilec.plan.band). The CLI turns it on by
+    # default (--band on|off); the library leaves it off so benchmarks and calibration that
+    # compile many configurations do not pay ~2 + 2 x constants extra plans each.
+    band: bool = False
+    band_seconds: float = 120.0  # wall-clock safety limit of the band (not its budget)
     progress: Callable[[str, float | None], None] | None = None  # (stage, fraction or None)
 
 
@@ -296,4 +301,20 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
                       passes=lowered.passes, stage_seconds=dict(lowered.seconds))
     plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
+    if options.band:
+        plan.band = band_of(plan, lowered, options)
     return plan, lowered
+
+
+def band_of(plan: Plan, lowered: Lowered, options: CompileOptions):
+    """The plan's verdict over the target's plausible constant ranges (tilec.plan.band); the
+    wall-clock seconds it took go to ``plan.timings["band"]``."""
+    from tilec.plan import Options, settings_from
+    from tilec.plan.band import compute_band
+
+    t0 = time.perf_counter()
+    band = compute_band(lowered.info, lowered.target, plan,
+                        options=Options(settings=settings_from(options)),
+                        seconds=options.band_seconds, progress=options.progress)
+    plan.timings["band"] = time.perf_counter() - t0
+    return band

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="also search a model that fits: the largest batch and image size and "
                         "the highest precision that still fit, the smallest SRAM per tile it "
                         "needs (off by default: a fitting compile stays fast)")
+    p.add_argument("--band", choices=("on", "off"), default="on",
+                   help="check the verdict over the plausible ranges of the target's fitted "
+                        "and modelling constants ([ranges] in its TOML): 'fits' / 'does not "
+                        "fit' are robust only if they hold across them, else borderline "
+                        "(default on; off saves the ~2 + 2 x constants extra plans)")
     p.add_argument("--json", type=output_file, metavar="FILE",
                    help="write the plan / diagnosis as JSON")
     p.add_argument("--html", type=output_file, metavar="FILE",
@@ -104,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
             what_if=not args.no_what_if, what_if_fits=args.what_if, progress=update,
             host_ops=args.host_ops,
+            band=args.band == "on",
         )
         plan, lowered = compile_model(args.model, target, options)
     print_plan(plan, console(args), verbose=args.verbose)

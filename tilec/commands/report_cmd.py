@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tilec.commands.common import console, output_file
 from tilec.errors import EXIT_DOES_NOT_FIT, EXIT_FITS, InputError
-from tilec.plan.model import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FITS, Plan
+from tilec.plan.model import READABLE_VERSIONS, SCHEMA_NAME, STATUS_FITS, Plan
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -56,9 +56,10 @@ def load_plan(path: str | Path) -> Plan:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise InputError(f"{path}: not a tilec plan (schema field is {found!r}, expected "
                          f"{SCHEMA_NAME!r})")
-    if data.get("version") != SCHEMA_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
+        versions = ", ".join(map(str, READABLE_VERSIONS))
         raise InputError(f"{path}: plan schema version {data.get('version')!r} is not supported "
-                         f"(this tilec reads version {SCHEMA_VERSION}); re-run tilec compile")
+                         f"(this tilec reads versions {versions}); re-run tilec compile")
     from tilec.report.schema import consistency_errors, type_errors
 
     errors = type_errors(data)

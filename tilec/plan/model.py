@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_NAME = "tilec.plan"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Versions :meth:`Plan.from_dict` reads. 2 added ``band``: a version-1 reader would show a
+borderline verdict as a plain "fits", so the version went up; a version-1 plan reads with
+``band = None`` (not computed)."""
 
 Ranges = list[list[int]]  # [[start, stop), ...]
 
@@ -235,6 +239,66 @@ class Diagnosis:
     what_if: list[WhatIf] = field(default_factory=list)
 
 
+BAND_ROBUST = "robust"
+BAND_BORDERLINE = "borderline"
+BAND_INCOMPLETE = "incomplete"
+BAND_NONE = "none"  # the target gives no ranges, or the nominal verdict is "unknown"
+
+
+@dataclass
+class BandSetting:
+    """One point of the band: some constants moved off their nominal values, and the verdict
+    there (decided like a what-if probe: the bounds (a)/(b) first, else a fit-only plan that the
+    verifier accepted)."""
+
+    label: str  # "low end", "memory-pessimistic corner", "sample 2", "bisection", ...
+    values: dict[str, float]  # the constants moved, dotted name -> value (others nominal)
+    result: str  # "fits" | "does_not_fit" | "unknown" | "skipped"
+    by: str  # "bounds" | "plan" | "reverify" (the nominal plan re-verified) | "skipped"
+    evidence: str | None = None  # does_not_fit: the evidence kind; unknown/skipped: why
+    peak_bytes: int | None = None  # fullest tile of the plan tried (plans only)
+    latency_seconds: float | None = None  # of a plan that fits
+
+
+@dataclass
+class BandFlip:
+    """Where the nominal verdict stops holding, moving ``constants`` from their nominal values
+    towards ``toward`` (one constant: its end of the range; several: a corner or a sample)."""
+
+    constants: list[str]
+    setting: str  # label of the setting that flipped it ("... high end", "sample 3", ...)
+    toward: dict[str, float]  # the setting that flipped the verdict
+    result: str  # what the verdict becomes there ("does_not_fit", "fits" or "unknown")
+    holds_at: dict[str, float]  # the furthest setting checked where the verdict still holds
+    flips_at: dict[str, float]  # the nearest setting checked where it no longer does
+    fraction: float  # flips_at as the fraction of the way from nominal to ``toward`` (0..1]
+    text: str  # one line: "does not fit if overheads.bytes_per_compute_set >= 212 (nominal 150)"
+
+
+@dataclass
+class Band:
+    """The verdict over the plausible ranges of the target's uncertain constants (``[ranges]``
+    in its TOML). ``robust``: the nominal verdict held at every setting evaluated (both corners,
+    each constant at each end, the seeded samples); ``borderline``: some setting gives another
+    verdict (``flips`` names the constants and the thresholds); ``incomplete``: the safety limit
+    stopped the evaluation before every setting was decided and none flipped; ``none``: no
+    ranges, or no nominal verdict to check."""
+
+    status: str  # "robust" | "borderline" | "incomplete" | "none"
+    verdict: str  # the nominal verdict (Plan.status)
+    summary: str  # one line for the terminal
+    ranges: dict[str, list[float]] = field(default_factory=dict)  # dotted name -> [low, high]
+    nominal: dict[str, float] = field(default_factory=dict)
+    pessimistic: dict[str, float] = field(default_factory=dict)  # the memory-pessimistic corner
+    flips: list[BandFlip] = field(default_factory=list)
+    settings: list[BandSetting] = field(default_factory=list)  # every evaluation, in order
+    latency_min_seconds: float | None = None  # over the settings that fit (nominal included)
+    latency_max_seconds: float | None = None
+    seed: int = 0
+    samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Plan:
     """The result of a compile: a verified placement (status "fits") or a diagnosis."""
@@ -256,6 +320,9 @@ class Plan:
     """Headroom answers for a plan that fits, searched only on request (``tilec compile
     --what-if``): how far batch / image size / precision can grow, how little SRAM per tile it
     needs. Empty otherwise; a diagnosis carries its own answers (``Diagnosis.what_if``)."""
+    band: Band | None = None
+    """The verdict over the target's plausible constant ranges (``tilec compile --band on``, the
+    default); None when not computed (``--band off``, or a plan written by tilec before it)."""
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION
@@ -279,12 +346,14 @@ class Plan:
     def from_dict(data: dict[str, Any]) -> Plan:
         if data.get("schema") != SCHEMA_NAME:
             raise ValueError(f"not a tilec plan (schema={data.get('schema')!r})")
-        if data.get("version") != SCHEMA_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"plan schema version {data.get('version')} is not supported "
-                f"(this tilec reads version {SCHEMA_VERSION})"
+                f"(this tilec reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
-        return _build(Plan, data)
+        plan = _build(Plan, data)
+        plan.version = SCHEMA_VERSION  # read into the current form (absent fields defaulted)
+        return plan
 
     @staticmethod
     def load(path: str | Path) -> Plan:
@@ -300,6 +369,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (Plan, "verification"): Verification,
     (Plan, "diagnosis"): Diagnosis,
     (Diagnosis, "evidence"): Evidence,
+    (Plan, "band"): Band,
 }
 _LISTS: dict[tuple[type, str], type] = {
     (Plan, "steps"): Step,
@@ -307,6 +377,8 @@ _LISTS: dict[tuple[type, str], type] = {
     (Plan, "buffers"): Buffer,
     (Plan, "what_if"): WhatIf,
     (Diagnosis, "what_if"): WhatIf,
+    (Band, "flips"): BandFlip,
+    (Band, "settings"): BandSetting,
 }
 
 

@@ -396,3 +396,58 @@ __all__ = [
     "top_tile_groups",
     "verdict",
 ]
+
+
+# ------------------------------------------------------------------------------------- band
+BAND_TITLE = "uncertainty band"
+BAND_WORDS = {"robust": "robust", "borderline": "BORDERLINE", "incomplete": "band incomplete",
+              "none": "no band"}
+
+
+def band_tag(plan: Plan) -> str | None:
+    """A few words for the verdict line: ``robust across the band``, ``BORDERLINE``; None when
+    no band was computed (``--band off`` or an older plan)."""
+    b = plan.band
+    if b is None:
+        return None
+    return {"robust": "robust across the band", "borderline": "BORDERLINE (see band)",
+            "incomplete": "band incomplete"}.get(b.status)
+
+
+def band_lines(plan: Plan) -> list[str]:
+    """What the terminal and the HTML say about the band, one line each: the summary, each flip,
+    the latency range, the notes."""
+    b = plan.band
+    if b is None:
+        return []
+    lines = []
+    if b.status == "borderline":
+        lines.append(f"borderline: {'fits' if b.verdict == 'fits' else 'does not fit'} at the "
+                     f"nominal constants, not everywhere in the band")
+        lines.extend(f"flips: {f.text}" for f in b.flips)
+    else:
+        lines.append(b.summary)
+    if b.ranges:
+        n = len(b.settings)
+        lines.append(f"checked {n} setting{'s' if n != 1 else ''} of {len(b.ranges)} constants "
+                     f"(the target's [ranges]; seed {b.seed})")
+    if b.latency_min_seconds is not None and b.latency_max_seconds is not None:
+        lines.append(f"latency over the band: {fmt_seconds(b.latency_min_seconds)} .. "
+                     f"{fmt_seconds(b.latency_max_seconds)} (settings that fit)")
+    lines.extend(f"note: {n}" for n in b.notes)
+    return lines
+
+
+def band_setting_row(s) -> tuple[str, str, str, str]:
+    """(setting, values moved, result, how) of one band evaluation, as text."""
+    moved = ", ".join(f"{k}={fmt_num(v)}" for k, v in s.values.items())
+    result = s.result.replace("_", " ")
+    how = s.by + (f" ({s.evidence})" if s.evidence else "")
+    if s.peak_bytes is not None:
+        how += f", peak {fmt_bytes(s.peak_bytes)}"
+    return s.label, moved, result, how
+
+
+def fmt_num(v: float) -> str:
+    """``150``, ``0.05``, ``5.718``: integers plain, other values to four significant figures."""
+    return f"{int(v)}" if float(v).is_integer() else f"{v:.4g}"

@@ -29,14 +29,19 @@ from typing import Any
 
 from tilec.plan.model import STATUS_FITS, Plan, tiles_in
 from tilec.report.data import (
+    BAND_TITLE,
     EVIDENCE_TITLES,
     HEADROOM_TITLE,
     WHAT_IF_TITLES,
+    band_lines,
+    band_setting_row,
+    band_tag,
     category_order,
     display_grid,
     fmt_answer,
     fmt_bytes,
     fmt_count,
+    fmt_num,
     fmt_pct,
     fmt_seconds,
     fmt_split,
@@ -81,12 +86,16 @@ def render_html(plan: Plan) -> str:
     details = tile_details(plan)
     body = [
         f'<header><h1>tilec <span class="sub">{e(model_line(plan))}</span></h1>',
-        f'<div class="verdict {style}" id="verdict">{e(label)}</div>',
+        f'<div class="verdict {style}" id="verdict">{e(label)}'
+        + (f' <span class="band-tag">{e(band_tag(plan) or "")}</span>' if band_tag(plan) else "")
+        + "</div>",
         f'<p class="source">source <code>{e(plan.model.source)}</code>'
         + (f' · passes <code>{e(", ".join(plan.model.passes))}</code>'
            if plan.model.passes else "") + "</p></header>",
         _cards(plan),
     ]
+    if plan.band is not None:
+        body.append(_band(plan))
     if plan.what_if:
         body.append(_headroom(plan))
     if plan.diagnosis is not None:
@@ -372,6 +381,41 @@ def _probe_list(probes: list[dict]) -> str:
     n = len(probes)
     return (f"<details><summary>{n} probe{'s' if n != 1 else ''}</summary><ol>"
             + "".join(items) + "</ol></details>")
+
+
+def _band(plan: Plan) -> str:
+    """The verdict over the target's constant ranges: the terminal's lines, the ranges, and every
+    setting evaluated (folded away)."""
+    e = html.escape
+    b = plan.band
+    assert b is not None
+    cls = "borderline" if b.status == "borderline" else b.status
+    title = BAND_TITLE[0].upper() + BAND_TITLE[1:]
+    lines = "".join(f"<li>{e(line)}</li>" for line in band_lines(plan))
+    out = [f'<section id="band" class="band {e(cls)}"><h2>{e(title)}</h2><ul>{lines}</ul>']
+    if b.ranges:
+        out.append('<table class="band-ranges"><thead><tr><th>constant</th><th>nominal</th>'
+                   "<th>range</th><th>memory-pessimistic end</th></tr></thead><tbody>")
+        for k, (lo, hi) in b.ranges.items():
+            pess = b.pessimistic.get(k)
+            nom = b.nominal.get(k)
+            out.append(f"<tr><td><code>{e(k)}</code></td>"
+                       f"<td>{e(fmt_num(nom)) if nom is not None else '-'}</td>"
+                       f"<td>{e(fmt_num(lo))} .. {e(fmt_num(hi))}</td>"
+                       f"<td>{e(fmt_num(pess)) if pess is not None else 'none measured'}</td></tr>")
+        out.append("</tbody></table>")
+    if b.settings:
+        n = len(b.settings)
+        out.append(f"<details><summary>{n} setting{'s' if n != 1 else ''} evaluated</summary>"
+                   '<table class="band-settings"><thead><tr><th>setting</th>'
+                   "<th>constants moved</th><th>result</th><th>decided by</th></tr></thead>"
+                   "<tbody>")
+        for st in b.settings:
+            out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in band_setting_row(st))
+                       + "</tr>")
+        out.append("</tbody></table></details>")
+    out.append("</section>")
+    return "".join(out)
 
 
 def _headroom(plan: Plan) -> str:

@@ -23,9 +23,13 @@ from rich.text import Text
 
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, STATUS_UNKNOWN, Plan, tiles_in
 from tilec.report.data import (
+    BAND_TITLE,
     EVIDENCE_TITLES,
     HEADROOM_TITLE,
     WHAT_IF_TITLES,
+    band_lines,
+    band_setting_row,
+    band_tag,
     category_order,
     fmt_answer,
     fmt_bytes,
@@ -76,8 +80,15 @@ def render(plan: Plan, verbose: bool = False) -> list:
     line = Text()
     line.append(f" {label} ", style=f"bold reverse {style}")
     line.append("  " + _verdict_detail(plan))
+    tag = band_tag(plan)
+    if tag:
+        line.append(" · ")
+        line.append(tag, style="bold yellow" if plan.band and plan.band.status == "borderline"
+                    else None)
     out.append(line)
     out.append(_facts(plan))
+    if plan.band is not None:
+        out.append(_band(plan, verbose))
     mem = placed_memory(plan)
     if mem is not None and mem.by_category_at_peak:
         out.append(_categories(plan))
@@ -215,6 +226,24 @@ def _top_tiles(plan: Plan) -> Group:
         table.add_row(label, fmt_bytes(peak), fmt_pct(peak, budget), fmt_bytes(budget - peak),
                       style="red" if peak > budget else None)
     return Group(Text(""), Text("fullest tiles", style="bold"), table)
+
+
+def _band(plan: Plan, verbose: bool) -> Group:
+    """The verdict over the target's constant ranges: robust, or where it flips."""
+    b = plan.band
+    assert b is not None
+    style = "yellow" if b.status == "borderline" else None
+    rows: list = [Text(""), Text(BAND_TITLE, style="bold")]
+    rows.extend(Text("  " + line, style=style if i == 0 or line.startswith("flips") else None)
+                for i, line in enumerate(band_lines(plan)))
+    if verbose and b.settings:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for col in ("setting", "constants moved", "result", "decided by"):
+            table.add_column(col, overflow="fold")
+        for s in b.settings:
+            table.add_row(*band_setting_row(s))
+        rows.append(table)
+    return Group(*rows)
 
 
 def _rate(per_s: float) -> str:

@@ -1,0 +1,404 @@
+"""The uncertainty band: does the verdict hold over the plausible ranges of the target's constants?
+
+A target's FITTED constants and modelling choices are not known exactly; its TOML gives each a
+plausible ``[low, high]`` (``[ranges]``, validated by ``targets/spec.py``). A verdict is *robust*
+only if it holds across them; otherwise it is *borderline*, and the band names the constants
+that flip it and where.
+
+What is evaluated, in this order (a fixed list, so the band is deterministic):
+
+1. every constant at each end of its range -- first only partitioned, with the lower bounds
+   (a)/(b) (fractions of a second each), which also gives each constant's *memory direction*:
+   the end whose bounds need more of the chip is its memory-pessimistic end (equal: no
+   direction, the constant stays nominal in the corners). The direction is measured, not
+   assumed: under the ``fastest`` split policy a constant that only changes cycles can change
+   which splits are chosen, and so the bytes;
+2. the memory-pessimistic corner (every constant with a direction at its pessimistic end) and the
+   memory-optimistic corner;
+3. each constant's two ends;
+4. ``SAMPLES`` joint settings drawn uniformly from the box with a fixed seed;
+5. for a setting that flipped the verdict: bisection on the straight line from the nominal
+   values towards it (one constant, or all of a corner or sample together), until the threshold
+   is known to ``TOLERANCE`` of the nominal value (or 1 for integers), at most ``BISECT_STEPS``
+   evaluations -- for up to ``MAX_BISECTED`` single-constant flips; when only settings that move
+   several constants flip it, for the first of them (the others are named in a note).
+
+Constants at their nominal value are left out of a setting, and a setting is evaluated once (a
+"corner" that moves one constant is that constant's end). A setting is decided like a what-if
+probe: its target is rebuilt with the constants changed (:meth:`TileTarget.with_values`,
+re-validated), partitioned, and the bounds (a)/(b) tried; if they prove nothing and the nominal
+plan fits and the setting prices and offers every op exactly as the nominal one (it moves only
+the budget), the nominal plan is re-verified against the setting's target by the independent
+verifier; otherwise a fit-only plan is made (the greedy placement that stops at the first fit, the
+proof (c) before the repair search) and, if it fits, laid out and verified like any plan. So a
+"fits" anywhere in the band is a verified plan and a "does not fit" carries evidence; "unknown"
+(neither) counts as not holding -- a verdict is robust only where it is *shown* to hold.
+
+Latency band: the plan latency at every setting that fits. The fit-only placement does not spend
+the full search's effort on speed, so its latency is a slight over-estimate (on YOLOv4-P5 at
+896 px on gc200 within 1 % of the full search's at the same constants).
+
+The effort is counted (settings, bisection steps), not timed, so the band is reproducible; a
+wall-clock safety limit only stops a run that would otherwise take far longer, and says so
+(status ``incomplete`` unless a flip was already found).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from tilec.errors import InputError
+from tilec.opinfo import GraphInfo
+from tilec.plan import build
+from tilec.plan.cpsat import SolveSettings
+from tilec.plan.model import (
+    BAND_BORDERLINE,
+    BAND_INCOMPLETE,
+    BAND_NONE,
+    BAND_ROBUST,
+    STATUS_DOES_NOT_FIT,
+    STATUS_FITS,
+    Band,
+    BandFlip,
+    BandSetting,
+    Plan,
+)
+from tilec.plan.partition import partition
+from tilec.plan.pipeline import Options, lower_bounds, run
+from tilec.plan.verify import verify
+
+SAMPLES = 4
+"""Joint settings drawn from the box (modelling choice: the corners and the ends test each
+constant and the extremes; a few random interior points catch an interaction neither shows,
+at ~1 s per setting on YOLOv4-P5)."""
+SEED = 0
+"""Seed of the sample (fixed: same input, same band)."""
+BISECT_STEPS = 5
+"""Evaluations per threshold search at most (halving the interval each time: 1/32 of the way)."""
+TOLERANCE = 0.03
+"""A threshold search stops when the flip is located to this fraction of the nominal value."""
+MAX_BISECTED = 3
+"""Single-constant flips whose threshold is searched (the others are reported at the end that
+flipped). When only settings with several constants moved flip the verdict, the first of them
+(a corner before a sample) is searched and the others are named in a note."""
+SAFETY_SECONDS = 120.0
+"""Default wall-clock safety limit of the whole band (modelling choice: YOLOv4-P5 at 896 px on
+gc200 needs ~30 settings of ~1 s; the limit only stops a pathological run)."""
+
+SKIPPED = "skipped"
+UNKNOWN = "unknown"
+
+
+def _fmt(v: float) -> str:
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:.4g}"
+
+
+def _verdict_words(status: str) -> str:
+    return {STATUS_FITS: "fits", STATUS_DOES_NOT_FIT: "does not fit",
+            UNKNOWN: "is undecided"}.get(status, status)
+
+
+class _Evaluator:
+    """Decides settings (cached by their values) and keeps the partitions it built for reuse."""
+
+    def __init__(self, info: GraphInfo, target: Any, options: Options, deadline: float,
+                 progress: Callable[[str, float], None] | None, expected: int,
+                 plan: Plan | None = None) -> None:
+        self.info, self.target, self.options = info, target, options
+        # A nominal plan that fits, and its partition: a setting that prices every op exactly
+        # as the nominal one (it moves only the budget, e.g. reserved bytes) first tries that
+        # plan itself, re-verified against the setting's target
+        self.plan = plan if plan is not None and plan.status == STATUS_FITS else None
+        self.nominal_part = partition(info, target) if self.plan is not None else None
+        self.deadline, self.progress, self.expected = deadline, progress, max(1, expected)
+        self.built: dict[tuple, tuple] = {}
+        self.done: dict[tuple, BandSetting] = {}
+        self.log: list[BandSetting] = []
+        self.cut = False
+
+    @staticmethod
+    def key(values: dict[str, float]) -> tuple:
+        return tuple(sorted(values.items()))
+
+    @property
+    def expired(self) -> bool:
+        if not self.cut and time.perf_counter() > self.deadline:
+            self.cut = True
+        return self.cut
+
+    def build(self, values: dict[str, float]) -> tuple | None:
+        """(target, partition, bounds) at ``values``; None if the values make no valid target
+        (e.g. reserved bytes that, summed at a corner, exceed the tile)."""
+        k = self.key(values)
+        if k not in self.built:
+            try:  # no constant moved: the target itself (its prices are cached already)
+                tgt = self.target.with_values(values) if values else self.target
+            except InputError:
+                self.built[k] = None  # type: ignore[assignment]
+            else:
+                part = partition(self.info, tgt)
+                self.built[k] = (tgt, part, lower_bounds(self.info, tgt, part))
+        return self.built[k]
+
+    def measure(self, values: dict[str, float]) -> float | None:
+        """How much of the chip the lower bounds need at ``values`` (larger: less room)."""
+        b = self.build(values)
+        if b is None:
+            return None
+        bounds = b[2]
+        return max(bounds[k].ratio for k in ("a", "b") if k in bounds)
+
+    def decide(self, label: str, values: dict[str, float]) -> BandSetting:
+        k = self.key(values)
+        if k in self.done:
+            return self.done[k]
+        if self.expired:
+            s = BandSetting(label, dict(values), SKIPPED, SKIPPED,
+                            evidence="wall-clock safety limit")
+            self.log.append(s)
+            return s
+        if self.progress:
+            self.progress("band", min(0.99, len(self.done) / self.expected))
+        built = self.build(values)
+        if built is None:
+            s = BandSetting(label, dict(values), SKIPPED, SKIPPED,
+                            evidence="these values make no valid target")
+        else:
+            tgt, part, bounds = built
+            cert = next((bounds[x] for x in ("io", "b", "a") if x in bounds and bounds[x].holds),
+                        None)
+            if cert is not None:
+                s = BandSetting(label, dict(values), STATUS_DOES_NOT_FIT, "bounds",
+                                evidence=cert.kind)
+            elif (again := self.reverify(tgt, part)) is not None:
+                s = BandSetting(label, dict(values), STATUS_FITS, "reverify",
+                                peak_bytes=again.memory.peak_bytes if again.memory else None,
+                                latency_seconds=again.latency.seconds if again.latency else None)
+            else:
+                out = run(self.info, tgt, options=self.options, part=part, bounds=bounds)
+                p = out.plan
+                peak = p.memory.peak_bytes if p.memory else None
+                if p.status == STATUS_FITS:
+                    s = BandSetting(label, dict(values), STATUS_FITS, "plan", peak_bytes=peak,
+                                    latency_seconds=p.latency.seconds if p.latency else None)
+                else:
+                    ev = p.diagnosis.evidence.kind if p.diagnosis else None
+                    s = BandSetting(label, dict(values), p.status, "plan", evidence=ev,
+                                    peak_bytes=peak)
+            self.built.pop(k, None)  # decided: its partition is not needed again
+        self.done[k] = s
+        self.log.append(s)
+        return s
+
+
+    def reverify(self, tgt: Any, part: Any) -> Plan | None:
+        """The nominal plan, if it is a verified plan for ``tgt`` too: only tried when ``part``
+        prices and offers every op exactly as the nominal partition does; the independent
+        verifier (budget, layout, costs) decides. None otherwise."""
+        nom = self.nominal_part
+        if self.plan is None or nom is None or part.ops.keys() != nom.ops.keys():
+            return None
+        if any(part.ops[n].search != nom.ops[n].search for n in nom.ops):
+            return None
+        again = copy.deepcopy(self.plan)
+        again.target = build.target_info(tgt)
+        again.band = None
+        return again if verify(again, self.info, tgt).ok else None
+
+
+def probe_options(options: Options) -> Options:
+    """The what-if probes' settings: a fit-only placement, a third of the proof budget."""
+    st = options.settings
+    return replace(options, settings=SolveSettings(
+        time_limit=st.time_limit, deterministic_limit=max(0.05, st.deterministic_limit / 3),
+        seed=st.seed, workers=st.workers), layout_exact=True, use_cpsat=False,
+        greedy_passes=0, fit_only=True)
+
+
+def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
+                 seconds: float = SAFETY_SECONDS,
+                 progress: Callable[[str, float], None] | None = None,
+                 samples: int = SAMPLES, seed: int = SEED) -> Band:
+    """The band of ``plan`` (compiled from ``info`` on ``target``); see the module docstring."""
+    verdict = plan.status
+    ranges: dict[str, tuple[Any, Any]] = dict(getattr(target, "ranges", {}) or {})
+    nominal = {k: target.value(k) for k in ranges}
+    as_lists = {k: [lo, hi] for k, (lo, hi) in ranges.items()}
+    if not ranges:
+        return Band(status=BAND_NONE, verdict=verdict,
+                    summary=f"no band: target '{target.name}' gives no [ranges]")
+    if verdict not in (STATUS_FITS, STATUS_DOES_NOT_FIT):
+        return Band(status=BAND_NONE, verdict=verdict, ranges=as_lists, nominal=nominal,
+                    summary="no band: the nominal verdict is unknown, so there is nothing to "
+                            "check across the ranges")
+    ints = {k: isinstance(nominal[k], int) for k in ranges}
+
+    def val(k: str, x: float) -> float:
+        return round(float(x)) if ints[k] else float(x)
+
+    n_expected = 2 + 2 * len(ranges) + samples
+    ev = _Evaluator(info, target, probe_options(options), time.perf_counter() + seconds,
+                    progress, n_expected, plan)
+
+    # 1. ends, bounds only: the memory direction of each constant
+    pess: dict[str, float] = {}
+    opt: dict[str, float] = {}
+    def moved(k: str, v: float) -> dict[str, float]:
+        return {k: v} if v != nominal[k] else {}
+
+    for k, (lo, hi) in ranges.items():
+        m_lo, m_hi = ev.measure(moved(k, lo)), ev.measure(moved(k, hi))
+        if m_lo is None or m_hi is None or m_lo == m_hi:
+            continue
+        pess[k], opt[k] = (hi, lo) if m_hi > m_lo else (lo, hi)
+
+    # 2-4. corners, ends, samples; a constant at its nominal value is left out of a setting,
+    # and a setting already listed (a "corner" that moves one constant is that constant's end)
+    # is evaluated once, under its first label
+    order: list[tuple[str, dict[str, float]]] = []
+    seen: set[tuple] = set()
+
+    def add(label: str, values: dict[str, float]) -> None:
+        moved = {k: v for k, v in values.items() if v != nominal[k]}
+        key = _Evaluator.key(moved)
+        if moved and key not in seen:
+            seen.add(key)
+            order.append((label, moved))
+
+    corners = [("memory-pessimistic corner", pess), ("memory-optimistic corner", opt)]
+    for label, values in corners:
+        if sum(1 for k, v in values.items() if v != nominal[k]) > 1:
+            add(label, values)
+    for k, (lo, hi) in ranges.items():
+        add(f"{k} low end", {k: lo})
+        add(f"{k} high end", {k: hi})
+    rng = np.random.default_rng(seed)
+    for i in range(samples):
+        draw = rng.random(len(ranges))
+        add(f"sample {i + 1}", {k: val(k, lo + u * (hi - lo))
+                                for (k, (lo, hi)), u in zip(ranges.items(), draw, strict=True)})
+    evaluated = [(label, values, ev.decide(label, values)) for label, values in order]
+
+    # 5. thresholds of the flips: single constants first (they name a cause), then joint ones
+    flipped = [(label, values, s) for label, values, s in evaluated
+               if s.result not in (verdict, SKIPPED)]
+    single = [f for f in flipped if len(f[1]) == 1]
+    joint = [f for f in flipped if len(f[1]) > 1]
+    notes = []
+    if single and joint:  # the single constants name the cause; the joint ones add little
+        notes.append("also flipped with several constants moved together: "
+                     + ", ".join(label for label, _, _ in joint))
+    elif len(joint) > 1:  # a joint flip names no single constant: the first one is searched
+        notes.append("also flipped with several constants moved together: "
+                     + ", ".join(label for label, _, _ in joint[1:]))
+    chosen = single or joint[:1]
+    flips = []
+    for i, (label, toward, s) in enumerate(chosen):
+        if i < MAX_BISECTED:
+            flips.append(_threshold(ev, verdict, nominal, label, toward, s, val))
+        else:  # reported at the setting that flipped, threshold not searched
+            flips.append(_flip(nominal, label, toward, s.result, {}, toward, 1.0))
+
+    settings = ev.log
+    skipped = any(s.result == SKIPPED and s.evidence == "wall-clock safety limit"
+                  for s in settings)
+    fits_lat = [s.latency_seconds for s in settings
+                if s.result == STATUS_FITS and s.latency_seconds is not None]
+    if verdict == STATUS_FITS and plan.latency is not None:
+        fits_lat.append(plan.latency.seconds)
+    n_const = len(ranges)
+    counted = sum(1 for s in settings if s.result != SKIPPED)
+    words = _verdict_words(verdict)
+    if ev.cut:
+        notes.append(f"the {seconds:g} s wall-clock safety limit stopped the band before every "
+                     f"setting was decided (this band may differ between runs)")
+    invalid = [s.label for s in settings if s.evidence == "these values make no valid target"]
+    if invalid:
+        notes.append("not evaluated (the values make no valid target): " + ", ".join(invalid))
+    if flips:
+        status = BAND_BORDERLINE
+        summary = f"borderline: {words} at the nominal constants, but " + "; ".join(
+            f.text for f in flips[:3]) + (f"; and {len(flips) - 3} more" if len(flips) > 3
+                                          else "")
+    elif skipped:
+        status = BAND_INCOMPLETE
+        summary = (f"incomplete: {words} at all {counted} settings decided of {n_const} "
+                   f"constants, but the safety limit left {len(settings) - counted} undecided")
+    else:
+        status = BAND_ROBUST
+        kinds = [k for k, present in (
+            ("both memory corners", any(lab.endswith("corner") for lab, _ in order)),
+            ("each end", True), (f"{samples} seeded samples", samples > 0)) if present]
+        summary = (f"robust: {words} at all {counted} settings of {n_const} constants' ranges "
+                   f"({', '.join(kinds)})")
+    return Band(status=status, verdict=verdict, summary=summary, ranges=as_lists,
+                nominal=nominal, pessimistic=dict(pess), flips=flips, settings=settings,
+                latency_min_seconds=min(fits_lat) if fits_lat else None,
+                latency_max_seconds=max(fits_lat) if fits_lat else None,
+                seed=seed, samples=samples, notes=notes)
+
+
+def _threshold(ev: _Evaluator, verdict: str, nominal: dict[str, float], label: str,
+               toward: dict[str, float], flipped: BandSetting,
+               val: Callable[[str, float], float]) -> BandFlip:
+    """Bisect on the line nominal -> ``toward`` for where the verdict stops holding."""
+    def at(t: float) -> dict[str, float]:
+        return {k: val(k, nominal[k] + t * (v - nominal[k])) for k, v in toward.items()}
+
+    lo_t, hi_t, result = 0.0, 1.0, flipped.result
+    for _ in range(BISECT_STEPS):
+        if _close(at(lo_t), at(hi_t), nominal):
+            break
+        mid = (lo_t + hi_t) / 2
+        point = at(mid)
+        if point in (at(lo_t), at(hi_t)):
+            break
+        s = ev.decide("bisection", point)
+        if s.result == SKIPPED:
+            break
+        if s.result == verdict:
+            lo_t = mid
+        else:
+            hi_t, result = mid, s.result
+    holds = at(lo_t) if lo_t > 0 else {k: nominal[k] for k in toward}
+    return _flip(nominal, label, toward, result, holds, at(hi_t), hi_t)
+
+
+def _close(a: dict[str, float], b: dict[str, float], nominal: dict[str, float]) -> bool:
+    """Every constant located to TOLERANCE of its nominal value (to 1 for an integer)."""
+    for k in a:
+        gap = abs(a[k] - b[k])
+        if isinstance(nominal[k], int) and gap <= 1:
+            continue
+        if gap > TOLERANCE * max(abs(nominal[k]), 1e-12):
+            return False
+    return True
+
+
+def _flip(nominal: dict[str, float], label: str, toward: dict[str, float], result: str,
+          holds: dict[str, float], flips: dict[str, float], fraction: float) -> BandFlip:
+    becomes = _verdict_words(result)
+    if len(toward) == 1:
+        (k, end), = toward.items()
+        sign = ">=" if end > nominal[k] else "<="
+        text = (f"{becomes} if {k} {sign} {_fmt(flips[k])} (nominal {_fmt(nominal[k])}"
+                + (f", holds at {_fmt(holds[k])}" if holds and holds[k] != nominal[k] else "")
+                + ")")
+    else:
+        moved = [f"{k} {_fmt(v)}" for k, v in flips.items() if v != nominal[k]]
+        where = label if label.startswith("sample") else f"the {label}"
+        eg = f"{len(moved)} moved together, e.g. " + ", ".join(moved[:2])
+        text = (f"{becomes} at {where} ({eg})" if fraction >= 1 and not holds else
+                f"{becomes} {fraction:.0%} of the way from the nominal constants to {where} "
+                f"({eg})")
+    return BandFlip(constants=sorted(toward), setting=label, toward=dict(toward), result=result,
+                    holds_at=dict(holds), flips_at=dict(flips), fraction=float(fraction),
+                    text=text)
