@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/calibrate_gc200.py              # every point: predicted vs measured
+    python benchmarks/calibrate_gc200.py              # every point, then the fit frontier
     python benchmarks/calibrate_gc200.py --fit        # re-fit the three FITTED constants
     python benchmarks/calibrate_gc200.py --target ./my-gc200.toml   # check a variant
 
@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CALIBRATION = ROOT.parent / "shared" / "calibration" / "gc200-scaled-yolov4-p5.toml"
 MODEL = "yolov4-p5"
+UINT_IO_BYTES = 1  # calibration setup: model.uint_io = true -> images cross the link as uint8
 
 
 @dataclass
@@ -60,11 +61,14 @@ class Result:
 
     @property
     def as_measured(self) -> float | None:
-        """Device time + input transfer: what the measured pipeline (outputs after on-device
-        NMS, a few KB) is comparable to."""
+        """Device time + input transfer as the measured pipeline made it: outputs after
+        on-device NMS (a few KB, so no output transfer) and images sent as uint8, one byte per
+        value (the port's ``model.uint_io = true``, cast to half on the device) where tilec's
+        model takes fp16 input."""
         if self.seconds is None:
             return None
-        return self.seconds - (self.output_seconds or 0.0)
+        inp = (self.io_seconds or 0.0) - (self.output_seconds or 0.0)
+        return self.seconds - (self.output_seconds or 0.0) - inp * (1 - UINT_IO_BYTES / 2)
 
 
 def load_points(path: Path) -> list[dict[str, Any]]:
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=Path, default=CALIBRATION)
     ap.add_argument("--fit", action="store_true", help="fit the three FITTED constants")
     ap.add_argument("--time-limit", type=float, default=10.0, help="planner time limit per point")
+    ap.add_argument("--no-frontier", action="store_true",
+                    help="skip the fit frontier (max batch per image size, fp16 and fp32)")
     args = ap.parse_args(argv)
     try:
         from tilec.plan import plan_model  # noqa: F401 - the planner must exist
@@ -248,7 +254,51 @@ def main(argv: list[str] | None = None) -> int:
         report(target_with(overrides), points, args.time_limit)
     else:
         report(load_target(args.target), points, args.time_limit)
+    if not args.no_frontier:
+        frontier(load_target(args.target), args.time_limit)
     return 0
+
+
+FRONTIER_SIZES = (128, 224, 320, 416, 512, 640, 896)
+FRONTIER_BATCH_CAP = 64
+FRONTIER_IMAGE = range(128, 2049, 64)  # batch-1 image sizes scanned for the largest that fits
+
+
+def frontier(target, time_limit: float) -> None:
+    """The predicted envelope: per precision, the largest batch that fits at each image size
+    (every batch up to the first failure is planned, then every batch up to the cap is checked
+    above it, so a non-monotone answer shows as a later 'fits'), and the batch-1 image sizes
+    that fit. The model is captured and lowered once per precision and re-shaped per point."""
+    from tilec.compile import CompileOptions, compile_model, reshaped
+    from tilec.plan.pipeline import Options, run
+
+    for prec in ("fp16", "fp32"):
+        t0 = time.perf_counter()
+        _, lowered = compile_model(MODEL, target, CompileOptions(
+            batch=1, image_size=896, precision=prec, what_if=False, time_limit=time_limit))
+
+        def fits(batch: int, size: int, lowered=lowered) -> bool:
+            low = reshaped(lowered, batch, (size, size))
+            assert low is not None
+            return run(low.info, target, options=Options()).plan.status == "fits"
+
+        row = []
+        for size in FRONTIER_SIZES:
+            ok = [b for b in _batches() if fits(b, size)]
+            first_fail = next((b for b in _batches() if b not in ok), None)
+            best = max((b for b in ok if first_fail is None or b < first_fail), default=0)
+            later = [b for b in ok if first_fail is not None and b > first_fail]
+            row.append(f"{size}px {best}" + (f" (also fits: {later})" if later else ""))
+        images = [sz for sz in FRONTIER_IMAGE if fits(1, sz)]
+        gaps = [sz for sz in FRONTIER_IMAGE if sz not in images and images and sz < max(images)]
+        print(f"frontier {prec}: max batch " + ", ".join(row))
+        print(f"frontier {prec}: batch 1 fits up to {max(images, default=0)} px"
+              + (f" (not at {gaps})" if gaps else "") + f"  [{time.perf_counter() - t0:.0f} s]")
+
+
+def _batches() -> list[int]:
+    """The batches the frontier plans: 1..16 one by one, then powers of two up to the cap."""
+    return list(range(1, 17)) + [b for b in (32, FRONTIER_BATCH_CAP) if b > 16]
 
 
 if __name__ == "__main__":
