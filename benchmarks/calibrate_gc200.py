@@ -225,7 +225,13 @@ def fit_memory(cur, points, time_limit: float) -> int:
         raise SystemExit(f"fit memory: no bytes_per_compute_set reproduces every fits/oom point "
                          f"(need > {bounds_lo - 1} and <= {bounds_hi})")
     prior = int(cur["overheads"]["bytes_per_compute_set"])
-    chosen = min(max(prior, bounds_lo), bounds_hi)
+    if bounds_lo <= prior <= bounds_hi:
+        chosen = prior  # the physical prior reproduces every point: keep it
+    else:
+        # The prior is outside: take the value the points allow with the widest margin on both
+        # sides (the geometric middle of the interval), not its end nearest the prior -- an end
+        # would leave a point flipping on the smallest change (a borderline calibration).
+        chosen = round((max(bounds_lo, 1) * bounds_hi) ** 0.5)
     print(f"fit memory: consistent interval [{bounds_lo}, {bounds_hi}]; prior {prior} -> {chosen}")
     return chosen
 

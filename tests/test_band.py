@@ -49,7 +49,7 @@ def robust(tmp_path_factory) -> Plan:
     return compile_at(chip(tmp, "roomy", bytes_per_tile=65536, ranges={
         "overheads.bytes_per_compute_set": [75, 300],
         "memory.reserved.vertex_code_library": [8192, 32768],
-        "compute.conv_efficiency": [0.4, 0.6],
+        "compute.conv_efficiency": [0.25, 0.6],
         "splits.fastest_slack": [0.05, 0.2]}))
 
 
@@ -61,7 +61,7 @@ def straddle(tmp_path_factory) -> tuple[Plan, str]:
     tmp = tmp_path_factory.mktemp("straddle")
     path = chip(tmp, "tight", bytes_per_tile=65536, ranges={
         "memory.bytes_per_tile": [RESERVED + 1, 65536],
-        "compute.conv_efficiency": [0.4, 0.6]})
+        "compute.conv_efficiency": [0.25, 0.6]})
     return compile_at(path), path
 
 
@@ -84,7 +84,7 @@ def test_robust_fits_holds_at_every_setting(robust: Plan) -> None:
     assert b.latency_min_seconds <= robust.latency.seconds <= b.latency_max_seconds
     lat = {s.values.get("compute.conv_efficiency"): s.latency_seconds for s in b.settings
            if list(s.values) == ["compute.conv_efficiency"]}
-    assert lat[0.4] > lat[0.6]  # slower convs, longer latency
+    assert lat[0.25] > lat[0.6]  # slower convs, longer latency
 
 
 def test_straddling_range_is_borderline_with_a_checked_threshold(straddle) -> None:
@@ -202,7 +202,7 @@ def test_the_safety_limit_marks_the_band_incomplete(tmp_path: Path) -> None:
 
 def test_html_band_table_keeps_small_numbers(robust) -> None:
     page = render_html(robust)
-    assert "<td>0.05 .. 0.2</td>" in page and "<td>0.4 .. 0.6</td>" in page
+    assert "<td>0.05 .. 0.2</td>" in page and "<td>0.25 .. 0.6</td>" in page
 
 
 def test_a_flip_only_jointly_is_bisected_towards_the_corner(tmp_path: Path) -> None:
