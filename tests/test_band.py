@@ -207,14 +207,14 @@ def test_html_band_table_keeps_small_numbers(robust) -> None:
 
 def test_a_flip_only_jointly_is_bisected_towards_the_corner(tmp_path: Path) -> None:
     """Three reserved-byte constants, each able to grow by 300 B: alone each leaves the budget
-    above the plan's 2,531 B peak (2,541 B), together they take it below what the chip bound (a)
+    above the plan's 3,743 B peak (3,753 B), together they take it below what the chip bound (a)
     needs -- so only the joint move flips the verdict, and the band says how far along."""
-    plan = compile_at(chip(tmp_path, "joint", bytes_per_tile=RESERVED + 2841, ranges={
+    plan = compile_at(chip(tmp_path, "joint", bytes_per_tile=RESERVED + 4053, ranges={
         "memory.reserved.worker_stacks": [3072, 3372],
         "memory.reserved.host_exchange": [1024, 1324],
         "memory.reserved.vertex_code_library": [16384, 16684]}))
     b = plan.band
-    assert plan.status == STATUS_FITS and plan.memory.peak_bytes == 2531
+    assert plan.status == STATUS_FITS and plan.memory.peak_bytes == 3743
     assert b.status == "borderline"
     ends = [s for s in b.settings if s.label.endswith(" end")]
     assert len(ends) == 3 and all(s.result == STATUS_FITS for s in ends)
@@ -224,4 +224,4 @@ def test_a_flip_only_jointly_is_bisected_towards_the_corner(tmp_path: Path) -> N
     assert "of the way from the nominal constants to the memory-pessimistic corner" in flip.text
     # where it flips, the reserved bytes leave less than the plan's peak: consistent
     moved = sum(flip.flips_at[k] - b.nominal[k] for k in flip.constants)
-    assert 2841 - moved < 2531
+    assert 4053 - moved < 3743
