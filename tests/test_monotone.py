@@ -7,10 +7,10 @@ flips inside the range searched (on the full chip these networks fit everywhere 
 from __future__ import annotations
 
 import pytest
+from tilec.targets import load_target
 
 from tilec.compile import CompileOptions, compile_model, reshaped
 from tilec.plan.pipeline import Options, run
-from tilec.targets import load_target
 
 BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
 SIZES = tuple(range(128, 769, 64))
