@@ -6,25 +6,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from test_capture_onnx import I64, F, model_of, vi  # the same tiny-model builders
 
 from tilec.capture.onnx_file import MAX_FOLD_ROUNDS, capture_model_proto
 from tilec.errors import InputError
 from tilec.ir import is_concrete
-
-F = TensorProto.FLOAT
-I64 = TensorProto.INT64
-
-
-def vi(name: str, dims, dtype: int = F) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, dtype, dims)
-
-
-def model_of(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
-    m = helper.make_model(helper.make_graph(nodes, "t", inputs, outputs, list(inits)),
-                          opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
 
 
 def cap(model: onnx.ModelProto, **kw):
