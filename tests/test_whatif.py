@@ -15,6 +15,7 @@ import pytest
 from plan_fixtures import chain, toy_target
 
 import tilec.plan.whatif as W
+import tilec.plan.whatif_search as S
 from tilec.plan import plan_model
 from tilec.plan.bounds import Bound
 from tilec.plan.model import STATUS_DOES_NOT_FIT
@@ -113,7 +114,7 @@ def test_compiled_value_undecided():
 def test_not_monotone_a_skipped_larger_value_that_fits_is_found(monkeypatch):
     # after SCAN failures the descent gallops (11, 10, 8, 4, 1) and bisects up to 3; the values
     # above 3 it skipped are checked afterwards -- and 6 fits
-    monkeypatch.setattr(W, "SCAN", 2)
+    monkeypatch.setattr(S, "SCAN", 2)
     monkeypatch.setitem(W.PLANS, "max_batch", 20)
     fits = {1, 2, 3, 6}
     prober = Scripted(lambda b: (None, FITS if b in fits else NO, 1))

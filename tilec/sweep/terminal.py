@@ -18,9 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tilec.plan.whatif_search import LETTER
 from tilec.sweep.result import SweepResult
-
-LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c"}
 
 
 @contextlib.contextmanager

@@ -25,10 +25,10 @@ from tilec.plan import settings_from
 from tilec.plan.model import STATUS_FITS
 from tilec.plan.partition import partition
 from tilec.plan.pipeline import Options, lower_bounds, run
-from tilec.plan.whatif import (
+from tilec.plan.whatif import SAFETY_FLOOR
+from tilec.plan.whatif_search import (
     FITS,
     NO,
-    SAFETY_FLOOR,
     UNKNOWN,
     Knob,
     Probe,
