@@ -326,16 +326,18 @@ class IpuCostModel(BaseCostModel):
         dp = self.datapath(op.act_bits)
         gi, go = self.in_grain[dp], self.out_grain[dp]
         cap = int(self.amp * self.bytes_per_tile)
-        out = []
-        for base in balanced_rows(d, caps, in_grain=gi, out_grain=go,
-                                  max_in_split=self.max_in_split):
-            rows = np.concatenate([base, np.ones((len(base), 2), dtype=np.int64)], axis=1)
-            t = self._conv_terms(op, d, rows)
-            if t is None or not len(rows):
-                out.append(rows)
-                continue
+        bases = balanced_rows(d, caps, in_grain=gi, out_grain=go, max_in_split=self.max_in_split)
+        # every cap's rows priced together (a few large numpy calls, not a few per cap)
+        rows = np.concatenate([np.concatenate([b, np.ones((len(b), 2), dtype=np.int64)], axis=1)
+                               for b in bases], axis=0)
+        owner = np.repeat(np.arange(len(bases)), [len(b) for b in bases])
+        t = self._conv_terms(op, d, rows) if len(rows) else None
+        if t is None and len(rows) and len(caps) > 1:
+            # beyond int64 for some cap: each cap on its own (as exact as one cap can be)
+            return self._remember_rows(key, tuple(self._conv_rows(op, [c])[0] for c in caps))
+        extra_rows, extra_owner = [rows], [owner]
+        if t is not None:
             over = np.nonzero((t["w_recv"] + t["in_recv"] + t["temp"]) > cap)[0]
-            extra = [rows]
             for col, extent, grain, par in ((7, d.cout_g, go, 2), (8, d.cin_g, gi, 3)):
                 if not len(over):
                     break
@@ -359,15 +361,22 @@ class IpuCostModel(BaseCostModel):
                 ok = np.nonzero(meets)[0]
                 if len(ok):
                     first = ok[np.unique(ri[ok], return_index=True)[1]]
-                    extra.append(cand[first])
-            rows = np.concatenate(extra, axis=0)
-            order = np.lexsort(tuple(rows[:, i] for i in reversed(range(rows.shape[1]))))
-            out.append(rows[order])
-        result = tuple(out)
+                    extra_rows.append(cand[first])
+                    extra_owner.append(owner[over[ri[first]]])
+        every = np.concatenate(extra_rows, axis=0)
+        whose = np.concatenate(extra_owner)
+        out = []
+        for i in range(len(bases)):
+            mine = every[whose == i]
+            order = np.lexsort(tuple(mine[:, j] for j in reversed(range(mine.shape[1]))))
+            out.append(mine[order])
+        return self._remember_rows(key, tuple(out))
+
+    def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         if len(self._rows_cache) >= 4096:
             self._rows_cache.clear()
-        self._rows_cache[key] = result
-        return result
+        self._rows_cache[key] = rows
+        return rows
 
     def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray]
                     ) -> list[CandidateBlock] | None:
