@@ -35,6 +35,7 @@ def _bind(args: tuple, kwargs: dict, names: Sequence[str], defaults: dict[str, A
 
 
 def flat(values: Any) -> list[Any]:
+    """Nested lists/tuples of call arguments as one flat list (to ask: does any hold a tensor?)."""
     out = []
     for v in values if isinstance(values, (list, tuple)) else [values]:
         if isinstance(v, (list, tuple)):

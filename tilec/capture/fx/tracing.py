@@ -21,6 +21,8 @@ from tilec.errors import InputError, InternalError
 
 
 def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception: how the door quotes PyTorch's (or the user's code's)
+    error inside its own one-line InputError, without the traceback or fx's graph dump."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
