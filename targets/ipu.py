@@ -52,6 +52,7 @@ from .geometry import (
     conv_shares,
     conv_split,
     efficient_factors,
+    freeze,
     map_candidates,
     map_share,
     nbytes,
@@ -71,6 +72,35 @@ WORKLIST_ENTRY_BYTES = 6
 # hw: "worker threads 6 per tile"; the rows are divided among them
 # (poplin ConvUtilInternal.cpp partitionConvPartialByWorker)
 WORKERS = 6
+
+# Fields that only weigh the priced quantities (cycles per MAC, per superstep, per exchanged
+# byte, bytes per compute set, the fastest policy's slack, the reserved bytes that shrink the
+# budget): the candidate rows of a conv -- which serial splits meet availableMemoryProportion --
+# never read them, so chip descriptions that differ only here (the uncertainty band's settings)
+# share their rows.
+_PRICE_ONLY = {
+    "compute": ("conv_efficiency", "copy_bytes_per_cycle"),
+    "exchange": ("superstep_cycles", "bytes_per_cycle_per_tile"),
+    "overheads": ("bytes_per_compute_set",),
+    "splits": ("fastest_slack",),
+    "memory": ("reserved",),
+    "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
+}
+_ROWS: dict[tuple, tuple[np.ndarray, ...]] = {}
+_MAX_ROWS = 8192
+
+
+def _rows_fingerprint(spec: dict) -> tuple:
+    """The part of a chip description a conv's candidate rows depend on (all but
+    :data:`_PRICE_ONLY` and the ``[ranges]``), hashable."""
+    trimmed = {}
+    for section, value in spec.items():
+        if section == "ranges":  # the band's description of uncertainty, not the chip
+            continue
+        drop = _PRICE_ONLY.get(section, ())
+        trimmed[section] = ({k: v for k, v in value.items() if k not in drop}
+                            if isinstance(value, dict) else value)
+    return freeze(trimmed)
 
 
 class IpuCostModel(BaseCostModel):
@@ -98,7 +128,7 @@ class IpuCostModel(BaseCostModel):
                        float(ov["exchange_share"]))
         self.sets = dict(ov["compute_sets"])
         self.amp = float(s["temporaries"]["available_memory_proportion"])
-        self._rows_cache: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self._rows_key = _rows_fingerprint(s)
         # partial-sum bits per datapath: from the precisions that compute on it
         self.partials: dict[str, int] = {}
         for p in s["precision"]["supported"]:
@@ -318,8 +348,8 @@ class IpuCostModel(BaseCostModel):
         one whose temporaries exceed ``availableMemoryProportion`` its smallest serial split
         over output channels and over input channels that meets it, as PopLibs' planner adds
         serial splits to meet its memory bound (never both at once: ConvModel.cpp)."""
-        key = (self._signature(op), tuple(caps))
-        hit = self._rows_cache.get(key)
+        key = (self._rows_key, self._signature(op), tuple(caps))
+        hit = _ROWS.get(key)
         if hit is not None:
             return hit
         d = self.conv_dims(op)
@@ -373,9 +403,9 @@ class IpuCostModel(BaseCostModel):
         return self._remember_rows(key, tuple(out))
 
     def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        if len(self._rows_cache) >= 4096:
-            self._rows_cache.clear()
-        self._rows_cache[key] = rows
+        if len(_ROWS) >= _MAX_ROWS:
+            _ROWS.clear()
+        _ROWS[key] = rows
         return rows
 
     def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray]
