@@ -61,7 +61,7 @@ def compile_on_system(model: Any, system: ChipSystem, options: CompileOptions, *
     if mode == "replicate":
         plan = _replicate(model, lowered, system, options, opts, counts)
     else:
-        plan = _cut(lowered, system, options, opts, counts, mode, plan_budget)
+        plan = _cut(model, lowered, system, options, opts, counts, mode, plan_budget)
     plan.timings = {**lowered.seconds, "plan": time.perf_counter() - t2}
     plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
     plan.notes.append("each chip's plan was checked at the nominal constants only (the "
@@ -70,64 +70,88 @@ def compile_on_system(model: Any, system: ChipSystem, options: CompileOptions, *
 
 
 # --------------------------------------------------------------------------- pipeline / sharded
-def _cut(lowered: Lowered, system: ChipSystem, options: CompileOptions, opts: Options,
-         counts: list[int], mode: str, plan_budget: int | None) -> Plan:
-    info, target = lowered.info, system.chip
-    problem = CutProblem(info, target, system.link_seconds, opts)
+def _cut(model: Any, lowered: Lowered, system: ChipSystem, options: CompileOptions,
+         opts: Options, counts: list[int], mode: str, plan_budget: int | None) -> Plan:
+    """Pipeline / sharded: the exact cut for each chip count in ``counts`` (fewest first), the
+    whole batch per pass first; when no count fits it, the largest divisor of the batch that
+    does (micro-batches streamed through the stages, as vendor pipelining does)."""
+    target = system.chip
+    batch = int(lowered.captured.batch)
     tried: list[dict[str, Any]] = []
-    result: CutResult | None = None
     budget = {} if plan_budget is None else {"plan_budget": plan_budget}
-    for k in counts:
-        if k > problem.n:
-            tried.append({"chips": k, "status": STATUS_DOES_NOT_FIT, "optimality": "exact",
-                          "note": f"more chips than ops ({problem.n})"})
-            continue
-        if options.progress:
-            options.progress(f"cutting over {k} chip{'s' if k > 1 else ''}", None)
-        result = search(problem, k, mode, **budget)
-        tried.append({"chips": k, "status": result.status, "optimality": result.optimality,
-                      "note": result.note})
-        if result.status == STATUS_FITS:
+    result: CutResult | None = None
+    problem: CutProblem | None = None
+    micro = batch
+    made = checked = 0
+    for micro in [d for d in range(batch, 0, -1) if batch % d == 0]:
+        if problem is not None:
+            made, checked = made + problem.plans_made, checked + problem.bounds_checked
+        info = _info_at(model, lowered, options, micro)
+        problem = CutProblem(info, target, system.link_seconds, opts)
+        for k in counts:
+            if k > problem.n:
+                tried.append({"chips": k, "micro_batch": micro, "status": STATUS_DOES_NOT_FIT,
+                              "optimality": "exact", "note": f"more chips than ops ({problem.n})"})
+                continue
+            if options.progress:
+                options.progress(f"cutting over {k} chip{'s' if k > 1 else ''}, "
+                                 f"micro-batch {micro}", None)
+            result = search(problem, k, mode, **budget)
+            tried.append({"chips": k, "micro_batch": micro, "status": result.status,
+                          "optimality": result.optimality, "note": result.note})
+            if result.status == STATUS_FITS:
+                break
+        if result is not None and result.status == STATUS_FITS:
             break
+    assert problem is not None
+    info = problem.info
     fits = result is not None and result.status == STATUS_FITS
     if fits:
-        assert result is not None
         status = STATUS_FITS
     elif any(t["status"] == STATUS_UNKNOWN for t in tried):
         status = STATUS_UNKNOWN
     else:
         status = STATUS_DOES_NOT_FIT
-    plan = build.new_plan(info, target, lowered.passes, status)
+    plan = build.new_plan(lowered.info, target, lowered.passes, status)
     stages: list[ChipStage] = []
     interval = latency = throughput = None
+    passes = batch // micro
     if fits:
         assert result is not None
         for s in stage_summary(problem, result.cut):
             sub: Plan = s["plan"]
-            stages.append(_stage(s, sub, target, info.meta.get("batch") or 1))
+            stages.append(_stage(s, sub, target, micro))
         secs = [st.stage_seconds or 0.0 for st in stages]
-        latency = sum(secs)
-        interval = max(secs) if mode == "pipeline" else latency
-        batch = int(info.meta.get("batch") or 1)
+        one = sum(secs)  # one micro-batch through every stage
+        if mode == "pipeline":  # micro-batches follow each other one slowest stage apart
+            interval = max(secs) * passes
+            latency = one + (passes - 1) * max(secs)
+        else:
+            interval = latency = one * passes
         throughput = batch / interval if interval > 0 else 0.0
         cycles = sum(int(st.plan["latency"]["cycles"]) for st in stages if st.plan)
         host = sum(st.host_seconds for st in stages)
-        plan.latency = Latency(cycles=cycles, seconds=latency, io_seconds=host,
+        plan.latency = Latency(cycles=cycles * passes, seconds=latency, io_seconds=host * passes,
                                throughput_per_s=throughput, input_seconds=0.0,
                                output_seconds=0.0)
         plan.verification = _verification(stages)
     last = result or CutResult(0, status)
+    note = last.note if fits else _why_not(tried, system)
+    if fits and micro < batch:
+        note += (f"; the batch of {batch} does not fit any cut into {max(counts)} chips whole, "
+                 f"so it streams as {passes} micro-batches of {micro}")
     plan.chips = ChipSet(
         system=system.describe(), mode=mode,
         requested="auto" if len(counts) > 1 or not counts else str(counts[0]),
-        chips=len(stages), cut=list(last.cut) if fits else [],
+        chips=len(stages), micro_batch=micro, micro_batches=passes,
+        cut=list(last.cut) if fits else [],
         order=list(problem.order), objective=OBJECTIVES[mode], interval_seconds=interval,
         latency_seconds=latency, throughput_per_s=throughput,
         optimality=last.optimality if fits else _optimality(tried),
-        lower_bound_seconds=(last.lower_bound if last.lower_bound is not None
+        lower_bound_seconds=(last.lower_bound if fits and last.lower_bound is not None
                              and math.isfinite(last.lower_bound) else None),
-        note=last.note if fits else _why_not(tried, system), tried=tried,
-        plans_made=problem.plans_made, bounds_checked=problem.bounds_checked, stages=stages)
+        note=note, tried=tried, plans_made=made + problem.plans_made,
+        bounds_checked=checked + problem.bounds_checked, stages=stages)
     return plan
 
 
@@ -240,7 +264,8 @@ def _replicate(model: Any, lowered: Lowered, system: ChipSystem, options: Compil
     plan.chips = ChipSet(
         system=system.describe(), mode="replicate",
         requested="auto" if len(counts) > 1 else str(counts[0]), chips=len(stages),
-        cut=[], order=[], objective=OBJECTIVES["replicate"], interval_seconds=interval,
+        micro_batch=max(chosen) if chosen else batch, micro_batches=1, cut=[], order=[],
+        objective=OBJECTIVES["replicate"], interval_seconds=interval,
         latency_seconds=interval, throughput_per_s=throughput,
         optimality="exact" if chosen or status == STATUS_DOES_NOT_FIT else "unknown",
         lower_bound_seconds=None,

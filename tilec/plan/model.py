@@ -334,6 +334,8 @@ class ChipSet:
     mode: str  # pipeline | sharded | replicate
     requested: str  # "auto" or the chip count asked for
     chips: int  # chips used
+    micro_batch: int  # images per pass through the stages (the batch, or a divisor of it)
+    micro_batches: int  # passes per batch (batch = micro_batch x micro_batches)
     cut: list[int]  # schedule positions where stages start, then the op count
     order: list[str]  # the schedule (op names) the cut positions index
     objective: str  # what the cut minimises

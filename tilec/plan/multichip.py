@@ -47,7 +47,8 @@ from tilec.plan.schedule import schedule
 
 INF = math.inf
 MODES = ("pipeline", "sharded", "replicate")
-DEFAULT_PLAN_BUDGET = 12  # stage plans per chip count (modelling choice: a few DP rounds of K)
+DEFAULT_PLAN_BUDGET = 16  # stage plans per chip count (modelling choice: a few DP rounds of K)
+BOUNDS_BUDGET = 600  # bound checks per chip count (~0.1 s each on YOLOv4-P5; modelling choice)
 
 
 # ------------------------------------------------------------------------------ sub-graphs
@@ -161,10 +162,12 @@ class CutProblem:
         self.lower = lbv
         self.evals: dict[tuple[int, int], StageEval] = {}
         self.assumed = np.zeros((n + 1, n + 1), dtype=bool)
+        self.sound_out = np.zeros((n + 1, n + 1), dtype=bool)  # contain an op that fits no chip
         self.plans_made = 0
         self.bounds_checked = 0
         self.lb_violated = False
         self.log: list[tuple] = []  # (start, end, by, status, seconds) in the order decided
+        self._passed: dict[tuple[int, int], tuple] = {}  # bounds passed: (sub, part, bounds)
 
     # -- transfers
     def _transfers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -232,17 +235,22 @@ class CutProblem:
 
     def values(self, assume: bool = True) -> np.ndarray:
         v = self.lower.copy()
+        v[self.sound_out] = INF
         if assume:
             v[self.assumed] = INF
         for (i, j), ev in self.evals.items():
             v[i, j] = (ev.device_seconds + self.extra[i, j]) if ev.status == STATUS_FITS else INF
         return v
 
-    def evaluate(self, start: int, end: int) -> StageEval:
-        """Decide one stage: bounds (a)/(b) first, then the single-chip planner (cached)."""
+    def bounds_fail(self, start: int, end: int) -> StageEval | None:
+        """The stage ruled out without planning -- its ops' always-live bytes exceed the chip, or
+        bounds (a)/(b) of its sub-graph hold -- else None (cached; the sub-graph's partition and
+        bounds are kept for the plan)."""
         key = (start, end)
-        if key in self.evals:
+        if key in self.evals and self.evals[key].by != "plan":
             return self.evals[key]
+        if key in self._passed:
+            return None
         if self.always_out[start, end]:
             ev = StageEval(start, end, STATUS_DOES_NOT_FIT, "always",
                            reason="the always-live bytes of its ops exceed the chip")
@@ -253,30 +261,70 @@ class CutProblem:
             self.bounds_checked += 1
             held = next((b for k in ("io", "b", "a") if k in bounds
                          for b in [bounds[k]] if b.holds), None)
-            if held is not None:
-                ev = StageEval(start, end, STATUS_DOES_NOT_FIT, "bounds",
-                               reason=f"({'a' if held.kind == 'chip_capacity' else 'b'}) "
-                                      f"needs {held.needed:,} B of {held.capacity:,}")
-            else:
-                outcome = run(sub, self.target, options=self.options, part=part, bounds=bounds)
-                self.plans_made += 1
-                plan = outcome.plan
-                ev = StageEval(start, end, plan.status, "plan", plan=plan)
-                if plan.status == STATUS_FITS and plan.latency is not None:
-                    ev.device_seconds = plan.latency.cycles / self.clock
-                    if plan.latency.cycles + 1e-6 < self.lb_cycles[end] - self.lb_cycles[start]:
-                        self.lb_violated = True
-                elif plan.diagnosis is not None:
-                    ev.reason = plan.diagnosis.evidence.summary
-        self.evals[key] = ev
+            if held is None:
+                self._passed[key] = (sub, part, bounds)
+                return None
+            ev = StageEval(start, end, STATUS_DOES_NOT_FIT, "bounds",
+                           reason=f"({'a' if held.kind == 'chip_capacity' else 'b'}) "
+                                  f"needs {held.needed:,} B of {held.capacity:,}")
+            if held.kind == "op_too_large" and held.op in self.order:
+                # (b): that op's smallest need on one tile (with the spread bytes of the stage,
+                # which only grow with it) exceeds the budget: no stage holding it fits
+                k = self.order.index(held.op)
+                self.sound_out[: k + 1, k + 1:] = True
+        self._record(ev)
+        return ev
+
+    def evaluate(self, start: int, end: int) -> StageEval:
+        """Decide one stage: the bounds first, then the single-chip planner (cached)."""
+        key = (start, end)
+        if key in self.evals:
+            return self.evals[key]
+        failed = self.bounds_fail(start, end)
+        if failed is not None:
+            return failed
+        sub, part, bounds = self._passed.pop(key)
+        outcome = run(sub, self.target, options=self.options, part=part, bounds=bounds)
+        self.plans_made += 1
+        plan = outcome.plan
+        ev = StageEval(start, end, plan.status, "plan", plan=plan)
+        if plan.status == STATUS_FITS and plan.latency is not None:
+            ev.device_seconds = plan.latency.cycles / self.clock
+            if plan.latency.cycles + 1e-6 < self.lb_cycles[end] - self.lb_cycles[start]:
+                self.lb_violated = True
+        elif plan.diagnosis is not None:
+            ev.reason = plan.diagnosis.evidence.summary
+        self._record(ev)
+        return ev
+
+    def _record(self, ev: StageEval) -> None:
+        start, end = ev.start, ev.end
+        self.evals[(start, end)] = ev
         self.log.append((start, end, ev.by, ev.status, ev.device_seconds,
                          (self.lb_cycles[end] - self.lb_cycles[start]) / self.clock))
         if ev.status != STATUS_FITS:
             # every stage containing this one is taken not to fit either (assumption; checked
             # at the end by re-running the DP without it)
             self.assumed[: start + 1, end:] = True
-            self.assumed[start, end] = False
-        return ev
+
+    def frontier(self, start: int, end: int) -> None:
+        """``[start, end)`` does not fit: find by bisection, with the bounds alone, the shortest
+        stage from ``start`` and the shortest stage ending at ``end`` they rule out, so the
+        assumption skips every stage containing either (not one stage per DP round)."""
+        lo, hi = start + 1, end  # [start, hi) fails; is [start, lo) ruled out?
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.bounds_fail(start, mid) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        lo, hi = start, end - 1  # [lo, end) fails; find the largest start that fails
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.bounds_fail(mid, end) is not None:
+                lo = mid
+            else:
+                hi = mid - 1
 
 
 # ------------------------------------------------------------------------------------- DP
@@ -332,7 +380,7 @@ def search(problem: CutProblem, chips: int, mode: str, *, plan_budget: int = DEF
            deadline: float | None = None) -> CutResult:
     """The exact lazy DP for ``chips`` stages (see the module docstring)."""
     best_fit: tuple[tuple[float, float], list[int]] | None = None
-    planned_before = problem.plans_made
+    planned_before, checked_before = problem.plans_made, problem.bounds_checked
     while True:
         obj, cut = best_cut(problem.values(), chips, mode)
         if not cut:
@@ -343,9 +391,19 @@ def search(problem: CutProblem, chips: int, mode: str, *, plan_budget: int = DEF
             best_fit = (obj, cut)
             break
         if (problem.plans_made - planned_before >= plan_budget
+                or problem.bounds_checked - checked_before >= BOUNDS_BUDGET
                 or (deadline is not None and time.perf_counter() > deadline)):
             break
-        # plan the stages of this path, largest lower bound first (the likeliest to change it)
+        # the bounds first for every stage of this path (cheap); a stage they rule out moves
+        # the path, so the others are planned only when none is ruled out
+        ruled_out = False
+        for a, b in sorted(pending, key=lambda s: (-problem.lower[s], s)):
+            if problem.bounds_fail(a, b) is not None:
+                problem.frontier(a, b)
+                ruled_out = True
+        if ruled_out:
+            continue
+        # plan them, largest lower bound first (the likeliest to change the path)
         for a, b in sorted(pending, key=lambda s: (-problem.lower[s], s)):
             problem.evaluate(a, b)
         # remember the best fully planned feasible path seen (for a "bound" answer)

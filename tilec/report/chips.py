@@ -90,10 +90,19 @@ def _facts(plan: Plan) -> Table:
     sysd = cs.system
     if cs.interval_seconds is not None:
         rate = f"{cs.throughput_per_s:,.1f} images/s" if cs.throughput_per_s else "-"
+        if cs.micro_batches > 1:
+            grid.add_row("batch", f"{cs.micro_batches} micro-batches of {cs.micro_batch} "
+                                  "through the stages")
         if cs.mode == "pipeline":
+            slowest = max((st.stage_seconds or 0.0) for st in cs.stages) if cs.stages else 0.0
             grid.add_row("timing", f"one batch every {fmt_seconds(cs.interval_seconds)} (the "
-                                   f"slowest stage) · latency {fmt_seconds(cs.latency_seconds)} "
-                                   f"(stages + transfers) · {rate}")
+                                   f"slowest stage, {fmt_seconds(slowest)}, per micro-batch) · "
+                                   f"latency {fmt_seconds(cs.latency_seconds)} (stages + "
+                                   f"transfers) · {rate}"
+                         if cs.micro_batches > 1 else
+                         f"one batch every {fmt_seconds(cs.interval_seconds)} (the "
+                         f"slowest stage) · latency {fmt_seconds(cs.latency_seconds)} "
+                         f"(stages + transfers) · {rate}")
         elif cs.mode == "sharded":
             grid.add_row("timing", f"latency {fmt_seconds(cs.latency_seconds)} (stages one after "
                                    f"the other, transfers included) · {rate}")
@@ -107,8 +116,10 @@ def _facts(plan: Plan) -> Table:
     if cs.mode != "replicate":
         cut += f" · {cs.plans_made} stage plans, {cs.bounds_checked} stages checked by bounds"
     grid.add_row("search", cut)
-    tried = "; ".join(f"{t['chips']} chip{'s' if t['chips'] > 1 else ''}: "
-                      f"{t['status'].replace('_', ' ')}" for t in cs.tried)
+    tried = "; ".join(f"{t['chips']} chip{'s' if t['chips'] > 1 else ''}"
+                      + (f" (micro-batch {t['micro_batch']})" if "micro_batch" in t
+                         and t["micro_batch"] != plan.model.batch else "")
+                      + f": {t['status'].replace('_', ' ')}" for t in cs.tried)
     if tried:
         grid.add_row("tried", tried)
     return grid
