@@ -153,3 +153,23 @@ def test_a_bad_system_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["compile", MODEL, "--target", str(bad), "--chips", "auto"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "[system] chips" in err
+
+
+def test_the_trace_has_one_track_per_chip(compiled, tmp_path: Path, capsys) -> None:
+    _, _, path = compiled
+    out = tmp_path / "t.json"
+    assert main(["report", str(path), "--trace", str(out)]) == 0
+    capsys.readouterr()
+    trace = json.loads(out.read_text())
+    names = [e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "thread_name"]
+    assert len(names) == 2 and names[0].startswith("chip 0: ops [0, ")
+    plan = Plan.load(path)
+    a, b = plan.chips.stages
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    stage1 = next(e for e in slices if e["tid"] == 2 and e["name"] == "stage 1")
+    recv = next(e for e in slices if e["tid"] == 2 and e["name"] == "link in")
+    # chip 1 starts receiving when chip 0 has finished its stage
+    assert recv["ts"] == pytest.approx(a.stage_seconds * 1e6, abs=1e-2)
+    assert stage1["dur"] == pytest.approx(b.device_seconds * 1e6, abs=1e-2)
+    steps = [e for e in slices if e["tid"] == 2 and e["name"].startswith("step ")]
+    assert len(steps) == len(Plan.from_dict(b.plan).steps)
