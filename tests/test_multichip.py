@@ -259,3 +259,36 @@ def test_a_bad_system_file_is_one_line_naming_the_field(tmp_path: Path, body: st
 def test_a_custom_system_file_works(tmp_path: Path) -> None:
     s = load_system(_system(tmp_path, GOOD))
     assert s.name == "two" and s.chips == 2 and s.chip.name == "gc200"
+
+
+# ----------------------------------------------------------------------- what-if: chips needed
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_chips_needed_is_the_fewest_by_brute_force(seed: int) -> None:
+    from tilec.plan.multichip import chips_needed
+    from tilec.plan.pipeline import run
+
+    info, target = random_net(seed), toy_target(4, 100)
+    whole = run(info, target, options=FAST).plan
+    if whole.status == STATUS_FITS:
+        pytest.skip("fits one chip: the question is not asked")
+    w = chips_needed(info, target, FAST, expired=lambda: False,
+                     base_proven=whole.status == "does_not_fit")
+    brute = every_stage_planned(seed)
+    fewest = next((k for k in range(2, brute.n + 1)
+                   if brute_force(seed, k, "pipeline")[1]), None)
+    assert w.question == "chips_needed"
+    if w.status == "exact":
+        assert w.answer == fewest
+    else:
+        assert w.answer is None or w.answer >= fewest
+    assert [p["value"] for p in w.probes][:2] == [1, 2]
+
+
+def test_no_number_of_chips_helps_an_op_too_large_for_one() -> None:
+    from tilec.plan.multichip import chips_needed
+
+    big = {1: (500, 0, 1, 10)}  # 500 B on a tile of 100: (b) on every chip
+    info = toy_graph([OpSpec("a", ["x"], ["t0"]), OpSpec("b", ["t0"], ["t1"], big),
+                      OpSpec("c", ["t1"], ["t2"])])
+    w = chips_needed(info, toy_target(4, 100), FAST, expired=lambda: False, base_proven=True)
+    assert w.answer is None and w.status == "exact" and "(b)" in w.note

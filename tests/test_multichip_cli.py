@@ -173,3 +173,14 @@ def test_the_trace_has_one_track_per_chip(compiled, tmp_path: Path, capsys) -> N
     assert stage1["dur"] == pytest.approx(b.device_seconds * 1e6, abs=1e-2)
     steps = [e for e in slices if e["tid"] == 2 and e["name"].startswith("step ")]
     assert len(steps) == len(Plan.from_dict(b.plan).steps)
+
+
+def test_a_single_chip_diagnosis_says_how_many_chips(duo: str, tmp_path: Path, capsys) -> None:
+    chip = str(Path(duo).parent / "small.toml")
+    out = tmp_path / "d.json"
+    assert main(["compile", MODEL, "--target", chip, "--batch", "32", "--band", "off",
+                 "--json", str(out)]) == 1
+    assert "chips needed (pipeline or sharded)" in capsys.readouterr().out
+    answers = {w.question: w for w in Plan.load(out).diagnosis.what_if}
+    w = answers["chips_needed"]
+    assert w.answer == 2 and w.status in ("exact", "bound") and "each stage verified" in w.note

@@ -482,3 +482,56 @@ def stage_summary(problem: CutProblem, cut: Sequence[int]) -> list[dict[str, Any
                     else None,
                     "plan": ev.plan if ev else None})
     return out
+
+
+# ------------------------------------------------------------------------- what-if question
+WHATIF_MAX_CHIPS = 8  # modelling choice: two IPU-M2000s; beyond that the answer is "more than 8"
+WHATIF_PLANS = 6  # stage plans per chip count for the what-if question (modelling choice)
+
+
+def chips_needed(info: GraphInfo, target: Target, options: Options, *,
+                 expired: Callable[[], bool], base_proven: bool) -> Any:
+    """The what-if question "chips needed" of a model that does not fit one chip: the fewest
+    copies of ``target`` some cut of the schedule into contiguous stages fits (each stage a
+    verified plan, found by :func:`search`; fit does not depend on pipeline vs sharded, only
+    the time does). ``exact`` when every smaller count was ruled out by evidence (one chip: the
+    compile's own verdict, ``base_proven``); ``bound`` when the monotone-fit assumption or the
+    budget decided a smaller count."""
+    from tilec.plan.model import WhatIf
+
+    question = "chips_needed"
+    if expired():
+        return WhatIf(question=question, answer=None, status="unknown", note="not searched")
+    problem = CutProblem(info, target, lambda nbytes: 0.0, options)
+    probes: list[dict[str, Any]] = [{"value": 1, "result": "does_not_fit" if base_proven
+                                     else "unknown", "by": "plan"}]
+    sound = base_proven
+    for k in range(2, min(WHATIF_MAX_CHIPS, problem.n) + 1):
+        if expired():
+            return WhatIf(question=question, answer=None, status="unknown", probes=probes,
+                          note=f"no cut into up to {k - 1} chips fits; larger counts not searched")
+        res = search(problem, k, "pipeline", plan_budget=WHATIF_PLANS)
+        probes.append({"value": k, "result": res.status, "by": "plan",
+                       "evidence": f"cut search: {res.optimality}"})
+        if res.status == STATUS_FITS:
+            stages = ", ".join(f"[{a}, {b})" for a, b in pairwise(res.cut))
+            if sound:
+                note = f"{k} chips: ops {stages} of the schedule, each stage verified; every " \
+                       f"cut into fewer chips proven not to fit"
+            else:
+                note = f"{k} chips: ops {stages} of the schedule, each stage verified; fewer " \
+                       f"chips not all ruled out by evidence (see the probes)"
+            return WhatIf(question=question, answer=k, status="exact" if sound else "bound",
+                          note=note + " (tilec compile --target <system> --chips auto plans it)",
+                          probes=probes)
+        sound = sound and res.status == STATUS_DOES_NOT_FIT and res.optimality == "exact"
+        alone = [i for i in range(problem.n)
+                 if problem.always_out[i, i + 1] or problem.sound_out[i, i + 1]]
+        if alone:  # every stage holding that op is ruled out by its own evidence
+            return WhatIf(question=question, answer=None, status="exact",
+                          probes=probes,
+                          note=f"no number of chips: op '{problem.order[alone[0]]}' does not "
+                               "fit one chip by itself (b)")
+    return WhatIf(question=question, answer=None, status="unknown" if not sound else "bound",
+                  probes=probes,
+                  note=f"no cut into up to {min(WHATIF_MAX_CHIPS, problem.n)} chips fits")

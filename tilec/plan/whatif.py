@@ -157,6 +157,7 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
             lambda: _min_bytes(info, target, base, prober),
             lambda: _min_precision(prober, meta, target, rebuild, base_probe),
+            lambda: _chips_needed(info, target, base, prober),
         ]
     out = []
     end = time.perf_counter() + seconds
@@ -170,6 +171,16 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
                            "answer may differ between runs)")
         out.append(w)
     return out
+
+
+def _chips_needed(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -> WhatIf:
+    """How many chips like this one a cut of the model into stages needs (tilec.plan.multichip;
+    the question lives there with the rest of the multi-chip search)."""
+    from tilec.plan.multichip import chips_needed
+
+    prober.cut = False  # this question's own wall-clock cut, not the previous one's
+    return chips_needed(info, target, prober.options, expired=lambda: prober.expired,
+                        base_proven=base.plan.status == STATUS_DOES_NOT_FIT)
 
 
 def _base_probe(base: Outcome) -> Probe:
