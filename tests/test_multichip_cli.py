@@ -184,3 +184,17 @@ def test_a_single_chip_diagnosis_says_how_many_chips(duo: str, tmp_path: Path, c
     answers = {w.question: w for w in Plan.load(out).diagnosis.what_if}
     w = answers["chips_needed"]
     assert w.answer == 2 and w.status in ("exact", "bound") and "each stage verified" in w.note
+
+
+def test_the_html_page_shows_every_chip(compiled, tmp_path: Path, capsys) -> None:
+    _, _, path = compiled
+    out = tmp_path / "p.html"
+    assert main(["report", str(path), "--html", str(out)]) == 0
+    capsys.readouterr()
+    page = out.read_text()
+    plan = Plan.load(path)
+    assert page.count("<iframe") == 2 and page.count('class="seg"') == 2
+    for st in plan.chips.stages:
+        assert f"chip {st.chip}" in page and st.first_op in page
+    assert main(["report", str(path), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "--onnx: not written for a multi-chip plan" in capsys.readouterr().err

@@ -97,6 +97,9 @@ def write_outputs(plan: Plan, args: argparse.Namespace, lowered_graph=None) -> N
 
         write_trace(plan, args.trace)
     if getattr(args, "onnx", None):
+        if plan.chips is not None:
+            raise InputError("--onnx: not written for a multi-chip plan yet (use --json, "
+                             "--html or --trace)")
         from tilec.report.annotate import write_annotated_onnx
 
         write_annotated_onnx(plan, args.onnx, graph=lowered_graph)
@@ -154,10 +157,9 @@ def _run_system(args: argparse.Namespace) -> int:
     if args.what_if:
         raise InputError("--what-if: not available over several chips (ask one chip: "
                          "--target with a chip, without --chips)")
-    for flag, value in (("--html", args.html), ("--onnx", args.onnx)):
-        if value:
-            raise InputError(f"{flag}: not written for a multi-chip plan yet (use --json, then "
-                             "tilec report on it, or --trace)")
+    if args.onnx:
+        raise InputError("--onnx: not written for a multi-chip plan yet (use --json, --html "
+                         "or --trace)")
     system = load_system(args.target)
     with _progress(args) as update:
         options = CompileOptions(
