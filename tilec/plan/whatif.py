@@ -129,7 +129,8 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             rebuild: Callable[..., GraphInfo], options: Options, seconds: float = 30.0,
             progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
     """Answers to the four questions (see the module docstring): what would fit instead, for a
-    model that does not fit; how far it can grow (the headroom), for one that fits.
+    model that does not fit; how far it can grow (the headroom), for one that fits. A model that
+    does not fit also gets "chips needed" (tilec.plan.multichip), with the time left over.
 
     ``seconds`` sets the wall-clock safety limit of the whole search -- ``SAFETY_FLOOR`` at
     least -- not its budget: the budget is a count of probes, so the answers are reproducible."""
@@ -157,7 +158,6 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
             lambda: _min_bytes(info, target, base, prober),
             lambda: _min_precision(prober, meta, target, rebuild, base_probe),
-            lambda: _chips_needed(info, target, base, prober),
         ]
     out = []
     end = time.perf_counter() + seconds
@@ -166,6 +166,15 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
         # still to come, so a slow one cannot leave a later one without any probe
         prober.deadline = time.perf_counter() + (end - time.perf_counter()) / (len(questions) - i)
         w = question()
+        if prober.cut and w.status != "exact":
+            w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
+                           "answer may differ between runs)")
+        out.append(w)
+    if base.plan.status != STATUS_FITS:
+        # chips needed: asked last, with whatever the safety limit has left (not a share taken
+        # from the four questions above)
+        prober.deadline = end
+        w = _chips_needed(info, target, base, prober)
         if prober.cut and w.status != "exact":
             w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
                            "answer may differ between runs)")
