@@ -234,12 +234,18 @@ class CutProblem:
         return float(self.lower[start, end])
 
     def values(self, assume: bool = True) -> np.ndarray:
+        """Relaxed values of every stage. ``assume``: stages containing one that does not fit
+        (and stages the planner left undecided) count as not fitting; without it they keep
+        their lower bounds, so a DP on them answers soundly."""
         v = self.lower.copy()
         v[self.sound_out] = INF
         if assume:
             v[self.assumed] = INF
         for (i, j), ev in self.evals.items():
-            v[i, j] = (ev.device_seconds + self.extra[i, j]) if ev.status == STATUS_FITS else INF
+            if ev.status == STATUS_FITS:
+                v[i, j] = ev.device_seconds + self.extra[i, j]
+            elif assume or ev.status == STATUS_DOES_NOT_FIT:
+                v[i, j] = INF  # without the assumption only a proven "does not fit" is out
         return v
 
     def bounds_fail(self, start: int, end: int) -> StageEval | None:
