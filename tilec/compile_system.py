@@ -138,8 +138,11 @@ def _cut(model: Any, lowered: Lowered, system: ChipSystem, options: CompileOptio
     last = result or CutResult(0, status)
     note = last.note if fits else _why_not(tried, system)
     if fits and micro < batch:
-        note += (f"; the batch of {batch} does not fit any cut into {max(counts)} chips whole, "
-                 f"so it streams as {passes} micro-batches of {micro}")
+        whole = [t for t in tried if t["micro_batch"] == batch]
+        assumed = any(t["optimality"] != "exact" for t in whole)
+        note += (f"; the batch of {batch} does not fit any cut into {max(counts)} chips whole"
+                 + (" (assuming monotone fit, or not all cuts decided)" if assumed else "")
+                 + f", so it streams as {passes} micro-batches of {micro}")
     plan.chips = ChipSet(
         system=system.describe(), mode=mode,
         requested="auto" if len(counts) > 1 or not counts else str(counts[0]),
