@@ -292,3 +292,17 @@ def test_no_number_of_chips_helps_an_op_too_large_for_one() -> None:
                       OpSpec("c", ["t1"], ["t2"])])
     w = chips_needed(info, toy_target(4, 100), FAST, expired=lambda: False, base_proven=True)
     assert w.answer is None and w.status == "exact" and "(b)" in w.note
+
+
+def test_a_spent_budget_is_unknown_never_does_not_fit() -> None:
+    info, target = random_net(2), toy_target(4, 100)
+    res = search(CutProblem(info, target, link, FAST), 2, "pipeline", plan_budget=0)
+    assert res.status == "unknown" and res.cut == [] and "budget" in res.note
+
+
+def test_the_search_is_deterministic() -> None:
+    info, target = random_net(4), toy_target(4, 100)
+    a = search(CutProblem(info, target, link, FAST), 3, "pipeline", plan_budget=10_000)
+    b = search(CutProblem(info, target, link, FAST), 3, "pipeline", plan_budget=10_000)
+    assert (a.status, a.cut, a.objective, a.optimality, a.note) == \
+        (b.status, b.cut, b.objective, b.optimality, b.note)
