@@ -22,9 +22,11 @@ the smallest sum under it; sharded: the smallest sum). If every stage on it is p
 optimal: no other path can be better, since its values are lower bounds. Otherwise its unplanned
 stages are planned (bounds (a)/(b) first, then the planner; plans cached by ``(start, end)``) and
 the DP runs again. A stage that does not fit usually means every stage containing it does not
-either (the bounds grow with the stage), so those are skipped *by assumption*; at the end the DP
-runs once more with the assumed stages at their lower bounds: if that cannot beat the answer the
-answer is **exact**, else it is exact *under the assumption* and says so with the bound.
+either (the bounds grow with the stage), so those are skipped *by assumption* (a stage the bounds
+rule out also has its frontier bisected with the bounds alone, so one failure skips a family of
+stages; one holding an op that (b) rules out is skipped soundly); at the end the DP runs once
+more with the assumed stages at their lower bounds: if that cannot beat the answer the answer is
+**exact**, else it is exact *under the assumption* and says so with the bound.
 """
 
 from __future__ import annotations
