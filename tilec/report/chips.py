@@ -111,7 +111,8 @@ def _facts(plan: Plan) -> Table:
                                    f"parallel) · {rate}")
     grid.add_row("links", f"{sysd['link_bytes_per_s'] / 1e9:g} GB/s, "
                           f"{fmt_seconds(sysd['link_latency_s'])} per transfer "
-                          f"({sysd['name']}: {sysd['description']})")
+                          + (f"({sysd['name']}: {sysd['description']})"
+                             if sysd.get("description") else f"({sysd['name']})"))
     cut = f"{cs.note}"
     if cs.mode != "replicate":
         cut += f" · {cs.plans_made} stage plans, {cs.bounds_checked} stages checked by bounds"
