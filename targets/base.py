@@ -74,6 +74,9 @@ class CandidateBlock:
     cycles: np.ndarray
     costs: tuple[OpCost, ...] | None = None
     split_of: Callable[[int], Split] | None = None
+    cost_of: Callable[[int], OpCost] | None = None
+    """Builds candidate ``i``'s OpCost from the arrays it was priced in (vectorised blocks that
+    offer it); else the cost model prices the split again and checks it against the block."""
 
     def __len__(self) -> int:
         return len(self.peak)
@@ -102,20 +105,21 @@ class CandidateBlock:
 
 
 def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarray,
-                always: np.ndarray, step: np.ndarray, cycles: np.ndarray
-                ) -> list[CandidateBlock]:
+                always: np.ndarray, step: np.ndarray, cycles: np.ndarray,
+                cost_of: Callable[[int, int], OpCost] | None = None) -> list[CandidateBlock]:
     """Cut arrays priced over the concatenated factor rows of several tile counts into one
-    :class:`CandidateBlock` per tile count (splits built on demand by :func:`conv_split`)."""
+    :class:`CandidateBlock` per tile count (splits built on demand by :func:`conv_split`;
+    ``cost_of(block, i)``, when given, builds candidate ``i`` of a block's OpCost)."""
     out = []
     a = 0
-    for rows in per_count:
+    for k, rows in enumerate(per_count):
         b = a + len(rows)
-        out.append(CandidateBlock(peak=peak[a:b], always=always[a:b], step=step[a:b],
-                                  cycles=cycles[a:b],
-                                  split_of=lambda i, rows=rows: conv_split(rows[i])))
+        out.append(CandidateBlock(
+            peak=peak[a:b], always=always[a:b], step=step[a:b], cycles=cycles[a:b],
+            split_of=lambda i, rows=rows: conv_split(rows[i]),
+            cost_of=None if cost_of is None else (lambda i, k=k: cost_of(k, i))))
         a = b
     return out
-
 
 
 def nonzero(**cats: int) -> dict[str, int]:
@@ -152,6 +156,7 @@ class _Store:
 
 
 _STORES: OrderedDict[tuple, _Store] = OrderedDict()
+_SIGS: dict[int, tuple[OpInfo, tuple]] = {}
 
 
 def _shared_store(kind: str, target: TileTarget, *, sram_priced: bool = False) -> _Store:
@@ -217,7 +222,7 @@ class BaseCostModel:
         store = _shared_store(type(self).__name__, target, sram_priced=self.sram_priced)
         self._costs: dict[tuple, OpCost] = store.costs
         self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
-        self._sigs: dict[int, tuple[OpInfo, tuple]] = {}
+        self._sigs = _SIGS
         self._dims: dict[tuple, ConvDims] = store.dims
         io = self.spec["io"]
         self.h2d = float(io["host_to_device_bytes_per_s"])
@@ -333,7 +338,9 @@ class BaseCostModel:
 
     def _signature(self, op: OpInfo) -> tuple:
         """The op's cache key, memoised per op object (the planner asks about the same OpInfo
-        objects many times; keeping a reference keeps ``id`` unique)."""
+        objects many times; keeping a reference keeps ``id`` unique). The memo is shared by
+        every cost model: a signature depends on the op alone, and the band and the what-if
+        ask many targets about the same ops."""
         hit = self._sigs.get(id(op))
         if hit is not None and hit[0] is op:
             return hit[1]
@@ -502,11 +509,19 @@ class BaseCostModel:
         return picks
 
     def _materialise(self, op: OpInfo, key: tuple, blk: CandidateBlock, i: int) -> OpCost:
-        """The OpCost of candidate ``i`` (cached); for a vectorised block, built by the scalar
-        :meth:`_cost` and checked against the block's numbers."""
+        """The OpCost of candidate ``i`` (cached); for a vectorised block, read off its arrays
+        (``cost_of``) or else built by the scalar :meth:`_cost` and checked against the block's
+        numbers."""
         if blk.costs is not None:
             c = blk.costs[i]
             self._remember((key, c.split), c)
+            return c
+        if blk.cost_of is not None:
+            ck = (key, blk.split(i))
+            c = self._costs.get(ck)
+            if c is None:
+                c = blk.cost_of(i)
+                self._remember(ck, c)
             return c
         c = self._cost_keyed(op, key, blk.split(i))
         if (c.peak_bytes, c.always_bytes, c.step_bytes, c.cycles) != (

@@ -35,6 +35,7 @@ allow (``in_place``), as Poplar's in-place element-wise ops do.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -83,11 +84,15 @@ _PRICE_ONLY = {
     "exchange": ("superstep_cycles", "bytes_per_cycle_per_tile"),
     "overheads": ("bytes_per_compute_set",),
     "splits": ("fastest_slack",),
-    "memory": ("reserved",),
+    "memory": ("reserved", "reserved_bytes_per_tile"),
     "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
 }
 _ROWS: dict[tuple, tuple[np.ndarray, ...]] = {}
 _MAX_ROWS = 8192
+_RAW: OrderedDict[tuple, dict] = OrderedDict()
+"""Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
+dropped: ~0.5 MB per shape, so a few model configurations' worth."""
+_MAX_RAW = 160
 
 
 def _rows_fingerprint(spec: dict) -> tuple:
@@ -197,7 +202,8 @@ class IpuCostModel(BaseCostModel):
         (:meth:`_conv_block`), then cut into one block per tile count."""
         if op.kind not in ("conv", "matmul"):
             return None
-        return self._conv_block(op, self.conv_dims(op), self._conv_rows(op, counts))
+        return self._conv_block(op, self.conv_dims(op), self._conv_rows(op, counts),
+                                (self._rows_key, self._signature(op), tuple(counts)))
 
     # ------------------------------------------------------------------------- costs
     def _cost(self, op: OpInfo, split: Split) -> OpCost:
@@ -225,7 +231,11 @@ class IpuCostModel(BaseCostModel):
         if t is None:  # beyond int64-exact range: the same arithmetic on Python ints
             t = self._conv_terms(op, d, row.astype(object))
         assert t is not None
-        g = {k: int(v[0]) for k, v in t.items()}
+        return self._conv_cost(op, split, t, 0)
+
+    def _conv_cost(self, op: OpInfo, split: Split, t: dict[str, np.ndarray], i: int) -> OpCost:
+        """The OpCost of row ``i`` of priced terms ``t``."""
+        g = {k: int(v[i]) for k, v in t.items()}
         return OpCost(
             split=split,
             always=self._always(g["w_store"], g["worklists"], g["sets"]),
@@ -239,7 +249,14 @@ class IpuCostModel(BaseCostModel):
                     ) -> dict[str, np.ndarray] | None:
         """Bytes and cycles of every row of ``rows`` (``[k, 9]``, columns :data:`SPLIT_COLUMNS`)
         at once, as arrays; None when an int64 could overflow (the caller retries on Python
-        ints, ``rows.astype(object)``).
+        ints, ``rows.astype(object)``). :meth:`_conv_raw` weighed by :meth:`_conv_price`."""
+        raw = self._conv_raw(op, d, rows)
+        return None if raw is None else self._conv_price(raw)
+
+    def _conv_raw(self, op: OpInfo, d: ConvDims, rows: np.ndarray) -> dict | None:
+        """Bytes of every row of ``rows`` and the quantities its cycles are weighed from (the
+        MACs the AMP does, grain padding included; vector work; supersteps; bytes received),
+        none of them depending on :data:`_PRICE_ONLY` fields.
 
         Memory follows PopLibs' own per-tile estimate of a convolution's temporaries
         (poplin ConvModel.cpp, ``addConvTempMemoryEstimate``): the tile's input slice with its
@@ -309,38 +326,57 @@ class IpuCostModel(BaseCostModel):
         # segments where 6 workers share the rows), per serial slice
         worklists = np.where((d.k > 1) | (sl.n * sl.oh > 1),
                              WORKLIST_ENTRY_BYTES * d.k * (sl.n * sl.oh + WORKERS - 1) * serial, 0)
-        # cycles of one slice, times the slices
+        # cycles of one slice, times the slices: the AMP's share priced by _conv_price (it is
+        # weighed by conv_efficiency); the vector work and the superstep count here
         macs_t = d.macs * sl.work_fraction
         pad = ((-(-sl.ci // gi) * gi) / sl.ci) * ((-(-sl.co // go) * go) / sl.co)
-        amp = macs_t * pad / (self.macs_per_cycle[dp] * self.eff)
-        vec = macs_t / self.lanes[dp]
         lanes = self.lanes[dp]
 
         def vcyc(elements, ops: float):
             return ceil_int(elements * ops / lanes)
 
-        compute = ceil_int(np.minimum(amp, vec)) * serial
+        vector = zero
         if pbits != abits:
-            compute = compute + np.where(fi > 1, vcyc(out_elements * fi, 1),
-                                         vcyc(tile.out_slice, 1))
+            vector = vector + np.where(fi > 1, vcyc(out_elements * fi, 1),
+                                       vcyc(tile.out_slice, 1))
         else:
-            compute = compute + np.where(fi > 1, vcyc(out_elements * fi, 1), 0)
+            vector = vector + np.where(fi > 1, vcyc(out_elements * fi, 1), 0)
         if has_bias:
-            compute = compute + vcyc(out_elements, 1)
+            vector = vector + vcyc(out_elements, 1)
         act_ops = self.vops(op.activation)
         if op.activation and act_ops:
-            compute = compute + vcyc(out_elements, act_ops)
-        compute = compute + np.where(dequant > 0, vcyc(k_slice, 2) * serial, 0)
-        compute = compute + (sets - 1 + (serial - 1) * (1 + (dequant > 0) * 1)) * self.superstep
+            vector = vector + vcyc(out_elements, act_ops)
+        vector = vector + np.where(dequant > 0, vcyc(k_slice, 2) * serial, 0)
+        supersteps = sets - 1 + (serial - 1) * (1 + (dequant > 0) * 1)
         # exchange: what is not already resident -- an input slice is already on the tile for
         # 1 / outChanSplit of its elements (poplin ConvModel.cpp addExchangeCycleEstimates)
         in_moved = in_recv - -(-(in_recv - act_kernel) // (fo * so))
         red_recv = np.where(fi > 1, -(-((tile.out_slice - out_elements) * pbits) // 8), 0)
         received = (w_recv + in_moved) * serial + red_recv
-        exchange = ceil_int(received / self.xbpc)
         return {"w_store": w_store, "w_recv": w_recv, "in_recv": in_recv, "temp": temp,
                 "out_bytes": out_bytes, "sets": sets, "worklists": worklists,
-                "compute": compute, "exchange": exchange}
+                "amp_work": macs_t * pad, "vec": macs_t / lanes, "serial": serial,
+                "vector": vector, "supersteps": supersteps, "received": received,
+                "dp": dp, "obj": obj}
+
+    def _conv_price(self, raw: dict) -> dict[str, np.ndarray]:
+        """Cycles of :meth:`_conv_raw`'s quantities under this description's weights
+        (``conv_efficiency``, ``superstep_cycles``, the exchange rate): the only part of a
+        conv's price that the uncertainty band's settings change, so rows shared across them
+        (:data:`_RAW`) are re-weighed, not re-derived."""
+        def ceil_int(x) -> np.ndarray:
+            if raw["obj"]:
+                return np.array([math.ceil(float(v)) for v in np.ravel(x)], dtype=object)
+            return np.ceil(x).astype(np.int64)
+
+        amp = raw["amp_work"] / (self.macs_per_cycle[raw["dp"]] * self.eff)
+        compute = (ceil_int(np.minimum(amp, raw["vec"])) * raw["serial"] + raw["vector"]
+                   + raw["supersteps"] * self.superstep)
+        out = {k: raw[k] for k in ("w_store", "w_recv", "in_recv", "temp", "out_bytes", "sets",
+                                   "worklists")}
+        out["compute"] = compute
+        out["exchange"] = ceil_int(raw["received"] / self.xbpc)
+        return out
 
     def _conv_rows(self, op: OpInfo, caps: Sequence[int]) -> tuple[np.ndarray, ...]:
         """Candidate rows (:data:`SPLIT_COLUMNS`) of a conv / matmul at each cap, cached per
@@ -408,18 +444,33 @@ class IpuCostModel(BaseCostModel):
         _ROWS[key] = rows
         return rows
 
-    def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray]
-                    ) -> list[CandidateBlock] | None:
-        """Every candidate of every cap priced at once by :meth:`_conv_terms` (only the totals
-        the selection needs; the kept splits are priced again, one by one, by :meth:`_conv`)."""
-        arr = np.concatenate(per_count, axis=0)
-        t = self._conv_terms(op, d, arr)
-        if t is None:
-            return None
+    def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray],
+                    key: tuple) -> list[CandidateBlock] | None:
+        """Every candidate of every cap priced at once: :meth:`_conv_raw` (shared by every
+        description with the same rows, :data:`_RAW`) weighed by :meth:`_conv_price`. The kept
+        candidates' OpCosts are read off the same arrays (:meth:`_conv_cost`), so the block and
+        the plan cannot disagree; :meth:`_conv` prices a single split through the same code."""
+        raw = _RAW.get(key)
+        if raw is None:
+            raw = self._conv_raw(op, d, np.concatenate(per_count, axis=0))
+            if raw is None:
+                return None
+            _RAW[key] = raw
+            while len(_RAW) > _MAX_RAW:
+                _RAW.popitem(last=False)
+        else:
+            _RAW.move_to_end(key)
+        t = self._conv_price(raw)
         always = t["w_store"] + t["worklists"] + t["sets"] * self.set_bytes
         step = t["w_recv"] + t["in_recv"] + t["temp"]
+        starts = np.cumsum([0, *(len(r) for r in per_count)])
+
+        def cost_of(block: int, i: int) -> OpCost:
+            return self._conv_cost(op, conv_split(per_count[block][i]), t,
+                                   int(starts[block]) + i)
+
         return conv_blocks(per_count, peak=always + step + t["out_bytes"], always=always,
-                           step=step, cycles=t["compute"] + t["exchange"])
+                           step=step, cycles=t["compute"] + t["exchange"], cost_of=cost_of)
 
     def _elementwise(self, op: OpInfo, split: Split) -> OpCost:
         t = split.tiles
