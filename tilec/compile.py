@@ -313,8 +313,12 @@ def band_of(plan: Plan, lowered: Lowered, options: CompileOptions):
     from tilec.plan.band import compute_band
 
     t0 = time.perf_counter()
-    band = compute_band(lowered.info, lowered.target, plan,
-                        options=Options(settings=settings_from(options)),
-                        seconds=options.band_seconds, progress=options.progress)
+    from tilec.calibration import calibration_check
+    from tilec.plan.band import probe_options
+
+    opts = Options(settings=settings_from(options))
+    band = compute_band(lowered.info, lowered.target, plan, options=opts,
+                        seconds=options.band_seconds, progress=options.progress,
+                        check=calibration_check(lowered.target, probe_options(opts)))
     plan.timings["band"] = time.perf_counter() - t0
     return band

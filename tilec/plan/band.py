@@ -20,8 +20,15 @@ What is evaluated, in this order (a fixed list, so the band is deterministic):
 5. for a setting that flipped the verdict: bisection on the straight line from the nominal
    values towards it (one constant, or all of a corner or sample together), until the threshold
    is known to ``TOLERANCE`` of the nominal value (or 1 for integers), at most ``BISECT_STEPS``
-   evaluations -- for up to ``MAX_BISECTED`` single-constant flips; when only settings that move
-   several constants flip it, for the first of them (the others are named in a note).
+   evaluations -- for up to ``MAX_BISECTED`` flips, single-constant ones first; settings that
+   move several constants are searched only while no single-constant flip stands (the others
+   are named in a note);
+6. each located flip is checked against the chip's published outcomes
+   (``targets/calibration/<chip>.toml``, :mod:`tilec.calibration`): where the constants at the
+   flip would make a measured out-of-memory configuration fit, or a measured fit fail, the
+   setting is not a plausible description of the chip -- the ranges are each constant's alone,
+   the measurements constrain them jointly -- and the flip is reported as ruled out (a note
+   naming the measurement) instead of making the verdict borderline.
 
 Constants at their nominal value are left out of a setting, and a setting is evaluated once (a
 "corner" that moves one constant is that constant's end). A setting is decided like a what-if
@@ -226,8 +233,11 @@ def probe_options(options: Options) -> Options:
 def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
                  seconds: float = SAFETY_SECONDS,
                  progress: Callable[[str, float], None] | None = None,
-                 samples: int = SAMPLES, seed: int = SEED) -> Band:
-    """The band of ``plan`` (compiled from ``info`` on ``target``); see the module docstring."""
+                 samples: int = SAMPLES, seed: int = SEED,
+                 check: Callable[[dict[str, float], str], str | None] | None = None) -> Band:
+    """The band of ``plan`` (compiled from ``info`` on ``target``); see the module docstring.
+    ``check(values, becomes)`` names the measurement of the chip a flipping setting contradicts
+    (``tilec.calibration``), or None: such a flip is ruled out, not borderline."""
     verdict = plan.status
     ranges: dict[str, tuple[Any, Any]] = dict(getattr(target, "ranges", {}) or {})
     nominal = {k: target.value(k) for k in ranges}
@@ -287,25 +297,36 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
                                 for (k, (lo, hi)), u in zip(ranges.items(), draw, strict=True)})
     evaluated = [(label, values, ev.decide(label, values)) for label, values in order]
 
-    # 5. thresholds of the flips: single constants first (they name a cause), then joint ones
+    # 5. thresholds of the flips: single constants first (they name a cause), then joint ones;
+    # a flip located where the constants contradict a measurement of the chip is ruled out
     flipped = [(label, values, s) for label, values, s in evaluated
                if s.result not in (verdict, SKIPPED)]
     single = [f for f in flipped if len(f[1]) == 1]
     joint = [f for f in flipped if len(f[1]) > 1]
     notes = []
-    if single and joint:  # the single constants name the cause; the joint ones add little
-        notes.append("also flipped with several constants moved together: "
-                     + ", ".join(label for label, _, _ in joint))
-    elif len(joint) > 1:  # a joint flip names no single constant: the first one is searched
-        notes.append("also flipped with several constants moved together: "
-                     + ", ".join(label for label, _, _ in joint[1:]))
-    chosen = single or joint[:1]
-    flips = []
-    for i, (label, toward, s) in enumerate(chosen):
-        if i < MAX_BISECTED:
-            flips.append(_threshold(ev, verdict, nominal, label, toward, s, val))
+    flips: list[BandFlip] = []
+    ruled: list[tuple[BandFlip, str]] = []
+    bisected = 0
+    done_labels: list[str] = []
+    for label, toward, s in single + joint:
+        if flips and len(toward) > 1:
+            break  # a single constant names the cause; the joint ones add little
+        if bisected < MAX_BISECTED:
+            f = _threshold(ev, verdict, nominal, label, toward, s, val)
+            bisected += 1
         else:  # reported at the setting that flipped, threshold not searched
-            flips.append(_flip(nominal, label, toward, s.result, {}, toward, 1.0))
+            f = _flip(nominal, label, toward, s.result, {}, toward, 1.0)
+        done_labels.append(label)
+        reason = check(f.flips_at, f.result) if check is not None else None
+        if reason:
+            ruled.append((f, reason))
+        else:
+            flips.append(f)
+    rest = [label for label, _, _ in joint if label not in done_labels]
+    if rest and flips:
+        notes.append("also flipped with several constants moved together: " + ", ".join(rest))
+    for f, reason in ruled:
+        notes.append(f"ruled out by a measurement: {f.text} -- {reason}")
 
     settings = ev.log
     skipped = any(s.result == SKIPPED and s.evidence == "wall-clock safety limit"
@@ -339,6 +360,10 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
             ("each end", True), (f"{samples} seeded samples", samples > 0)) if present]
         summary = (f"robust: {words} at all {counted} settings of {n_const} constants' ranges "
                    f"({', '.join(kinds)})")
+        if ruled:
+            summary = (f"robust: {words} at every setting of {n_const} constants' ranges that "
+                       f"is consistent with the chip's measurements ({len(ruled)} flip"
+                       f"{'s' if len(ruled) > 1 else ''} ruled out by a measurement, see notes)")
     return Band(status=status, verdict=verdict, summary=summary, ranges=as_lists,
                 nominal=nominal, pessimistic=dict(pess), flips=flips, settings=settings,
                 latency_min_seconds=min(fits_lat) if fits_lat else None,

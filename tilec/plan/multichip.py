@@ -497,6 +497,10 @@ def stage_summary(problem: CutProblem, cut: Sequence[int]) -> list[dict[str, Any
 # ------------------------------------------------------------------------- what-if question
 WHATIF_MAX_CHIPS = 8  # modelling choice: two IPU-M2000s; beyond that the answer is "more than 8"
 WHATIF_PLANS = 6  # stage plans per chip count for the what-if question (modelling choice)
+WHATIF_TOTAL_PLANS = 18
+"""Stage plans the what-if question makes over all chip counts (counted, not timed, so the answer
+does not depend on the machine's load; modelling choice: three chip counts' worth -- the zoo's
+answers are 2 or 3 chips, and a model that fits no 4-chip cut is sized by `--chips auto`)."""
 
 
 def chips_needed(info: GraphInfo, target: Target, options: Options, *,
@@ -517,6 +521,11 @@ def chips_needed(info: GraphInfo, target: Target, options: Options, *,
                                      else "unknown", "by": "plan"}]
     sound = base_proven
     for k in range(2, min(WHATIF_MAX_CHIPS, problem.n) + 1):
+        if problem.plans_made >= WHATIF_TOTAL_PLANS:
+            return WhatIf(question=question, answer=None, status="unknown", probes=probes,
+                          note=f"no cut into up to {k - 1} chips fits; larger counts not searched "
+                               f"(the question's budget of {WHATIF_TOTAL_PLANS} stage plans is "
+                               "spent)")
         if expired():
             return WhatIf(question=question, answer=None, status="unknown", probes=probes,
                           note=f"no cut into up to {k - 1} chips fits; larger counts not searched")

@@ -1,0 +1,89 @@
+"""The band conditioned on the chip's measurements (tilec/calibration.py): which descriptions the
+measurements describe, a flip the check rules out (robust, with a note naming the measurement)
+or keeps (borderline), and -- slow -- the published YOLOv4-P5 896 px batch-2 out-of-memory on
+gc200, whose only flip needs constants under which that very measurement would fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_band import MODEL, RESERVED, chip
+from tilec.targets import load_target
+
+from tilec.calibration import measured_chip, points_of
+from tilec.compile import CompileOptions, capture, compile_model, lower
+from tilec.plan.band import compute_band
+from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
+from tilec.plan.pipeline import Options
+
+
+def test_points_are_the_published_outcomes() -> None:
+    pts = points_of("gc200")
+    assert len(pts) == 7
+    assert {(p.image_size, p.batch, p.result) for p in pts} >= {(896, 1, "fits"),
+                                                                (896, 2, "oom"), (128, 1, "fits")}
+    assert points_of("northpole") == ()
+
+
+def test_which_descriptions_the_measurements_describe(tmp_path: Path) -> None:
+    assert measured_chip(load_target("gc200")) == "gc200"
+    assert measured_chip(load_target("bow")) == "gc200"  # the same chip at a higher clock
+    assert measured_chip(load_target("gc2")) is None  # another chip
+    assert measured_chip(load_target("northpole")) is None
+    # a gc200 with fewer, larger tiles is another chip: the measurements say nothing of it
+    other = chip(tmp_path, "small", bytes_per_tile=65536, ranges={})
+    assert measured_chip(load_target(other)) is None
+
+
+def _straddle(tmp_path: Path):
+    path = chip(tmp_path, "tight", bytes_per_tile=65536, ranges={
+        "memory.bytes_per_tile": [RESERVED + 1, 65536]})
+    target = load_target(path)
+    opts = CompileOptions(what_if=False)
+    lowered = lower(capture(str(MODEL)), target, opts)
+    plan, _ = compile_model(str(MODEL), target, opts)
+    assert plan.status == STATUS_FITS
+    return lowered, target, plan
+
+
+def test_a_flip_the_measurements_rule_out_is_not_borderline(tmp_path: Path) -> None:
+    lowered, target, plan = _straddle(tmp_path)
+    seen: list[tuple[dict, str]] = []
+
+    def contradicts(values: dict, becomes: str) -> str:
+        seen.append((dict(values), becomes))
+        return "a measured fit would not fit"
+
+    band = compute_band(lowered.info, target, plan, options=Options(), check=contradicts)
+    assert band.status == "robust" and band.flips == []
+    assert "ruled out by a measurement" in band.summary
+    notes = [n for n in band.notes if n.startswith("ruled out by a measurement")]
+    assert notes and all("a measured fit would not fit" in n and "memory.bytes_per_tile" in n
+                         for n in notes)
+    # the check saw each located flip (the low end, and samples below the fit point): the
+    # threshold's failing side, towards "does not fit"
+    assert len(seen) == len(notes)
+    for values, becomes in seen:
+        assert becomes == STATUS_DOES_NOT_FIT
+        assert RESERVED + 1 <= values["memory.bytes_per_tile"] < 65536
+
+
+def test_a_flip_consistent_with_the_measurements_stays_borderline(tmp_path: Path) -> None:
+    lowered, target, plan = _straddle(tmp_path)
+    band = compute_band(lowered.info, target, plan, options=Options(),
+                        check=lambda values, becomes: None)
+    assert band.status == "borderline" and band.flips
+    assert not any(n.startswith("ruled out") for n in band.notes)
+
+
+@pytest.mark.slow
+def test_p5_896_batch_2_is_robustly_out_of_memory() -> None:
+    plan, _ = compile_model("yolov4-p5", "gc200", CompileOptions(
+        batch=2, image_size=896, what_if=False, band=True))
+    assert plan.status == STATUS_DOES_NOT_FIT
+    assert plan.band.status == "robust", plan.band.summary
+    # whatever flip the band found, it was ruled out by the 896 px batch-2 measurement itself
+    for n in plan.band.notes:
+        if n.startswith("ruled out"):
+            assert "896 px batch 2" in n

@@ -1,0 +1,179 @@
+"""Published outcomes a chip's constants must reproduce, used to condition the uncertainty band.
+
+A target's ``[ranges]`` give each FITTED constant and modelling choice a plausible interval, one
+constant at a time. Jointly they are not all plausible: the constants were fitted so that the
+chip's published outcomes come out right, and a joint setting under which a measured
+out-of-memory configuration would fit (or a measured fit would not) is contradicted by the
+measurement itself. The band (``tilec.plan.band``) therefore asks, for each setting that flips
+a verdict, whether the setting is consistent with the measured outcomes of the chip it describes
+(``targets/calibration/<chip>.toml``); a flip that only happens where a measurement says the chip
+does not behave is reported as ruled out, not as a reason for "borderline".
+
+The check compiles the calibration model (a zoo model) at each measured configuration on the
+*measured chip* (the first file of the target's chain that has calibration data) with the
+setting's constants, deciding like the band does: the lower bounds (a)/(b) first, then a
+fit-only plan. Only the measurements that could contradict the flip are checked (a flip towards
+"fits" can only contradict an "oom", and the reverse), the largest first. The calibration model is
+captured and lowered once per process (the passes are not proved again: the measured
+configurations are facts about the chip, not about the user's model).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tilec.errors import InputError
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured outcome: ``model`` (zoo name) at ``image_size`` px, ``batch``, ``precision``
+    compiled ("fits") or ran out of tile memory ("oom") on the chip."""
+
+    model: str
+    image_size: int
+    batch: int
+    precision: str
+    result: str
+    source: str = ""
+
+    def describe(self) -> str:
+        return (f"{self.model} at {self.image_size} px batch {self.batch} {self.precision} "
+                f"({'fits' if self.result == 'fits' else 'out of memory'}, measured: "
+                f"{self.source})")
+
+
+def _calibration_dir() -> Path:
+    """Where the installed package keeps the calibration files (next to the target TOMLs)."""
+    import tilec.targets
+
+    return Path(tilec.targets.__file__).resolve().parent / "calibration"
+
+
+@lru_cache(maxsize=16)
+def points_of(chip: str) -> tuple[Point, ...]:
+    """The measured outcomes of built-in chip ``chip`` (empty when none are published)."""
+    path = _calibration_dir() / f"{chip}.toml"
+    if not path.is_file():
+        return ()
+    data = tomllib.loads(path.read_text())
+    out = []
+    for p in data.get("point", []):
+        out.append(Point(model=str(p["model"]), image_size=int(p["image_size"]),
+                         batch=int(p["batch"]), precision=str(p["precision"]),
+                         result=str(p["result"]), source=str(p.get("source", ""))))
+    return tuple(out)
+
+
+_NOT_MEASURED = {"target": None, "ranges": None, "io": None, "chip": ("clock_hz",)}
+"""Fields a description may change and still be the measured chip: its name and text, the
+band's ranges, the host link and the clock (seconds, not bytes or cycles: Bow is the GC200 at
+a higher clock). ``None``: the whole section."""
+
+
+def _measured_part(spec: dict) -> dict:
+    out = {}
+    for section, value in spec.items():
+        skip = _NOT_MEASURED.get(section, ())
+        if skip is None:
+            continue
+        out[section] = ({k: v for k, v in value.items() if k not in skip}
+                        if isinstance(value, dict) else value)
+    return out
+
+
+def measured_chip(target: Any) -> str | None:
+    """The built-in chip with published outcomes that ``target`` *is*: the first file of its
+    chain (itself, then its bases) with calibration data, provided ``target`` keeps every field
+    of that chip the measurements depend on (tiles, memory, compute, ...; see
+    :data:`_NOT_MEASURED`). A description that changes them is another chip, which the
+    measurements do not describe: None."""
+    from tilec.targets import load_target
+
+    for name in getattr(target, "chain", ()) or ():
+        stem = Path(str(name)).stem
+        if points_of(stem):
+            try:
+                base = load_target(stem)
+            except InputError:
+                return None
+            same = _measured_part(target.spec) == _measured_part(base.spec)
+            return stem if same else None
+    return None
+
+
+class CalibrationCheck:
+    """``check(values, becomes)``: the measurement a joint setting ``values`` of ``target``'s
+    constants contradicts (a one-line reason), or None. ``becomes`` is the verdict the setting
+    flips the user's compile to ("fits" or "does_not_fit"): only measurements of the opposite
+    kind can contradict it."""
+
+    def __init__(self, target: Any, chip: str, options: Any) -> None:
+        from tilec.targets import load_target
+
+        self.chip = chip
+        self.base = load_target(chip)
+        self.options = options
+        self.points = points_of(chip)
+        self._lowered: dict[tuple[str, str], Any] = {}
+        self.checked = 0
+
+    def _info(self, p: Point) -> Any:
+        from tilec.compile import CompileOptions, capture, lower, reshaped
+
+        key = (p.model, p.precision)
+        if key not in self._lowered:
+            cap = capture(p.model, batch=1, image_size=(p.image_size, p.image_size))
+            self._lowered[key] = lower(cap, self.base, CompileOptions(
+                batch=1, image_size=p.image_size, precision=p.precision, verify="off"))
+        again = reshaped(self._lowered[key], p.batch, (p.image_size, p.image_size))
+        if again is None:
+            cap = capture(p.model, batch=p.batch, image_size=(p.image_size, p.image_size))
+            again = lower(cap, self.base, CompileOptions(
+                batch=p.batch, image_size=p.image_size, precision=p.precision, verify="off"))
+        return again.info
+
+    def verdict(self, p: Point, values: dict[str, float]) -> str:
+        """fits / does_not_fit / unknown of point ``p`` on the measured chip at ``values``."""
+        from tilec.plan.model import STATUS_DOES_NOT_FIT
+        from tilec.plan.partition import partition
+        from tilec.plan.pipeline import lower_bounds, run
+
+        tgt = self.base.with_values(values, why="band")
+        info = self._info(p)
+        part = partition(info, tgt)
+        bounds = lower_bounds(info, tgt, part)
+        if any(bounds[x].holds for x in ("io", "b", "a") if x in bounds):
+            return STATUS_DOES_NOT_FIT
+        return run(info, tgt, options=self.options, part=part, bounds=bounds).plan.status
+
+    def __call__(self, values: dict[str, float], becomes: str) -> str | None:
+        from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
+
+        want = "oom" if becomes == STATUS_FITS else "fits"
+        against = sorted((p for p in self.points if p.result == want),
+                         key=lambda p: -(p.image_size ** 2 * p.batch))
+        for p in against:
+            try:
+                got = self.verdict(p, values)
+            except InputError:  # the values are no valid description of the measured chip
+                return None
+            self.checked += 1
+            if (want == "oom" and got == STATUS_FITS) or (
+                    want == "fits" and got == STATUS_DOES_NOT_FIT):
+                return (f"{self.chip} at these constants would contradict a measurement: "
+                        f"{p.describe()} would {'fit' if got == STATUS_FITS else 'not fit'}")
+        return None
+
+
+def calibration_check(target: Any, options: Any) -> Callable[[dict, str], str | None] | None:
+    """The check for ``target`` (None when no chip of its chain has published outcomes)."""
+    chip = measured_chip(target)
+    if chip is None:
+        return None
+    return CalibrationCheck(target, chip, options)
