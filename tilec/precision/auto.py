@@ -1,0 +1,394 @@
+"""``tilec compile MODEL --precision auto[:FLOOR]``: sensitivity, knapsack, confirmation.
+
+1. Capture and lower the model without ``quantize`` (the exact passes, proved as usual).
+2. Sensitivity per layer and candidate precision (:mod:`tilec.precision.sensitivity`, cached),
+   the EAGL entropy proxy beside it, and their rank agreement.
+3. The planner's partition of the model at each uniform candidate precision, and from it the
+   byte terms of the certificates (a) and (b) per layer and precision
+   (:mod:`tilec.precision.knapsack`).
+4. CP-SAT's multiple-choice knapsack: least summed sensitivity subject to (a) and (b). No map
+   satisfies them: proven not to fit at any per-layer precision, with the constraint that no
+   map can meet and by how much.
+5. Confirm: a full compile (capture, passes with the map, proof, plan, verifier) of the chosen
+   map. If it still does not fit (placement effects the bounds do not see), raise the margins by
+   what the plan was over and solve again, at most :data:`MAX_ROUNDS` times, then give up
+   saying so.
+6. The mixed model's end-to-end error, measured on onnxruntime like the sensitivities, next to
+   each uniform precision's; weight bytes saved; the layers kept at the ceiling and why.
+
+The candidates are the target's precisions from its default (the ceiling: fp16 on gc200, int8
+on NorthPole) down to the floor (``auto:int4``) or its lowest. On NorthPole a layer's precision
+is that of its weights *and* of the activations it stores (the target's ``act_bits``); on gc200
+activations stay fp16 and only weight storage changes, which is what the measurement and the
+byte terms follow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx_graphsurgeon as gs
+
+from tilec.costmodel import Target
+from tilec.errors import InputError
+from tilec.plan.model import STATUS_FITS, Plan
+from tilec.precision import knapsack, sensitivity
+
+MAX_ROUNDS = 4
+"""Full plans the confirmation tries before giving up (modelling choice: each is a whole compile,
+several seconds on a large model; the margins double their reach each round)."""
+
+KEPT_SHOWN = 8
+"""Layers kept at the ceiling listed in the result (the most sensitive first)."""
+
+METHODS = ("measured", "entropy")
+
+
+@dataclass(frozen=True)
+class AutoSpec:
+    text: str
+    ceiling: str
+    candidates: tuple[str, ...]  # highest first, ceiling first
+
+
+def parse_spec(text: str, target: Target) -> AutoSpec:
+    """``auto`` or ``auto:FLOOR`` against ``target``'s precisions (bad spelling: one line)."""
+    supported = list(target.precisions)
+    ceiling = target.default_precision
+    below = supported[supported.index(ceiling):] if ceiling in supported else supported
+    if text == "auto":
+        floor = below[-1]
+    elif text.startswith("auto:") and text[5:] in below:
+        floor = text[5:]
+    else:
+        raise InputError(f"--precision: '{text}' is not auto or auto:FLOOR with FLOOR one of "
+                         f"{', '.join(below)} ({target.name}'s precisions from its default "
+                         f"{ceiling} down)")
+    return AutoSpec(text, ceiling, tuple(below[: below.index(floor) + 1]))
+
+
+# ----------------------------------------------------------------------------- the map file
+def _glob_literal(name: str) -> str:
+    """``name`` as an fnmatch pattern matching only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def map_data(choice: dict[str, str], ceiling: str) -> dict[str, Any]:
+    """The precision map (passes/_precision.py's plain-data form): the ceiling by default, every
+    other layer by its exact name."""
+    return {"default": ceiling,
+            "layers": [[_glob_literal(n), p] for n, p in choice.items() if p != ceiling]}
+
+
+def map_toml(data: dict[str, Any], header: list[str]) -> str:
+    """The map as the TOML ``--precision-map`` reads."""
+    lines = [f"# {h}" for h in header]
+    lines.append(f"default = {json.dumps(data['default'])}")
+    lines.append("")
+    lines.append("[layers]")
+    lines.extend(f"{json.dumps(glob)} = {json.dumps(p)}" for glob, p in data["layers"])
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the driver
+@dataclass
+class AutoRun:
+    """What :func:`compile_auto` found (``to_dict`` is the plan's ``precision_auto``)."""
+
+    spec: AutoSpec
+    method: str
+    result: dict[str, Any] = field(default_factory=dict)
+    map_file: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result
+
+
+def _probe_instrument(low, model: Any, options, candidates, act_bits):
+    """The proof's probe of the lowered float graph, instrumented (sensitivity.Instrument):
+    re-shaped to batch 1 at the first probe size onnxruntime runs, else the source captured
+    again at that size and lowered the same way, else batch 1 at the model's own size."""
+    from tilec.capture import capture
+    from tilec.passes import run_pipeline
+    from tilec.passes._verify import BakedShape, probe_sizes, reshape_copy
+
+    cap = low.captured
+    sizes = probe_sizes(min(cap.image_size), cap.stride) if cap.image_size else []
+    tried: list[str] = []
+    for s in [*sizes, None]:
+        graphs: list[gs.Graph] = []
+        try:
+            g = reshape_copy(low.graph, 1, s, cap.source)
+            if g is not None:
+                graphs.append(g)
+        except BakedShape:
+            pass
+        if s is not None and not graphs:
+            try:
+                c2 = capture(model, batch=1, image_size=(s, s), input_shape=options.input_shape,
+                             host_ops=options.host_ops)
+                g, _ = run_pipeline(c2.graph, low.passes, precision=low.precision,
+                                    source=c2.source, verify="off", act_bits=low.target.act_bits,
+                                    stride=c2.stride)
+                graphs.append(g)
+            except InputError as exc:
+                tried.append(str(exc))
+        if s is None and not graphs:
+            graphs.append(low.graph)
+        for g in graphs:
+            try:
+                return g, sensitivity.Instrument(g, candidates, act_bits)
+            except InputError:
+                raise
+            except Exception as exc:  # onnxruntime refused this shape: the next one
+                tried.append(str(exc).splitlines()[0][:160])
+    raise InputError(f"{cap.source}: onnxruntime cannot run the model at any probe size, so its "
+                     f"sensitivity cannot be measured ({'; '.join(tried[-1:])}); use "
+                     "--sensitivity entropy")
+
+
+def compile_auto(model: Any, target: Target, options, *, spec_text: str,
+                 method: str = "measured") -> tuple[Plan, Any, AutoRun]:
+    """Choose, confirm and report a per-layer precision map (module docstring).
+
+    Returns the final plan (the confirmed map's, or the last attempt's / the lowest uniform
+    precision's diagnosis), its lowered model and the :class:`AutoRun`."""
+    from dataclasses import replace
+
+    from tilec.capture import capture
+    from tilec.compile import band_of, compile_model, graph_info, lower, probe_source
+    from tilec.plan import plan_model
+    from tilec.plan.partition import partition
+    from tilec.plan.pipeline import lower_bounds
+
+    if method not in METHODS:
+        raise InputError(f"--sensitivity: unknown method '{method}' (one of {', '.join(METHODS)})")
+    if options.precision_map is not None:
+        raise InputError("--precision auto chooses the per-layer map itself; drop "
+                         "--precision-map (or give a fixed --precision)")
+    spec = parse_spec(spec_text, target)
+    run = AutoRun(spec, method)
+    cands = list(spec.candidates)
+    progress = options.progress
+    tm = run.timings
+    t0 = time.perf_counter()
+    captured = capture(model, batch=options.batch, image_size=options.image_size,
+                       input_shape=options.input_shape, host_ops=options.host_ops)
+    names = [n for n in (options.passes or target.default_passes(spec.ceiling))
+             if n != "quantize"]
+    if progress:
+        progress("lowering", None)
+    low = lower(captured, target, replace(options, precision=spec.ceiling, passes=names,
+                                          precision_map=None),
+                probe=probe_source(model, captured, options.input_shape))
+    tm["lower"] = time.perf_counter() - t0
+    layers, _ = sensitivity.find_layers(low.graph)
+    if not layers:
+        raise InputError(f"{captured.source}: --precision auto: the model has no layer with a "
+                         "float weight to choose a precision for")
+
+    # 2. sensitivity
+    t0 = time.perf_counter()
+    if progress:
+        progress("sensitivity", None)
+    probe, inst = _probe_instrument(low, model, options, cands, target.act_bits)
+    key = sensitivity.graph_key(probe, cands, target.act_bits)
+    measured = sensitivity.load_cached(key)
+    if measured is None and method == "measured":
+        measured = sensitivity.measure(inst, cands, progress)
+        measured.key = key
+        sensitivity.store(measured)
+    proxy = sensitivity.entropy(probe, cands)
+    table = measured if method == "measured" else proxy
+    agreement = sensitivity.rank_agreement(measured, proxy) if measured is not None else None
+    tm["sensitivity"] = time.perf_counter() - t0
+
+    # 3. the byte terms
+    t0 = time.perf_counter()
+    if progress:
+        progress("precision terms", None)
+    infos = {p: graph_info(low.graph, captured, target, p) for p in cands}
+    parts = {p: partition(infos[p], target) for p in cands}
+    layer_names = [r.name for r in layers]
+    mm = knapsack.memory_model(infos, parts, target, layer_names, cands)
+    icosts = knapsack.integer_costs({n: [table.cost(n, p) for p in cands]
+                                     for n in layer_names})
+    uniform: dict[str, dict[str, Any]] = {}
+    for k, p in enumerate(cands):
+        bad = mm.violations(mm.uniform(k))
+        bd = lower_bounds(infos[p], target, parts[p]) if k else None
+        uniform[p] = {"bounds": _bounds_word(bad), "error": inst.error(
+            dict.fromkeys(layer_names, p)).to_dict()}
+        if bd is not None:  # the uniform model itself (non-layer ops at p too)
+            held = [b for b in ("b", "a") if bd[b].holds]
+            uniform[p]["uniform_bounds"] = held[0] if held else None
+    tm["terms"] = time.perf_counter() - t0
+
+    # 4.-5. solve, confirm, tighten
+    rounds: list[dict[str, Any]] = []
+    plan: Plan | None = None
+    lowered = low
+    verdict, reason = "", ""
+    choice: dict[str, str] | None = None
+    tried: set[tuple[int, ...]] = set()
+    t0 = time.perf_counter()
+    for rnd in range(MAX_ROUNDS):
+        if progress:
+            progress(f"knapsack round {rnd + 1}", None)
+        ts = time.perf_counter()
+        sol = knapsack.solve(mm, icosts, time_limit=max(5.0, float(options.time_limit)),
+                             seed=int(options.seed))
+        tm["solve"] = tm.get("solve", 0.0) + time.perf_counter() - ts
+        entry: dict[str, Any] = {"round": rnd + 1, "margin_tile": mm.margin_tile,
+                                 "margin_chip": mm.margin_chip, "solver": sol.status}
+        rounds.append(entry)
+        if sol.choice is None:
+            if rnd == 0 and sol.optimal:
+                verdict = "none"
+                reason = _why_none(mm)
+            elif sol.optimal:
+                verdict = "gave_up"
+                reason = (f"after raising the margins to {mm.margin_tile:,} B per tile / "
+                          f"{mm.margin_chip:,} B over the chip, no map satisfies them")
+            else:
+                verdict = "gave_up"
+                reason = f"the knapsack solver stopped without an answer ({sol.status})"
+            break
+        sig = tuple(sol.choice[n] for n in layer_names)
+        choice = {n: cands[k] for n, k in sol.choice.items()}
+        entry["objective"] = sol.objective
+        entry["lowered"] = {p: sum(1 for v in choice.values() if v == p) for p in cands}
+        if sig in tried:  # the margins did not change the choice: raise them further
+            entry["status"] = "same map as before"
+        else:
+            tried.add(sig)
+            if progress:
+                progress(f"confirming map {rnd + 1}", None)
+            run.map_file = map_data(choice, spec.ceiling)
+            tc = time.perf_counter()
+            plan, lowered = compile_model(model, target, replace(
+                options, precision=spec.ceiling, precision_map=run.map_file, band=False,
+                what_if=False, what_if_fits=False, passes=options.passes))
+            tm["confirm"] = tm.get("confirm", 0.0) + time.perf_counter() - tc
+            entry["status"] = plan.status
+            if plan.status == STATUS_FITS:
+                entry["peak_bytes"] = plan.memory.peak_bytes if plan.memory else None
+                verdict, reason = "fits", ""
+                break
+            d = plan.diagnosis
+            entry["evidence"] = d.evidence.kind if d else None
+            entry["over_by"] = d.over_by if d else None
+        over = rounds[-1].get("over_by") or max(1, mm.budget // 64)
+        grow = max(int(over), mm.margin_tile)  # at least double the reach each round
+        mm.margin_tile += grow
+        mm.margin_chip += grow * mm.tiles
+    else:
+        verdict = "gave_up"
+        reason = (f"{MAX_ROUNDS} full plans of chosen maps did not fit (placement effects the "
+                  "bounds (a)/(b) do not see); the margins reached "
+                  f"{mm.margin_tile:,} B per tile")
+    tm["rounds"] = time.perf_counter() - t0
+
+    if plan is None:  # nothing confirmed: diagnose the lowest uniform precision instead
+        lowest = cands[-1]
+        plan = plan_model(infos[lowest], target, options=replace(options, what_if=False),
+                          passes=[*names, "quantize"])
+        plan.notes.append(f"precision auto: no per-layer map can fit; this diagnosis is the "
+                          f"lowest precision, {lowest}, throughout")
+    elif options.band and plan.status == STATUS_FITS:
+        plan.band = band_of(plan, lowered, options)
+
+    # 6. the result
+    k_of = {p: k for k, p in enumerate(cands)}
+    chosen = choice or {}
+    mixed = inst.error(chosen).to_dict() if chosen else None
+    wb_top = sum(mm.weight_bytes[n][0] for n in layer_names)
+    wb_map = sum(mm.weight_bytes[n][k_of[chosen[n]]] for n in layer_names) if chosen else None
+    res: dict[str, Any] = {
+        "spec": spec.text, "ceiling": spec.ceiling, "candidates": cands,
+        "verdict": verdict, "reason": reason,
+        "sensitivity": {
+            "method": method, "cached": bool(measured is not None and measured.cached),
+            "runs": measured.runs if measured is not None else 0,
+            "probe": inst.input_shapes, "key": key[:16],
+            "spearman": agreement,
+        },
+        "layers": len(layer_names),
+        "map": chosen,
+        "counts": {p: sum(1 for v in chosen.values() if v == p) for p in cands} if chosen
+        else {},
+        "weight_bytes": {"ceiling": wb_top, "map": wb_map,
+                         "saved": (wb_top - wb_map) if wb_map is not None else None},
+        "error": {"map": mixed, "uniform": uniform},
+        "kept": _kept(chosen, cands, table, mm) if chosen else [],
+        "rounds": rounds,
+        "activations": ("per layer (the target stores activations at the layer's precision)"
+                        if any(int(target.act_bits(p)) < 16 for p in cands[1:]) else
+                        "unchanged (the target keeps 16-bit activations)"),
+    }
+    run.result = res
+    plan.precision_auto = res
+    return plan, lowered, run
+
+
+def _bounds_word(bad: list) -> str | None:
+    kinds = sorted({c.kind for c, _ in bad})
+    return kinds[0] if kinds else None
+
+
+def _why_none(mm: knapsack.MemoryModel) -> str:
+    """Why no map satisfies the certificates: a constraint even its best map breaks."""
+    worst = None
+    for c in mm.constraints:
+        over = mm.floor(c) - (c.limit - mm.margin(c))
+        if over > 0 and (worst is None or over > worst[1]):
+            worst = (c, over)
+    if worst is None:
+        return ("no per-layer map meets (a) and (b) at every op at once, though each alone "
+                "can be met")
+    c, over = worst
+    what = ("the bytes necessarily live on the chip" if c.kind == "a"
+            else "its finest split's bytes per tile plus every tile's spread weights")
+    where = "the whole chip" if c.kind == "a" else "one tile"
+    return (f"({c.kind}) at op '{c.op}': {what} exceed {where} by {over:,} B even with every "
+            "layer at the precision that costs it least -- no per-layer precision can fit")
+
+
+def _kept(choice: dict[str, str], cands: list[str], table, mm: knapsack.MemoryModel
+          ) -> list[dict[str, Any]]:
+    """Layers left at the ceiling, the most sensitive first, with what lowering them would cost
+    and save."""
+    if len(cands) < 2:
+        return []
+    nxt = cands[1]
+    rows = []
+    for n, p in choice.items():
+        if p != cands[0]:
+            continue
+        saves = mm.shared["always"][n][0] - mm.shared["always"][n][1]
+        saves_tile = mm.shared["spread"][n][0] - mm.shared["spread"][n][1]
+        cost = table.cost(n, nxt)
+        if saves <= 0 and saves_tile <= 0:
+            why = f"{nxt} saves no memory here (costs {-saves:,} B more over the chip)"
+        else:
+            why = f"{nxt} would add {cost:.3g} to the error sum for {max(saves, 0):,} B saved"
+        rows.append({"layer": n, "sensitivity": round(cost, 6), "saves": int(saves),
+                     "reason": why})
+    rows.sort(key=lambda r: (-r["sensitivity"], r["layer"]))
+    return rows[:KEPT_SHOWN]
+
+
+def save_map(run: AutoRun, path: str | Path, model_label: str, target: Target) -> None:
+    """Write the chosen map in the ``--precision-map`` format."""
+    if run.map_file is None:
+        why = run.result.get("reason") or "nothing fits"
+        raise InputError(f"--save-precision-map {path}: no map was chosen ({why})")
+    header = [f"written by tilec compile {model_label} --target {target.name} "
+              f"--precision {run.spec.text} (sensitivity: {run.method})",
+              f"verdict: {run.result.get('verdict')}; read with --precision-map FILE"]
+    Path(path).write_text(map_toml(run.map_file, header))
