@@ -221,12 +221,10 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     uniform: dict[str, dict[str, Any]] = {}
     for k, p in enumerate(cands):
         bad = mm.violations(mm.uniform(k))
-        bd = lower_bounds(infos[p], target, parts[p]) if k else None
-        uniform[p] = {"bounds": _bounds_word(bad), "error": inst.error(
-            dict.fromkeys(layer_names, p)).to_dict()}
-        if bd is not None:  # the uniform model itself (non-layer ops at p too)
-            held = [b for b in ("b", "a") if bd[b].holds]
-            uniform[p]["uniform_bounds"] = held[0] if held else None
+        bd = lower_bounds(infos[p], target, parts[p])  # the uniform model (every op at p)
+        held = [b for b in ("b", "a") if bd[b].holds]
+        uniform[p] = {"bounds": _bounds_word(bad), "uniform_bounds": held[0] if held else None,
+                      "error": inst.error(dict.fromkeys(layer_names, p)).to_dict()}
     tm["terms"] = time.perf_counter() - t0
 
     # 4.-5. solve, confirm, tighten
