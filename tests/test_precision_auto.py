@@ -237,3 +237,18 @@ def test_map_file_round_trips_names_with_glob_characters() -> None:
     pmap = parse(tomllib.loads(text), "m.toml")
     got = pmap.resolve(["a[0].conv", "b*x", "plain", "bxx"], set(), set(), "int8")
     assert got == {"a[0].conv": "int4", "b*x": "int2", "plain": "int8", "bxx": "int8"}
+
+
+def test_oom_what_if_names_a_mixed_map_next_to_the_uniform_answer(work) -> None:
+    model, target = str(work / "net.onnx"), _target(work, "northpole", FITTING_BYTES)
+    plan, _ = compile_model(model, target, CompileOptions(precision="int8"))
+    assert plan.status == "does_not_fit"
+    w = next(w for w in plan.diagnosis.what_if if w.question == "min_precision")
+    assert w.answer == "int4"
+    assert "mixed precision that fits: int8 x" in w.note and "int4 x" in w.note
+    assert "verified plan" in w.note
+    # with a map given by hand, nothing is added
+    plan2, _ = compile_model(model, target, CompileOptions(
+        precision="int8", precision_map={"default": "int8", "layers": [["stem", "int8"]]}))
+    w2 = next(w for w in plan2.diagnosis.what_if if w.question == "min_precision")
+    assert "mixed precision" not in w2.note

@@ -55,10 +55,11 @@ class AutoSpec:
     candidates: tuple[str, ...]  # highest first, ceiling first
 
 
-def parse_spec(text: str, target: Target) -> AutoSpec:
-    """``auto`` or ``auto:FLOOR`` against ``target``'s precisions (bad spelling: one line)."""
+def parse_spec(text: str, target: Target, ceiling: str | None = None) -> AutoSpec:
+    """``auto`` or ``auto:FLOOR`` against ``target``'s precisions (bad spelling: one line);
+    ``ceiling`` defaults to the target's default precision."""
     supported = list(target.precisions)
-    ceiling = target.default_precision
+    ceiling = ceiling or target.default_precision
     below = supported[supported.index(ceiling):] if ceiling in supported else supported
     if text == "auto":
         floor = below[-1]
@@ -153,7 +154,8 @@ def _probe_instrument(low, model: Any, options, candidates, act_bits):
 
 
 def compile_auto(model: Any, target: Target, options, *, spec_text: str,
-                 method: str = "measured") -> tuple[Plan, Any, AutoRun]:
+                 method: str = "measured", ceiling: str | None = None,
+                 max_rounds: int = MAX_ROUNDS) -> tuple[Plan, Any, AutoRun]:
     """Choose, confirm and report a per-layer precision map (module docstring).
 
     Returns the final plan (the confirmed map's, or the last attempt's / the lowest uniform
@@ -166,12 +168,15 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     from tilec.plan.partition import partition
     from tilec.plan.pipeline import lower_bounds
 
+    cached_only = method == "cached"  # the what-if: measured if cached, else the proxy
+    if cached_only:
+        method = "entropy"
     if method not in METHODS:
         raise InputError(f"--sensitivity: unknown method '{method}' (one of {', '.join(METHODS)})")
     if options.precision_map is not None:
         raise InputError("--precision auto chooses the per-layer map itself; drop "
                          "--precision-map (or give a fixed --precision)")
-    spec = parse_spec(spec_text, target)
+    spec = parse_spec(spec_text, target, ceiling)
     run = AutoRun(spec, method)
     cands = list(spec.candidates)
     progress = options.progress
@@ -204,6 +209,8 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
         measured.key = key
         sensitivity.store(measured)
     proxy = sensitivity.entropy(probe, cands)
+    if cached_only and measured is not None:
+        method = "measured"
     table = measured if method == "measured" else proxy
     agreement = sensitivity.rank_agreement(measured, proxy) if measured is not None else None
     tm["sensitivity"] = time.perf_counter() - t0
@@ -235,7 +242,7 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     choice: dict[str, str] | None = None
     tried: set[tuple[int, ...]] = set()
     t0 = time.perf_counter()
-    for rnd in range(MAX_ROUNDS):
+    for rnd in range(max_rounds):
         if progress:
             progress(f"knapsack round {rnd + 1}", None)
         ts = time.perf_counter()
@@ -287,7 +294,7 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
         mm.margin_chip += grow * mm.tiles
     else:
         verdict = "gave_up"
-        reason = (f"{MAX_ROUNDS} full plans of chosen maps did not fit (placement effects the "
+        reason = (f"{max_rounds} full plans of chosen maps did not fit (placement effects the "
                   "bounds (a)/(b) do not see); the margins reached "
                   f"{mm.margin_tile:,} B per tile")
     tm["rounds"] = time.perf_counter() - t0
@@ -390,3 +397,41 @@ def save_map(run: AutoRun, path: str | Path, model_label: str, target: Target) -
               f"--precision {run.spec.text} (sensitivity: {run.method})",
               f"verdict: {run.result.get('verdict')}; read with --precision-map FILE"]
     Path(path).write_text(map_toml(run.map_file, header))
+
+
+def mixed_what_if(model: Any, target: Target, options, plan: Plan) -> None:
+    """The OOM what-if's "mixed precision that fits", next to its uniform answer: when the
+    ``min_precision`` question found a lower uniform precision that fits, the per-layer choice
+    between the compiled precision and that one (the entropy proxy, or the measured table when
+    one is cached; at most 2 confirmation plans, no proof of the passes) is appended to that
+    answer's note -- a mixed map that fits (verified) keeps more layers at the higher precision.
+    Nothing is added when no uniform precision fits or the model was compiled with a map."""
+    from dataclasses import replace
+
+    d = plan.diagnosis
+    w = next((w for w in (d.what_if if d else []) if w.question == "min_precision"), None)
+    compiled = plan.model.precision
+    if w is None or not w.answer or w.answer == compiled or plan.model.precision_map:
+        return
+    try:
+        spec = f"auto:{w.answer}"
+        parse_spec(spec, target, compiled)
+        opts = replace(options, verify="off", what_if=False, what_if_fits=False, band=False,
+                       precision=None, progress=None)
+        mixed, _, run = compile_auto(model, target, opts, spec_text=spec, method="cached",
+                                     ceiling=compiled, max_rounds=2)
+    except InputError as exc:
+        w.note = "; ".join(x for x in (w.note, f"mixed precision not searched ({exc})") if x)
+        return
+    res = run.result
+    if mixed.status == STATUS_FITS and res.get("verdict") == "fits":
+        counts = ", ".join(f"{p} x{n}" for p, n in res["counts"].items() if n)
+        err = res["error"]["map"]["rel_l2"]
+        uni = res["error"]["uniform"][w.answer]["error"]["rel_l2"]
+        text = (f"mixed precision that fits: {counts} (verified plan; measured output error "
+                f"rel L2 {err:.3g} vs {uni:.3g} for {w.answer} throughout; sensitivity "
+                f"{res['sensitivity']['method']}; `--precision auto:{w.answer}` chooses and "
+                "writes the map)")
+    else:
+        text = f"mixed precision: none confirmed ({res.get('reason') or mixed.status})"
+    w.note = "; ".join(x for x in (w.note, text) if x)
