@@ -190,9 +190,11 @@ def test_auto_fits_where_int8_does_not_with_less_error_than_int4(work, tmp_path,
     assert Plan.from_dict(data).precision_auto == auto  # reads back
 
     # deterministic: same model, same map (and the second run reads the cached sensitivity)
-    assert main([*argv, "--save-precision-map", str(out2)]) == 0
-    assert "(cached)" in capsys.readouterr().out
+    j2 = tmp_path / "b.json"
+    assert main([*argv, "--save-precision-map", str(out2), "--json", str(j2)]) == 0
+    assert "read from the cache" in capsys.readouterr().out
     assert out1.read_text() == out2.read_text()
+    assert j1.read_text() == j2.read_text()  # byte-identical plans, cached or not
 
     # the written map is a --precision-map the compiler reads: the same fitting plan
     assert main(["compile", model, "--target", target, "--precision", "int8",

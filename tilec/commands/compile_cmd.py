@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             plan, lowered = compile_model(args.model, target, options)
     print_plan(plan, console(args), verbose=args.verbose)
+    if auto and run_auto.cached and not args.quiet:
+        console(args).print("  (the measured sensitivity was read from the cache, "
+                            "$TILEC_CACHE_DIR/precision)", style="dim")
     if auto and args.save_precision_map:
         save_map(run_auto, args.save_precision_map, args.model, target)
     write_outputs(plan, args, lowered.graph)

@@ -105,6 +105,7 @@ class AutoRun:
     result: dict[str, Any] = field(default_factory=dict)
     map_file: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False  # the measured table was read from the cache (not in the plan's JSON)
 
     def to_dict(self) -> dict[str, Any]:
         return self.result
@@ -318,7 +319,7 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
         "spec": spec.text, "ceiling": spec.ceiling, "candidates": cands,
         "verdict": verdict, "reason": reason,
         "sensitivity": {
-            "method": method, "cached": bool(measured is not None and measured.cached),
+            "method": method,
             "runs": measured.runs if measured is not None else 0,
             "probe": inst.input_shapes, "key": key[:16],
             "spearman": agreement,
@@ -337,6 +338,7 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
                         "unchanged (the target keeps 16-bit activations)"),
     }
     run.result = res
+    run.cached = bool(measured is not None and measured.cached)  # not in the plan: run state
     plan.precision_auto = res
     return plan, lowered, run
 

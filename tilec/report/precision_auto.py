@@ -13,7 +13,9 @@ TITLE = "precision auto"
 
 
 def _mib(x: int | None) -> str:
-    return "-" if x is None else f"{x / 2**20:,.1f} MiB"
+    if x is None:
+        return "-"
+    return f"{x / 2**20:,.1f} MiB" if abs(x) >= 2**20 else f"{x / 1024:,.1f} KiB"
 
 
 def _err(e: dict[str, float] | None) -> str:
@@ -50,11 +52,11 @@ def lines(data: dict[str, Any]) -> list[str]:
         ub = u.get("uniform_bounds")
         tag = (f" (uniform {p}: ruled out by ({ub}))" if ub else "")
         out.append(f"  uniform {p}: {_err(u.get('error'))}{tag}")
-    probe = "x".join(str(d) for v in (sens.get("probe") or {}).values() for d in v[:1]) or "-"
     shape = next(iter((sens.get("probe") or {}).values()), None)
-    where = "x".join(map(str, shape)) if shape else probe
-    src = "cached" if sens.get("cached") else f"{sens.get('runs', 0)} onnxruntime runs"
-    out.append(f"sensitivity: {sens.get('method')} at the probe {where} ({src})")
+    where = "x".join(map(str, shape)) if shape else "-"
+    runs = sens.get("runs", 0)
+    measured = f", {runs} onnxruntime runs" if runs else ""
+    out.append(f"sensitivity: {sens.get('method')} at the probe {where}{measured}")
     rho = sens.get("spearman")
     if rho:
         out.append("entropy proxy (EAGL) vs measured, Spearman rank correlation: "
