@@ -254,3 +254,20 @@ def test_oom_what_if_names_a_mixed_map_next_to_the_uniform_answer(work) -> None:
         precision="int8", precision_map={"default": "int8", "layers": [["stem", "int8"]]}))
     w2 = next(w for w in plan2.diagnosis.what_if if w.question == "min_precision")
     assert "mixed precision" not in w2.note
+
+
+@pytest.mark.parametrize("base", ["gc200", "northpole"])
+def test_a_failed_map_is_cut_off(work, base) -> None:
+    """After a confirmation plan of a map fails by N bytes, that map no longer satisfies the
+    knapsack (the next choice must save more, as the bounds count it)."""
+    from tilec.precision.auto import _cut
+
+    _, _, _, _, _, _, mm = _terms(str(work / "net.onnx"), _target(work, base, 10**6))
+    choice = mm.uniform(0)
+    assert not mm.violations(choice)
+    entry: dict = {}
+    _cut(mm, choice, entry, 100)
+    assert mm.violations(choice) and entry["cut"] in ("a", "b") and entry["need"] >= 100
+    before = (mm.margin_chip, mm.margin_tile)
+    _cut(mm, mm.uniform(1), {}, 1)  # a margin never shrinks
+    assert mm.margin_chip >= before[0] and mm.margin_tile >= before[1]

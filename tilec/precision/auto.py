@@ -241,7 +241,6 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     lowered = low
     verdict, reason = "", ""
     choice: dict[str, str] | None = None
-    tried: set[tuple[int, ...]] = set()
     t0 = time.perf_counter()
     for rnd in range(max_rounds):
         if progress:
@@ -259,45 +258,37 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
                 reason = _why_none(mm)
             elif sol.optimal:
                 verdict = "gave_up"
-                reason = (f"after raising the margins to {mm.margin_tile:,} B per tile / "
-                          f"{mm.margin_chip:,} B over the chip, no map satisfies them")
+                reason = (f"no map saves the {rounds[-2].get('need', 0):,} B "
+                          f"({rounds[-2].get('cut')}) more that the last plan needed, as the "
+                          "bounds (a)/(b) count them")
             else:
                 verdict = "gave_up"
                 reason = f"the knapsack solver stopped without an answer ({sol.status})"
             break
-        sig = tuple(sol.choice[n] for n in layer_names)
         choice = {n: cands[k] for n, k in sol.choice.items()}
         entry["objective"] = sol.objective
         entry["lowered"] = {p: sum(1 for v in choice.values() if v == p) for p in cands}
-        if sig in tried:  # the margins did not change the choice: raise them further
-            entry["status"] = "same map as before"
-        else:
-            tried.add(sig)
-            if progress:
-                progress(f"confirming map {rnd + 1}", None)
-            run.map_file = map_data(choice, spec.ceiling)
-            tc = time.perf_counter()
-            plan, lowered = compile_model(model, target, replace(
-                options, precision=spec.ceiling, precision_map=run.map_file, band=False,
-                what_if=False, what_if_fits=False, passes=options.passes))
-            tm["confirm"] = tm.get("confirm", 0.0) + time.perf_counter() - tc
-            entry["status"] = plan.status
-            if plan.status == STATUS_FITS:
-                entry["peak_bytes"] = plan.memory.peak_bytes if plan.memory else None
-                verdict, reason = "fits", ""
-                break
-            d = plan.diagnosis
-            entry["evidence"] = d.evidence.kind if d else None
-            entry["over_by"] = d.over_by if d else None
-        over = rounds[-1].get("over_by") or max(1, mm.budget // 64)
-        grow = max(int(over), mm.margin_tile)  # at least double the reach each round
-        mm.margin_tile += grow
-        mm.margin_chip += grow * mm.tiles
+        if progress:
+            progress(f"confirming map {rnd + 1}", None)
+        run.map_file = map_data(choice, spec.ceiling)
+        tc = time.perf_counter()
+        plan, lowered = compile_model(model, target, replace(
+            options, precision=spec.ceiling, precision_map=run.map_file, band=False,
+            what_if=False, what_if_fits=False, passes=options.passes))
+        tm["confirm"] = tm.get("confirm", 0.0) + time.perf_counter() - tc
+        entry["status"] = plan.status
+        if plan.status == STATUS_FITS:
+            entry["peak_bytes"] = plan.memory.peak_bytes if plan.memory else None
+            verdict, reason = "fits", ""
+            break
+        d = plan.diagnosis
+        entry["evidence"] = d.evidence.kind if d else None
+        entry["over_by"] = d.over_by if d else None
+        _cut(mm, sol.choice, entry, int(entry["over_by"] or max(1, mm.budget // 64)))
     else:
         verdict = "gave_up"
         reason = (f"{max_rounds} full plans of chosen maps did not fit (placement effects the "
-                  "bounds (a)/(b) do not see); the margins reached "
-                  f"{mm.margin_tile:,} B per tile")
+                  "bounds (a)/(b) do not see)")
     tm["rounds"] = time.perf_counter() - t0
 
     if plan is None:  # nothing confirmed: diagnose the lowest uniform precision instead
@@ -341,6 +332,26 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     run.cached = bool(measured is not None and measured.cached)  # not in the plan: run state
     plan.precision_auto = res
     return plan, lowered, run
+
+
+def _cut(mm: knapsack.MemoryModel, choice: dict[str, int], entry: dict[str, Any],
+         over: int) -> None:
+    """After a chosen map's plan did not fit by ``over`` bytes on its fullest tile: the next map
+    must do better than this one by that much, as the bounds count it -- per tile in (b), or
+    ``over`` on every tile in (a) -- on whichever of the two this map was closer to its limit
+    (relative slack: the IPU's chip-wide live set, NorthPole's spread weights per core). A cut,
+    so the same map cannot come back; the margin never shrinks."""
+    def slack(kind: str) -> int:
+        return min(c.limit - c.value(mm, choice) for c in mm.constraints if c.kind == kind)
+
+    s_a, s_b = slack("a"), slack("b")
+    if s_a / max(1, mm.capacity) <= s_b / max(1, mm.budget):
+        need = over * mm.tiles
+        mm.margin_chip = max(mm.margin_chip, s_a + need)
+        entry.update(cut="a", need=need)
+    else:
+        mm.margin_tile = max(mm.margin_tile, s_b + over)
+        entry.update(cut="b", need=over)
 
 
 def _bounds_word(bad: list) -> str | None:

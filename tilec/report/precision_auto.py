@@ -70,8 +70,8 @@ def lines(data: dict[str, Any]) -> list[str]:
         bits = [f"round {r['round']}: {r.get('status', r.get('solver'))}"]
         if r.get("evidence"):
             bits.append(f"evidence {r['evidence']}, over by {r.get('over_by')}")
-        if r.get("margin_tile"):
-            bits.append(f"margins {r['margin_tile']:,} B/tile")
+        if r.get("cut"):
+            bits.append(f"next map must save {r['need']:,} B more in ({r['cut']})")
         out.append(" · ".join(bits))
     return out
 
