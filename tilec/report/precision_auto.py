@@ -40,7 +40,7 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append(f"why: {data['reason']}")
     counts = data.get("counts") or {}
     if counts:
-        out.append("map: " + ", ".join(f"{p} x{n}" for p, n in counts.items() if n)
+        out.append("map: " + ", ".join(f"{p} x{counts[p]}" for p in cands if counts.get(p))
                    + f" · activations {data.get('activations', '')}")
         wb = data.get("weight_bytes", {})
         out.append(f"weights {_mib(wb.get('ceiling'))} at {data.get('ceiling')} -> "
@@ -48,9 +48,13 @@ def lines(data: dict[str, Any]) -> list[str]:
     err = data.get("error", {})
     if err.get("map"):
         out.append(f"measured end-to-end error of the map: {_err(err['map'])}")
-    for p, u in (err.get("uniform") or {}).items():
+    uniform = err.get("uniform") or {}
+    for p in (p for p in cands if p in uniform):
+        u = uniform[p]
         ub = u.get("uniform_bounds")
         tag = (f" (uniform {p}: ruled out by ({ub}))" if ub else "")
+        if p in ("fp32", "fp16"):
+            tag += " (the float reference)"
         out.append(f"  uniform {p}: {_err(u.get('error'))}{tag}")
     shape = next(iter((sens.get("probe") or {}).values()), None)
     where = "x".join(map(str, shape)) if shape else "-"
@@ -61,7 +65,7 @@ def lines(data: dict[str, Any]) -> list[str]:
     if rho:
         out.append("entropy proxy (EAGL) vs measured, Spearman rank correlation: "
                    + ", ".join(f"{p} {v:+.2f}" if v is not None else f"{p} -"
-                               for p, v in rho.items()))
+                               for p, v in ((p, rho[p]) for p in cands if p in rho)))
     kept = data.get("kept") or []
     if kept:
         out.append(f"kept at {data.get('ceiling')} (most sensitive first):")
