@@ -24,7 +24,7 @@ from tilec.precision.auto import map_data, map_toml, parse_spec
 # its largest layer do not fit at int8 (bound (b) holds) but fit at int4 -- asserted below, so
 # the fixture cannot silently stop exercising the choice.
 FITTING_BYTES = 180_000
-TINY_BYTES = 40_000  # the first layer's activations alone do not fit a core at any precision
+TINY_BYTES = 16_384  # _wide's second layer's activations alone do not fit a core at any precision
 
 
 def _net() -> onnx.ModelProto:
@@ -202,16 +202,33 @@ def test_auto_fits_where_int8_does_not_with_less_error_than_int4(work, tmp_path,
     capsys.readouterr()
 
 
+def _wide() -> onnx.ModelProto:
+    """A 128 px stem with 32 channels: the layer after it reads 128 KiB even at int2."""
+    b = Builder(seed=4)
+    x = b.input("x", [1, 3, 128, 128])
+    y = b.op("Relu", [b.conv(x, 3, 32, 3, bias=True, name="stem")])
+    y = b.op("Relu", [b.conv(y, 32, 32, 3, stride=2, bias=True, name="down")])
+    b.output(b.conv(y, 32, 8, 1, bias=True, name="head"))
+    return b.model()
+
+
 def test_no_precision_fits_says_so_and_why(work, capsys) -> None:
-    """A core too small for the first layer's own activations: no map can help."""
-    model, target = str(work / "net.onnx"), _target(work, "northpole", TINY_BYTES)
+    """Cores too small for an early layer's own activations: no map can help, and the reason
+    says it is that op's own bytes, not the weights."""
+    onnx.save(_wide(), work / "wide.onnx")
+    model, target = str(work / "wide.onnx"), _target(work, "northpole", TINY_BYTES)
     code = main(["compile", model, "--target", target, "--precision", "auto", "--band", "off",
                  "--no-what-if"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # lines wrap at the console's width
     assert code == 1
     assert "no per-layer precision map can fit" in out
-    assert "no per-layer precision can fit" in out  # the reason, naming the constraint
-    assert "(b) at op" in out or "(a) at op" in out
+    assert "(b) op 'down'" in out and "alone exceed a tile" in out
+    assert "no per-layer precision can fit" in out
+    for p in ("int8", "int4", "int2"):
+        assert f"uniform {p}: ruled out by (b)" in out
+    # the same holds for the lowest precision compiled on its own
+    plan, _ = compile_model(model, target, CompileOptions(precision="int2", what_if=False))
+    assert plan.diagnosis.evidence.kind == "op_too_large"
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -360,21 +360,32 @@ def _bounds_word(bad: list) -> str | None:
 
 
 def _why_none(mm: knapsack.MemoryModel) -> str:
-    """Why no map satisfies the certificates: a constraint even its best map breaks."""
-    worst = None
+    """Why no map satisfies the certificates: a constraint even its best map breaks -- an op
+    that fits no tile (b) first (the more specific reason), else the chip (a)."""
+    worst: dict[str, tuple[knapsack.Constraint, int]] = {}
     for c in mm.constraints:
         over = mm.floor(c) - (c.limit - mm.margin(c))
-        if over > 0 and (worst is None or over > worst[1]):
-            worst = (c, over)
-    if worst is None:
-        return ("no per-layer map meets (a) and (b) at every op at once, though each alone "
-                "can be met")
-    c, over = worst
-    what = ("the bytes necessarily live on the chip" if c.kind == "a"
-            else "its finest split's bytes per tile plus every tile's spread weights")
-    where = "the whole chip" if c.kind == "a" else "one tile"
-    return (f"({c.kind}) at op '{c.op}': {what} exceed {where} by {over:,} B even with every "
-            "layer at the precision that costs it least -- no per-layer precision can fit")
+        if over > 0 and (c.kind not in worst or over > worst[c.kind][1]):
+            worst[c.kind] = (c, over)
+    if "b" in worst:
+        c, over = worst["b"]
+        spread = mm.spread_floor()
+        own = mm.floor(c) - spread
+        what = (f"its own bytes at its finest split ({own:,} B: activations in and out, step "
+                f"buffers{', weights' if c.op in mm.layers else ''}) alone exceed a tile"
+                if own > c.limit else
+                f"its finest split ({own:,} B) plus every tile's share of the spread weights "
+                f"({spread:,} B) exceed a tile")
+        return (f"(b) op '{c.op}' needs {over:,} B more than one tile holds even with every "
+                f"layer at the precision that costs it least: {what} -- no per-layer precision "
+                "can fit")
+    if "a" in worst:
+        c, over = worst["a"]
+        return (f"(a) at op '{c.op}': the bytes necessarily live on the chip exceed the whole "
+                f"chip by {over:,} B even with every layer at the precision that costs it least "
+                "-- no per-layer precision can fit")
+    return ("no per-layer map meets (a) and (b) at every op at once, though each alone can be "
+            "met")
 
 
 def _kept(choice: dict[str, str], cands: list[str], table, mm: knapsack.MemoryModel

@@ -74,6 +74,7 @@ class MemoryModel:
     tiles: int
     margin_chip: int = 0
     margin_tile: int = 0
+    const_spread: int = 0  # spread bytes per tile of the ops that are not layers
     notes: list[str] = field(default_factory=list)
 
     def margin(self, c: Constraint) -> int:
@@ -96,6 +97,10 @@ class MemoryModel:
             total += min(self.shared[c.shared][n][k] + (loc[k] if loc else 0)
                          for k in range(len(self.precisions)))
         return total
+
+    def spread_floor(self) -> int:
+        """The least spread bytes every tile carries, over all maps."""
+        return self.const_spread + sum(min(v) for v in self.shared["spread"].values())
 
     def uniform(self, k: int) -> dict[str, int]:
         return dict.fromkeys(self.layers, k)
@@ -192,7 +197,7 @@ def memory_model(infos: Mapping[str, GraphInfo], parts: Mapping[str, Partition],
         constraints.append(Constraint("b", i, b_const, b_local, "spread", budget))
     wbytes = {n: [int(infos[p].op_by_name[n].weight_bytes) for p in precisions] for n in layers}
     return MemoryModel(list(precisions), list(layers), shared, constraints, wbytes, capacity,
-                       budget, int(target.tiles))
+                       budget, int(target.tiles), const_spread=const_spread)
 
 
 # ----------------------------------------------------------------------------- solving
