@@ -408,7 +408,9 @@ def _kept(choice: dict[str, str], cands: list[str], table, mm: knapsack.MemoryMo
             why = f"{nxt} would add {cost:.3g} to the error sum for {max(saves, 0):,} B saved"
         rows.append({"layer": n, "sensitivity": round(cost, 6), "saves": int(saves),
                      "reason": why})
-    rows.sort(key=lambda r: (-r["sensitivity"], r["layer"]))
+    # those kept for their sensitivity first (lowering would have saved memory), most sensitive
+    # first; then those where lowering saves nothing
+    rows.sort(key=lambda r: (r["saves"] <= 0, -r["sensitivity"], r["layer"]))
     return rows[:KEPT_SHOWN]
 
 

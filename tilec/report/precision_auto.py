@@ -68,7 +68,8 @@ def lines(data: dict[str, Any]) -> list[str]:
                                for p, v in ((p, rho[p]) for p in cands if p in rho)))
     kept = data.get("kept") or []
     if kept:
-        out.append(f"kept at {data.get('ceiling')} (most sensitive first):")
+        out.append(f"kept at {data.get('ceiling')} (the most sensitive first, then those where "
+                   "lowering saves nothing):")
         out.extend(f"  {k['layer']}: {k['reason']}" for k in kept)
     for r in data.get("rounds") or []:
         bits = [f"round {r['round']}: {r.get('status', r.get('solver'))}"]
