@@ -22,7 +22,10 @@ def _err(e: dict[str, float] | None) -> str:
     if not e:
         return "-"
     r = e.get("rel_l2", math.nan)
-    return f"rel L2 {r:.3g}, max-abs {e.get('max_abs', math.nan):.3g}"
+    text = f"rel L2 {r:.3g}, max-abs {e.get('max_abs', math.nan):.3g}"
+    if r == 1.0 and e.get("max_rel") == 1.0:  # |y~ - y| = |y| and max|y~ - y| = max|y|
+        text += " (the outputs collapse to zero)"
+    return text
 
 
 def lines(data: dict[str, Any]) -> list[str]:
