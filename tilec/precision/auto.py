@@ -10,9 +10,9 @@
    satisfies them: proven not to fit at any per-layer precision, with the constraint that no
    map can meet and by how much.
 5. Confirm: a full compile (capture, passes with the map, proof, plan, verifier) of the chosen
-   map. If it still does not fit (placement effects the bounds do not see), raise the margins by
-   what the plan was over and solve again, at most :data:`MAX_ROUNDS` times, then give up
-   saying so.
+   map. If it still does not fit (placement effects the bounds do not see), cut that map off --
+   the next must save what the plan was over, in the bound it was closest to (:func:`_cut`) --
+   and solve again, at most :data:`MAX_ROUNDS` full plans, then give up saying so.
 6. The mixed model's end-to-end error, measured on onnxruntime like the sensitivities, next to
    each uniform precision's; weight bytes saved; the layers kept at the ceiling and why.
 
@@ -40,7 +40,7 @@ from tilec.precision import knapsack, sensitivity
 
 MAX_ROUNDS = 4
 """Full plans the confirmation tries before giving up (modelling choice: each is a whole compile,
-several seconds on a large model; the margins double their reach each round)."""
+several seconds to a minute on a large model; on the zoo's cases one or two sufficed)."""
 
 KEPT_SHOWN = 8
 """Layers kept at the ceiling listed in the result (the most sensitive first)."""
