@@ -267,6 +267,8 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
             break
         choice = {n: cands[k] for n, k in sol.choice.items()}
         entry["objective"] = sol.objective
+        if not sol.optimal:  # the deterministic budget ran out: best found and its bound
+            entry["bound"] = sol.bound
         entry["lowered"] = {p: sum(1 for v in choice.values() if v == p) for p in cands}
         if progress:
             progress(f"confirming map {rnd + 1}", None)

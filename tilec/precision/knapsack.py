@@ -217,6 +217,7 @@ class Solution:
     objective: int | None
     status: str  # CP-SAT status name, or "brute-force"
     optimal: bool
+    bound: int | None = None  # CP-SAT's best bound on the objective (the gap when not optimal)
 
 
 def solve(model: MemoryModel, costs: Mapping[str, Sequence[int]], *,
@@ -241,13 +242,19 @@ def solve(model: MemoryModel, costs: Mapping[str, Sequence[int]], *,
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
-    solver.parameters.max_time_in_seconds = time_limit
+    # Reproducible: a deterministic budget decides; the wall-clock limit is only a safety net.
+    solver.parameters.max_deterministic_time = time_limit
+    solver.parameters.max_time_in_seconds = 4 * time_limit
+    # The LP relaxation of every constraint (not only the default's subset): on YOLOv4-P6 x 3
+    # precisions it proves the optimum in ~1 s, while the default stopped at twice its
+    # objective after 10 s without a useful bound.
+    solver.parameters.linearization_level = 2
     status = solver.Solve(m)
     name = solver.StatusName(status)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         choice = {n: next(k for k in ks if solver.Value(x[n, k])) for n in model.layers}
         return Solution(choice, round(solver.ObjectiveValue()), name,
-                        status == cp_model.OPTIMAL)
+                        status == cp_model.OPTIMAL, round(solver.BestObjectiveBound()))
     return Solution(None, None, name, status == cp_model.INFEASIBLE)
 
 

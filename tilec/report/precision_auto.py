@@ -76,6 +76,9 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.extend(f"  {k['layer']}: {k['reason']}" for k in kept)
     for r in data.get("rounds") or []:
         bits = [f"round {r['round']}: {r.get('status', r.get('solver'))}"]
+        if r.get("bound") is not None:
+            bits.append(f"knapsack not proven optimal: objective {r.get('objective')}, "
+                        f"bound {r['bound']}")
         if r.get("evidence"):
             bits.append(f"evidence {r['evidence']}, over by {r.get('over_by')}")
         if r.get("cut"):
