@@ -159,15 +159,15 @@ class Instrument:
                 dst = gs.Variable(names(f"{y.name}/fq"), dtype=y.dtype, shape=y.shape)
                 replace_uses(y, dst)
                 src = y
-            chain = [("Div", [src, s]), ("Clip", None), ("Round", None), ("Mul", None),
-                     ("Sub", None), ("Mul", None), ("Add", None)]
+            # y + m * (s * round(clip(y / s, lo, hi)) - y)
             t = [gs.Variable(names(f"{ref.name}/fq{i}"), dtype=y.dtype) for i in range(6)]
-            ins = [[src, s], [t[0], lo, hi], [t[1]], [t[2], s], [t[3], src], [t[4], m],
-                   [src, t[5]]]
-            outs = [[t[0]], [t[1]], [t[2]], [t[3]], [t[4]], [t[5]], [dst]]
-            for i, ((op, _), a, b) in enumerate(zip(chain, ins, outs, strict=True)):
+            steps = [("Div", [src, s], t[0]), ("Clip", [t[0], lo, hi], t[1]),
+                     ("Round", [t[1]], t[2]), ("Mul", [t[2], s], t[3]),
+                     ("Sub", [t[3], src], t[4]), ("Mul", [t[4], m], t[5]),
+                     ("Add", [src, t[5]], dst)]
+            for i, (op, ins, out) in enumerate(steps):
                 g.nodes.append(gs.Node(op, name=names(f"{ref.name}/fq_{op.lower()}{i}"),
-                                       inputs=a, outputs=b))
+                                       inputs=ins, outputs=[out]))
             self.switch[ref.name] = (s.name, lo.name, hi.name, m.name)
             self.act_out[ref.name] = src.name
             g.outputs.append(src)
