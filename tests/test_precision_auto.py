@@ -218,8 +218,10 @@ def test_no_precision_fits_says_so_and_why(work, capsys) -> None:
     onnx.save(_wide(), work / "wide.onnx")
     model, target = str(work / "wide.onnx"), _target(work, "northpole", TINY_BYTES)
     code = main(["compile", model, "--target", target, "--precision", "auto", "--band", "off",
-                 "--no-what-if"])
-    out = " ".join(capsys.readouterr().out.split())  # lines wrap at the console's width
+                 "--no-what-if", "--save-precision-map", str(work / "none.toml")])
+    got = capsys.readouterr()
+    out = " ".join(got.out.split())  # lines wrap at the console's width
+    assert "not written, no map was chosen" in got.err and not (work / "none.toml").exists()
     assert code == 1
     assert "no per-layer precision map can fit" in out
     assert "(b) op 'down'" in out and "alone exceed a tile" in out

@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         console(args).print("  (the measured sensitivity was read from the cache, "
                             "$TILEC_CACHE_DIR/precision)", style="dim")
     if auto and args.save_precision_map:
-        save_map(run_auto, args.save_precision_map, args.model, target)
+        said = save_map(run_auto, args.save_precision_map, args.model, target)
+        if not args.quiet:
+            console(args, stderr=True).print(said, style="dim")
     write_outputs(plan, args, lowered.graph)
     return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT
