@@ -51,7 +51,7 @@ def main() -> None:
             print(f"{label:6s} {args.model} {args.target} b{args.batch} {args.image_size}px "
                   f"{args.precision}: {plan.status}, verdict {res['verdict']}, "
                   f"{res['layers']} layers, {res['sensitivity']['runs']} onnxruntime runs (cached: "
-                  f"{res['sensitivity']['cached']}), "
+                  f"{run.cached}), "
                   f"{len(res['rounds'])} rounds -- wall {wall:.1f} s, CPU {cpu:.1f} s")
             print(f"       stages: {stages}")
 
