@@ -427,3 +427,41 @@ def save_map(run: AutoRun, path: str | Path, model_label: str, target: Target) -
               f"verdict: {run.result.get('verdict')}; read with --precision-map FILE"]
     Path(path).write_text(map_toml(run.map_file, header))
     return f"precision map written to {path} ({run.result.get('verdict')})"
+
+
+def mixed_what_if(model: Any, target: Target, options, plan: Plan) -> None:
+    """The OOM what-if's "mixed precision that fits", next to its uniform answer: when the
+    ``min_precision`` question found a lower uniform precision that fits, the per-layer choice
+    between the compiled precision and that one (the entropy proxy, or the measured table when
+    one is cached; at most 2 confirmation plans, no proof of the passes) is appended to that
+    answer's note -- a mixed map that fits (verified) keeps more layers at the higher precision.
+    Nothing is added when no uniform precision fits or the model was compiled with a map."""
+    from dataclasses import replace
+
+    d = plan.diagnosis
+    w = next((w for w in (d.what_if if d else []) if w.question == "min_precision"), None)
+    compiled = plan.model.precision
+    if w is None or not w.answer or w.answer == compiled or plan.model.precision_map:
+        return
+    try:
+        spec = f"auto:{w.answer}"
+        parse_spec(spec, target, compiled)
+        opts = replace(options, verify="off", what_if=False, what_if_fits=False, band=False,
+                       precision=None, progress=None)
+        mixed, _, run = compile_auto(model, target, opts, spec_text=spec, method="cached",
+                                     ceiling=compiled, max_rounds=2)
+    except InputError as exc:
+        w.note = "; ".join(x for x in (w.note, f"mixed precision not searched ({exc})") if x)
+        return
+    res = run.result
+    if mixed.status == STATUS_FITS and res.get("verdict") == "fits":
+        counts = ", ".join(f"{p} x{n}" for p, n in res["counts"].items() if n)
+        err = res["error"]["map"]["rel_l2"]
+        uni = res["error"]["uniform"][w.answer]["error"]["rel_l2"]
+        text = (f"mixed precision that fits: {counts} (verified plan; measured output error "
+                f"rel L2 {err:.3g} vs {uni:.3g} for {w.answer} throughout; sensitivity "
+                f"{res['sensitivity']['method']}; `--precision auto:{w.answer}` chooses and "
+                "writes the map)")
+    else:
+        text = f"mixed precision: none confirmed ({res.get('reason') or mixed.status})"
+    w.note = "; ".join(x for x in (w.note, text) if x)
