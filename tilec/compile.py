@@ -301,6 +301,10 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
                       passes=lowered.passes, stage_seconds=dict(lowered.seconds))
     plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
+    if plan.diagnosis is not None and options.what_if and options.precision_map is None:
+        from tilec.precision.auto import mixed_what_if  # next to the uniform min_precision
+
+        mixed_what_if(model, target, options, plan)
     if options.band:
         plan.band = band_of(plan, lowered, options)
     return plan, lowered

@@ -32,7 +32,16 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                         "host, the transfer at the cut priced in the latency; 'none' refuses "
                         "the model (default: auto)")
     p.add_argument("--precision", "-p", default=None,
-                   help="fp32 | fp16 | int8 | int4 | int2 (default: the target's)")
+                   help="fp32 | fp16 | int8 | int4 | int2 (default: the target's), or auto / "
+                        "auto:FLOOR: choose each layer's precision, from the target's default "
+                        "down to FLOOR, to fit with the least measured error")
+    p.add_argument("--sensitivity", choices=("measured", "entropy"), default=None,
+                   help="with --precision auto: how each layer's sensitivity is estimated -- "
+                        "'measured' on onnxruntime one layer at a time (cached per model), or "
+                        "'entropy', EAGL's weight-entropy proxy (default measured)")
+    p.add_argument("--save-precision-map", type=output_file, metavar="FILE", default=None,
+                   help="with --precision auto: write the chosen map in the --precision-map "
+                        "format")
     p.add_argument("--precision-map", default=None, metavar="FILE",
                    help="per-layer precisions (see `tilec lower --help`)")
     p.add_argument("--passes", default=None, metavar="A,B,C",
@@ -126,9 +135,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.what_if and args.no_what_if:
         raise InputError("--what-if and --no-what-if: choose one")
+    from tilec.precision import is_auto
+
+    auto = is_auto(args.precision)
+    if not auto and (args.sensitivity or args.save_precision_map):
+        flag = "--sensitivity" if args.sensitivity else "--save-precision-map"
+        raise InputError(f"{flag} applies only to --precision auto")
     if is_system(args.target) or args.chips is not None or args.mode is not None:
+        if auto:
+            raise InputError("--precision auto: not available over several chips yet (ask one "
+                             "chip: --target with a chip, without --chips)")
         return _run_system(args)
     target = load_target(args.target)
+    if auto:
+        from tilec.precision.auto import parse_spec
+
+        parse_spec(args.precision, target)  # bad spelling: one line, before any work
     with _progress(args) as update:
         options = CompileOptions(
             batch=args.batch, image_size=args.image_size, input_shape=args.input_shape,
@@ -138,8 +160,22 @@ def run(args: argparse.Namespace) -> int:
             host_ops=args.host_ops,
             band=args.band == "on",
         )
-        plan, lowered = compile_model(args.model, target, options)
+        if auto:
+            from tilec.precision.auto import compile_auto, save_map
+
+            plan, lowered, run_auto = compile_auto(
+                args.model, target, options, spec_text=args.precision,
+                method=args.sensitivity or "measured")
+        else:
+            plan, lowered = compile_model(args.model, target, options)
     print_plan(plan, console(args), verbose=args.verbose)
+    if auto and run_auto.cached and not args.quiet:
+        console(args).print("  (the measured sensitivity was read from the cache, "
+                            "$TILEC_CACHE_DIR/precision)", style="dim")
+    if auto and args.save_precision_map:
+        said = save_map(run_auto, args.save_precision_map, args.model, target)
+        if not args.quiet:
+            console(args, stderr=True).print(said, style="dim")
     write_outputs(plan, args, lowered.graph)
     return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT
 

@@ -26,7 +26,9 @@ READABLE_VERSIONS = (1, 2, 3)
 borderline verdict as a plain "fits", so the version went up; a version-1 plan reads with
 ``band = None`` (not computed). 3 added ``chips`` (a compile over several chips, each stage's own
 plan inside): a version-2 reader would show such a file as an empty single-chip plan; a version-1
-or 2 plan reads with ``chips = None`` (one chip)."""
+or 2 plan reads with ``chips = None`` (one chip). ``precision_auto`` was added within version 3
+(an added field does not change the version, docs/reports.md); a plan without it reads with
+``precision_auto = None``."""
 
 Ranges = list[list[int]]  # [[start, stop), ...]
 
@@ -378,6 +380,10 @@ class Plan:
     band: Band | None = None
     """The verdict over the target's plausible constant ranges (``tilec compile --band on``, the
     default); None when not computed (``--band off``, or a plan written by tilec before it)."""
+    precision_auto: dict[str, Any] | None = None
+    """``tilec compile --precision auto``: the per-layer map chosen, its measured end-to-end error
+    next to each uniform precision's, bytes saved, the layers kept high and why, the
+    confirmation rounds (tilec/precision/auto.py); None for any other compile."""
     tilec_version: str = ""
     schema: str = SCHEMA_NAME
     version: int = SCHEMA_VERSION

@@ -102,6 +102,10 @@ def render(plan: Plan, verbose: bool = False) -> list:
         out.append(_headroom(plan))
     if plan.diagnosis is not None:
         out.append(_diagnosis(plan))
+    if plan.precision_auto:
+        from tilec.report.precision_auto import render as render_auto
+
+        out.append(render_auto(plan.precision_auto))
     for note in plan.notes:
         out.append(Text(f"note: {note}", style="dim"))
     if verbose:
