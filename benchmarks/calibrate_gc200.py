@@ -208,7 +208,7 @@ def fit(points: list[dict[str, Any]], time_limit: float) -> dict[str, dict[str, 
         return r.as_measured
 
     # the memory constant is kept (docs/targets.md, "Calibration"): only the latency constants
-    # are fitted here; ``fit_memory`` (below) reports the interval the verdicts allow
+    # are fitted here; ``--memory-interval`` reports the interval the verdicts allow
     for rnd in range(4):
         # superstep cost from the small image (secant on a near-linear function)
         s0 = cur["exchange"]["superstep_cycles"]
@@ -289,12 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="gc200", help="target name or TOML (default gc200)")
     ap.add_argument("--calibration", type=Path, default=CALIBRATION)
     ap.add_argument("--fit", action="store_true", help="fit the two FITTED latency constants")
+    ap.add_argument("--memory-interval", action="store_true",
+                    help="bisect the bytes_per_compute_set interval the seven verdicts allow "
+                         "(reported, not written: the memory constant is not re-fitted)")
     ap.add_argument("--no-table", action="store_true",
                     help="skip the latency table (vs image size and batch)")
     ap.add_argument("--time-limit", type=float, default=10.0, help="planner time limit per point")
     ap.add_argument("--no-frontier", action="store_true",
                     help="skip the fit frontier (max batch per image size, fp16 and fp32)")
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined] # progress as it goes
     try:
         from tilec.plan import plan_model  # noqa: F401 - the planner must exist
     except ImportError:
@@ -305,6 +309,15 @@ def main(argv: list[str] | None = None) -> int:
 
     points = load_points(args.calibration)
     overrides: dict[str, dict[str, Any]] = {}
+    if args.memory_interval:
+        from tilec.targets import load_target as _load
+
+        spec = _load("gc200").spec
+        fit_memory({"exchange": {"superstep_cycles": int(spec["exchange"]["superstep_cycles"])},
+                    "compute": {"conv_efficiency": float(spec["compute"]["conv_efficiency"])},
+                    "overheads": {"bytes_per_compute_set":
+                                  int(spec["overheads"]["bytes_per_compute_set"])}},
+                   points, args.time_limit)
     if args.fit:
         overrides = fit(points, args.time_limit)
         print("fitted:", overrides)
