@@ -131,14 +131,14 @@ def lowered_point(image_size: int, batch: int, precision: str = "fp16", model: s
 
 
 def compile_point(target, image_size: int, batch: int, time_limit: float,
-                  precision: str = "fp16") -> Result:
+                  precision: str = "fp16", prove: bool = True) -> Result:
     from tilec.plan.cpsat import SolveSettings
     from tilec.plan.pipeline import Options, run
 
     t0 = time.perf_counter()
     low = lowered_point(image_size, batch, precision)
     plan = run(low.info, target, options=Options(
-        settings=SolveSettings(time_limit=time_limit))).plan
+        settings=SolveSettings(time_limit=time_limit), prove=prove)).plan
     wall = time.perf_counter() - t0
     lat = plan.latency
     peak = None
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-interval", action="store_true",
                     help="bisect the bytes_per_compute_set interval the seven verdicts allow "
                          "(reported, not written: the memory constant is not re-fitted)")
+    ap.add_argument("--table-only", action="store_true",
+                    help="only the latency table (no calibration points, no frontier)")
     ap.add_argument("--no-table", action="store_true",
                     help="skip the latency table (vs image size and batch)")
     ap.add_argument("--time-limit", type=float, default=10.0, help="planner time limit per point")
@@ -308,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     from tilec.targets import load_target
 
     points = load_points(args.calibration)
+    if args.table_only:
+        table(load_target(args.target), args.time_limit)
+        return 0
     overrides: dict[str, dict[str, Any]] = {}
     if args.memory_interval:
         from tilec.targets import load_target as _load
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-TABLE_SIZES = (128, 256, 384, 512, 640, 768, 896)
+TABLE_SIZES = {"fp16": (128, 256, 384, 512, 640, 768, 896), "fp32": (128, 256, 384, 512, 640)}
 TABLE_BATCH_SIZES = (128, 224, 320)
 TABLE_BATCHES = (1, 2, 4, 8, 16)
 
@@ -342,7 +347,8 @@ def table(target, time_limit: float) -> None:
     size (batch 1, fp16 and fp32) and against batch (128 / 224 / 320 px, fp16); device time per
     GMAC shows whether time follows the work where the chip is equally busy."""
     def row(label: str, size: int, batch: int, prec: str) -> float | None:
-        r = compile_point(target, size, batch, time_limit, precision=prec)
+        # no out-of-memory proofs here: the table wants the latency of what fits
+        r = compile_point(target, size, batch, time_limit, precision=prec, prove=False)
         gmac = sum(op.macs for op in lowered_point(size, batch, prec).info.ops) / 1e9
         if r.status != "fits" or r.seconds is None:
             print(f"{label:<18} {gmac:>8.1f} {r.status:>11}")
@@ -357,13 +363,23 @@ def table(target, time_limit: float) -> None:
     for prec in ("fp16", "fp32"):
         print(f"\nlatency vs image size, batch 1, {prec} ({MODEL})")
         print(head)
-        devs = [row(f"{size} px b1", size, 1, prec) for size in TABLE_SIZES]
+        devs = [row(f"{size} px b1", size, 1, prec) for size in TABLE_SIZES[prec]]
         _monotone(devs, "image size", prec)
     for size in TABLE_BATCH_SIZES:
         print(f"\nlatency vs batch, {size} px, fp16 ({MODEL})")
         print(head)
         devs = [row(f"{size} px b{b}", size, b, "fp16") for b in TABLE_BATCHES]
         _monotone(devs, f"batch at {size} px", "fp16")
+    # issue 12: where the chip is equally busy, device time follows the MACs
+    print(f"\nequal work, different shapes ({MODEL}, fp16)")
+    print(head)
+    big = row("896 px b1", 896, 1, "fp16")
+    many = row("128 px b64", 128, 64, "fp16")
+    if big and many:
+        macs = [sum(op.macs for op in lowered_point(sz, b, "fp16").info.ops)
+                for sz, b in ((896, 1), (128, 64))]
+        print(f"128 px b64 / 896 px b1: {macs[1] / macs[0]:.2f}x the MACs, "
+              f"{many / big:.2f}x the device time")
 
 
 def _monotone(devs: list[float | None], what: str, prec: str) -> None:
