@@ -371,15 +371,16 @@ def table(target, time_limit: float) -> None:
         devs = [row(f"{size} px b{b}", size, b, "fp16") for b in TABLE_BATCHES]
         _monotone(devs, f"batch at {size} px", "fp16")
     # issue 12: where the chip is equally busy, device time follows the MACs
-    print(f"\nequal work, different shapes ({MODEL}, fp16)")
+    print(f"\nequal work, different shapes ({MODEL}, fp16; vs 896 px batch 1)")
     print(head)
-    big = row("896 px b1", 896, 1, "fp16")
-    many = row("128 px b64", 128, 64, "fp16")
-    if big and many:
-        macs = [sum(op.macs for op in lowered_point(sz, b, "fp16").info.ops)
-                for sz, b in ((896, 1), (128, 64))]
-        print(f"128 px b64 / 896 px b1: {macs[1] / macs[0]:.2f}x the MACs, "
-              f"{many / big:.2f}x the device time")
+    base = row("896 px b1", 896, 1, "fp16")
+    base_macs = sum(op.macs for op in lowered_point(896, 1, "fp16").info.ops)
+    for size, batch in ((320, 8), (128, 64)):
+        dev = row(f"{size} px b{batch}", size, batch, "fp16")
+        macs = sum(op.macs for op in lowered_point(size, batch, "fp16").info.ops)
+        if base and dev:
+            print(f"  {size} px b{batch} / 896 px b1: {macs / base_macs:.2f}x the MACs, "
+                  f"{dev / base:.2f}x the device time")
 
 
 def _monotone(devs: list[float | None], what: str, prec: str) -> None:
