@@ -468,22 +468,36 @@ class BaseCostModel:
         return np.array([self._argmin(blk, idx, (blk.peak, blk.cycles))]), False
 
     def _picks(self, blk: CandidateBlock, idx: np.ndarray) -> list[int]:
-        """:meth:`_select`'s Pareto front of the filtered candidates ``idx`` and its picks."""
+        """:meth:`_select`'s picks among the filtered candidates ``idx``: of the Pareto front on
+        (peak, always, cycles), the fastest, the smallest, the least always-live and the least
+        peak x cycles, ties broken by split order.
+
+        Found without building the front: each pick minimises a key that only grows under
+        domination (a candidate dominating another has no larger key), so the pick's rivals --
+        the candidates with the minimal key -- contain every candidate that could dominate
+        them; the front's part of that (usually one) candidate set is found among them alone.
+        The same picks as :meth:`_select` (tested against it), in O(candidates) instead of the
+        all-pairs front."""
         if len(idx) <= 1:
             return idx.tolist()
-        front_idx = idx[_nondominated(np.stack(
-            (blk.peak[idx], blk.always[idx], blk.cycles[idx]), axis=1))]
-        # the front is small: the picks in Python ints (exact products), splits only for ties
-        front = front_idx.tolist()
-        peak = dict(zip(front, blk.peak[front_idx].tolist(), strict=True))
-        always = dict(zip(front, blk.always[front_idx].tolist(), strict=True))
-        cycles = dict(zip(front, blk.cycles[front_idx].tolist(), strict=True))
+        peak, always, cycles = blk.peak[idx], blk.always[idx], blk.cycles[idx]
+        c1 = np.maximum(cycles, 1)
+        if int(peak.max()) * int(c1.max()) < 2**62:
+            product = peak * c1
+        else:  # exact products on Python ints
+            product = np.array([int(p) * int(c) for p, c in zip(peak, c1, strict=True)],
+                               dtype=object)
         picks: list[int] = []
-        for keyf in (lambda i: (cycles[i], peak[i]), lambda i: (peak[i], cycles[i]),
-                     lambda i: (always[i], cycles[i]), lambda i: (peak[i] * max(cycles[i], 1),)):
-            keys = [keyf(i) for i in front]
-            low = min(keys)
-            ties = [i for i, k in zip(front, keys, strict=True) if k == low]
+        for keys in ((cycles, peak), (peak, cycles), (always, cycles), (product,)):
+            tied = np.ones(len(idx), dtype=bool)
+            for k in keys:
+                low = k[tied].min()
+                tied &= k == low
+            rivals = np.nonzero(tied)[0]
+            if len(rivals) > 1:
+                rivals = rivals[_nondominated(np.stack(
+                    (peak[rivals], always[rivals], cycles[rivals]), axis=1))]
+            ties = idx[rivals].tolist()
             best = ties[0] if len(ties) == 1 else min(ties, key=blk.split)
             if best not in picks:
                 picks.append(best)

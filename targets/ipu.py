@@ -52,6 +52,7 @@ from .geometry import (
     conv_shares,
     conv_split,
     efficient_factors,
+    freeze,
     map_candidates,
     map_share,
     nbytes,
@@ -72,6 +73,35 @@ WORKLIST_ENTRY_BYTES = 6
 # hw: "worker threads 6 per tile"; the rows are divided among them
 # (poplin ConvUtilInternal.cpp partitionConvPartialByWorker)
 WORKERS = 6
+
+# Fields that only weigh the priced quantities (cycles per MAC, per superstep, per exchanged
+# byte, bytes per compute set, the fastest policy's slack, the reserved bytes that shrink the
+# budget): the candidate rows of a conv -- which serial splits meet availableMemoryProportion --
+# never read them, so chip descriptions that differ only here (the uncertainty band's settings)
+# share their rows.
+_PRICE_ONLY = {
+    "compute": ("conv_efficiency", "copy_bytes_per_cycle"),
+    "exchange": ("superstep_cycles", "bytes_per_cycle_per_tile"),
+    "overheads": ("bytes_per_compute_set",),
+    "splits": ("fastest_slack",),
+    "memory": ("reserved",),
+    "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
+}
+_ROWS: dict[tuple, tuple[np.ndarray, ...]] = {}
+_MAX_ROWS = 8192
+
+
+def _rows_fingerprint(spec: dict) -> tuple:
+    """The part of a chip description a conv's candidate rows depend on (all but
+    :data:`_PRICE_ONLY` and the ``[ranges]``), hashable."""
+    trimmed = {}
+    for section, value in spec.items():
+        if section == "ranges":  # the band's description of uncertainty, not the chip
+            continue
+        drop = _PRICE_ONLY.get(section, ())
+        trimmed[section] = ({k: v for k, v in value.items() if k not in drop}
+                            if isinstance(value, dict) else value)
+    return freeze(trimmed)
 
 
 class IpuCostModel(BaseCostModel):
@@ -101,7 +131,7 @@ class IpuCostModel(BaseCostModel):
                        float(ov["exchange_share"]))
         self.sets = dict(ov["compute_sets"])
         self.amp = float(s["temporaries"]["available_memory_proportion"])
-        self._rows_cache: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self._rows_key = _rows_fingerprint(s)
         # partial-sum bits per datapath: from the precisions that compute on it
         self.partials: dict[str, int] = {}
         for p in s["precision"]["supported"]:
@@ -325,24 +355,26 @@ class IpuCostModel(BaseCostModel):
         one whose temporaries exceed ``availableMemoryProportion`` its smallest serial split
         over output channels and over input channels that meets it, as PopLibs' planner adds
         serial splits to meet its memory bound (never both at once: ConvModel.cpp)."""
-        key = (self._signature(op), tuple(caps))
-        hit = self._rows_cache.get(key)
+        key = (self._rows_key, self._signature(op), tuple(caps))
+        hit = _ROWS.get(key)
         if hit is not None:
             return hit
         d = self.conv_dims(op)
         dp = self.datapath(op.act_bits)
         gi, go = self.in_grain[dp], self.out_grain[dp]
         cap = int(self.amp * self.bytes_per_tile)
-        out = []
-        for base in balanced_rows(d, caps, in_grain=gi, out_grain=go,
-                                  max_in_split=self.max_in_split):
-            rows = np.concatenate([base, np.ones((len(base), 2), dtype=np.int64)], axis=1)
-            t = self._conv_terms(op, d, rows)
-            if t is None or not len(rows):
-                out.append(rows)
-                continue
+        bases = balanced_rows(d, caps, in_grain=gi, out_grain=go, max_in_split=self.max_in_split)
+        # every cap's rows priced together (a few large numpy calls, not a few per cap)
+        rows = np.concatenate([np.concatenate([b, np.ones((len(b), 2), dtype=np.int64)], axis=1)
+                               for b in bases], axis=0)
+        owner = np.repeat(np.arange(len(bases)), [len(b) for b in bases])
+        t = self._conv_terms(op, d, rows) if len(rows) else None
+        if t is None and len(rows) and len(caps) > 1:
+            # beyond int64 for some cap: each cap on its own (as exact as one cap can be)
+            return self._remember_rows(key, tuple(self._conv_rows(op, [c])[0] for c in caps))
+        extra_rows, extra_owner = [rows], [owner]
+        if t is not None:
             over = np.nonzero((t["w_recv"] + t["in_recv"] + t["temp"]) > cap)[0]
-            extra = [rows]
             for col, extent, grain, par in ((7, d.cout_g, go, 2), (8, d.cin_g, gi, 3)):
                 if not len(over):
                     break
@@ -366,15 +398,22 @@ class IpuCostModel(BaseCostModel):
                 ok = np.nonzero(meets)[0]
                 if len(ok):
                     first = ok[np.unique(ri[ok], return_index=True)[1]]
-                    extra.append(cand[first])
-            rows = np.concatenate(extra, axis=0)
-            order = np.lexsort(tuple(rows[:, i] for i in reversed(range(rows.shape[1]))))
-            out.append(rows[order])
-        result = tuple(out)
-        if len(self._rows_cache) >= 4096:
-            self._rows_cache.clear()
-        self._rows_cache[key] = result
-        return result
+                    extra_rows.append(cand[first])
+                    extra_owner.append(owner[over[ri[first]]])
+        every = np.concatenate(extra_rows, axis=0)
+        whose = np.concatenate(extra_owner)
+        out = []
+        for i in range(len(bases)):
+            mine = every[whose == i]
+            order = np.lexsort(tuple(mine[:, j] for j in reversed(range(mine.shape[1]))))
+            out.append(mine[order])
+        return self._remember_rows(key, tuple(out))
+
+    def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        if len(_ROWS) >= _MAX_ROWS:
+            _ROWS.clear()
+        _ROWS[key] = rows
+        return rows
 
     def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray]
                     ) -> list[CandidateBlock] | None:

@@ -136,7 +136,7 @@ def test_band_off_and_no_ranges(tmp_path: Path) -> None:
 def test_band_json_validates_and_round_trips(straddle, robust) -> None:
     for plan in (straddle[0], robust):
         data = json.loads(plan.to_json())
-        assert data["version"] == 2 and data["band"]["status"] == plan.band.status
+        assert data["version"] == 3 and data["band"]["status"] == plan.band.status
         assert validation_errors(data) == [] and type_errors(data) == []
         assert Plan.from_dict(data).to_json() == plan.to_json()
 

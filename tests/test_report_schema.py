@@ -74,7 +74,7 @@ def test_every_fixture_plan_validates(name: str) -> None:
     (lambda d: d["buffers"][0].update(bytes=-1), "-1 is less than the minimum of 0"),
     (lambda d: d["buffers"][0].update(tiles=[[0, 1, 2]]), "is too long"),
     (lambda d: d.update(status="maybe"), "'maybe' is not one of"),
-    (lambda d: d.update(version=3), "2 was expected"),
+    (lambda d: d.update(version=4), "3 was expected"),
     (lambda d: d["target"].update(placement="ring"), "'ring' is not one of"),
     (lambda d: d["memory"].update(peak_tile="3"), "'3' is not of type 'integer'"),
 ])

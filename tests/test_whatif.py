@@ -364,7 +364,7 @@ def test_wall_clock_cut_is_said(monkeypatch):
     out = W.what_if(info, toy_target(4, 100), base, rebuild=rebuild, options=Options(),
                     seconds=0.0)
     assert [w.question for w in out] == ["max_batch", "max_image_size", "min_bytes_per_tile",
-                                         "min_precision"]
+                                         "min_precision", "chips_needed"]
     for w in out:
         assert w.status != "exact" and "wall-clock safety limit" in w.note, w
 

@@ -190,6 +190,33 @@ def test_cache_key_covers_every_input() -> None:
         zoo_cache.source_hash = original  # type: ignore[assignment]
 
 
+def test_source_hash_reads_every_zoo_and_converter_module(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The key must change when any module of the fx converter package or the zoo changes; the
+    converter is split over several files, so a new one must not be left out of the hash."""
+    import tilec.capture.fx
+    import tilec.zoo
+
+    read: list[Path] = []
+    original = Path.read_bytes
+
+    def recording(self: Path) -> bytes:
+        read.append(self.resolve())
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", recording)
+    zoo_cache.source_hash.cache_clear()
+    try:
+        zoo_cache.source_hash()
+    finally:
+        zoo_cache.source_hash.cache_clear()
+    for package in (tilec.capture.fx, tilec.zoo):
+        modules = sorted(Path(package.__file__).resolve().parent.glob("*.py"))
+        assert len(modules) > 1
+        missing = [m.name for m in modules if m not in read]
+        assert not missing, f"{package.__name__}: {missing} not in the zoo cache key"
+
+
 def test_batch_export_and_no_temporaries_left() -> None:
     path = zoo.export("repvgg-a0", image_size=64, batch=3)
     model = onnx.load(str(path))

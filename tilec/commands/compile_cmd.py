@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                         "and modelling constants ([ranges] in its TOML): 'fits' / 'does not "
                         "fit' are robust only if they hold across them, else borderline "
                         "(default on; off saves the ~2 + 2 x constants extra plans)")
+    p.add_argument("--chips", type=chips_arg, default=None, metavar="N|auto",
+                   help="partition over N chips of a chip system (--target m2000, bow-2000, "
+                        "northpole-x4 or a system TOML), or 'auto': the fewest that fit "
+                        "(default for a system target: auto)")
+    p.add_argument("--mode", choices=("pipeline", "sharded", "replicate"), default=None,
+                   help="with --chips: 'pipeline' (contiguous stages, one per chip, one batch "
+                        "per slowest stage; the default), 'sharded' (the same cut run one "
+                        "stage after the other), 'replicate' (the batch split over the chips)")
     p.add_argument("--json", type=output_file, metavar="FILE",
                    help="write the plan / diagnosis as JSON")
     p.add_argument("--html", type=output_file, metavar="FILE",
@@ -89,18 +97,37 @@ def write_outputs(plan: Plan, args: argparse.Namespace, lowered_graph=None) -> N
 
         write_trace(plan, args.trace)
     if getattr(args, "onnx", None):
+        if plan.chips is not None:
+            raise InputError("--onnx: not written for a multi-chip plan yet (use --json, "
+                             "--html or --trace)")
         from tilec.report.annotate import write_annotated_onnx
 
         write_annotated_onnx(plan, args.onnx, graph=lowered_graph)
+
+
+def chips_arg(text: str) -> int | str:
+    """argparse type for --chips: a positive integer or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a chip count nor 'auto'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from tilec.compile import CompileOptions, compile_model
     from tilec.report.terminal import print_plan
     from tilec.targets import load_target
+    from tilec.targets.system import is_system
 
     if args.what_if and args.no_what_if:
         raise InputError("--what-if and --no-what-if: choose one")
+    if is_system(args.target) or args.chips is not None or args.mode is not None:
+        return _run_system(args)
     target = load_target(args.target)
     with _progress(args) as update:
         options = CompileOptions(
@@ -112,6 +139,37 @@ def run(args: argparse.Namespace) -> int:
             band=args.band == "on",
         )
         plan, lowered = compile_model(args.model, target, options)
+    print_plan(plan, console(args), verbose=args.verbose)
+    write_outputs(plan, args, lowered.graph)
+    return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT
+
+
+def _run_system(args: argparse.Namespace) -> int:
+    """``--chips`` / ``--mode`` or a chip-system target: the model over several chips."""
+    from tilec.compile import CompileOptions
+    from tilec.compile_system import compile_on_system
+    from tilec.report.terminal import print_plan
+    from tilec.targets.system import is_system, load_system, system_names
+
+    if not is_system(args.target):
+        raise InputError(f"--chips / --mode: '{args.target}' is a single chip; give a chip "
+                         f"system ({', '.join(system_names())}, or a system TOML file)")
+    if args.what_if:
+        raise InputError("--what-if: not available over several chips (ask one chip: "
+                         "--target with a chip, without --chips)")
+    if args.onnx:
+        raise InputError("--onnx: not written for a multi-chip plan yet (use --json, --html "
+                         "or --trace)")
+    system = load_system(args.target)
+    with _progress(args) as update:
+        options = CompileOptions(
+            batch=args.batch, image_size=args.image_size, input_shape=args.input_shape,
+            precision=args.precision, precision_map=args.precision_map,
+            passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
+            what_if=False, progress=update, host_ops=args.host_ops, band=False)
+        chips = None if args.chips in (None, "auto") else int(args.chips)
+        plan, lowered = compile_on_system(args.model, system, options, chips=chips,
+                                          mode=args.mode or "pipeline")
     print_plan(plan, console(args), verbose=args.verbose)
     write_outputs(plan, args, lowered.graph)
     return EXIT_FITS if plan.status == STATUS_FITS else EXIT_DOES_NOT_FIT

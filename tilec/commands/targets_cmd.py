@@ -107,6 +107,12 @@ def _list(targets: list, args: argparse.Namespace) -> int:
     out.print(table)
     out.print("* default precision. `tilec targets show NAME` prints every field with its source; "
               "`--target ./my-chip.toml` uses a custom target.")
+    from tilec.targets.system import load_system, system_names
+
+    systems = [load_system(n) for n in system_names()]
+    out.print("chip systems (`tilec compile --target NAME --chips N|auto`): " + "; ".join(
+        f"{s.name} ({s.chips} x {s.chip.name}, links {s.link_bytes_per_s / 1e9:g} GB/s)"
+        for s in systems))
     return 0
 
 

@@ -6,6 +6,7 @@ Stages (one module each, plain-data results; see docs/planner.md):
 * :mod:`~tilec.plan.partition`  per op, Pareto-pruned candidate splits priced by the cost model
 * :mod:`~tilec.plan.problem`    buffers, lifetimes, op groups and their memory profiles
 * :mod:`~tilec.plan.place`      greedy + CP-SAT choice of split and tiles under per-tile budgets
+  (its CP-SAT block model: :mod:`~tilec.plan.place_model`)
 * :mod:`~tilec.plan.layout`     an address for every buffer on every tile
 * :mod:`~tilec.plan.verify`     independent re-check of the finished plan
 * :mod:`~tilec.plan.bounds`, :mod:`~tilec.plan.proof`, :mod:`~tilec.plan.diagnose`  evidence

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_NAME = "tilec.plan"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 """Versions :meth:`Plan.from_dict` reads. 2 added ``band``: a version-1 reader would show a
 borderline verdict as a plain "fits", so the version went up; a version-1 plan reads with
-``band = None`` (not computed)."""
+``band = None`` (not computed). 3 added ``chips`` (a compile over several chips, each stage's own
+plan inside): a version-2 reader would show such a file as an empty single-chip plan; a version-1
+or 2 plan reads with ``chips = None`` (one chip)."""
 
 Ranges = list[list[int]]  # [[start, stop), ...]
 
@@ -300,6 +302,56 @@ class Band:
 
 
 @dataclass
+class ChipStage:
+    """One chip of a multi-chip compile: the schedule positions ``[start, end)`` it runs
+    (pipeline / sharded) or its share of the batch (replicate), and its own single-chip plan."""
+
+    chip: int
+    start: int  # schedule positions [start, end) of the whole model (replicate: every op)
+    end: int
+    ops: int
+    first_op: str
+    last_op: str
+    batch: int  # images this chip runs per batch
+    recv_bytes: int  # activations it receives over the inter-chip links per batch
+    send_bytes: int  # activations it sends to later chips per batch
+    link_seconds: float  # receiving recv_bytes (link latency + bytes / bandwidth)
+    host_seconds: float  # the model inputs / outputs it exchanges with the host
+    device_seconds: float | None  # its plan's cycles / clock (None: not planned or no fit)
+    stage_seconds: float | None  # device + link + host: its share of the pipeline interval
+    status: str  # its plan's status (fits | does_not_fit | unknown)
+    peak_bytes: int | None  # its plan's fullest tile
+    headroom_bytes: int | None  # budget per tile - peak_bytes
+    same_as: int | None = None  # replicate: the chip whose plan this one runs (plan then null)
+    plan: dict[str, Any] | None = None  # the stage's own plan (a version-3 plan document)
+
+
+@dataclass
+class ChipSet:
+    """A model compiled over several chips of a chip system (``tilec compile --chips``)."""
+
+    system: dict[str, Any]  # name, description, chip, chips, link_bytes_per_s, link_latency_s
+    mode: str  # pipeline | sharded | replicate
+    requested: str  # "auto" or the chip count asked for
+    chips: int  # chips used
+    micro_batch: int  # images per pass through the stages (the batch, or a divisor of it)
+    micro_batches: int  # passes per batch (batch = micro_batch x micro_batches)
+    cut: list[int]  # schedule positions where stages start, then the op count
+    order: list[str]  # the schedule (op names) the cut positions index
+    objective: str  # what the cut minimises
+    interval_seconds: float | None  # pipeline: one batch per slowest stage; else = latency
+    latency_seconds: float | None  # one batch through every stage, transfers included
+    throughput_per_s: float | None  # images per second
+    optimality: str  # exact | exact_assuming_monotone_fit | bound | unknown
+    lower_bound_seconds: float | None  # no cut into this many chips beats it (objective)
+    note: str
+    tried: list[dict[str, Any]] = field(default_factory=list)  # per chip count searched
+    plans_made: int = 0  # stage plans the search made (bounds-only decisions not counted)
+    bounds_checked: int = 0
+    stages: list[ChipStage] = field(default_factory=list)
+
+
+@dataclass
 class Plan:
     """The result of a compile: a verified placement (status "fits") or a diagnosis."""
 
@@ -320,6 +372,9 @@ class Plan:
     """Headroom answers for a plan that fits, searched only on request (``tilec compile
     --what-if``): how far batch / image size / precision can grow, how little SRAM per tile it
     needs. Empty otherwise; a diagnosis carries its own answers (``Diagnosis.what_if``)."""
+    chips: ChipSet | None = None
+    """A compile over several chips (``tilec compile --chips``): the cut, each chip's stage and
+    its own verified plan. None for a single chip."""
     band: Band | None = None
     """The verdict over the target's plausible constant ranges (``tilec compile --band on``, the
     default); None when not computed (``--band off``, or a plan written by tilec before it)."""
@@ -370,6 +425,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (Plan, "diagnosis"): Diagnosis,
     (Diagnosis, "evidence"): Evidence,
     (Plan, "band"): Band,
+    (Plan, "chips"): ChipSet,
 }
 _LISTS: dict[tuple[type, str], type] = {
     (Plan, "steps"): Step,
@@ -379,6 +435,7 @@ _LISTS: dict[tuple[type, str], type] = {
     (Diagnosis, "what_if"): WhatIf,
     (Band, "flips"): BandFlip,
     (Band, "settings"): BandSetting,
+    (ChipSet, "stages"): ChipStage,
 }
 
 

@@ -33,7 +33,8 @@ from ortools.sat.python import cp_model
 
 from tilec.plan.cpsat import SolveSettings, hit_wall_clock, solver
 from tilec.plan.geometry import Geometry
-from tilec.plan.place import Slot, build_model, choice_from, make_slots
+from tilec.plan.place import Slot, make_slots
+from tilec.plan.place_model import build_model, choice_from
 from tilec.plan.problem import Problem
 from tilec.plan.recheck import recheck
 

@@ -129,7 +129,8 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             rebuild: Callable[..., GraphInfo], options: Options, seconds: float = 30.0,
             progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
     """Answers to the four questions (see the module docstring): what would fit instead, for a
-    model that does not fit; how far it can grow (the headroom), for one that fits.
+    model that does not fit; how far it can grow (the headroom), for one that fits. A model that
+    does not fit also gets "chips needed" (tilec.plan.multichip), with the time left over.
 
     ``seconds`` sets the wall-clock safety limit of the whole search -- ``SAFETY_FLOOR`` at
     least -- not its budget: the budget is a count of probes, so the answers are reproducible."""
@@ -169,7 +170,26 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
                            "answer may differ between runs)")
         out.append(w)
+    if base.plan.status != STATUS_FITS:
+        # chips needed: asked last, with whatever the safety limit has left (not a share taken
+        # from the four questions above)
+        prober.deadline = end
+        w = _chips_needed(info, target, base, prober)
+        if prober.cut and w.status != "exact":
+            w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
+                           "answer may differ between runs)")
+        out.append(w)
     return out
+
+
+def _chips_needed(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -> WhatIf:
+    """How many chips like this one a cut of the model into stages needs (tilec.plan.multichip;
+    the question lives there with the rest of the multi-chip search)."""
+    from tilec.plan.multichip import chips_needed
+
+    prober.cut = False  # this question's own wall-clock cut, not the previous one's
+    return chips_needed(info, target, prober.options, expired=lambda: prober.expired,
+                        base_proven=base.plan.status == STATUS_DOES_NOT_FIT)
 
 
 def _base_probe(base: Outcome) -> Probe:

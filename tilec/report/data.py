@@ -37,6 +37,7 @@ WHAT_IF_TITLES = {
     "max_image_size": "largest image size that fits",
     "min_precision": "highest precision that fits",
     "min_bytes_per_tile": "smallest SRAM per tile that fits",
+    "chips_needed": "chips needed (pipeline or sharded)",
 }
 
 

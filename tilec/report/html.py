@@ -76,6 +76,11 @@ MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 78, 16, 14, 34
 
 def write_html(plan: Plan, path: str | Path) -> None:
     """Write the report page of ``plan`` to ``path``."""
+    if plan.chips is not None:  # several chips: each chip's page side by side
+        from tilec.report.chips_html import render_chips_html
+
+        Path(path).write_text(render_chips_html(plan), encoding="utf-8")
+        return
     Path(path).write_text(render_html(plan), encoding="utf-8")
 
 

@@ -72,6 +72,10 @@ def print_plan(plan: Plan, console: Console, verbose: bool = False) -> None:
 
 def render(plan: Plan, verbose: bool = False) -> list:
     """The summary as a list of rich renderables (what :func:`print_plan` prints)."""
+    if plan.chips is not None:  # a compile over several chips: one line per chip
+        from tilec.report.chips import render_chips
+
+        return render_chips(plan, verbose=verbose)
     out: list = []
     label, style = verdict(plan)
     head = Text()

@@ -50,6 +50,10 @@ def write_trace(plan: Plan, path: str | Path) -> None:
 
 def trace_events(plan: Plan) -> dict[str, Any]:
     """The trace as a JSON-ready dict."""
+    if plan.chips is not None:  # several chips: one track per chip (tilec.report.chips_trace)
+        from tilec.report.chips_trace import chips_trace_events
+
+        return chips_trace_events(plan)
     clock = plan.target.clock_hz
     starts = [0]
     for step in plan.steps:

@@ -53,9 +53,9 @@ def cache_dir(create: bool = True) -> Path:
 
 @lru_cache(maxsize=1)
 def source_hash() -> str:
-    """SHA-256 over the code that determines an exported file (zoo package + fx converter)."""
+    """SHA-256 over the code that determines an exported file (zoo + fx converter packages)."""
     here = Path(__file__).resolve().parent
-    files = [*sorted(here.glob("*.py")), here.parent / "capture" / "fx.py"]
+    files = [*sorted(here.glob("*.py")), *sorted((here.parent / "capture" / "fx").glob("*.py"))]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode())
