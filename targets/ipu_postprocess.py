@@ -12,8 +12,8 @@ compare-and-swap compute set plus ``min(step, logK)`` re-sort compute sets; once
 that step's layout (``rearrangeForStep``) and spread over every tile (``allocate``:
 ``ceil(comparisons / tiles)`` per tile). Half keys are cast to float first, and the index values
 are an iota: two more compute sets, and one to cast the values back. At 896 px (n = 65,856,
-k = 2,000) that is 138 compare-and-swap steps: ~138 supersteps, which is what makes the top-k
-cost ~0.13 ms on a chip that does the arithmetic in microseconds.
+k = 2,000) that is 138 compare-and-swap steps: ~141 supersteps, which is what makes the top-k
+cost ~0.1 ms on a chip that does its arithmetic in microseconds.
 
 **NonMaxSuppression** is Graphcore's NMS custom op of the measured pipeline (graphcore/examples
 ``vision/yolo_v4/pytorch/utils/custom_ops/nms/nms.cpp``, ``nmsMulti``): a
@@ -167,7 +167,7 @@ def nms_cost(m: IpuCostModel, op: OpInfo, split: Split) -> OpCost:
     recv = score_share * abytes + box_share * 4 * abytes
     return OpCost(
         split=split,
-        always=nonzero(**m.overhead(per_iter_sets + 1 + NMS_SETS_OUTSIDE)),
+        always=nonzero(**m.overhead(per_iter_sets + NMS_SETS_OUTSIDE)),  # the body compiles once
         # inputs received; the float score copy, the transposed boxes and the answer buffers
         # (indices, scores, boxes, classes, lengths) live while the loop runs
         step=nonzero(act_in=recv, temp=copy_in + answer),
