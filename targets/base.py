@@ -374,6 +374,10 @@ class BaseCostModel:
         shapes = op.out_shapes
         if op.kind == "reduce" or (op.kind == "pool" and pool_dims(op).is_global):
             shapes = op.in_shapes[:1]
+        elif op.kind in ("topk", "nms"):  # a top-k / NMS works on all of its inputs, and
+            # Poplar spreads them over the chip (BitonicTopK.cpp allocate; nms.cpp maps them
+            # linearly): its few outputs would keep it on a handful of tiles
+            shapes = op.in_shapes
         work = max((numel(s) for s in shapes), default=1)
         if op.kind == "matmul":  # a classifier head (100,352 -> 10) is its weights, not its
             # 10 outputs: splitting it over input channels needs the tiles to hold them

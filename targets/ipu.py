@@ -61,6 +61,7 @@ from .geometry import (
     pool_dims,
     resize_dims,
 )
+from .ipu_postprocess import nms_cost, topk_cost
 
 if TYPE_CHECKING:
     from .target import TileTarget
@@ -123,6 +124,8 @@ class IpuCostModel(BaseCostModel):
         self.lanes = dict(comp["vector_lanes"])
         self.copy_bpc = int(comp["copy_bytes_per_cycle"])
         self.eff = float(comp["conv_efficiency"])
+        # loop iterations an on-device NMS is priced at (data-dependent; ipu_postprocess.py)
+        self.nms_iterations = int(comp.get("nms_iterations", 1 << 30))
         self.native = frozenset(s["activations"]["native"])
         self.nonnative_temps = int(s["activations"]["nonnative_temps"])
         self.xbpc = float(s["exchange"]["bytes_per_cycle_per_tile"])
@@ -218,6 +221,10 @@ class IpuCostModel(BaseCostModel):
             return self._resize(op, split)
         if kind in ("concat", "movement", "reduce"):
             return self._copy_like(op, split)
+        if kind == "topk":
+            return topk_cost(self, op, split)
+        if kind == "nms":
+            return nms_cost(self, op, split)
         raise ValueError(f"{self.target_name}: no cost model for op kind '{kind}' "
                          f"(op '{op.name}')")
 

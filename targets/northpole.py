@@ -169,6 +169,11 @@ class NorthPoleCostModel(BaseCostModel):
             return self._map(op, split)
         if kind in ("concat", "movement", "reduce"):
             return self._copy_like(op, split)
+        if kind in ("topk", "nms"):
+            raise InputError(f"{self.target_name}: node '{op.name}' ({op.op_type}) is marked to "
+                             "run on the chip, but NorthPole runs no data-dependent control "
+                             "flow (slides: fully prescheduled, no data-dependent branches); "
+                             "drop its tilec.on_device annotation to run it on the host")
         raise ValueError(f"{self.target_name}: no cost model for op kind '{kind}' "
                          f"(op '{op.name}')")
 

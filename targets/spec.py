@@ -155,6 +155,10 @@ _IPU_COMPUTE = {
     "vector_lanes": Field("pos_int_map", "vector elements per cycle per tile, by datapath"),
     "copy_bytes_per_cycle": Field("pos_int", "bytes a tile copies per cycle"),
     "conv_efficiency": Field("fraction", "fraction of AMP peak a convolution sustains"),
+    "nms_iterations": Field("pos_int", "loop iterations an on-device NonMaxSuppression is priced "
+                                       "at (it stops when an image runs out of detections, so "
+                                       "this is data-dependent; capped by its maximum output)",
+                            required=False),
 }
 _IPU_ACTIVATIONS = {
     "native": Field("str_list", "activations with an in-place native implementation"),

@@ -22,7 +22,12 @@ def test_ops_lists_every_op_type_once(capsys: pytest.CaptureFixture[str]) -> Non
 def test_ops_for_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ops", "--target", "northpole"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"northpole (northpole cost model) plans {len(OP_KINDS)} op types")
-    assert "Conv ConvTranspose" in out
+    # NorthPole runs no data-dependent control flow: TopK / NonMaxSuppression stay on the host
+    assert out.startswith(f"northpole (northpole cost model) plans {len(OP_KINDS) - 2} op types")
+    assert "Conv ConvTranspose" in out and "TopK" not in out
+    assert main(["ops", "--target", "gc200"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"gc200 (ipu cost model) plans {len(OP_KINDS)} op types")
+    assert "NonMaxSuppression  (on the chip where a node is annotated tilec.on_device" in out
     assert main(["ops", "--target", "nosuchchip"]) == 2
     assert "unknown target 'nosuchchip'" in capsys.readouterr().err

@@ -196,6 +196,9 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
     host = lowered.captured.meta.get("host") or {}
     if image_size is not None and host.get("to_device"):
         return None  # inputs cut from a host head are feature maps: capture again instead
+    if any(op.kind in ("topk", "nms") for op in lowered.info.ops):
+        return None  # an on-device detection tail sizes its constants (anchor grids, image
+        # offsets, k = min(top-k, boxes)) to the captured batch and size: capture again
     graph = lowered.graph.copy()
     for tensor in graph.inputs:
         shape = list(tensor.shape)

@@ -149,8 +149,11 @@ def to_onnx(graph: gs.Graph) -> onnx.ModelProto:
     return model
 
 
-def _light_model(graph: gs.Graph) -> onnx.ModelProto:
-    """An ONNX model of ``graph`` whose large constants are shape-only inputs (for inference)."""
+def _light_model(graph: gs.Graph, declared: dict[str, list[int]] | None = None
+                 ) -> onnx.ModelProto:
+    """An ONNX model of ``graph`` whose large constants are shape-only inputs (for inference);
+    ``declared``: intermediate tensors whose shapes are given (bounds of value-dependent sizes,
+    :func:`data_dependent_bounds`)."""
     with without_annotations(graph):
         nodes = [OnnxExporter.export_node(node) for node in graph.nodes]
     inputs = [OnnxExporter.export_value_info_proto(t, False) for t in graph.inputs]
@@ -179,6 +182,11 @@ def _light_model(graph: gs.Graph) -> onnx.ModelProto:
         opset_imports=opsets,
         functions=functions,
     )
+    for name, shape in (declared or {}).items():
+        tensor = graph.tensors().get(name)
+        if tensor is not None and tensor.dtype is not None:
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype)), shape))
     _fix_model_header(model, graph)
     return model
 
@@ -200,25 +208,75 @@ def infer_shapes(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
     the node when inference reports an inconsistency (e.g. a Concat whose inputs disagree because
     the image size does not suit the network).
     """
-    inferred = run_shape_inference(_light_model(graph), source=source)
-    infos = {
-        vi.name: vi
-        for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
-    }
-    tensors = graph.tensors()
-    for name, vi in infos.items():
-        tensor = tensors.get(name)
-        if not isinstance(tensor, gs.Variable) or not vi.type.HasField("tensor_type"):
-            continue
-        ttype = vi.type.tensor_type
-        if ttype.elem_type:
-            tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type)
-        if ttype.HasField("shape"):
-            tensor.shape = [
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                for d in ttype.shape.dim
-            ]
+    declared: dict[str, list[int]] = {}
+    for _ in range(4):  # each round can bound a NonMaxSuppression further downstream
+        inferred = run_shape_inference(_light_model(graph, declared), source=source)
+        infos = {
+            vi.name: vi
+            for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+        }
+        tensors = graph.tensors()
+        for name, vi in infos.items():
+            tensor = tensors.get(name)
+            if not isinstance(tensor, gs.Variable) or not vi.type.HasField("tensor_type"):
+                continue
+            ttype = vi.type.tensor_type
+            if ttype.elem_type:
+                tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type)
+            if ttype.HasField("shape"):
+                tensor.shape = [
+                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in ttype.shape.dim
+                ]
+        bounds = data_dependent_bounds(graph)
+        if not bounds or all(declared.get(k) == v for k, v in bounds.items()):
+            break
+        declared.update(bounds)
+        for name, shape in bounds.items():
+            tensors[name].shape = list(shape)
     return graph
+
+
+def data_dependent_bounds(graph: gs.Graph) -> dict[str, list[int]]:
+    """Upper-bound shapes of outputs whose size depends on values, by tensor name.
+
+    ``NonMaxSuppression`` returns one row per kept box: at most ``max_output_boxes_per_class``
+    (and at most the boxes) per image and class, so ``batch x classes x min(max, boxes)`` rows of
+    (image, class, box). A compiler for a static graph (Poplar) allocates that bound; tilec sizes
+    the buffer the same way, so the ops after it and the transfer of the result are priced at
+    their largest. Without a constant ``max_output_boxes_per_class`` nothing is bounded (and the
+    tensor stays without a concrete shape, an input error later if the chip must plan it).
+    """
+    out: dict[str, list[int]] = {}
+    for node in graph.nodes:
+        if node.op != "NonMaxSuppression" or not node.outputs or len(node.inputs) < 2:
+            continue
+        result = node.outputs[0]
+        boxes, scores = node.inputs[0], node.inputs[1]
+        if is_concrete(result.shape) or not (is_concrete(boxes.shape)
+                                             and is_concrete(scores.shape)):
+            continue
+        if len(scores.shape) != 3:
+            continue
+        per_class = 0  # ONNX: an omitted max_output_boxes_per_class is 0, no output
+        if len(node.inputs) > 2 and node.inputs[2].name:
+            value = _constant_value(node.inputs[2])
+            if value is None:
+                continue
+            per_class = int(np.asarray(value).reshape(-1)[0])
+        b, c, n = (int(d) for d in scores.shape)
+        out[result.name] = [b * c * max(0, min(per_class, n)), 3]
+    return out
+
+
+def _constant_value(tensor: gs.Tensor) -> Any:
+    """The value of a constant input (an initializer or a ``Constant`` node's output), else None."""
+    if isinstance(tensor, gs.Constant):
+        return tensor.values
+    if tensor.inputs and tensor.inputs[0].op == "Constant":
+        value = tensor.inputs[0].attrs.get("value")
+        return getattr(value, "values", None)
+    return None
 
 
 _INFERENCE_AT = re.compile(r"\(op_type:(?P<op>[^,]*), node name: (?P<node>.*?)\):\s*(?P<detail>.*)")

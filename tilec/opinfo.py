@@ -79,6 +79,11 @@ OP_KINDS: dict[str, str] = {
             "LpNormalization",
         )
     },
+    # detection post-processing a chip can run (the IPU: PopLibs' bitonic top-k, Graphcore's NMS
+    # custom op). By default capture still sends them to the host; a node annotated
+    # ``tilec.on_device`` (the zoo's measured pipeline, ``yolov4-p5-nms``) stays on the chip
+    "TopK": "topk",
+    "NonMaxSuppression": "nms",
     # a contraction: costed as the (batched) matrix product the equation denotes
     "Einsum": "matmul",
     # recurrent layers: every step's gate GEMM, weights resident (see _recurrent_view)
@@ -100,7 +105,7 @@ CONSTANT_ONLY_OPS = frozenset(
 CONFIG_INPUT_OPS = frozenset({
     "Resize", "Upsample", "Clip", "Pad", "Reshape", "Slice", "Split", "Tile", "Expand",
     "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
-    "ReduceL2", "ReduceL1", "ReduceSumSquare",
+    "ReduceL2", "ReduceL1", "ReduceSumSquare", "TopK", "NonMaxSuppression",
 })
 
 

@@ -20,7 +20,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from tilec.errors import InputError
-from tilec.ir import FUSED_DOMAIN
+from tilec.ir import ANN_PREFIX, FUSED_DOMAIN, get_ann
 from tilec.opinfo import CONSTANT_ONLY_OPS, OP_KINDS
 
 POST_PROCESSING = frozenset({
@@ -28,6 +28,14 @@ POST_PROCESSING = frozenset({
     "ScatterND", "ScatterElements",
 })
 """Ops that usually belong to detection post-processing, which runs on the host, not the chip."""
+
+HOST_BY_DEFAULT = frozenset({"TopK", "NonMaxSuppression"})
+"""Post-processing ops tilec can plan on a chip (``OP_KINDS`` kinds ``topk`` / ``nms``) but that
+run on the host unless the node says otherwise: a node annotated ``tilec.on_device`` (as the zoo's
+``yolov4-p5-nms`` tail, which models a pipeline that ran them on the IPU) is planned on the chip.
+Without the annotation a file's post-processing stays where almost every deployment runs it."""
+
+ON_DEVICE = "on_device"  # the annotation key (``tilec.on_device`` in node metadata)
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,20 @@ class Unsupported:
         return f"{self.op_type}{where} x{self.count} (first '{self.first}'{why})"
 
 
-def plannable(op_type: str, domain: str, local_functions: Iterable[str] = ()) -> bool:
-    """Can tilec plan a node of this type (as an op, or as constant arithmetic it folds)?"""
+def plannable(op_type: str, domain: str, local_functions: Iterable[str] = (),
+              on_device: bool = False) -> bool:
+    """Can tilec plan a node of this type (as an op, or as constant arithmetic it folds)?
+    ``on_device``: the node is annotated to run on the chip (see :data:`HOST_BY_DEFAULT`)."""
     if domain == FUSED_DOMAIN:
         return op_type in set(local_functions)
+    if op_type in HOST_BY_DEFAULT and not on_device:
+        return False
     return domain in ("", "ai.onnx") and (op_type in OP_KINDS or op_type in CONSTANT_ONLY_OPS)
+
+
+def _proto_on_device(node: onnx.NodeProto) -> bool:
+    return any(p.key == ANN_PREFIX + ON_DEVICE and p.value.strip().lower() == "true"
+               for p in node.metadata_props)
 
 
 def _group(entries: Iterable[tuple[str, str, str, str]]) -> list[Unsupported]:
@@ -69,7 +86,7 @@ def unsupported_in_proto(model: onnx.ModelProto) -> list[Unsupported]:
     whether they read constants is known only after folding)."""
     local = {f.name for f in model.functions if f.domain == FUSED_DOMAIN}
     return _group((n.op_type, _domain(n.domain), n.name, "") for n in model.graph.node
-                  if not plannable(n.op_type, n.domain or "", local))
+                  if not plannable(n.op_type, n.domain or "", local, _proto_on_device(n)))
 
 
 def _domain(domain: str | None) -> str:
@@ -95,7 +112,7 @@ def unsupported_nodes(graph: gs.Graph, const_nodes: set[int],
                 isinstance(t, gs.Constant) or (t.inputs and id(t.inputs[0]) in const_nodes))),
                 "")
             out.append((node, reads or "?"))
-        elif not plannable(node.op, domain, local):
+        elif not plannable(node.op, domain, local, bool(get_ann(node, ON_DEVICE, False))):
             out.append((node, ""))
     return out
 

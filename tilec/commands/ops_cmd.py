@@ -17,6 +17,9 @@ from rich.table import Table
 
 from tilec.commands.common import console
 
+DEVICE_POSTPROCESSING = ("topk", "nms")
+"""Cost kinds of post-processing that stays on the host unless annotated (capture/support.py)."""
+
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -43,6 +46,8 @@ def op_table(target: str | None = None) -> dict:
         target, family = loaded.name, loaded.family
     kinds: dict[str, list[str]] = {}
     for op, kind in OP_KINDS.items():
+        if family == "northpole" and kind in DEVICE_POSTPROCESSING:
+            continue  # no data-dependent control flow on NorthPole: these stay on the host
         kinds.setdefault(kind, []).append(op)
     return {"target": target, "cost_model": family,
             "kinds": {k: sorted(v) for k, v in kinds.items()},
@@ -62,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("cost kind")
     table.add_column("op types")
     for kind, ops in data["kinds"].items():
-        table.add_row(kind, " ".join(ops))
+        note = ("  (on the chip where a node is annotated tilec.on_device, else on the host)"
+                if kind in DEVICE_POSTPROCESSING else "")
+        table.add_row(kind, " ".join(ops) + note)
     table.add_row("constant only", " ".join(data["constant_only"]) + "  (folded when they "
                   "read only constants)")
     out.print(table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import isqrt
+from typing import Any
 
 import numpy as np
 
@@ -452,3 +453,12 @@ def band_setting_row(s) -> tuple[str, str, str, str]:
 def fmt_num(v: float) -> str:
     """``150``, ``0.05``, ``5.718``: integers plain, other values to four significant figures."""
     return f"{int(v)}" if float(v).is_integer() else f"{v:.4g}"
+
+
+def io_labels(plan: Any) -> tuple[str, str]:
+    """What the latency's I/O terms are: the host link's two directions (host->device: the model's
+    inputs, e.g. uint8 images; device->host: its outputs, e.g. detections after an on-chip NMS),
+    or a framebuffer's input and output."""
+    if getattr(plan.target, "io_location", "host") == "host":
+        return "host→device", "device→host"
+    return "input", "output"

@@ -46,6 +46,7 @@ from tilec.report.data import (
     fmt_seconds,
     fmt_split,
     fmt_tiles,
+    io_labels,
     model_line,
     op_at_step,
     op_tile_bytes,
@@ -227,9 +228,10 @@ def _cards(plan: Plan) -> str:
     lat = plan.latency
     if lat is not None and plan.status == STATUS_FITS:
         cards.append(("latency", fmt_seconds(lat.seconds),
-                      f"per batch of {plan.model.batch} (estimate): device "
-                      f"{fmt_seconds(lat.device_seconds)} + input {fmt_seconds(lat.input_seconds)}"
-                      f" + output {fmt_seconds(lat.output_seconds)}"))
+                      f"per batch of {plan.model.batch} (estimate): {io_labels(plan)[0]} "
+                      f"{fmt_seconds(lat.input_seconds)} + device "
+                      f"{fmt_seconds(lat.device_seconds)} + {io_labels(plan)[1]} "
+                      f"{fmt_seconds(lat.output_seconds)}"))
         unit = "images" if plan.model.image_size else "inferences"
         cards.append(("throughput", f"{lat.throughput_per_s:,.0f}/s", f"{unit} per second"))
     m = plan.model

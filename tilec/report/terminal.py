@@ -38,6 +38,7 @@ from tilec.report.data import (
     fmt_seconds,
     fmt_split,
     fmt_tiles,
+    io_labels,
     model_line,
     op_at_step,
     op_tile_bytes,
@@ -164,9 +165,10 @@ def _facts(plan: Plan) -> Table:
     lat = plan.latency
     if lat is not None and plan.status != STATUS_DOES_NOT_FIT:
         estimate = "estimated" if plan.status == STATUS_FITS else "of the best partial placement"
+        into, out_of = io_labels(plan)
         grid.add_row("latency", f"{fmt_seconds(lat.seconds)} per batch of {plan.model.batch} "
-                                f"({estimate}: device {fmt_seconds(lat.device_seconds)} + "
-                                f"input {fmt_seconds(lat.input_seconds)} + output "
+                                f"({estimate}: {into} {fmt_seconds(lat.input_seconds)} + "
+                                f"device {fmt_seconds(lat.device_seconds)} + {out_of} "
                                 f"{fmt_seconds(lat.output_seconds)}) · "
                                 f"{_rate(lat.throughput_per_s)} "
                                 f"{'images' if plan.model.image_size else 'inferences'}/s")

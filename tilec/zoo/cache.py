@@ -164,6 +164,10 @@ def export_model_proto(zspec: ZooSpec, hw: tuple[int, int], batch: int, opset: i
     module = zspec.build()
     model, _ = module_to_onnx(module, zspec.input_shape(hw, batch), opset=opset, mish=mish,
                               source=zspec.name, graph_name=zspec.name)
+    if zspec.tail == "nms":
+        from tilec.zoo.nms_tail import append_nms_tail
+
+        append_nms_tail(model, batch, hw)
     for key, value in (("tilec.zoo.name", zspec.name), ("tilec.zoo.seed", str(zspec.seed)),
                        ("tilec.zoo.source", zspec.source), ("tilec.zoo.mish", mish)):
         model.metadata_props.add(key=key, value=value)

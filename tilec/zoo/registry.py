@@ -29,6 +29,7 @@ class ZooSpec:
     builder_args: tuple[Any, ...] = ()
     channels: int = 3
     published: dict[str, str] = field(default_factory=dict)  # figures quoted by the sources
+    tail: str = ""  # "nms": the export ends in the measured inference tail (tilec.zoo.nms_tail)
 
     @property
     def seed(self) -> int:
@@ -104,6 +105,12 @@ SPECS: tuple[ZooSpec, ...] = (
             "Scaled-YOLOv4-P5 detector, Mish, 3 levels (the benchmark model)",
             "Scaled-YOLOv4", _SYOLO, "tilec.zoo.scaled_yolov4:ScaledYOLOv4", (3, 1.0),
             published={"params": "70,834,012", "GMACs": "~163 at 896"}),
+    ZooSpec("yolov4-p5-nms", 896, 32,
+            "Scaled-YOLOv4-P5 as measured on the GC200: uint8 input, box decode, pre-NMS top-k "
+            "2000 and NMS to 300 detections on the chip (Graphcore's port)",
+            "Scaled-YOLOv4", _SYOLO + "; tail: graphcore/examples vision/yolo_v4/pytorch",
+            "tilec.zoo.scaled_yolov4:ScaledYOLOv4", (3, 1.0),
+            published={"params": "70,834,012", "GMACs": "~163 at 896"}, tail="nms"),
     ZooSpec("yolov4-p6", 1280, 64,
             "Scaled-YOLOv4-P6 detector, Mish, 4 levels (P5 + a stride-64 stage)",
             "Scaled-YOLOv4", _SYOLO, "tilec.zoo.scaled_yolov4:ScaledYOLOv4", (4, 1.0),
