@@ -241,9 +241,17 @@ def solve(f, goal: float, x0: float, x1: float, *, lo: float, hi: float,
     return x1
 
 
+PHYSICAL_PRIOR = 148
+"""bytes_per_compute_set from the vendor dense-layer test alone (hw: 638 KiB of control code,
+vertex state and exchange code over 1472 tiles and ~3 compute sets): the value before any
+calibration point is looked at."""
+
+
 def fit_memory(cur, points, time_limit: float) -> int:
     """The interval of bytes_per_compute_set for which every fits/oom point comes out right;
-    returns the value inside it closest to the current one (its physical prior)."""
+    returns the physical prior if it lies inside, else the interval's geometric middle. (Not the
+    TOML's current value: that is the previous fit, and keeping it whenever it still lies
+    inside would let the value drift to wherever earlier calibration sets left it.)"""
     mem_points = [(int(p["image_size"]), int(p["batch"]), p["result"]) for p in points]
 
     def ok(v: int, size: int, batch: int) -> bool:
@@ -272,7 +280,7 @@ def fit_memory(cur, points, time_limit: float) -> int:
     if bounds_lo > bounds_hi:
         raise SystemExit(f"fit memory: no bytes_per_compute_set reproduces every fits/oom point "
                          f"(need > {bounds_lo - 1} and <= {bounds_hi})")
-    prior = int(cur["overheads"]["bytes_per_compute_set"])
+    prior = PHYSICAL_PRIOR
     if bounds_lo <= prior <= bounds_hi:
         chosen = prior  # the physical prior reproduces every point: keep it
     else:
