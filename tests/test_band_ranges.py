@@ -142,4 +142,4 @@ def test_targets_show_lists_the_ranges(capsys) -> None:
     code = main(["targets", "show", "gc200"])
     out, _ = capsys.readouterr()
     assert code == 0 and "[ranges]" in out and "overheads.bytes_per_compute_set" in out
-    assert "[213, 356]" in out
+    assert "[173, 292]" in out
