@@ -199,3 +199,14 @@ def test_what_if_reshape_keeps_a_1d_input(tmp_path: Path) -> None:
     again = reshaped(lowered, 3, None)
     assert again is not None
     assert again.captured.input_shapes == {"x": (3, 3, 8, 8), "scale": (4,)}
+
+
+def test_compile_verify_option(capsys) -> None:
+    """``--verify off`` skips the passes' onnxruntime proof (the error message of a model
+    onnxruntime cannot run points to it) and still plans; a wrong value is a usage error."""
+    assert main(["compile", str(GOOD), "--target", "gc200", "--verify", "off",
+                 "--band", "off"]) == 0
+    assert "FITS" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", str(GOOD), "--target", "gc200", "--verify", "never"])
+    assert exc.value.code == 2

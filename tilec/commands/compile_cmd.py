@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="also search a model that fits: the largest batch and image size and "
                         "the highest precision that still fit, the smallest SRAM per tile it "
                         "needs (off by default: a fitting compile stays fast)")
+    p.add_argument("--verify", choices=("pipeline", "pass", "off"), default="pipeline",
+                   help="how the lowering passes are proved equivalent on onnxruntime: each run "
+                        "of exact passes once (default), each pass on its own, or not at all "
+                        "(for a model onnxruntime cannot run; the plan is still verified)")
     p.add_argument("--band", choices=("on", "off"), default="on",
                    help="check the verdict over the plausible ranges of the target's fitted "
                         "and modelling constants ([ranges] in its TOML): 'fits' / 'does not "
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision, precision_map=args.precision_map,
             passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
             what_if=not args.no_what_if, what_if_fits=args.what_if, progress=update,
-            host_ops=args.host_ops,
+            host_ops=args.host_ops, verify=args.verify,
             band=args.band == "on",
         )
         if auto:
@@ -202,7 +206,8 @@ def _run_system(args: argparse.Namespace) -> int:
             batch=args.batch, image_size=args.image_size, input_shape=args.input_shape,
             precision=args.precision, precision_map=args.precision_map,
             passes=split_names(args.passes, "--passes"), time_limit=args.time_limit,
-            what_if=False, progress=update, host_ops=args.host_ops, band=False)
+            what_if=False, progress=update, host_ops=args.host_ops, verify=args.verify,
+            band=False)
         chips = None if args.chips in (None, "auto") else int(args.chips)
         plan, lowered = compile_on_system(args.model, system, options, chips=chips,
                                           mode=args.mode or "pipeline")
