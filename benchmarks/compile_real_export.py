@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/compile_real_export.py [--model yolov4-p5] [--image-size 896]
         [--batches 1,2,8] [--target gc200] [--repeat 1] [--no-stages] [--tracemalloc]
+        [--band on|off|both]
     python benchmarks/compile_real_export.py --model yolov4-p7   # 1536 px, batch 1 (slow)
     python benchmarks/compile_real_export.py --export-only        # just make / show the file
 
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="detect: outputs viewed as [bs, anchors, ny, nx, 85] like the official "
                          "Detect layer in export mode (default); raw: the zoo's conv maps")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--band", choices=("on", "off", "both"), default="both",
+                    help="the compiles with the uncertainty band (the CLI default), without it "
+                         "(the capture / lower / proof / plan / verify cost alone), or both "
+                         "(default)")
     args = ap.parse_args(argv)
 
     size = args.image_size or DEFAULT_SIZE.get(args.model, 640)
@@ -321,15 +326,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_only:
         return 0
 
-    print(f"\ntilec compile {path.name} --target {args.target} --batch B  (/usr/bin/time -v)")
-    print(f"{'batch':>5} {'wall s':>8} {'cpu s':>7} {'peak RSS GB':>12} {'exit':>5}  last line")
-    for b in (b for b in batches if b > 0):
-        runs = [timed_compile(path, args.target, b, []) for _ in range(args.repeat)]
-        runs.sort(key=lambda r: r["wall"])
-        r = runs[len(runs) // 2]
-        sig = f" (signal {r['signal']})" if r["signal"] else ""
-        print(f"{b:>5} {r['wall']:>8.2f} {r['cpu']:>7.2f} {r['rss_gb']:>12.2f} {r['exit']:>5}  "
-              f"{r['last']}{sig}", flush=True)
+    for band in (("off", "on") if args.band == "both" else (args.band,)):
+        print(f"\ntilec compile {path.name} --target {args.target} --batch B --band {band}  "
+              "(/usr/bin/time -v)")
+        print(f"{'batch':>5} {'wall s':>8} {'cpu s':>7} {'peak RSS GB':>12} {'exit':>5}  "
+              "last line")
+        for b in (b for b in batches if b > 0):
+            runs = [timed_compile(path, args.target, b, ["--band", band])
+                    for _ in range(args.repeat)]
+            runs.sort(key=lambda r: r["wall"])
+            r = runs[len(runs) // 2]
+            sig = f" (signal {r['signal']})" if r["signal"] else ""
+            print(f"{b:>5} {r['wall']:>8.2f} {r['cpu']:>7.2f} {r['rss_gb']:>12.2f} "
+                  f"{r['exit']:>5}  {r['last']}{sig}", flush=True)
 
     if args.lower:
         out = path.with_suffix(".lowered.onnx")
