@@ -49,3 +49,28 @@ def test_verdict_is_monotone_in_image_size(name: str, bytes_per_tile: int) -> No
     st = _verdicts(name, bytes_per_tile, [(1, s) for s in SIZES])
     assert st[0] == "fits" and "does_not_fit" in st, (name, st)
     assert _monotone(st), dict(zip(SIZES, st, strict=True))
+
+
+FULL = 638_976  # gc200's own tile (hw): the zoo's detectors flip inside these ranges on it
+P5_BATCHES = (1, 2, 4, 8, 12, 13, 14, 16)
+P5_SIZES = tuple(range(128, 1409, 128))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("yolov4-p5", 320), ("yolov4", 416)])
+def test_detector_verdict_is_monotone_in_batch_on_gc200(name: str, size: int) -> None:
+    """YOLOv4-P5 and YOLOv4 on the real gc200 tile: the largest batch that fits is a frontier
+    (every batch below it fits, none above it does)."""
+    st = _verdicts(name, FULL, [(b, size) for b in P5_BATCHES])
+    assert st[0] == "fits" and "does_not_fit" in st, (name, st)
+    assert _monotone(st), dict(zip(P5_BATCHES, st, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,sizes", [("yolov4-p5", P5_SIZES),
+                                        ("yolov4", tuple(range(128, 2305, 192)))])
+def test_detector_verdict_is_monotone_in_image_size_on_gc200(name: str,
+                                                               sizes: tuple[int, ...]) -> None:
+    st = _verdicts(name, FULL, [(1, s) for s in sizes])
+    assert st[0] == "fits" and "does_not_fit" in st, (name, st)
+    assert _monotone(st), dict(zip(sizes, st, strict=True))
