@@ -21,8 +21,9 @@ from tilec.plan.pipeline import Options
 def test_points_are_the_published_outcomes() -> None:
     pts = points_of("gc200")
     assert len(pts) == 7
-    assert {(p.image_size, p.batch, p.result) for p in pts} >= {(896, 1, "fits"),
-                                                                (896, 2, "oom"), (128, 1, "fits")}
+    assert {p.model for p in pts} == {"yolov4-p5"}
+    assert {(p.measured.image_size, p.measured.batch, p.measured.result) for p in pts} >= {
+        ((896, 896), 1, "fits"), ((896, 896), 2, "does_not_fit"), ((128, 128), 1, "fits")}
     assert points_of("northpole") == ()
 
 

@@ -25,27 +25,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilec.errors import InputError
+
+if TYPE_CHECKING:
+    from tilec.sweep.compare import Measured
 
 
 @dataclass(frozen=True)
 class Point:
-    """One measured outcome: ``model`` (zoo name) at ``image_size`` px, ``batch``, ``precision``
-    compiled ("fits") or ran out of tile memory ("oom") on the chip."""
+    """One measured outcome: ``model`` (zoo name) at ``measured``'s image size, batch and
+    precision compiled ("fits") or ran out of tile memory ("does_not_fit")."""
 
     model: str
-    image_size: int
-    batch: int
-    precision: str
-    result: str
-    source: str = ""
+    measured: Measured
 
     def describe(self) -> str:
-        return (f"{self.model} at {self.image_size} px batch {self.batch} {self.precision} "
-                f"({'fits' if self.result == 'fits' else 'out of memory'}, measured: "
-                f"{self.source})")
+        m = self.measured
+        return (f"{self.model} at {m.image_size[0]} px batch {m.batch} {m.precision} "
+                f"({'fits' if m.result == 'fits' else 'out of memory'}, measured: {m.source})")
 
 
 def _calibration_dir() -> Path:
@@ -57,17 +56,16 @@ def _calibration_dir() -> Path:
 
 @lru_cache(maxsize=16)
 def points_of(chip: str) -> tuple[Point, ...]:
-    """The measured outcomes of built-in chip ``chip`` (empty when none are published)."""
+    """The measured outcomes of built-in chip ``chip`` (empty when none are published): the
+    ``tilec sweep --compare`` format (:func:`tilec.sweep.compare.load`) plus the zoo ``model``
+    they were measured on."""
+    from tilec.sweep.compare import load
+
     path = _calibration_dir() / f"{chip}.toml"
     if not path.is_file():
         return ()
-    data = tomllib.loads(path.read_text())
-    out = []
-    for p in data.get("point", []):
-        out.append(Point(model=str(p["model"]), image_size=int(p["image_size"]),
-                         batch=int(p["batch"]), precision=str(p["precision"]),
-                         result=str(p["result"]), source=str(p.get("source", ""))))
-    return tuple(out)
+    model = str(tomllib.loads(path.read_text())["model"])
+    return tuple(Point(model, m) for m in load(path))
 
 
 _NOT_MEASURED = {"target": None, "ranges": None, "io": None, "chip": ("clock_hz",)}
@@ -113,7 +111,7 @@ class CalibrationCheck:
     flips the user's compile to ("fits" or "does_not_fit"): only measurements of the opposite
     kind can contradict it."""
 
-    def __init__(self, target: Any, chip: str, options: Any) -> None:
+    def __init__(self, chip: str, options: Any) -> None:
         from tilec.targets import load_target
 
         self.chip = chip
@@ -121,21 +119,21 @@ class CalibrationCheck:
         self.options = options
         self.points = points_of(chip)
         self._lowered: dict[tuple[str, str], Any] = {}
-        self.checked = 0
 
     def _info(self, p: Point) -> Any:
         from tilec.compile import CompileOptions, capture, lower, reshaped
 
-        key = (p.model, p.precision)
+        m = p.measured
+        key = (p.model, m.precision)
         if key not in self._lowered:
-            cap = capture(p.model, batch=1, image_size=(p.image_size, p.image_size))
+            cap = capture(p.model, batch=1, image_size=m.image_size)
             self._lowered[key] = lower(cap, self.base, CompileOptions(
-                batch=1, image_size=p.image_size, precision=p.precision, verify="off"))
-        again = reshaped(self._lowered[key], p.batch, (p.image_size, p.image_size))
+                batch=1, image_size=m.image_size, precision=m.precision, verify="off"))
+        again = reshaped(self._lowered[key], m.batch, m.image_size)
         if again is None:
-            cap = capture(p.model, batch=p.batch, image_size=(p.image_size, p.image_size))
+            cap = capture(p.model, batch=m.batch, image_size=m.image_size)
             again = lower(cap, self.base, CompileOptions(
-                batch=p.batch, image_size=p.image_size, precision=p.precision, verify="off"))
+                batch=m.batch, image_size=m.image_size, precision=m.precision, verify="off"))
         return again.info
 
     def verdict(self, p: Point, values: dict[str, float]) -> str:
@@ -155,17 +153,16 @@ class CalibrationCheck:
     def __call__(self, values: dict[str, float], becomes: str) -> str | None:
         from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
 
-        want = "oom" if becomes == STATUS_FITS else "fits"
-        against = sorted((p for p in self.points if p.result == want),
-                         key=lambda p: -(p.image_size ** 2 * p.batch))
+        want = STATUS_DOES_NOT_FIT if becomes == STATUS_FITS else STATUS_FITS
+        against = sorted((p for p in self.points if p.measured.result == want),
+                         key=lambda p: -(p.measured.image_size[0] * p.measured.image_size[1]
+                                         * p.measured.batch))
         for p in against:
             try:
                 got = self.verdict(p, values)
             except InputError:  # the values are no valid description of the measured chip
                 return None
-            self.checked += 1
-            if (want == "oom" and got == STATUS_FITS) or (
-                    want == "fits" and got == STATUS_DOES_NOT_FIT):
+            if got not in (want, "unknown"):
                 return (f"{self.chip} at these constants would contradict a measurement: "
                         f"{p.describe()} would {'fit' if got == STATUS_FITS else 'not fit'}")
         return None
@@ -176,4 +173,4 @@ def calibration_check(target: Any, options: Any) -> Callable[[dict, str], str | 
     chip = measured_chip(target)
     if chip is None:
         return None
-    return CalibrationCheck(target, chip, options)
+    return CalibrationCheck(chip, options)
