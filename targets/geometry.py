@@ -120,6 +120,20 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def without_fields(spec: dict[str, Any], drop: dict[str, tuple[str, ...] | None]) -> dict:
+    """``spec`` (a chip description's sections) without the fields ``drop`` names: per section,
+    the keys to leave out, or None for the whole section. For cache keys and comparisons that
+    must ignore some fields."""
+    out = {}
+    for section, value in spec.items():
+        skip = drop.get(section, ())
+        if skip is None:
+            continue
+        out[section] = ({k: v for k, v in value.items() if k not in skip}
+                        if isinstance(value, dict) else value)
+    return out
+
+
 def signature(op: OpInfo) -> tuple:
     """Everything a cost depends on, hashable; identical convs share one cache entry."""
     return (op.kind, op.op_type, op.activation, op.in_shapes, op.out_shapes,

@@ -60,6 +60,7 @@ from .geometry import (
     numel,
     pool_dims,
     resize_dims,
+    without_fields,
 )
 from .ipu_postprocess import nms_cost, topk_cost
 
@@ -98,15 +99,8 @@ _MAX_RAW = 160
 
 def _rows_fingerprint(spec: dict) -> tuple:
     """The part of a chip description a conv's candidate rows depend on (all but
-    :data:`_PRICE_ONLY` and the ``[ranges]``), hashable."""
-    trimmed = {}
-    for section, value in spec.items():
-        if section == "ranges":  # the band's description of uncertainty, not the chip
-            continue
-        drop = _PRICE_ONLY.get(section, ())
-        trimmed[section] = ({k: v for k, v in value.items() if k not in drop}
-                            if isinstance(value, dict) else value)
-    return freeze(trimmed)
+    :data:`_PRICE_ONLY` and the band's ``[ranges]``), hashable."""
+    return freeze(without_fields(spec, {**_PRICE_ONLY, "ranges": None}))
 
 
 class IpuCostModel(BaseCostModel):

@@ -74,17 +74,6 @@ band's ranges, the host link and the clock (seconds, not bytes or cycles: Bow is
 a higher clock). ``None``: the whole section."""
 
 
-def _measured_part(spec: dict) -> dict:
-    out = {}
-    for section, value in spec.items():
-        skip = _NOT_MEASURED.get(section, ())
-        if skip is None:
-            continue
-        out[section] = ({k: v for k, v in value.items() if k not in skip}
-                        if isinstance(value, dict) else value)
-    return out
-
-
 def measured_chip(target: Any) -> str | None:
     """The built-in chip with published outcomes that ``target`` *is*: the first file of its
     chain (itself, then its bases) with calibration data, provided ``target`` keeps every field
@@ -100,7 +89,10 @@ def measured_chip(target: Any) -> str | None:
                 base = load_target(stem)
             except InputError:
                 return None
-            same = _measured_part(target.spec) == _measured_part(base.spec)
+            from tilec.targets.geometry import without_fields
+
+            same = (without_fields(target.spec, _NOT_MEASURED)
+                    == without_fields(base.spec, _NOT_MEASURED))
             return stem if same else None
     return None
 
