@@ -103,6 +103,28 @@ def _rows_fingerprint(spec: dict) -> tuple:
     return freeze(without_fields(spec, {**_PRICE_ONLY, "ranges": None}))
 
 
+def _take(raw: dict, idx: np.ndarray) -> dict:
+    """Rows ``idx`` of :meth:`IpuCostModel._conv_raw`'s terms (its scalars kept as they are)."""
+    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim == 1 else v)
+            for k, v in raw.items()}
+
+
+def _concat_raw(parts: list[dict]) -> dict:
+    """:meth:`IpuCostModel._conv_raw` terms of several row sets, stacked in order (a term that
+    is a scalar in one part is broadcast to that part's rows)."""
+    sizes = [len(p["w_store"]) for p in parts]
+    out: dict = {}
+    for k, v in parts[0].items():
+        if k in ("dp", "obj"):
+            out[k] = v
+            continue
+        out[k] = np.concatenate([
+            p[k] if isinstance(p[k], np.ndarray) and p[k].ndim == 1
+            else np.full(n, p[k], dtype=object if parts[0]["obj"] else None)
+            for p, n in zip(parts, sizes, strict=True)])
+    return out
+
+
 class IpuCostModel(BaseCostModel):
     """Poplar-style cost model (see the module docstring)."""
 
@@ -282,9 +304,12 @@ class IpuCostModel(BaseCostModel):
         gi, go = self.in_grain[dp], self.out_grain[dp]
         par = rows.copy()[:, :6]
         tile = conv_shares(d, par, gi, go, exact=not obj)  # the tile's whole share
-        par[:, 2] = fo * so
-        par[:, 3] = fi * si
-        sl = conv_shares(d, par, gi, go, exact=not obj)  # one serial slice of it
+        if bool((serial == 1).all()):
+            sl = tile  # no serial split: one slice is the whole share
+        else:
+            par[:, 2] = fo * so
+            par[:, 3] = fi * si
+            sl = conv_shares(d, par, gi, go, exact=not obj)  # one serial slice of it
         if tile is None or sl is None:
             return None
         dp_bits = _DATAPATH_BITS[dp]
@@ -398,11 +423,12 @@ class IpuCostModel(BaseCostModel):
         rows = np.concatenate([np.concatenate([b, np.ones((len(b), 2), dtype=np.int64)], axis=1)
                                for b in bases], axis=0)
         owner = np.repeat(np.arange(len(bases)), [len(b) for b in bases])
-        t = self._conv_terms(op, d, rows) if len(rows) else None
+        raw = self._conv_raw(op, d, rows) if len(rows) else None
+        t = raw  # the memory terms decide the serial splits: no price weights needed
         if t is None and len(rows) and len(caps) > 1:
             # beyond int64 for some cap: each cap on its own (as exact as one cap can be)
             return self._remember_rows(key, tuple(self._conv_rows(op, [c])[0] for c in caps))
-        extra_rows, extra_owner = [rows], [owner]
+        extra_rows, extra_owner, extra_raw = [rows], [owner], [raw]
         if t is not None:
             over = np.nonzero((t["w_recv"] + t["in_recv"] + t["temp"]) > cap)[0]
             for col, extent, grain, par in ((7, d.cout_g, go, 2), (8, d.cin_g, gi, 3)):
@@ -420,24 +446,37 @@ class IpuCostModel(BaseCostModel):
                     continue
                 cand = rows[over[ri]].copy()
                 cand[:, col] = factors[fj]
-                tt = self._conv_terms(op, d, cand)
-                if tt is None:
+                craw = self._conv_raw(op, d, cand)
+                if craw is None:
                     continue
-                meets = (tt["w_recv"] + tt["in_recv"] + tt["temp"]) <= cap
+                # serial rows' memory: w_recv + in_recv + temp (no price weights involved)
+                meets = (craw["w_recv"] + craw["in_recv"] + craw["temp"]) <= cap
                 # pairs are ordered by row then factor: the first meeting pair of each row
                 ok = np.nonzero(meets)[0]
                 if len(ok):
                     first = ok[np.unique(ri[ok], return_index=True)[1]]
                     extra_rows.append(cand[first])
                     extra_owner.append(owner[over[ri[first]]])
+                    extra_raw.append(_take(craw, first))
         every = np.concatenate(extra_rows, axis=0)
         whose = np.concatenate(extra_owner)
-        out = []
-        for i in range(len(bases)):
-            mine = every[whose == i]
-            order = np.lexsort(tuple(mine[:, j] for j in reversed(range(mine.shape[1]))))
-            out.append(mine[order])
-        return self._remember_rows(key, tuple(out))
+        # each cap's rows in lexicographic order: one sort, by cap first
+        order = np.lexsort((*(every[:, j] for j in reversed(range(every.shape[1]))), whose))
+        ends = np.cumsum(np.bincount(whose, minlength=len(bases)))
+        sorted_rows = every[order]
+        out = tuple(np.split(sorted_rows, ends[:-1]))
+        if raw is not None and len(every):
+            # the unweighed terms of the final rows, in their order: _conv_block reads them
+            # instead of deriving them a second time
+            self._remember_raw(key, _take(_concat_raw(extra_raw), order))
+        return self._remember_rows(key, out)
+
+    @staticmethod
+    def _remember_raw(key: tuple, raw: dict) -> None:
+        _RAW[key] = raw
+        _RAW.move_to_end(key)
+        while len(_RAW) > _MAX_RAW:
+            _RAW.popitem(last=False)
 
     def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         if len(_ROWS) >= _MAX_ROWS:
@@ -456,9 +495,7 @@ class IpuCostModel(BaseCostModel):
             raw = self._conv_raw(op, d, np.concatenate(per_count, axis=0))
             if raw is None:
                 return None
-            _RAW[key] = raw
-            while len(_RAW) > _MAX_RAW:
-                _RAW.popitem(last=False)
+            self._remember_raw(key, raw)
         else:
             _RAW.move_to_end(key)
         t = self._conv_price(raw)

@@ -24,7 +24,7 @@ from tilec.compile import CompileOptions, Lowered, capture, lower, reshaped
 from tilec.plan import settings_from
 from tilec.plan.model import STATUS_FITS
 from tilec.plan.partition import partition
-from tilec.plan.pipeline import Options, lower_bounds, run
+from tilec.plan.pipeline import Options, run
 from tilec.plan.whatif import SAFETY_FLOOR
 from tilec.plan.whatif_search import (
     FITS,
@@ -34,9 +34,9 @@ from tilec.plan.whatif_search import (
     Probe,
     Prober,
     _bounds_monotone,
-    _largest_up,
     _up_note,
 )
+from tilec.plan.whatif_secant import secant_up
 
 SEARCH_PLANS = 6
 """Fit-only plans per batch search after batch 1 (modelling choice: the bisection from batch 1
@@ -144,12 +144,13 @@ def run_task(task: Task) -> dict[str, Any]:
         return cache[batch]
 
     rows: dict[int, dict[str, Any]] = {}
+    need1: int | None = None
     if task.search:  # the search starts from batch 1 planned as a grid point is
-        rows[1] = plan_point(at(1), task)
+        rows[1], need1 = _plan_point(at(1), task)
     for b in task.batches:
         if b not in rows:
             rows[b] = plan_point(at(b), task)
-    frontier = search_batch(at, task, rows[1]) if task.search else None
+    frontier = search_batch(at, task, rows[1], need1) if task.search else None
     return {"points": [rows[b] for b in task.batches], "frontier": frontier}
 
 
@@ -173,6 +174,12 @@ def _budget(target: Any) -> int:
 def plan_point(lowered: Lowered, task: Task) -> dict[str, Any]:
     """One grid point: the bounds first (a configuration they rule out is never placed), then
     the compile's own planner (schedule, place, lay out, verify)."""
+    return _plan_point(lowered, task)[0]
+
+
+def _plan_point(lowered: Lowered, task: Task) -> tuple[dict[str, Any], int]:
+    """:func:`plan_point` and the bytes per tile its bounds need at least (where the batch
+    search's guided steps start, :func:`tilec.plan.whatif_secant.secant_up`)."""
     info, target = lowered.info, lowered.target
     row: dict[str, Any] = {"image_h": task.image_size[0], "image_w": task.image_size[1],
                            "precision": task.precision, "batch": int(info.meta["batch"]),
@@ -180,11 +187,10 @@ def plan_point(lowered: Lowered, task: Task) -> dict[str, Any]:
                            "latency_ms": None, "device_ms": None, "throughput_per_s": None,
                            "peak_bytes": None, "peak_pct": None}
     part = partition(info, target)
-    bounds = lower_bounds(info, target, part)
-    cert = next((bounds[k] for k in ("io", "b", "a") if k in bounds and bounds[k].holds), None)
-    if cert is not None:
-        row.update(status="does_not_fit", evidence=cert.kind)
-        return row
+    kind, need, bounds = Prober.bounds_only(info, target, part)
+    if kind is not None:
+        row.update(status="does_not_fit", evidence=kind)
+        return row, need
     opts = Options(settings=settings_from(task.settings.options()))
     plan = run(info, target, options=opts, part=part, bounds=bounds).plan
     row["by"] = "plan"
@@ -199,7 +205,7 @@ def plan_point(lowered: Lowered, task: Task) -> dict[str, Any]:
                        peak_pct=100.0 * plan.memory.peak_bytes / _budget(target))
     elif plan.diagnosis is not None:
         row["evidence"] = plan.diagnosis.evidence.kind
-    return row
+    return row, need
 
 
 def _as_probe(row: dict[str, Any]) -> Probe:
@@ -211,10 +217,12 @@ def _as_probe(row: dict[str, Any]) -> Probe:
     return Probe(row["batch"], UNKNOWN, evidence="search limit", by=row["by"])
 
 
-def search_batch(at: Any, task: Task, first_row: dict[str, Any]) -> dict[str, Any]:
+def search_batch(at: Any, task: Task, first_row: dict[str, Any],
+                 need1: int | None = None) -> dict[str, Any]:
     """The largest batch in ``1 .. cap`` that fits at this image size and precision, and how
-    the first batch above it fails (the what-if's upward search, started at batch 1, whose
-    verdict ``first_row`` is the compile's own plan of batch 1)."""
+    the first batch above it fails: an upward search from batch 1 (whose verdict ``first_row``
+    is the compile's own plan of batch 1, its bounds needing ``need1`` bytes per tile) steered
+    by the bounds' need (:func:`tilec.plan.whatif_secant.secant_up`), worded as the what-if's."""
     cap = task.settings.cap
     opts = Options(settings=settings_from(task.settings.options()))
     probe_opts = dataclasses.replace(
@@ -241,7 +249,7 @@ def search_batch(at: Any, task: Task, first_row: dict[str, Any]) -> dict[str, An
                    note=f"batch 1 {how}; larger batches not checked", fail_batch=1,
                    fail_kind=first.evidence if first.proven else "unknown")
     else:
-        answer, ceiling, looked = _largest_up(knob, 1, cap, beyond=SEARCH_BEYOND)
+        answer, ceiling, looked = secant_up(knob, 1, cap, need1, int(target.budget_per_tile))
         status, note = _up_note(knob, answer, 1, cap, ceiling, looked, str, "batch ", "batch")
         # the what-if's wording counts from a compiled batch; the sweep's search starts at 1
         note = note.replace(f"{cap}× the compiled batch", f"batch {cap} (--batch-cap)")

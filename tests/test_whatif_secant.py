@@ -1,0 +1,111 @@
+"""The upward search steered by the bounds' need (``tilec.plan.whatif_secant.secant_up``, used
+by ``tilec sweep``'s largest-batch search).
+
+Each value's outcome is scripted -- the bytes per tile the bounds need, whether a plan fits -- so
+every answer can be checked against the script: the same answer as the doubling search
+(``_largest_up``), with fewer values probed where the need grows about linearly, and no worse
+than bisection where it does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_whatif import Scripted
+
+from tilec.plan.whatif_search import FITS, NO, Knob, Probe, _largest_up, _up_note
+from tilec.plan.whatif_secant import _crossing, secant_up
+
+LIMIT = 1000  # bytes per tile the bounds compare the need with
+
+
+class Needy(Scripted):
+    """A scripted prober whose bounds report a need: ``need(b)``; the bounds rule ``b`` out
+    when it exceeds :data:`LIMIT`; a plan fits when ``fits(b)``."""
+
+    def __init__(self, need, fits) -> None:
+        super().__init__(lambda b: None)
+        self.need, self.fits = need, fits
+
+    def check_bounds(self, make):
+        value, _ = make()
+        self.log.append(("bounds", value))
+        n = self.need(value)
+        kind = "chip_capacity" if n > LIMIT else None
+        return kind, n, (value, FITS if self.fits(value) else NO, n)
+
+
+def _knob(prober: Needy) -> Knob:
+    return Knob(prober, lambda b: (lambda: (b, None)), lambda b: b, monotone=True)
+
+
+def _run(search: str, need, fits, cap: int = 64, plans: int = 6, bounds: int = 14):
+    prober = Needy(need, fits)
+    prober.plans_left, prober.bounds_left = plans, bounds
+    knob = _knob(prober)
+    knob.seen[1] = Probe(1, FITS, peak=need(1), by="plan")  # batch 1 known to fit
+    if search == "secant":
+        answer, ceiling, looked = secant_up(knob, 1, cap, need(1), LIMIT)
+    else:
+        answer, ceiling, looked = _largest_up(knob, 1, cap, beyond=0)
+    status, _ = _up_note(knob, answer, 1, cap, ceiling, looked, str, "batch ", "batch")
+    return answer, status, prober.log
+
+
+def _linear(w: int, a: int):
+    return lambda b: w + a * b
+
+
+@pytest.mark.parametrize("w,a", [(300, 40), (600, 7), (100, 300), (900, 3), (50, 16)])
+def test_same_answer_as_doubling_with_fewer_probes_on_a_linear_need(w, a):
+    need = _linear(w, a)
+    fits = lambda b: need(b) <= LIMIT  # noqa: E731 -- the plan fits where the bounds allow
+    want = max(b for b in range(1, 65) if fits(b))
+    got, status, log = _run("secant", need, fits)
+    ref, ref_status, ref_log = _run("doubling", need, fits)
+    assert got == ref == want
+    assert status == ref_status == ("exact" if want < 64 else "bound")
+    built = {v for _, v in log}
+    assert len(built) <= len({v for _, v in ref_log})
+    assert len(built) <= 5, log  # batch 2 for the slope, the ceiling, the value below it
+
+
+def test_plans_below_a_loose_ceiling_bisect_to_the_answer():
+    # the bounds allow up to 40, plans fit only up to 23 (the placement needs more)
+    need = _linear(200, 20)
+    fits = lambda b: b <= 23  # noqa: E731
+    got, status, log = _run("secant", need, fits, plans=8)
+    ref, ref_status, _ = _run("doubling", need, fits, plans=8)
+    assert got == ref == 23
+    # 25..40 left for the budget to check: a bound, as with the doubling search
+    assert status == ref_status == "bound"
+    assert ("plan", 24) in log
+
+
+def test_a_jagged_need_still_finds_the_ceiling():
+    # the need is not monotone (each shape gets its own split): the search stays in bracket
+    def need(b: int) -> int:
+        return 350 + 40 * b + (60 if b % 2 == 0 else -60)
+
+    fits = lambda b: need(b) <= LIMIT  # noqa: E731
+    got, _, log = _run("secant", need, fits)
+    assert fits(got) and not fits(got + 1)
+    bounds = [v for kind, v in log if kind == "bounds"]
+    assert len(bounds) <= 2 * math.ceil(math.log2(64)) + 2
+
+
+def test_nothing_ruled_out_up_to_the_cap_is_a_capped_bound():
+    got, status, _ = _run("secant", _linear(10, 1), lambda b: True)
+    assert (got, status) == (64, "bound")
+
+
+def test_crossing_predicts_the_first_value_over_the_limit():
+    # need = 100 + 100 b: 1000 at b = 9, so 10 is the first value over it
+    assert _crossing({1: 200, 2: 300}, LIMIT, ok=2, ceiling=None) == 10
+    # bracketed: the line through the highest under and the lowest over
+    assert _crossing({1: 200, 4: 500, 20: 2100}, LIMIT, ok=4, ceiling=20) == 10
+    # a flat or falling line predicts nothing
+    assert _crossing({1: 500, 2: 500}, LIMIT, ok=2, ceiling=None) is None
+    # kept inside the bracket
+    assert _crossing({1: 200, 2: 300}, LIMIT, ok=2, ceiling=6) == 5
