@@ -491,7 +491,8 @@ def balanced_rows(d: ConvDims, caps: Sequence[int], *, in_grain: int, out_grain:
                           d.ow, in_grain, out_grain, max_in_split)
 
 
-@lru_cache(maxsize=16384)
+# ~0.1-0.5 MB an entry: a few configurations' shapes (a sweep worker meets thousands)
+@lru_cache(maxsize=1024)
 def _balanced_rows(caps: tuple[int, ...], n: int, groups: int, cout_g: int, cin_g: int,
                    oh: int, ow: int, in_grain: int, out_grain: int, max_in_split: int
                    ) -> tuple[np.ndarray, ...]:

@@ -89,8 +89,14 @@ _PRICE_ONLY = {
     "memory": ("reserved", "reserved_bytes_per_tile"),
     "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
 }
-_ROWS: dict[tuple, tuple[np.ndarray, ...]] = {}
-_MAX_ROWS = 8192
+_ROWS: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+"""Candidate rows per (rows fingerprint, op shape, tile counts), least recently used dropped
+past :data:`_MAX_ROWS_BYTES`."""
+_MAX_ROWS_BYTES = 256 << 20
+"""Modelling choice, for memory: one configuration of YOLOv4-P5 needs ~40 conv shapes' rows,
+~0.1-0.7 MB each; a sweep worker meets thousands of shapes (every batch probe is new), and a
+count-bounded cache (8192 entries) grew each worker past 5 GB."""
+_rows_bytes = 0
 _RAW: OrderedDict[tuple, dict] = OrderedDict()
 """Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
 dropped: ~0.5 MB per shape, so a few model configurations' worth."""
@@ -413,6 +419,7 @@ class IpuCostModel(BaseCostModel):
         key = (self._rows_key, self._signature(op), tuple(caps))
         hit = _ROWS.get(key)
         if hit is not None:
+            _ROWS.move_to_end(key)
             return hit
         d = self.conv_dims(op)
         dp = self.datapath(op.act_bits)
@@ -478,10 +485,17 @@ class IpuCostModel(BaseCostModel):
         while len(_RAW) > _MAX_RAW:
             _RAW.popitem(last=False)
 
-    def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        if len(_ROWS) >= _MAX_ROWS:
-            _ROWS.clear()
+    @staticmethod
+    def _remember_rows(key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        global _rows_bytes
+        old = _ROWS.pop(key, None)
+        if old is not None:
+            _rows_bytes -= sum(a.nbytes for a in old)
         _ROWS[key] = rows
+        _rows_bytes += sum(a.nbytes for a in rows)
+        while _rows_bytes > _MAX_ROWS_BYTES and len(_ROWS) > 1:
+            _, dropped = _ROWS.popitem(last=False)
+            _rows_bytes -= sum(a.nbytes for a in dropped)
         return rows
 
     def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray],

@@ -15,7 +15,7 @@ import pytest
 from test_whatif import Scripted
 
 from tilec.plan.whatif_search import FITS, NO, Knob, Probe, _largest_up, _up_note
-from tilec.plan.whatif_secant import _crossing, secant_up
+from tilec.plan.whatif_secant import _extrapolate, _interpolate, secant_up
 
 LIMIT = 1000  # bytes per tile the bounds compare the need with
 
@@ -100,12 +100,12 @@ def test_nothing_ruled_out_up_to_the_cap_is_a_capped_bound():
     assert (got, status) == (64, "bound")
 
 
-def test_crossing_predicts_the_first_value_over_the_limit():
-    # need = 100 + 100 b: 1000 at b = 9, so 10 is the first value over it
-    assert _crossing({1: 200, 2: 300}, LIMIT, ok=2, ceiling=None) == 10
-    # bracketed: the line through the highest under and the lowest over
-    assert _crossing({1: 200, 4: 500, 20: 2100}, LIMIT, ok=4, ceiling=20) == 10
-    # a flat or falling line predicts nothing
-    assert _crossing({1: 500, 2: 500}, LIMIT, ok=2, ceiling=None) is None
-    # kept inside the bracket
-    assert _crossing({1: 200, 2: 300}, LIMIT, ok=2, ceiling=6) == 5
+def test_extrapolation_and_interpolation_predict_the_first_value_over_the_limit():
+    # need = 100 + 100 b: 1000 at b = 9, so 10 is the first value over it; extrapolated, the
+    # guess aims OVERSHOOT further (2 + 7 x 1.25 = 10.75)
+    assert _extrapolate({1: 200, 2: 300}, LIMIT) == 11
+    assert _extrapolate({1: 500, 2: 500}, LIMIT) is None  # a flat line predicts nothing
+    assert _extrapolate({2: 300}, LIMIT) is None
+    # inside a bracket (need - limit: -600 at 4, +1100 at 20): the line crosses at 9.6
+    assert _interpolate(4, -600.0, 20, 1100.0) == 10
+    assert _interpolate(4, -600.0, 6, 1100.0) == 5  # kept inside the bracket
