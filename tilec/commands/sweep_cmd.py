@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
         "sweep", parents=[parent], help="a model's envelope: largest batch per image size, "
                                         "latency and throughput, with plots",
         description="For every image size and precision, the largest batch that fits (searched "
-                    "from 1: doubling by the bounds, bisection by verified plans) and how the "
-                    "next batch fails; for every grid point (image size x batch x precision) "
+                    "from 1, steered by the bounds' need, decided by the bounds and verified "
+                    "plans) and how the next batch fails; for every grid point (image size x "
+                    "batch x precision) "
                     "the verdict, latency, throughput and peak tile occupancy. Writes "
                     "sweep.json, points.csv, frontier.csv, sweep.html and PNG/SVG plots to "
                     "--out. Results are cached by configuration: a re-run or an extended grid "

@@ -264,15 +264,20 @@ def _load(problem: Problem, choice: Sequence[Slot]) -> tuple[np.ndarray, int]:
     """Bytes per tile at every step of a choice without the spread (``[tiles, steps]``), and
     the spread per tile: the local searches move groups in and out of the first and keep the
     second apart, because a spread byte lands on every tile whatever the position."""
-    occ = np.zeros((int(problem.target.tiles), problem.steps), dtype=np.int64)
+    # a difference array over the tiles: each range adds its profile at its first tile and
+    # takes it back after its last, one running sum gives every tile (a profile added to every
+    # tile of every range one by one was ~40 ms a call on gc200's 1472 tiles)
+    diff = np.zeros((int(problem.target.tiles) + 1, problem.steps), dtype=np.int64)
     sp = 0
     for g, (oi, pos) in zip(problem.groups, choice, strict=False):
         sp += g.options[oi].spread_per_tile
         if g.trivial:
             continue
+        prof = g.profiles[oi]
         for a, b in pos.ranges:
-            occ[a:b, :] += g.profiles[oi]
-    return occ, sp
+            diff[a] += prof
+            diff[b] -= prof
+    return np.cumsum(diff[:-1], axis=0), sp
 
 
 def tile_occupancy(problem: Problem, choice: Sequence[Slot]) -> np.ndarray:
