@@ -467,8 +467,12 @@ class IpuCostModel(BaseCostModel):
                     extra_raw.append(_take(craw, first))
         every = np.concatenate(extra_rows, axis=0)
         whose = np.concatenate(extra_owner)
-        # each cap's rows in lexicographic order: one sort, by cap first
-        order = np.lexsort((*(every[:, j] for j in reversed(range(every.shape[1]))), whose))
+        # each cap's rows in lexicographic order: one sort, by cap first (the balanced rows
+        # come sorted, cap by cap: only serial rows added to them need one)
+        if len(extra_rows) == 1:
+            order = np.arange(len(every))
+        else:
+            order = np.lexsort((*(every[:, j] for j in reversed(range(every.shape[1]))), whose))
         ends = np.cumsum(np.bincount(whose, minlength=len(bases)))
         sorted_rows = every[order]
         out = tuple(np.split(sorted_rows, ends[:-1]))
