@@ -241,12 +241,14 @@ def test_verdict_and_peak_grow_with_bits_per_value(name: str, bytes_per_tile: in
 
 
 @pytest.mark.slow
-def test_a_dominating_configuration_of_one_that_does_not_fit_does_not_fit() -> None:
-    """ResNet-50 on gc200 with 160 kB tiles over a batch x image-size grid: for every pair where
-    one configuration is at least as large in both, 'does not fit' for the smaller one means
+@pytest.mark.parametrize("name,bytes_per_tile", [("resnet50", 160_000), ("repvgg-a0", 90_000)])
+def test_a_dominating_configuration_of_one_that_does_not_fit_does_not_fit(
+        name: str, bytes_per_tile: int) -> None:
+    """gc200 with smaller tiles over a batch x image-size grid: for every pair where one
+    configuration is at least as large in both, 'does not fit' for the smaller one means
     'does not fit' (or 'unknown') for the larger."""
     grid = [(b, s) for b in (1, 2, 4, 8) for s in (160, 224, 288)]
-    res = dict(zip(grid, _plans("resnet50", 160_000, grid), strict=True))
+    res = dict(zip(grid, _plans(name, bytes_per_tile, grid), strict=True))
     assert any(st == "does_not_fit" for st, _ in res.values())
     assert any(st == "fits" for st, _ in res.values())
     bad = [(x, y) for x in grid for y in grid
