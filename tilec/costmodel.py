@@ -49,7 +49,11 @@ Optional declaration (``getattr``, default False):
   batch and the image size (every op's bytes at its cheapest split grow with its shapes). Then
   the what-if headroom search may rule out every value above the first one the bounds rule out.
   A cost model that picks splits by speed (the ``fastest`` policy: the chosen split, and its
-  temporaries, change with the shape) must not declare it.
+  temporaries, change with the shape) must not declare it. Neither built-in model does: gc200's
+  (a) falls between YOLOv4-P5 batch 12 and 13 at 320 px (the ``fastest`` window admits splits
+  with less vertex state at 13), NorthPole's (b) between batch 3 and 4 (a batch factor is at most
+  the batch, and tile counts divide 256). ``benchmarks/bounds_monotone.py`` measures a cost model
+  before it declares; ``docs/planner.md`` ("Do the bounds grow with the shape?") has the figures.
 """
 
 from __future__ import annotations

@@ -12,8 +12,11 @@
     the outputs its tiles hold) plus the spread bytes every tile carries exceeds the per-tile
     budget: it cannot run anywhere.
 
-Both are monotone in batch and image size when the cost model is (more data never costs fewer
-bytes), which the what-if search relies on for its cheap first bounds.
+Both grow with the batch and the image size only when the cost model's offered splits allow it:
+each split's bytes growing with the shape is not enough when *which* splits are offered depends on
+the shape (gc200's ``fastest`` window, NorthPole's batch factors up to the batch). A cost model
+that guarantees it declares ``CostModel.bounds_monotone``; the built-in ones do not (measured by
+benchmarks/bounds_monotone.py; docs/planner.md, "Do the bounds grow with the shape?").
 """
 
 from __future__ import annotations

@@ -491,7 +491,8 @@ def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, lo
 def _bounds_monotone(target: Target) -> bool:
     """Does the cost model promise that (a) and (b) only grow with the batch and image size?
     (``CostModel.bounds_monotone``, optional; none of the built-in targets does: under the
-    ``fastest`` split policy an op's split, and with it its temporaries, change with its shape.)"""
+    ``fastest`` split policy an op's split, and with it its temporaries, change with its shape --
+    measured in benchmarks/bounds_monotone.py, pinned in tests/test_monotone.py.)"""
     return bool(getattr(target.cost_model, "bounds_monotone", False))
 
 
