@@ -341,8 +341,21 @@ def _best_slot(problem: Problem, geometry: Geometry, g: Group, occ: np.ndarray,
 
 
 def _add(occ: np.ndarray, peak: np.ndarray, prof: np.ndarray, pos: Position, sign: int) -> None:
+    """Add (``sign`` 1) or remove (-1) a profile on ``pos``'s tiles, keeping ``peak`` the
+    per-tile maximum of ``occ``. Adding raises every step by the profile's base and the steps
+    of its bumps by more, so the new maximum is the old one plus the base or a bump step's load:
+    only those steps are looked at (the whole row for a removal)."""
+    if sign > 0:
+        base = int(prof.min())
+        var = np.nonzero(prof > base)[0]
+        for a, b in pos.ranges:
+            occ[a:b, :] += prof
+            peak[a:b] += base
+            if len(var):
+                np.maximum(peak[a:b], occ[a:b, var].max(axis=1), out=peak[a:b])
+        return
     for a, b in pos.ranges:
-        occ[a:b, :] += sign * prof
+        occ[a:b, :] -= prof
         peak[a:b] = occ[a:b, :].max(axis=1)
 
 
