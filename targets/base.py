@@ -55,8 +55,86 @@ if TYPE_CHECKING:
     from .target import TileTarget
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
-_MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept (~4-40 KB each)
+_MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept
+_BLOCK_BYTES = 48 * 2**20
+"""Bytes of priced candidates a chip description keeps (least recently used dropped) --
+modelling choice of the implementation, not of the chip: a convolution's candidates grow with the
+batch (every batch split multiplies them: ~0.3 MB per conv shape at batch 1, ~1 MB at batch 8 on
+the IPU), so a count bound let the what-if search's probes hold ~0.9 GB at batch 8. One plan of
+a large detector at batch 8 needs ~40 MB of them; a larger working set is re-priced, not wrong."""
 _MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
+
+
+def held_bytes(obj: object) -> int:
+    """Bytes of the numpy arrays ``obj`` holds -- through tuples, lists, dicts, dataclass fields
+    and the closures of functions (a vectorised block's ``cost_of`` keeps its priced arrays),
+    each array (or the base it views) counted once."""
+    seen: set[int] = set()
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            base = o.base
+            if not isinstance(base, np.ndarray):
+                total += o.nbytes  # owns its data (or views a non-numpy buffer)
+            elif id(base) not in seen:
+                stack.append(base)  # a view: its base holds the bytes
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (tuple, list)):
+            stack.extend(o)
+        elif callable(o) and getattr(o, "__closure__", None):
+            stack.extend(c.cell_contents for c in o.__closure__  # type: ignore[union-attr]
+                         if c.cell_contents is not None)
+            stack.extend(getattr(o, "__defaults__", None) or ())
+        elif hasattr(o, "__dataclass_fields__"):
+            stack.extend(getattr(o, f) for f in o.__dataclass_fields__)
+    return total
+
+
+class BytesLRU:
+    """A cache bounded by the bytes its values hold (:func:`held_bytes`) and by a count, least
+    recently used dropped first. Cost models cache priced arrays whose size grows with the
+    batch; a bound in entries alone let memory grow with the batch too."""
+
+    def __init__(self, max_bytes: int, max_items: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_items = max_items
+        self.bytes = 0
+        self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        self._data.move_to_end(key)
+        return hit[0]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        size = held_bytes(value)
+        self._data[key] = (value, size)
+        self.bytes += size
+        while len(self._data) > 1 and (self.bytes > self.max_bytes
+                                       or len(self._data) > self.max_items):
+            _, (_, dropped) = self._data.popitem(last=False)
+            self.bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._data
+
+    def clear(self) -> None:
+        self._data.clear()
+        self.bytes = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +229,7 @@ class _Store:
 
     def __init__(self) -> None:
         self.costs: dict[tuple, OpCost] = {}
-        self.blocks: dict[tuple, tuple[CandidateBlock, ...]] = {}
+        self.blocks = BytesLRU(_BLOCK_BYTES, _MAX_BLOCKS)
         self.dims: dict[tuple, ConvDims] = {}
 
 
@@ -221,7 +299,7 @@ class BaseCostModel:
         self._splits: dict[tuple, tuple[Split, ...]] = {}
         store = _shared_store(type(self).__name__, target, sram_priced=self.sram_priced)
         self._costs: dict[tuple, OpCost] = store.costs
-        self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
+        self._blocks: BytesLRU = store.blocks  # key -> tuple[CandidateBlock, ...]
         self._sigs = _SIGS
         self._dims: dict[tuple, ConvDims] = store.dims
         io = self.spec["io"]
@@ -427,8 +505,6 @@ class BaseCostModel:
                                                    for s in self._candidates(op, t)])
                           for t in counts]
             hit = tuple(blocks)
-            if len(self._blocks) >= _MAX_BLOCKS:
-                self._blocks.clear()
             self._blocks[key] = hit
         return hit
 

@@ -35,7 +35,6 @@ allow (``in_place``), as Poplar's in-place element-wise ops do.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,7 @@ import numpy as np
 from tilec.costmodel import OpCost, Split
 from tilec.opinfo import OpInfo, TensorInfo
 
-from .base import BaseCostModel, CandidateBlock, conv_blocks, nonzero, touched
+from .base import BaseCostModel, BytesLRU, CandidateBlock, conv_blocks, nonzero, touched
 from .geometry import (
     SPLIT_COLUMNS,
     ConvDims,
@@ -89,12 +88,15 @@ _PRICE_ONLY = {
     "memory": ("reserved", "reserved_bytes_per_tile"),
     "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
 }
-_ROWS: dict[tuple, tuple[np.ndarray, ...]] = {}
-_MAX_ROWS = 8192
-_RAW: OrderedDict[tuple, dict] = OrderedDict()
+_ROWS = BytesLRU(24 * 2**20, 8192)
+"""Candidate rows per (rows fingerprint, op shape, tile counts), least recently used dropped
+beyond 24 MB (modelling choice of the implementation: rows grow with the batch, ~0.2 MB per conv
+shape at batch 1, ~0.9 MB at batch 8; re-derived when dropped)."""
+_RAW = BytesLRU(32 * 2**20, 160)
 """Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
-dropped: ~0.5 MB per shape, so a few model configurations' worth."""
-_MAX_RAW = 160
+dropped beyond 32 MB (modelling choice of the implementation: ~0.3 MB per shape at batch 1,
+~1.3 MB at batch 8; one plan's and its band's re-weighings reuse them, a larger working set is
+priced again)."""
 
 
 def _rows_fingerprint(spec: dict) -> tuple:
@@ -440,8 +442,6 @@ class IpuCostModel(BaseCostModel):
         return self._remember_rows(key, tuple(out))
 
     def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        if len(_ROWS) >= _MAX_ROWS:
-            _ROWS.clear()
         _ROWS[key] = rows
         return rows
 
@@ -457,10 +457,6 @@ class IpuCostModel(BaseCostModel):
             if raw is None:
                 return None
             _RAW[key] = raw
-            while len(_RAW) > _MAX_RAW:
-                _RAW.popitem(last=False)
-        else:
-            _RAW.move_to_end(key)
         t = self._conv_price(raw)
         always = t["w_store"] + t["worklists"] + t["sets"] * self.set_bytes
         step = t["w_recv"] + t["in_recv"] + t["temp"]

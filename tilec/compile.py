@@ -280,6 +280,17 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
                     "precision": precision, "precision_map": None}))
         return unquantized["graph"]
 
+    def unquantized_at(precision: str) -> Lowered:
+        """:func:`without_quantize` labelled ``precision`` (the cached graph is the same at
+        every precision; only the planner's view of it differs)."""
+        low = without_quantize(precision)
+        if low.precision == precision:
+            return low
+        from dataclasses import replace
+
+        return replace(low, precision=precision,
+                       info=graph_info(low.graph, low.captured, target, precision))
+
     def rebuild(batch: int | None = None, image_size: tuple[int, int] | None = None,
                 precision: str | None = None) -> GraphInfo:
         """The planner's view of the same model at another batch / image size / precision."""
@@ -307,7 +318,8 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
     if plan.diagnosis is not None and options.what_if and options.precision_map is None:
         from tilec.precision.auto import mixed_what_if  # next to the uniform min_precision
 
-        mixed_what_if(model, target, options, plan)
+        mixed_what_if(model, target, options, plan,
+                      base=lambda: unquantized_at(lowered.precision))
     if options.band:
         plan.band = band_of(plan, lowered, options)
     return plan, lowered
