@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
 _MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept
-_BLOCK_BYTES = 48 * 2**20
+_BLOCK_BYTES = 32 * 2**20
 """Bytes of priced candidates a chip description keeps (least recently used dropped) --
 modelling choice of the implementation, not of the chip: a convolution's candidates grow with the
 batch (every batch split multiplies them: ~0.3 MB per conv shape at batch 1, ~1 MB at batch 8 on

@@ -92,7 +92,7 @@ _ROWS = BytesLRU(24 * 2**20, 8192)
 """Candidate rows per (rows fingerprint, op shape, tile counts), least recently used dropped
 beyond 24 MB (modelling choice of the implementation: rows grow with the batch, ~0.2 MB per conv
 shape at batch 1, ~0.9 MB at batch 8; re-derived when dropped)."""
-_RAW = BytesLRU(32 * 2**20, 160)
+_RAW = BytesLRU(16 * 2**20, 160)
 """Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
 dropped beyond 32 MB (modelling choice of the implementation: ~0.3 MB per shape at batch 1,
 ~1.3 MB at batch 8; one plan's and its band's re-weighings reuse them, a larger working set is
