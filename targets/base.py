@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,10 +66,66 @@ a large detector at batch 8 needs ~40 MB of them; a larger working set is re-pri
 _MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
 
 
+@dataclass(frozen=True, eq=False)
+class CandidateBlock:
+    """Every enumerated candidate of one op at one tile count, priced: the numbers the selection
+    needs as int64 arrays, and a way to name candidate ``i``'s split.
+
+    Either ``costs`` holds the scalar :class:`OpCost` of each candidate (ops with few candidates),
+    or ``split_of`` builds the split of candidate ``i`` (vectorised convolutions: the OpCost is
+    built only for the candidates kept)."""
+
+    peak: np.ndarray
+    always: np.ndarray
+    step: np.ndarray
+    cycles: np.ndarray
+    costs: tuple[OpCost, ...] | None = None
+    split_of: Callable[[int], Split] | None = None
+    cost_of: Callable[[int], OpCost] | None = None
+    """Builds candidate ``i``'s OpCost from the arrays it was priced in (vectorised blocks that
+    offer it); else the cost model prices the split again and checks it against the block."""
+
+    def __len__(self) -> int:
+        return len(self.peak)
+
+    def held(self) -> tuple:
+        """What holds this block's arrays (for :func:`held_bytes`): its four arrays and the
+        functions whose closures keep the priced rows (``costs`` holds plain numbers)."""
+        return (self.peak, self.always, self.step, self.cycles, self.split_of, self.cost_of)
+
+
+    def follows(self, i: int) -> bool:
+        """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
+        blocks are convolutions, which never do."""
+        return bool(self.costs[i].follows_input) if self.costs is not None else False
+
+    def split(self, i: int) -> Split:
+        if self.costs is not None:
+            return self.costs[i].split
+        assert self.split_of is not None
+        return self.split_of(i)
+
+    @staticmethod
+    def of_costs(costs: Sequence[OpCost]) -> CandidateBlock:
+        def arr(values: Iterable[int]) -> np.ndarray:
+            return np.fromiter(values, dtype=np.int64, count=len(costs))
+
+        return CandidateBlock(peak=arr(c.peak_bytes for c in costs),
+                              always=arr(c.always_bytes for c in costs),
+                              step=arr(c.step_bytes for c in costs),
+                              cycles=arr(c.cycles for c in costs), costs=tuple(costs))
+
+
+_HOLDERS = (np.ndarray, dict, tuple, list, FunctionType, CandidateBlock)
+"""What :func:`held_bytes` walks into."""
+
+
 def held_bytes(obj: object) -> int:
-    """Bytes of the numpy arrays ``obj`` holds -- through tuples, lists, dicts, dataclass fields
-    and the closures of functions (a vectorised block's ``cost_of`` keeps its priced arrays),
-    each array (or the base it views) counted once."""
+    """Bytes of the numpy arrays ``obj`` holds -- through tuples, lists, dicts, the closures of
+    functions (a vectorised block's ``cost_of`` keeps its priced arrays) and the arrays a
+    :class:`CandidateBlock` names (``held``) -- each array (or the base it views) counted once.
+    Other objects (OpCosts, OpInfos, cost models) hold no priced arrays and are not walked: a
+    block of scalar OpCosts is counted in microseconds."""
     seen: set[int] = set()
     total = 0
     stack = [obj]
@@ -84,15 +141,14 @@ def held_bytes(obj: object) -> int:
             elif id(base) not in seen:
                 stack.append(base)  # a view: its base holds the bytes
         elif isinstance(o, dict):
-            stack.extend(o.values())
+            stack.extend(v for v in o.values() if isinstance(v, _HOLDERS))
         elif isinstance(o, (tuple, list)):
-            stack.extend(o)
-        elif callable(o) and getattr(o, "__closure__", None):
-            stack.extend(c.cell_contents for c in o.__closure__  # type: ignore[union-attr]
-                         if c.cell_contents is not None)
-            stack.extend(getattr(o, "__defaults__", None) or ())
-        elif hasattr(o, "__dataclass_fields__"):
-            stack.extend(getattr(o, f) for f in o.__dataclass_fields__)
+            stack.extend(v for v in o if isinstance(v, _HOLDERS))
+        elif isinstance(o, CandidateBlock):
+            stack.extend(o.held())
+        elif isinstance(o, FunctionType):
+            cells = [c.cell_contents for c in o.__closure__ or ()]
+            stack.extend(v for v in (*cells, *(o.__defaults__ or ())) if isinstance(v, _HOLDERS))
     return total
 
 
@@ -135,51 +191,6 @@ class BytesLRU:
     def clear(self) -> None:
         self._data.clear()
         self.bytes = 0
-
-
-@dataclass(frozen=True, eq=False)
-class CandidateBlock:
-    """Every enumerated candidate of one op at one tile count, priced: the numbers the selection
-    needs as int64 arrays, and a way to name candidate ``i``'s split.
-
-    Either ``costs`` holds the scalar :class:`OpCost` of each candidate (ops with few candidates),
-    or ``split_of`` builds the split of candidate ``i`` (vectorised convolutions: the OpCost is
-    built only for the candidates kept)."""
-
-    peak: np.ndarray
-    always: np.ndarray
-    step: np.ndarray
-    cycles: np.ndarray
-    costs: tuple[OpCost, ...] | None = None
-    split_of: Callable[[int], Split] | None = None
-    cost_of: Callable[[int], OpCost] | None = None
-    """Builds candidate ``i``'s OpCost from the arrays it was priced in (vectorised blocks that
-    offer it); else the cost model prices the split again and checks it against the block."""
-
-    def __len__(self) -> int:
-        return len(self.peak)
-
-
-    def follows(self, i: int) -> bool:
-        """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
-        blocks are convolutions, which never do."""
-        return bool(self.costs[i].follows_input) if self.costs is not None else False
-
-    def split(self, i: int) -> Split:
-        if self.costs is not None:
-            return self.costs[i].split
-        assert self.split_of is not None
-        return self.split_of(i)
-
-    @staticmethod
-    def of_costs(costs: Sequence[OpCost]) -> CandidateBlock:
-        def arr(values: Iterable[int]) -> np.ndarray:
-            return np.fromiter(values, dtype=np.int64, count=len(costs))
-
-        return CandidateBlock(peak=arr(c.peak_bytes for c in costs),
-                              always=arr(c.always_bytes for c in costs),
-                              step=arr(c.step_bytes for c in costs),
-                              cycles=arr(c.cycles for c in costs), costs=tuple(costs))
 
 
 def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarray,
