@@ -57,12 +57,13 @@ if TYPE_CHECKING:
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
 _MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept
-_BLOCK_BYTES = 32 * 2**20
-"""Bytes of priced candidates a chip description keeps (least recently used dropped) --
-modelling choice of the implementation, not of the chip: a convolution's candidates grow with the
-batch (every batch split multiplies them: ~0.3 MB per conv shape at batch 1, ~1 MB at batch 8 on
-the IPU), so a count bound let the what-if search's probes hold ~0.9 GB at batch 8. One plan of
-a large detector at batch 8 needs ~40 MB of them; a larger working set is re-priced, not wrong."""
+_BLOCK_BYTES = 64 * 2**20
+"""Bytes of priced candidates kept over every chip description together (least recently used
+dropped) -- modelling choice of the implementation, not of the chip: a convolution's candidates
+grow with the batch (every batch split multiplies them: ~0.4 MB per conv shape at batch 1, ~2 MB
+at batch 8 on the IPU), so a bound in entries per description let a what-if search or a band
+(a new description per setting) hold ~0.9 GB at batch 8. One plan of a large detector at batch 8
+prices ~60 MB of them once each; what is dropped is priced again if asked, never wrong."""
 _MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
 
 
@@ -234,13 +235,32 @@ def model_io_bytes(graph: GraphInfo) -> tuple[int, int]:
     return inp, out
 
 
+class _Shelf:
+    """One chip description's part of a cache shared by all of them (keys prefixed)."""
+
+    def __init__(self, cache: BytesLRU, tag: int) -> None:
+        self.cache = cache
+        self.tag = tag
+
+    def get(self, key: Any) -> Any:
+        return self.cache.get((self.tag, key))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.cache[(self.tag, key)] = value
+
+
+_BLOCKS = BytesLRU(_BLOCK_BYTES, _MAX_BLOCKS)
+_STORES_MADE: list[None] = []  # one tag per store ever made (tags are never reused)
+
+
 class _Store:
     """Prices that do not depend on the SRAM size, shared by every cost model of one chip
     description (same spec except ``memory.bytes_per_tile``)."""
 
     def __init__(self) -> None:
         self.costs: dict[tuple, OpCost] = {}
-        self.blocks = BytesLRU(_BLOCK_BYTES, _MAX_BLOCKS)
+        self.blocks = _Shelf(_BLOCKS, len(_STORES_MADE))
+        _STORES_MADE.append(None)
         self.dims: dict[tuple, ConvDims] = {}
 
 
@@ -310,7 +330,7 @@ class BaseCostModel:
         self._splits: dict[tuple, tuple[Split, ...]] = {}
         store = _shared_store(type(self).__name__, target, sram_priced=self.sram_priced)
         self._costs: dict[tuple, OpCost] = store.costs
-        self._blocks: BytesLRU = store.blocks  # key -> tuple[CandidateBlock, ...]
+        self._blocks: _Shelf = store.blocks  # key -> tuple[CandidateBlock, ...]
         self._sigs = _SIGS
         self._dims: dict[tuple, ConvDims] = store.dims
         io = self.spec["io"]

@@ -88,15 +88,17 @@ _PRICE_ONLY = {
     "memory": ("reserved", "reserved_bytes_per_tile"),
     "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
 }
-_ROWS = BytesLRU(24 * 2**20, 8192)
+_ROWS = BytesLRU(128 * 2**20, 8192)
 """Candidate rows per (rows fingerprint, op shape, tile counts), least recently used dropped
-beyond 24 MB (modelling choice of the implementation: rows grow with the batch, ~0.2 MB per conv
-shape at batch 1, ~0.9 MB at batch 8; re-derived when dropped)."""
-_RAW = BytesLRU(16 * 2**20, 160)
+beyond 128 MB (modelling choice of the implementation: rows grow with the batch, ~0.2 MB per conv
+shape at batch 1, ~0.9 MB at batch 8; the priced blocks hold the same arrays, so keeping them
+costs little more, and re-deriving them prices every candidate again: at 24 (64) MB the band of
+YOLOv4-P5 at batch 8 priced 7x (4x) the terms in 3x (1.5x) the time)."""
+_RAW = BytesLRU(32 * 2**20, 400)
 """Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
 dropped beyond 32 MB (modelling choice of the implementation: ~0.3 MB per shape at batch 1,
-~1.3 MB at batch 8; one plan's and its band's re-weighings reuse them, a larger working set is
-priced again)."""
+~1.3 MB at batch 8; the band and the what-if re-weigh them for each description they try;
+dropped ones are priced again)."""
 
 
 def _rows_fingerprint(spec: dict) -> tuple:
