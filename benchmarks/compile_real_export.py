@@ -19,9 +19,15 @@ Usage::
 
     python benchmarks/compile_real_export.py [--model yolov4-p5] [--image-size 896]
         [--batches 1,2,8] [--target gc200] [--repeat 1] [--no-stages] [--tracemalloc]
-        [--band on|off|both]
+        [--band on|off|both] [--what-if on|off|both] [--profile-band]
     python benchmarks/compile_real_export.py --model yolov4-p7   # 1536 px, batch 1 (slow)
     python benchmarks/compile_real_export.py --export-only        # just make / show the file
+
+Every table names the settings its compiles ran with: the uncertainty band (``--band on``, the
+CLI's default, or ``off``) and the what-if search when the model does not fit (``on``, the
+default, or ``--no-what-if``). The band applies only to a plan that fits; the what-if only to
+one that does not. ``--profile-band`` also runs the band once in-process on the batch-1 plan
+under cProfile and prints where its time goes.
 
 Figures measured on a shared machine are inflated by the other processes; CPU seconds are printed
 beside wall seconds for that reason.
@@ -292,6 +298,44 @@ def _proof_runs(lowered) -> str:
     return notes[-1] if notes else "no proof"
 
 
+def profile_band(path: Path, target_name: str, top: int = 25) -> None:
+    """Compile at batch 1 without the band, then run the band on that plan under cProfile and
+    print its wall time and the functions it spends it in (cumulative, tilec's own first)."""
+    import cProfile
+    import io
+    import pstats
+
+    from tilec.targets import load_target
+
+    from tilec.compile import CompileOptions, band_of, compile_model
+
+    options = CompileOptions(batch=1)
+    plan, lowered = compile_model(str(path), load_target(target_name), options)
+    if plan.status != "fits":
+        print(f"\nband profile: the batch-1 plan does not fit ({plan.status}); no band")
+        return
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    band = band_of(plan, lowered, CompileOptions(batch=1, band=True))
+    prof.disable()
+    wall = time.perf_counter() - t0
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"tilec|targets|passes|ortools", top)
+    settings = band.settings if band is not None else []
+    by: dict[str, int] = {}
+    for st in settings:
+        by[st.by] = by.get(st.by, 0) + 1
+    print(f"\nband on the batch-1 plan (in-process, cProfile on): {wall:.2f} s wall; status "
+          f"{band.status if band is not None else 'none'}; {len(settings)} settings decided by "
+          f"{', '.join(f'{k} x{v}' for k, v in sorted(by.items()))}")
+    lines = out.getvalue().splitlines()
+    start = next((i for i, x in enumerate(lines) if "ncalls" in x), 0)
+    print("\n".join(x.replace(str(Path(__file__).resolve().parents[1]) + "/", "")
+                    for x in lines[start:] if x.strip()))
+
+
 # ----------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -314,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="the compiles with the uncertainty band (the CLI default), without it "
                          "(the capture / lower / proof / plan / verify cost alone), or both "
                          "(default)")
+    ap.add_argument("--what-if", choices=("on", "off", "both"), default="on",
+                    help="the compiles with the what-if search of a plan that does not fit (the "
+                         "CLI default, on), with --no-what-if (off), or both")
+    ap.add_argument("--profile-band", action="store_true",
+                    help="cProfile the band once on the batch-1 plan (in-process) and print "
+                         "where its time goes")
     args = ap.parse_args(argv)
 
     size = args.image_size or DEFAULT_SIZE.get(args.model, 640)
@@ -326,13 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_only:
         return 0
 
-    for band in (("off", "on") if args.band == "both" else (args.band,)):
-        print(f"\ntilec compile {path.name} --target {args.target} --batch B --band {band}  "
-              "(/usr/bin/time -v)")
+    settings = [(band, wi) for band in (("off", "on") if args.band == "both" else (args.band,))
+                for wi in (("on", "off") if args.what_if == "both" else (args.what_if,))]
+    for band, wi in settings if any(b > 0 for b in batches) else ():
+        flags = ["--band", band] + ([] if wi == "on" else ["--no-what-if"])
+        print(f"\ntilec compile {path.name} --target {args.target} --batch B {' '.join(flags)}  "
+              f"(/usr/bin/time -v; band {band}, what-if {wi})")
         print(f"{'batch':>5} {'wall s':>8} {'cpu s':>7} {'peak RSS GB':>12} {'exit':>5}  "
               "last line")
         for b in (b for b in batches if b > 0):
-            runs = [timed_compile(path, args.target, b, ["--band", band])
+            runs = [timed_compile(path, args.target, b, flags)
                     for _ in range(args.repeat)]
             runs.sort(key=lambda r: r["wall"])
             r = runs[len(runs) // 2]
@@ -356,9 +409,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{cpu:.2f} s CPU, {rss:.2f} GB peak RSS, exit {proc.returncode}", flush=True)
         out.unlink(missing_ok=True)
 
+    if args.profile_band:
+        profile_band(path, args.target)
+
     if not args.no_stages:
         r = stage_run(path, args.target, args.stage_batch, args.tracemalloc)
-        print(f"\nin-process, batch {args.stage_batch}: status {r['status']}; {r['runs']}")
+        print(f"\nin-process, batch {args.stage_batch} (no band, no what-if): status "
+              f"{r['status']}; {r['runs']}")
         print(f"RSS before capture {r['rss0'] / 2**30:.2f} GB (imports)")
         head = f"{'stage':<8} {'wall s':>8} {'peak RSS GB':>12}"
         print(head + (f" {'traced peak GB':>15}" if r["traced"] else ""))

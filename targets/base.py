@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,7 +56,14 @@ if TYPE_CHECKING:
     from .target import TileTarget
 
 _MAX_CACHED = 100_000  # cached OpCosts per cost model (~100 MB at worst)
-_MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept (~4-40 KB each)
+_MAX_BLOCKS = 4_000  # op shapes whose priced candidates are kept
+_BLOCK_BYTES = 64 * 2**20
+"""Bytes of priced candidates kept over every chip description together (least recently used
+dropped) -- modelling choice of the implementation, not of the chip: a convolution's candidates
+grow with the batch (every batch split multiplies them: ~0.4 MB per conv shape at batch 1, ~2 MB
+at batch 8 on the IPU), so a bound in entries per description let a what-if search or a band
+(a new description per setting) hold ~0.9 GB at batch 8. One plan of a large detector at batch 8
+prices ~60 MB of them once each; what is dropped is priced again if asked, never wrong."""
 _MAX_STORES = 8  # chip descriptions whose prices are kept (a what-if search uses one or two)
 
 
@@ -81,6 +89,11 @@ class CandidateBlock:
     def __len__(self) -> int:
         return len(self.peak)
 
+    def held(self) -> tuple:
+        """What holds this block's arrays (for :func:`held_bytes`): its four arrays and the
+        functions whose closures keep the priced rows (``costs`` holds plain numbers)."""
+        return (self.peak, self.always, self.step, self.cycles, self.split_of, self.cost_of)
+
 
     def follows(self, i: int) -> bool:
         """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
@@ -102,6 +115,83 @@ class CandidateBlock:
                               always=arr(c.always_bytes for c in costs),
                               step=arr(c.step_bytes for c in costs),
                               cycles=arr(c.cycles for c in costs), costs=tuple(costs))
+
+
+_HOLDERS = (np.ndarray, dict, tuple, list, FunctionType, CandidateBlock)
+"""What :func:`held_bytes` walks into."""
+
+
+def held_bytes(obj: object) -> int:
+    """Bytes of the numpy arrays ``obj`` holds -- through tuples, lists, dicts, the closures of
+    functions (a vectorised block's ``cost_of`` keeps its priced arrays) and the arrays a
+    :class:`CandidateBlock` names (``held``) -- each array (or the base it views) counted once.
+    Other objects (OpCosts, OpInfos, cost models) hold no priced arrays and are not walked: a
+    block of scalar OpCosts is counted in microseconds."""
+    seen: set[int] = set()
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            base = o.base
+            if not isinstance(base, np.ndarray):
+                total += o.nbytes  # owns its data (or views a non-numpy buffer)
+            elif id(base) not in seen:
+                stack.append(base)  # a view: its base holds the bytes
+        elif isinstance(o, dict):
+            stack.extend(v for v in o.values() if isinstance(v, _HOLDERS))
+        elif isinstance(o, (tuple, list)):
+            stack.extend(v for v in o if isinstance(v, _HOLDERS))
+        elif isinstance(o, CandidateBlock):
+            stack.extend(o.held())
+        elif isinstance(o, FunctionType):
+            cells = [c.cell_contents for c in o.__closure__ or ()]
+            stack.extend(v for v in (*cells, *(o.__defaults__ or ())) if isinstance(v, _HOLDERS))
+    return total
+
+
+class BytesLRU:
+    """A cache bounded by the bytes its values hold (:func:`held_bytes`) and by a count, least
+    recently used dropped first. Cost models cache priced arrays whose size grows with the
+    batch; a bound in entries alone let memory grow with the batch too."""
+
+    def __init__(self, max_bytes: int, max_items: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_items = max_items
+        self.bytes = 0
+        self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        self._data.move_to_end(key)
+        return hit[0]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        size = held_bytes(value)
+        self._data[key] = (value, size)
+        self.bytes += size
+        while len(self._data) > 1 and (self.bytes > self.max_bytes
+                                       or len(self._data) > self.max_items):
+            _, (_, dropped) = self._data.popitem(last=False)
+            self.bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._data
+
+    def clear(self) -> None:
+        self._data.clear()
+        self.bytes = 0
 
 
 def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarray,
@@ -145,13 +235,32 @@ def model_io_bytes(graph: GraphInfo) -> tuple[int, int]:
     return inp, out
 
 
+class _Shelf:
+    """One chip description's part of a cache shared by all of them (keys prefixed)."""
+
+    def __init__(self, cache: BytesLRU, tag: int) -> None:
+        self.cache = cache
+        self.tag = tag
+
+    def get(self, key: Any) -> Any:
+        return self.cache.get((self.tag, key))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.cache[(self.tag, key)] = value
+
+
+_BLOCKS = BytesLRU(_BLOCK_BYTES, _MAX_BLOCKS)
+_STORES_MADE: list[None] = []  # one tag per store ever made (tags are never reused)
+
+
 class _Store:
     """Prices that do not depend on the SRAM size, shared by every cost model of one chip
     description (same spec except ``memory.bytes_per_tile``)."""
 
     def __init__(self) -> None:
         self.costs: dict[tuple, OpCost] = {}
-        self.blocks: dict[tuple, tuple[CandidateBlock, ...]] = {}
+        self.blocks = _Shelf(_BLOCKS, len(_STORES_MADE))
+        _STORES_MADE.append(None)
         self.dims: dict[tuple, ConvDims] = {}
 
 
@@ -221,7 +330,7 @@ class BaseCostModel:
         self._splits: dict[tuple, tuple[Split, ...]] = {}
         store = _shared_store(type(self).__name__, target, sram_priced=self.sram_priced)
         self._costs: dict[tuple, OpCost] = store.costs
-        self._blocks: dict[tuple, tuple[CandidateBlock, ...]] = store.blocks
+        self._blocks: _Shelf = store.blocks  # key -> tuple[CandidateBlock, ...]
         self._sigs = _SIGS
         self._dims: dict[tuple, ConvDims] = store.dims
         io = self.spec["io"]
@@ -427,8 +536,6 @@ class BaseCostModel:
                                                    for s in self._candidates(op, t)])
                           for t in counts]
             hit = tuple(blocks)
-            if len(self._blocks) >= _MAX_BLOCKS:
-                self._blocks.clear()
             self._blocks[key] = hit
         return hit
 

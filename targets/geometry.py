@@ -24,6 +24,7 @@ Two enumerations exist, because the two chips' compilers differ:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -491,11 +492,38 @@ def balanced_rows(d: ConvDims, caps: Sequence[int], *, in_grain: int, out_grain:
                           d.ow, in_grain, out_grain, max_in_split)
 
 
-# ~0.1-0.5 MB an entry: a few configurations' shapes (a sweep worker meets thousands)
-@lru_cache(maxsize=1024)
+_BALANCED: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+_BALANCED_BYTES = [0]
+BALANCED_CACHE_BYTES = 32 * 2**20
+"""Bytes of balanced rows kept (least recently used dropped) -- modelling choice of the
+implementation: rows multiply with the batch (every batch split), and a cache of 16,384 entries
+held ~0.3 GB at batch 16 after a what-if search; the cost model caches what it derives from them
+(targets/ipu.py ``_ROWS``), so these are asked again only for a new op shape or chip."""
+
+
 def _balanced_rows(caps: tuple[int, ...], n: int, groups: int, cout_g: int, cin_g: int,
                    oh: int, ow: int, in_grain: int, out_grain: int, max_in_split: int
                    ) -> tuple[np.ndarray, ...]:
+    """:func:`_balanced_rows_uncached`, remembered within :data:`BALANCED_CACHE_BYTES`."""
+    key = (caps, n, groups, cout_g, cin_g, oh, ow, in_grain, out_grain, max_in_split)
+    hit = _BALANCED.get(key)
+    if hit is not None:
+        _BALANCED.move_to_end(key)
+        return hit
+    out = _balanced_rows_uncached(*key)
+    for a in out:
+        a.flags.writeable = False  # shared by every caller
+    _BALANCED[key] = out
+    _BALANCED_BYTES[0] += sum(a.nbytes for a in out)
+    while len(_BALANCED) > 1 and _BALANCED_BYTES[0] > BALANCED_CACHE_BYTES:
+        _, dropped = _BALANCED.popitem(last=False)
+        _BALANCED_BYTES[0] -= sum(a.nbytes for a in dropped)
+    return out
+
+
+def _balanced_rows_uncached(caps: tuple[int, ...], n: int, groups: int, cout_g: int,
+                            cin_g: int, oh: int, ow: int, in_grain: int, out_grain: int,
+                            max_in_split: int) -> tuple[np.ndarray, ...]:
     axes = (efficient_factors(n), efficient_factors(groups), efficient_factors(cout_g, out_grain),
             efficient_factors(cin_g, in_grain, max_in_split), efficient_factors(oh),
             efficient_factors(ow))

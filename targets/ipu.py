@@ -35,7 +35,6 @@ allow (``in_place``), as Poplar's in-place element-wise ops do.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,7 @@ import numpy as np
 from tilec.costmodel import OpCost, Split
 from tilec.opinfo import OpInfo, TensorInfo
 
-from .base import BaseCostModel, CandidateBlock, conv_blocks, nonzero, touched
+from .base import BaseCostModel, BytesLRU, CandidateBlock, conv_blocks, nonzero, touched
 from .geometry import (
     SPLIT_COLUMNS,
     ConvDims,
@@ -89,18 +88,17 @@ _PRICE_ONLY = {
     "memory": ("reserved", "reserved_bytes_per_tile"),
     "io": ("host_to_device_bytes_per_s", "device_to_host_bytes_per_s"),
 }
-_ROWS: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+_ROWS = BytesLRU(128 * 2**20, 8192)
 """Candidate rows per (rows fingerprint, op shape, tile counts), least recently used dropped
-past :data:`_MAX_ROWS_BYTES`."""
-_MAX_ROWS_BYTES = 256 << 20
-"""Modelling choice, for memory: one configuration of YOLOv4-P5 needs ~40 conv shapes' rows,
-~0.1-0.7 MB each; a sweep worker meets thousands of shapes (every batch probe is new), and a
-count-bounded cache (8192 entries) grew each worker past 5 GB."""
-_rows_bytes = 0
-_RAW: OrderedDict[tuple, dict] = OrderedDict()
+beyond 128 MB (modelling choice of the implementation: rows grow with the batch, ~0.2 MB per conv
+shape at batch 1, ~0.9 MB at batch 8; the priced blocks hold the same arrays, so keeping them
+costs little more, and re-deriving them prices every candidate again: at 24 (64) MB the band of
+YOLOv4-P5 at batch 8 priced 7x (4x) the terms in 3x (1.5x) the time)."""
+_RAW = BytesLRU(32 * 2**20, 400)
 """Unweighed conv terms per (rows fingerprint, op shape, tile counts), least recently used
-dropped: ~0.5 MB per shape, so a few model configurations' worth."""
-_MAX_RAW = 160
+dropped beyond 32 MB (modelling choice of the implementation: ~0.3 MB per shape at batch 1,
+~1.3 MB at batch 8; the band and the what-if re-weigh them for each description they try;
+dropped ones are priced again)."""
 
 
 def _rows_fingerprint(spec: dict) -> tuple:
@@ -419,7 +417,6 @@ class IpuCostModel(BaseCostModel):
         key = (self._rows_key, self._signature(op), tuple(caps))
         hit = _ROWS.get(key)
         if hit is not None:
-            _ROWS.move_to_end(key)
             return hit
         d = self.conv_dims(op)
         dp = self.datapath(op.act_bits)
@@ -485,21 +482,9 @@ class IpuCostModel(BaseCostModel):
     @staticmethod
     def _remember_raw(key: tuple, raw: dict) -> None:
         _RAW[key] = raw
-        _RAW.move_to_end(key)
-        while len(_RAW) > _MAX_RAW:
-            _RAW.popitem(last=False)
 
-    @staticmethod
-    def _remember_rows(key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        global _rows_bytes
-        old = _ROWS.pop(key, None)
-        if old is not None:
-            _rows_bytes -= sum(a.nbytes for a in old)
+    def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         _ROWS[key] = rows
-        _rows_bytes += sum(a.nbytes for a in rows)
-        while _rows_bytes > _MAX_ROWS_BYTES and len(_ROWS) > 1:
-            _, dropped = _ROWS.popitem(last=False)
-            _rows_bytes -= sum(a.nbytes for a in dropped)
         return rows
 
     def _conv_block(self, op: OpInfo, d: ConvDims, per_count: Sequence[np.ndarray],
@@ -514,8 +499,6 @@ class IpuCostModel(BaseCostModel):
             if raw is None:
                 return None
             self._remember_raw(key, raw)
-        else:
-            _RAW.move_to_end(key)
         t = self._conv_price(raw)
         always = t["w_store"] + t["worklists"] + t["sets"] * self.set_bytes
         step = t["w_recv"] + t["in_recv"] + t["temp"]

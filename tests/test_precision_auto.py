@@ -290,3 +290,55 @@ def test_a_failed_map_is_cut_off(work, base) -> None:
     before = (mm.margin_chip, mm.margin_tile)
     _cut(mm, mm.uniform(1), {}, 1)  # a margin never shrinks
     assert mm.margin_chip >= before[0] and mm.margin_tile >= before[1]
+
+
+def _graph_bytes(lowered) -> bytes:
+    from tilec.ir import to_onnx
+
+    return to_onnx(lowered.graph).graph.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("base, per_tile, precision", [
+    ("northpole", FITTING_BYTES, "int8"),  # an integer compile: lowered once more, unquantized
+    ("gc200", 400_000, None),  # fp16 does not fit, int8 does; a mixed map fits
+    ("gc200", 300_000, None),  # int4 fits; the mixed map is cut off and none confirmed
+])
+def test_mixed_what_if_on_the_compiles_graph_answers_as_a_fresh_compile(
+        work, base, per_tile, precision) -> None:
+    """The OOM what-if's mixed precision reuses the compile's lowered graph (no capture, no
+    lowering, confirmation from ``quantize`` on): its answer -- map, errors, rounds, bytes, the
+    confirmed plan and its graph -- is the one capturing and compiling afresh gives."""
+    from dataclasses import replace
+
+    from tilec.precision.auto import compile_auto
+
+    model, target = str(work / "net.onnx"), load_target(_target(work, base, per_tile))
+    options = CompileOptions(precision=precision)
+    plan, lowered = compile_model(model, target, options)
+    w = next(w for w in plan.diagnosis.what_if if w.question == "min_precision")
+    assert w.answer and "mixed precision" in w.note
+    compiled = plan.model.precision
+    opts = replace(options, verify="off", what_if=False, what_if_fits=False, band=False,
+                   precision=None, progress=None)
+    kw = {"spec_text": f"auto:{w.answer}", "method": "cached", "ceiling": compiled,
+          "max_rounds": 2}
+    fresh_plan, fresh_low, fresh = compile_auto(model, target, opts, **kw)
+    if "quantize" in lowered.passes:
+        names = [n for n in lowered.passes if n != "quantize"]
+        unq = lower(capture(model), target, replace(opts, precision=compiled, passes=names))
+    else:
+        unq = lowered
+    graph_before = _graph_bytes(unq)
+    reused_plan, reused_low, reused = compile_auto(model, target, opts, base=unq, **kw)
+    assert reused.result == fresh.result
+    assert reused.result["rounds"] and reused.map_file == fresh.map_file
+    assert reused_plan.status == fresh_plan.status
+    assert _graph_bytes(reused_low) == _graph_bytes(fresh_low)
+    assert reused_low.info.ops == fresh_low.info.ops
+    assert _graph_bytes(unq) == graph_before  # the compile's own graph is left as it was
+    # and the what-if's note is this answer
+    if reused.result["verdict"] == "fits":
+        assert "mixed precision that fits" in w.note
+        assert all(f"{p} x{n}" in w.note for p, n in reused.result["counts"].items() if n)
+    else:
+        assert "mixed precision: none confirmed" in w.note

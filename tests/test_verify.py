@@ -387,3 +387,24 @@ def test_errors_are_bounded_and_plan_untouched(good):
     v = verify(p)
     assert not v.ok and len(v.errors) <= 25
     assert p.to_json() == before
+
+
+def test_vectorised_overlap_test_agrees_with_the_pairwise_scan() -> None:
+    """The layout check's all-pairs numpy test (which decides whether the pairwise scan runs)
+    says yes exactly when two buffers share both an address and a step."""
+    import random
+
+    from tilec.plan.verify import _any_overlap
+
+    rng = random.Random(0)
+    for trial in range(400):
+        n = rng.randint(0, 12)
+        items = []
+        for i in range(n):
+            lo = rng.randint(0, 60)
+            f = rng.randint(0, 20)
+            items.append((lo, lo + rng.randint(1, 15), f, f + rng.randint(1, 6), f"b{i}"))
+        sig = tuple(sorted(items))
+        brute = any(a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+                    for i, a in enumerate(sig) for b in sig[i + 1:])
+        assert _any_overlap(sig, chunk=rng.choice([1, 3, 512])) == brute, (trial, sig)

@@ -464,6 +464,8 @@ def _check_layout(plan: Plan, tiles: int, budget: int, err: _Errors) -> None:
         if sig in checked:
             continue
         checked.add(sig)
+        if not _any_overlap(sig):
+            continue  # the pairwise scan below would find nothing (it names what it finds)
         for i, (_lo, hi, f, e, bid) in enumerate(sig):
             for lo2, _hi2, f2, e2, bid2 in sig[i + 1:]:
                 if lo2 >= hi:
@@ -472,6 +474,27 @@ def _check_layout(plan: Plan, tiles: int, budget: int, err: _Errors) -> None:
                     err.add("layout", f"buffers '{bid}' and '{bid2}' overlap on tiles "
                                       f"[{edges[k]}, {edges[k + 1]}) at steps "
                                       f"[{max(f, f2)}, {min(e, e2)})")
+
+
+def _any_overlap(items: tuple[tuple[int, int, int, int, str], ...], chunk: int = 512) -> bool:
+    """Do two of ``items`` (address lo, hi, live first, end, id) overlap in both address and time?
+    All pairs at once with numpy (blocks of ``chunk`` rows): the same condition as the pairwise
+    scan in :func:`_check_layout` -- half-open intervals, a buffer never against itself -- which
+    runs only where this says yes, to name the pairs. The scan alone took ~1/8 of the band."""
+    n = len(items)
+    if n < 2:
+        return False
+    a = np.array([it[:4] for it in items], dtype=np.int64)
+    lo, hi, f, e = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+    for s in range(0, n, chunk):
+        rows = slice(s, min(n, s + chunk))
+        both = ((lo[rows, None] < hi[None, :]) & (lo[None, :] < hi[rows, None])
+                & (f[rows, None] < e[None, :]) & (f[None, :] < e[rows, None]))
+        idx = np.arange(rows.start, rows.stop)
+        both[idx - s, idx] = False  # not against itself
+        if both.any():
+            return True
+    return False
 
 
 def _check_summary(plan: Plan, ops: dict[str, Any], occ: np.ndarray, err: _Errors) -> None:

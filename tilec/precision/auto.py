@@ -154,10 +154,48 @@ def _probe_instrument(low, model: Any, options, candidates, act_bits):
                      "--sensitivity entropy")
 
 
+def _confirm_on(base: Any, target: Target, options, ceiling: str,
+                map_file: dict[str, Any]) -> tuple[Plan, Any]:
+    """The confirmation plan of ``map_file`` from ``base`` -- the model already captured and
+    lowered by the exact passes (no ``quantize``) -- instead of a whole compile: a copy of its
+    graph (weights shared by reference, not copied) goes through the pipeline from ``quantize``
+    on, and is planned and verified like any compile. Nothing is captured again, so nothing but
+    the shapes depends on the batch. The passes before ``quantize`` are not run again: they
+    already ran on ``base``, and the pass after it (``concat-in-place``) only adds annotations
+    and leaves Concats already marked alone, so the graph is the one a fresh compile with the map
+    lowers (a test compares the two). No onnxruntime proof: the what-if's plans are not proved
+    (the compile proved the exact passes on this graph)."""
+    from dataclasses import replace
+
+    from tilec.compile import Lowered, graph_info, pipeline
+    from tilec.passes import load_precision_map, run_pipeline
+    from tilec.plan import plan_model
+
+    names = pipeline(target, ceiling, options.passes, map_file)
+    tail = names[names.index("quantize"):]
+    cap = base.captured
+    graph, stats = run_pipeline(base.graph.copy(), tail, precision=ceiling,
+                                precision_map=map_file, source=cap.source, verify="off",
+                                act_bits=target.act_bits, stride=cap.stride)
+    pmap = load_precision_map(map_file).to_dict()
+    info = graph_info(graph, cap, target, ceiling, pmap)
+    lowered = Lowered(captured=cap, target=target, graph=graph, info=info, precision=ceiling,
+                      passes=names, pass_stats=[*base.pass_stats, *stats], precision_map=pmap)
+    plan = plan_model(info, target, options=replace(options, what_if=False, what_if_fits=False,
+                                                    band=False),
+                      passes=names)
+    return plan, lowered
+
+
 def compile_auto(model: Any, target: Target, options, *, spec_text: str,
                  method: str = "measured", ceiling: str | None = None,
-                 max_rounds: int = MAX_ROUNDS) -> tuple[Plan, Any, AutoRun]:
+                 max_rounds: int = MAX_ROUNDS, base: Any = None) -> tuple[Plan, Any, AutoRun]:
     """Choose, confirm and report a per-layer precision map (module docstring).
+
+    ``base``: the model already captured and lowered at ``ceiling`` by the same passes without
+    ``quantize`` (a :class:`tilec.compile.Lowered`, e.g. the compile's own). It is then neither
+    captured nor lowered again, and the confirmation plans start from it (:func:`_confirm_on`):
+    the OOM what-if's path, whose cost must not grow with the batch.
 
     Returns the final plan (the confirmed map's, or the last attempt's / the lowest uniform
     precision's diagnosis), its lowered model and the :class:`AutoRun`."""
@@ -183,15 +221,21 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
     progress = options.progress
     tm = run.timings
     t0 = time.perf_counter()
-    captured = capture(model, batch=options.batch, image_size=options.image_size,
-                       input_shape=options.input_shape, host_ops=options.host_ops)
     names = [n for n in (options.passes or target.default_passes(spec.ceiling))
              if n != "quantize"]
-    if progress:
-        progress("lowering", None)
-    low = lower(captured, target, replace(options, precision=spec.ceiling, passes=names,
-                                          precision_map=None),
-                probe=probe_source(model, captured, options.input_shape))
+    if base is not None:
+        if base.precision != spec.ceiling or base.precision_map is not None or \
+                "quantize" in base.passes:
+            raise ValueError("compile_auto: base must be lowered at the ceiling, unquantized")
+        low, captured = base, base.captured
+    else:
+        captured = capture(model, batch=options.batch, image_size=options.image_size,
+                           input_shape=options.input_shape, host_ops=options.host_ops)
+        if progress:
+            progress("lowering", None)
+        low = lower(captured, target, replace(options, precision=spec.ceiling, passes=names,
+                                              precision_map=None),
+                    probe=probe_source(model, captured, options.input_shape))
     tm["lower"] = time.perf_counter() - t0
     layers, _ = sensitivity.find_layers(low.graph)
     if not layers:
@@ -274,9 +318,12 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
             progress(f"confirming map {rnd + 1}", None)
         run.map_file = map_data(choice, spec.ceiling)
         tc = time.perf_counter()
-        plan, lowered = compile_model(model, target, replace(
-            options, precision=spec.ceiling, precision_map=run.map_file, band=False,
-            what_if=False, what_if_fits=False, passes=options.passes))
+        if base is not None:
+            plan, lowered = _confirm_on(base, target, options, spec.ceiling, run.map_file)
+        else:
+            plan, lowered = compile_model(model, target, replace(
+                options, precision=spec.ceiling, precision_map=run.map_file, band=False,
+                what_if=False, what_if_fits=False, passes=options.passes))
         tm["confirm"] = tm.get("confirm", 0.0) + time.perf_counter() - tc
         entry["status"] = plan.status
         if plan.status == STATUS_FITS:
@@ -429,13 +476,17 @@ def save_map(run: AutoRun, path: str | Path, model_label: str, target: Target) -
     return f"precision map written to {path} ({run.result.get('verdict')})"
 
 
-def mixed_what_if(model: Any, target: Target, options, plan: Plan) -> None:
+def mixed_what_if(model: Any, target: Target, options, plan: Plan, base: Any = None) -> None:
     """The OOM what-if's "mixed precision that fits", next to its uniform answer: when the
     ``min_precision`` question found a lower uniform precision that fits, the per-layer choice
     between the compiled precision and that one (the entropy proxy, or the measured table when
     one is cached; at most 2 confirmation plans, no proof of the passes) is appended to that
     answer's note -- a mixed map that fits (verified) keeps more layers at the higher precision.
-    Nothing is added when no uniform precision fits or the model was compiled with a map."""
+    Nothing is added when no uniform precision fits or the model was compiled with a map.
+
+    ``base`` (a callable returning the compile's model lowered without ``quantize`` at the
+    compiled precision, or None) spares capturing and lowering the model again at the compiled
+    batch -- the compile's own graph serves (:func:`compile_auto`)."""
     from dataclasses import replace
 
     d = plan.diagnosis
@@ -449,7 +500,8 @@ def mixed_what_if(model: Any, target: Target, options, plan: Plan) -> None:
         opts = replace(options, verify="off", what_if=False, what_if_fits=False, band=False,
                        precision=None, progress=None)
         mixed, _, run = compile_auto(model, target, opts, spec_text=spec, method="cached",
-                                     ceiling=compiled, max_rounds=2)
+                                     ceiling=compiled, max_rounds=2,
+                                     base=base() if base is not None else None)
     except InputError as exc:
         w.note = "; ".join(x for x in (w.note, f"mixed precision not searched ({exc})") if x)
         return
