@@ -102,10 +102,31 @@ def test_nothing_ruled_out_up_to_the_cap_is_a_capped_bound():
 
 def test_extrapolation_and_interpolation_predict_the_first_value_over_the_limit():
     # need = 100 + 100 b: 1000 at b = 9, so 10 is the first value over it; extrapolated, the
-    # guess aims OVERSHOOT further (2 + 7 x 1.25 = 10.75)
-    assert _extrapolate({1: 200, 2: 300}, LIMIT) == 11
+    # guess aims OVERSHOOT further: 2 + 7 x 1.25 = 10.75, so 10
+    assert _extrapolate({1: 200, 2: 300}, LIMIT) == 10
+    # 80 more a value from 910 at 8: the crossing is at 9.125, so 10; aimed further (9.4) the
+    # guess stays 10 -- the aim never adds a value to a crossing this close
+    assert _extrapolate({7: 830, 8: 910}, LIMIT) == 10
+    # one point and an estimated slope
+    assert _extrapolate({1: 200}, LIMIT, slope=100.0) == 11  # 9 crossed, aimed 1 + 8 x 1.25
+    assert _extrapolate({1: 960}, LIMIT, slope=50.0) == 2
     assert _extrapolate({1: 500, 2: 500}, LIMIT) is None  # a flat line predicts nothing
     assert _extrapolate({2: 300}, LIMIT) is None
     # inside a bracket (need - limit: -600 at 4, +1100 at 20): the line crosses at 9.6
     assert _interpolate(4, -600.0, 20, 1100.0) == 10
     assert _interpolate(4, -600.0, 6, 1100.0) == 5  # kept inside the bracket
+
+
+def test_the_sweep_estimates_the_need_slope_from_chip_capacity_activation_terms():
+    from tilec.plan.bounds import Bound
+    from tilec.sweep.work import _need_slope
+
+    tiles = 4
+    a = Bound("chip_capacity", False, "op", needed=4000, capacity=4 * 1100,
+              details={"always_total": 2400, "step_total": 600, "live_total": 1000})
+    b = Bound("op_too_large", False, "op", needed=700, capacity=1100)
+    # (a) decides (1000 per tile > 700): its activation terms, per image, per tile
+    assert _need_slope({"a": a, "b": b}, tiles, batch=2) == (600 + 1000) / tiles / 2
+    # (b) decides: no estimate (the search measures a second batch instead)
+    b_big = Bound("op_too_large", False, "op", needed=1050, capacity=1100)
+    assert _need_slope({"a": a, "b": b_big}, tiles, batch=2) is None

@@ -41,16 +41,23 @@ too early, and each guess short of the ceiling costs a probe; a guess past it co
 probe below it."""
 
 
-def _extrapolate(points: dict[int, int], limit: int) -> int | None:
+def _extrapolate(points: dict[int, int], limit: int, slope: float | None = None) -> int | None:
     """The first value the line through the two highest known points puts above ``limit``,
-    aimed :data:`OVERSHOOT` further; None without two points on a rising line."""
-    if len(points) < 2:
+    aimed :data:`OVERSHOOT` further; with one point, the line of gradient ``slope`` through it
+    (an estimate, e.g. from the bounds' activation terms); None without a rising line."""
+    if len(points) == 1 and slope:
+        (k2, n2), = points.items()
+        reach = (limit - n2) / slope
+    elif len(points) >= 2:
+        (k1, n1), (k2, n2) = sorted(points.items())[-2:]
+        if n2 <= n1:
+            return None
+        reach = (limit - n2) * (k2 - k1) / (n2 - n1)
+    else:
         return None
-    (k1, n1), (k2, n2) = sorted(points.items())[-2:]
-    if n2 <= n1:
-        return None
-    x = k2 + (limit - n2) * (k2 - k1) / (n2 - n1) * OVERSHOOT
-    return int(x) + 1
+    # the first value past the crossing, or past the crossing aimed further, whichever is
+    # higher (the aim must not turn a crossing just above k2 into a guess two values up)
+    return max(int(k2 + reach) + 1, int(k2 + reach * OVERSHOOT))
 
 
 def _interpolate(ok: int, f_ok: float, ceiling: int, f_ceiling: float) -> int:
@@ -60,12 +67,13 @@ def _interpolate(ok: int, f_ok: float, ceiling: int, f_ceiling: float) -> int:
     return min(max(int(x) + 1, ok + 1), ceiling - 1)
 
 
-def secant_up(knob: Knob, lo: int, cap: int, need_lo: int | None, limit: int
-              ) -> tuple[int, int | None, int]:
+def secant_up(knob: Knob, lo: int, cap: int, need_lo: int | None, limit: int, *,
+              slope: float | None = None) -> tuple[int, int | None, int]:
     """The largest value in ``lo .. cap`` that fits, ``lo`` known to fit with bounds need
     ``need_lo`` (bytes per tile; None: unknown); ``limit``: the bytes per tile above which the
-    bounds rule a value out. Returns (answer, ceiling: the smallest value the bounds ruled out or
-    None, the highest value the bounds looked at) -- the contract of
+    bounds rule a value out; ``slope``: an estimate of the need's growth per value at ``lo``
+    (None: a second value is probed to measure it). Returns (answer, ceiling: the smallest value
+    the bounds ruled out or None, the highest value the bounds looked at) -- the contract of
     :func:`~tilec.plan.whatif_search._largest_up`, so :func:`~tilec.plan.whatif_search._up_note`
     words the result.
 
@@ -85,7 +93,7 @@ def secant_up(knob: Knob, lo: int, cap: int, need_lo: int | None, limit: int
         if (ceiling is not None and ceiling - ok <= 1) or (ceiling is None and ok >= cap):
             break
         if ceiling is None:
-            guess = _extrapolate(under, limit)
+            guess = _extrapolate(under, limit, slope if len(under) == 1 else None)
             if guess is None:
                 guess = 2 * ok
             guess = min(max(guess, ok + 1), cap)

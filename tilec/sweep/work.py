@@ -144,13 +144,14 @@ def run_task(task: Task) -> dict[str, Any]:
         return cache[batch]
 
     rows: dict[int, dict[str, Any]] = {}
-    need1: int | None = None
+    need1: tuple[int, float | None] | None = None
     if task.search:  # the search starts from batch 1 planned as a grid point is
         rows[1], need1 = _plan_point(at(1), task)
     for b in task.batches:
         if b not in rows:
             rows[b] = plan_point(at(b), task)
-    frontier = search_batch(at, task, rows[1], need1) if task.search else None
+    frontier = search_batch(at, task, rows[1], *(need1 or (None, None))) \
+        if task.search else None
     return {"points": [rows[b] for b in task.batches], "frontier": frontier}
 
 
@@ -177,9 +178,11 @@ def plan_point(lowered: Lowered, task: Task) -> dict[str, Any]:
     return _plan_point(lowered, task)[0]
 
 
-def _plan_point(lowered: Lowered, task: Task) -> tuple[dict[str, Any], int]:
-    """:func:`plan_point` and the bytes per tile its bounds need at least (where the batch
-    search's guided steps start, :func:`tilec.plan.whatif_secant.secant_up`)."""
+def _plan_point(lowered: Lowered, task: Task
+                ) -> tuple[dict[str, Any], tuple[int, float | None]]:
+    """:func:`plan_point`, the bytes per tile its bounds need at least, and how fast that need
+    grows per image of the batch (:func:`_need_slope`): where the batch search's steered steps
+    start (:func:`tilec.plan.whatif_secant.secant_up`)."""
     info, target = lowered.info, lowered.target
     row: dict[str, Any] = {"image_h": task.image_size[0], "image_w": task.image_size[1],
                            "precision": task.precision, "batch": int(info.meta["batch"]),
@@ -188,9 +191,10 @@ def _plan_point(lowered: Lowered, task: Task) -> tuple[dict[str, Any], int]:
                            "peak_bytes": None, "peak_pct": None}
     part = partition(info, target)
     kind, need, bounds = Prober.bounds_only(info, target, part)
+    grow = (need, _need_slope(bounds, int(target.tiles), int(info.meta["batch"])))
     if kind is not None:
         row.update(status="does_not_fit", evidence=kind)
-        return row, need
+        return row, grow
     opts = Options(settings=settings_from(task.settings.options()))
     plan = run(info, target, options=opts, part=part, bounds=bounds).plan
     row["by"] = "plan"
@@ -205,7 +209,20 @@ def _plan_point(lowered: Lowered, task: Task) -> tuple[dict[str, Any], int]:
                        peak_pct=100.0 * plan.memory.peak_bytes / _budget(target))
     elif plan.diagnosis is not None:
         row["evidence"] = plan.diagnosis.evidence.kind
-    return row, need
+    return row, grow
+
+
+def _need_slope(bounds: dict[str, Any], tiles: int, batch: int) -> float | None:
+    """Bytes per tile the bounds' need grows by per image, estimated from one batch: where
+    (a) decides the need, its activation terms (the buffers live at its op and the op's own
+    step bytes) over the batch, spread over the tiles -- the always-live part (weights, vertex
+    state) does not grow with the batch. None where (b) decides it (its op's split changes with
+    the batch; the search then takes a second batch's need instead)."""
+    a, b = bounds.get("a"), bounds.get("b")
+    if a is None or b is None or -(-a.needed // tiles) < b.needed or batch < 1:
+        return None
+    grows = int(a.details.get("live_total", 0)) + int(a.details.get("step_total", 0))
+    return grows / tiles / batch if grows > 0 else None
 
 
 def _as_probe(row: dict[str, Any]) -> Probe:
@@ -218,7 +235,7 @@ def _as_probe(row: dict[str, Any]) -> Probe:
 
 
 def search_batch(at: Any, task: Task, first_row: dict[str, Any],
-                 need1: int | None = None) -> dict[str, Any]:
+                 need1: int | None = None, slope1: float | None = None) -> dict[str, Any]:
     """The largest batch in ``1 .. cap`` that fits at this image size and precision, and how
     the first batch above it fails: an upward search from batch 1 (whose verdict ``first_row``
     is the compile's own plan of batch 1, its bounds needing ``need1`` bytes per tile) steered
@@ -249,7 +266,8 @@ def search_batch(at: Any, task: Task, first_row: dict[str, Any],
                    note=f"batch 1 {how}; larger batches not checked", fail_batch=1,
                    fail_kind=first.evidence if first.proven else "unknown")
     else:
-        answer, ceiling, looked = secant_up(knob, 1, cap, need1, int(target.budget_per_tile))
+        answer, ceiling, looked = secant_up(knob, 1, cap, need1, int(target.budget_per_tile),
+                                            slope=slope1)
         status, note = _up_note(knob, answer, 1, cap, ceiling, looked, str, "batch ", "batch")
         # the what-if's wording counts from a compiled batch; the sweep's search starts at 1
         note = note.replace(f"{cap}× the compiled batch", f"batch {cap} (--batch-cap)")
