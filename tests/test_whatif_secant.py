@@ -130,3 +130,11 @@ def test_the_sweep_estimates_the_need_slope_from_chip_capacity_activation_terms(
     # (b) decides: no estimate (the search measures a second batch instead)
     b_big = Bound("op_too_large", False, "op", needed=1050, capacity=1100)
     assert _need_slope({"a": a, "b": b_big}, tiles, batch=2) is None
+
+
+def test_without_a_ceiling_one_plan_at_the_cap_then_bisection():
+    # the bounds never rule a batch out below the cap; plans fit up to 40
+    got, status, log = _run("secant", _linear(10, 1), lambda b: b <= 40)
+    plans = [v for kind, v in log if kind == "plan"]
+    assert plans[0] == 64 and 63 not in plans  # no one-by-one descent from the cap
+    assert got == 40 and status == "bound"  # 42..64 not all decided within the budget

@@ -123,7 +123,10 @@ def secant_up(knob: Knob, lo: int, cap: int, need_lo: int | None, limit: int, *,
     # 2. plans: down from just below the ceiling (DESCEND values), then bisection
     fit, fail = lo, ceiling
     top = (ceiling - 1) if ceiling is not None else ok
-    for k in range(top, max(lo, top - DESCEND), -1):
+    # (without a ceiling the top is the cap, which the bounds did not bring near the answer:
+    # one plan there, then bisection)
+    steps = DESCEND if ceiling is not None else 1
+    for k in range(top, max(lo, top - steps), -1):
         if not prober.can_probe:
             break
         p = knob.decide(k)
