@@ -85,18 +85,21 @@ def axis_share(extent: int, factor: int, grain: int = 1) -> int:
 
 
 def tile_counts(tiles: int, grid: tuple[int, int], rect: bool, limit: int) -> list[int]:
-    """Candidate tile counts: powers of two up to the chip, plus the full chip and its half and
-    quarter; at most ``limit`` (an op is not split finer than its work allows). On a mesh
-    (``rect``) only counts that form a rectangle inside the grid are kept."""
-    counts = {1 << k for k in range(tiles.bit_length()) if (1 << k) <= tiles}
-    counts |= {tiles // d for d in (1, 2, 4) if tiles % d == 0}
-    out = []
-    for t in sorted(counts):
-        if t > max(1, limit):
-            continue
-        if rect and not rect_shape(t, grid):
-            continue
-        out.append(t)
+    """The caps an op is given: the most tiles its work allows (``limit``: no tile gets fewer
+    than ``min_elements_per_tile``; the whole chip when the op is large enough), and below it,
+    for the planner's benefit (running small ops side by side), the powers of two and the
+    chip's half and quarter. These are *upper limits* of a balanced split's product, not
+    products it must hit; a flat split takes exactly its cap. The op's own limit is a cap
+    itself -- rounding it down onto the list left an op of 1000 tiles' work on 512. On a
+    mesh (``rect``) only counts that form a rectangle inside the grid are kept (the limit
+    becomes the largest rectangle within it)."""
+    top = min(tiles, max(1, limit))
+    while rect and top > 1 and not rect_shape(top, grid):  # the largest rectangle within it
+        top -= 1
+    counts = {1 << k for k in range(tiles.bit_length()) if (1 << k) <= top}
+    counts |= {tiles // d for d in (1, 2, 4) if tiles % d == 0 and tiles // d <= top}
+    counts.add(top)
+    out = [t for t in sorted(counts) if not rect or rect_shape(t, grid)]
     return out or [1]
 
 

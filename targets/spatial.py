@@ -11,8 +11,9 @@ row and column, and reduces the partial results across the tiles after.
 
 The busiest tile's share is exact. Its outputs are the product of the per-axis ceilings; its
 input rows (columns likewise) are the most rows any tile's block of output rows reads, counted
-from the op's own definition: a pool's window at each output row (kernel, stride, dilation,
-leading pad, clipped to the input: an edge block's window is cut short by the padding), a resize's
+from the op's own definition: a pool's window at each output row (kernel, stride, dilation --
+a dilated window skips rows --, leading pad, clipped to the input: an edge block's window is cut
+short by the padding), a resize's
 source rows (ONNX ``coordinate_transformation_mode`` and ``nearest_mode``; ``linear`` reads the
 rows either side of the source coordinate with a non-zero weight, ``cubic`` four rows). Blocks
 are ``[k * b, (k + 1) * b)`` for ``b = ceil(rows / factor)``, as PopLibs cuts them.
@@ -205,6 +206,8 @@ def window_extent(spec: tuple, factor: int) -> int:
     ``ceil(out / factor)`` (rows read: the union of the windows of the block's rows, counted
     exactly; the windows' ends never decrease, so each row adds what lies past its
     predecessor's window)."""
+    if spec[0] == "pool" and int(spec[6]) > 1 and int(spec[3]) > 1:
+        return _dilated_extent(spec, factor)
     lo, hi = _bounds(spec)
     out = len(lo)
     if out == 0:
@@ -217,6 +220,21 @@ def window_extent(spec: tuple, factor: int) -> int:
     starts = np.arange(0, out, b)
     ends = np.minimum(starts + b, out)
     return int((first[starts] + cum[ends] - cum[starts + 1]).max())
+
+
+def _dilated_extent(spec: tuple, factor: int) -> int:
+    """:func:`window_extent` of a dilated pool, whose windows skip rows: the taps of each block
+    counted one by one (rare; a block's taps are few)."""
+    _, out, inp, k, s, p, dil = (int(v) if i else v for i, v in enumerate(spec))
+    if out == 0:
+        return 0
+    taps = np.arange(out)[:, None] * s - p + np.arange(k)[None, :] * dil
+    b = cdiv(out, max(1, factor))
+    most = 0
+    for start in range(0, out, b):
+        t = taps[start:start + b].ravel()
+        most = max(most, len(np.unique(t[(t >= 0) & (t < inp)])))
+    return most
 
 
 # ------------------------------------------------------------------------------ one tile's share
