@@ -2,8 +2,10 @@
 
 A subclass says what one split of one op costs (:meth:`BaseCostModel._cost`) and which splits are
 worth trying at a given tile count (:meth:`BaseCostModel._candidates`). This class turns that into
-the contract's :meth:`splits`: for each candidate tile count (powers of two, the full chip and its
-half and quarter), every pruned factorisation is costed and only the Pareto-best few by
+the contract's :meth:`splits`: for each candidate tile count -- a *cap*
+(:func:`geometry.tile_counts`: the most tiles the op's work allows, and below it the powers of
+two and the chip's half and quarter; a balanced split's product is at most its cap, a flat split
+takes exactly it) -- every pruned factorisation is costed and only the Pareto-best few by
 (peak bytes per tile, always-live bytes per tile, cycles) are kept. Results are cached by op
 signature, because a network repeats the same shapes many times (YOLOv4-P5's CSP stages do) and
 the planner asks again for every what-if.

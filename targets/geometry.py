@@ -17,8 +17,12 @@ Two enumerations exist, because the two chips' compilers differ:
   its next efficient factor without exceeding the tiles): a non-maximal one leaves tiles idle that
   could take work off the busiest tile. The busiest tile's share is the product of the per-axis
   ceilings, which one tile really holds, so it is priced exactly.
-* **exact-count** (:func:`conv_factor_rows`, NorthPole's rectangles): factorisations whose product
-  is exactly a tile count that forms a rectangle of the mesh.
+* **exact-count** (:func:`conv_factor_rows`, NorthPole's convolutions): factorisations whose
+  product is exactly a tile count that forms a rectangle of the mesh, the spatial factor split
+  into every undominated rows x cols pair (:func:`spatial_pairs`).
+
+Pools and resizes (``targets/spatial.py``) use the balanced search on both chips, through the
+shared :func:`balanced_factor_rows`.
 """
 
 from __future__ import annotations

@@ -268,3 +268,32 @@ def test_vectorised_prices_match_the_scalar_ones(name: str) -> None:
                     int(blk.peak[i]), int(blk.always[i]), int(blk.step[i]),
                     int(blk.cycles[i])), (op.op_type, blk.split(i))
                 assert blk.cost_of is not None and blk.cost_of(i) == c
+
+
+# ------------------------------------------------------------------------------------ caps
+def test_the_ops_own_limit_is_a_cap() -> None:
+    """Caps are upper limits; the most tiles an op's work allows is one of them, not rounded
+    down onto the powers of two (1000 tiles' worth of work was given at most 512)."""
+    from tilec.targets.geometry import tile_counts
+
+    assert tile_counts(1472, (1, 1472), False, 1000)[-1] == 1000
+    assert tile_counts(1472, (1, 1472), False, 10**6)[-3:] == [736, 1024, 1472]
+    assert tile_counts(256, (16, 16), True, 200)[-1] == 196  # the largest rectangle: 14 x 14
+    model = load_target("gc200").cost_model
+    add = op_of("elementwise", "Add", (1, 1, 125, 128), (1, 1, 125, 128))  # 16,000 elements
+    assert max(s.tiles for s in model.splits(add)) <= 1000
+    assert max(model.tile_counts(add)) == 1000
+
+
+def test_exact_count_spatial_options_are_not_rows_first() -> None:
+    """NorthPole's exact-count conv enumeration offers every undominated rows x cols pair."""
+    from tilec.targets.geometry import spatial_pairs
+
+    pairs = spatial_pairs(1472, 448, 448)
+    # rows first offered only (368, 4): 2 x 112 outputs per tile; (46, 32) leaves 10 x 14
+    assert (368, 4) in pairs and (46, 32) in pairs and len(pairs) > 2
+    for fr, fc in pairs:  # none dominated by another
+        e = (-(-448 // fr), -(-448 // fc))
+        assert not any((-(-448 // a), -(-448 // b)) != e and -(-448 // a) <= e[0]
+                       and -(-448 // b) <= e[1] for a, b in pairs)
+    assert spatial_pairs(16, 4, 8) == ((2, 8), (4, 4))
