@@ -2,8 +2,10 @@
 
 A subclass says what one split of one op costs (:meth:`BaseCostModel._cost`) and which splits are
 worth trying at a given tile count (:meth:`BaseCostModel._candidates`). This class turns that into
-the contract's :meth:`splits`: for each candidate tile count (powers of two, the full chip and its
-half and quarter), every pruned factorisation is costed and only the Pareto-best few by
+the contract's :meth:`splits`: for each candidate tile count -- a *cap*
+(:func:`geometry.tile_counts`: the most tiles the op's work allows, and below it the powers of
+two and the chip's half and quarter; a balanced split's product is at most its cap, a flat split
+takes exactly it) -- every pruned factorisation is costed and only the Pareto-best few by
 (peak bytes per tile, always-live bytes per tile, cycles) are kept. Results are cached by op
 signature, because a network repeats the same shapes many times (YOLOv4-P5's CSP stages do) and
 the planner asks again for every what-if.
@@ -47,10 +49,10 @@ from .geometry import (
     freeze,
     matmul_dims,
     numel,
-    pool_dims,
     signature,
     tile_counts,
 )
+from .spatial import pool_dims
 
 if TYPE_CHECKING:
     from .target import TileTarget
@@ -97,7 +99,7 @@ class CandidateBlock:
 
     def follows(self, i: int) -> bool:
         """Does candidate ``i`` follow its input (:attr:`OpCost.follows_input`)? Vectorised
-        blocks are convolutions, which never do."""
+        blocks are convolutions, pools and resizes, which never do."""
         return bool(self.costs[i].follows_input) if self.costs is not None else False
 
     def split(self, i: int) -> Split:
@@ -196,17 +198,19 @@ class BytesLRU:
 
 def conv_blocks(per_count: Sequence[Sequence[Sequence[int]]], *, peak: np.ndarray,
                 always: np.ndarray, step: np.ndarray, cycles: np.ndarray,
-                cost_of: Callable[[int, int], OpCost] | None = None) -> list[CandidateBlock]:
+                cost_of: Callable[[int, int], OpCost] | None = None,
+                split_of: Callable[[Sequence[int]], Split] = conv_split) -> list[CandidateBlock]:
     """Cut arrays priced over the concatenated factor rows of several tile counts into one
-    :class:`CandidateBlock` per tile count (splits built on demand by :func:`conv_split`;
-    ``cost_of(block, i)``, when given, builds candidate ``i`` of a block's OpCost)."""
+    :class:`CandidateBlock` per tile count (splits built on demand by ``split_of``, a
+    convolution's :func:`conv_split` unless told; ``cost_of(block, i)``, when given, builds
+    candidate ``i`` of a block's OpCost)."""
     out = []
     a = 0
     for k, rows in enumerate(per_count):
         b = a + len(rows)
         out.append(CandidateBlock(
             peak=peak[a:b], always=always[a:b], step=step[a:b], cycles=cycles[a:b],
-            split_of=lambda i, rows=rows: conv_split(rows[i]),
+            split_of=lambda i, rows=rows: split_of(rows[i]),
             cost_of=None if cost_of is None else (lambda i, k=k: cost_of(k, i))))
         a = b
     return out
@@ -368,9 +372,10 @@ class BaseCostModel:
             blocks = self._blocks_cached(op, key)
             filtered = [self._filtered(op, blk) for blk in blocks]
             if self.policy == "fastest" and all(b.costs is None for b in blocks):
-                # Convolutions never follow their input, so the fastest policy will keep only
-                # picks within the slack of the fastest pick -- and each tile count's fastest
-                # pick is its fastest candidate left by the filters. A tile count whose fastest
+                # Vectorised ops (convs, pools, resizes) never follow their input, so the
+                # fastest policy will keep only picks within the slack of the fastest pick --
+                # and each tile count's fastest pick is its fastest candidate left by the
+                # filters. A tile count whose fastest
                 # fitting candidate is already too slow contributes nothing: skip its front.
                 fastest = [int(blk.cycles[idx].min()) for blk, (idx, fits) in
                            zip(blocks, filtered, strict=True) if fits and len(idx)]

@@ -17,8 +17,12 @@ Two enumerations exist, because the two chips' compilers differ:
   its next efficient factor without exceeding the tiles): a non-maximal one leaves tiles idle that
   could take work off the busiest tile. The busiest tile's share is the product of the per-axis
   ceilings, which one tile really holds, so it is priced exactly.
-* **exact-count** (:func:`conv_factor_rows`, NorthPole's rectangles): factorisations whose product
-  is exactly a tile count that forms a rectangle of the mesh.
+* **exact-count** (:func:`conv_factor_rows`, NorthPole's convolutions): factorisations whose
+  product is exactly a tile count that forms a rectangle of the mesh, the spatial factor split
+  into every undominated rows x cols pair (:func:`spatial_pairs`).
+
+Pools and resizes (``targets/spatial.py``) use the balanced search on both chips, through the
+shared :func:`balanced_factor_rows`.
 """
 
 from __future__ import annotations
@@ -86,18 +90,21 @@ def axis_share(extent: int, factor: int, grain: int = 1) -> int:
 
 
 def tile_counts(tiles: int, grid: tuple[int, int], rect: bool, limit: int) -> list[int]:
-    """Candidate tile counts: powers of two up to the chip, plus the full chip and its half and
-    quarter; at most ``limit`` (an op is not split finer than its work allows). On a mesh
-    (``rect``) only counts that form a rectangle inside the grid are kept."""
-    counts = {1 << k for k in range(tiles.bit_length()) if (1 << k) <= tiles}
-    counts |= {tiles // d for d in (1, 2, 4) if tiles % d == 0}
-    out = []
-    for t in sorted(counts):
-        if t > max(1, limit):
-            continue
-        if rect and not rect_shape(t, grid):
-            continue
-        out.append(t)
+    """The caps an op is given: the most tiles its work allows (``limit``: no tile gets fewer
+    than ``min_elements_per_tile``; the whole chip when the op is large enough), and below it,
+    for the planner's benefit (running small ops side by side), the powers of two and the
+    chip's half and quarter. These are *upper limits* of a balanced split's product, not
+    products it must hit; a flat split takes exactly its cap. The op's own limit is a cap
+    itself -- rounding it down onto the list left an op of 1000 tiles' work on 512. On a
+    mesh (``rect``) only counts that form a rectangle inside the grid are kept (the limit
+    becomes the largest rectangle within it)."""
+    top = min(tiles, max(1, limit))
+    while rect and top > 1 and not rect_shape(top, grid):  # the largest rectangle within it
+        top -= 1
+    counts = {1 << k for k in range(tiles.bit_length()) if (1 << k) <= top}
+    counts |= {tiles // d for d in (1, 2, 4) if tiles % d == 0 and tiles // d <= top}
+    counts.add(top)
+    out = [t for t in sorted(counts) if not rect or rect_shape(t, grid)]
     return out or [1]
 
 
@@ -321,9 +328,9 @@ def conv_candidates(d: ConvDims, tiles: int, *, in_grain: int, out_grain: int,
                     max_in_split: int) -> Iterator[Split]:
     """Splits of ``d`` over exactly ``tiles`` tiles, pruned the way PopLibs' planner prunes.
 
-    Channel axes are not split below their grain; the spatial factor goes to rows first and to
-    columns only for what rows cannot absorb (one spatial option per factor); input channels are
-    split at most ``max_in_split`` ways (each such split costs a reduction).
+    Channel axes are not split below their grain; the spatial factor is split into every
+    undominated (rows, cols) pair (:func:`spatial_pairs`); input channels are split at most
+    ``max_in_split`` ways (each such split costs a reduction).
     """
     for row in conv_factor_rows(d, tiles, in_grain=in_grain, out_grain=out_grain,
                                 max_in_split=max_in_split):
@@ -347,9 +354,8 @@ def _conv_factor_rows(tiles: int, n: int, groups: int, cout_g: int, cin_g: int, 
     max_fi = min(max_in_split, max(1, cin_g // in_grain) if cin_g >= in_grain else 1)
     rows: list[tuple[int, ...]] = []
     for fb, fg, fo, fi, s in _channel_factors(tiles, n, groups, max_fo, max_fi):
-        sp = _spatial(s, oh, ow)
-        if sp is not None:
-            rows.append((fb, fg, fo, fi, sp[0], sp[1]))
+        for fr, fc in spatial_pairs(s, oh, ow):
+            rows.append((fb, fg, fo, fi, fr, fc))
     return tuple(rows)
 
 
@@ -504,13 +510,17 @@ held ~0.3 GB at batch 16 after a what-if search; the cost model caches what it d
 def _balanced_rows(caps: tuple[int, ...], n: int, groups: int, cout_g: int, cin_g: int,
                    oh: int, ow: int, in_grain: int, out_grain: int, max_in_split: int
                    ) -> tuple[np.ndarray, ...]:
-    """:func:`_balanced_rows_uncached`, remembered within :data:`BALANCED_CACHE_BYTES`."""
+    """The balanced rows of a convolution (:func:`balanced_factor_rows` over its six axes),
+    remembered within :data:`BALANCED_CACHE_BYTES`."""
     key = (caps, n, groups, cout_g, cin_g, oh, ow, in_grain, out_grain, max_in_split)
     hit = _BALANCED.get(key)
     if hit is not None:
         _BALANCED.move_to_end(key)
         return hit
-    out = _balanced_rows_uncached(*key)
+    out = balanced_factor_rows(caps, (
+        efficient_factors(n), efficient_factors(groups), efficient_factors(cout_g, out_grain),
+        efficient_factors(cin_g, in_grain, max_in_split), efficient_factors(oh),
+        efficient_factors(ow)))
     for a in out:
         a.flags.writeable = False  # shared by every caller
     _BALANCED[key] = out
@@ -521,12 +531,16 @@ def _balanced_rows(caps: tuple[int, ...], n: int, groups: int, cout_g: int, cin_
     return out
 
 
-def _balanced_rows_uncached(caps: tuple[int, ...], n: int, groups: int, cout_g: int,
-                            cin_g: int, oh: int, ow: int, in_grain: int, out_grain: int,
-                            max_in_split: int) -> tuple[np.ndarray, ...]:
-    axes = (efficient_factors(n), efficient_factors(groups), efficient_factors(cout_g, out_grain),
-            efficient_factors(cin_g, in_grain, max_in_split), efficient_factors(oh),
-            efficient_factors(ow))
+def balanced_factor_rows(caps: tuple[int, ...], axes: tuple[tuple[int, ...], ...]
+                         ) -> tuple[np.ndarray, ...]:
+    """The balanced combinations of independent per-axis factors (``axes``: each axis's
+    efficient factors, ascending, starting at 1), one int64 array ``[k, len(axes) + 1]`` per cap:
+    the factors, then the span (the cap when they multiply to fewer tiles, else 0). A row is in
+    cap ``c``'s array when its factors multiply to at most ``c`` and no axis can take its next
+    efficient factor within ``c``; rows in lexicographic factor order. Shared by convolutions
+    (:func:`balanced_rows`, which caches them within a byte budget) and pools / resizes
+    (``targets/spatial.py``, whose rows are few). Not cached here: rows grow with the batch."""
+    width = len(axes) + 1
     top = max(caps) if caps else 1
     combos = np.ones((1, 0), dtype=np.int64)
     prods = np.ones(1, dtype=np.int64)
@@ -552,133 +566,27 @@ def _balanced_rows_uncached(caps: tuple[int, ...], n: int, groups: int, cout_g: 
         rows = combos[keep]
         span = np.where(prods[keep] < c, c, 0)[:, None]
         out.append(np.concatenate([rows, span], axis=1) if len(rows)
-                   else np.zeros((0, BALANCED_COLUMNS), dtype=np.int64))
+                   else np.zeros((0, width), dtype=np.int64))
     return tuple(out)
 
 
 @lru_cache(maxsize=65536)
-def _spatial(s: int, rows: int, cols: int) -> tuple[int, int] | None:
-    """Split a spatial factor ``s`` into (rows, cols) factors, rows first; None if impossible."""
-    for fr in reversed(divisors(s)):
-        if fr <= rows and s // fr <= cols:
-            return fr, s // fr
-    return None
-
-
-# --------------------------------------------------------------------------- spatial ops
-@dataclass(frozen=True)
-class MapDims:
-    """A spatial op that keeps channels apart (pooling, resize): n x c x rows x cols."""
-
-    n: int
-    c: int
-    ih: int
-    iw: int
-    oh: int
-    ow: int
-    kh: int = 1  # window (pooling)
-    kw: int = 1
-    sh: int = 1
-    sw: int = 1
-
-    @property
-    def is_global(self) -> bool:
-        """A pool whose one window is the whole input (GlobalAveragePool, or a k x k pool of a
-        k x k map): its rows/cols factors split the *input* window, each tile reduces its part
-        and the partial results are then reduced across the tiles (:attr:`MapShare.partials`)."""
-        return (self.oh == 1 and self.ow == 1 and self.kh == self.ih and self.kw == self.iw
-                and self.ih * self.iw > 1)
-
-
-MAP_AXES = ("batch", "out_ch", "rows", "cols")
-
-
-def pool_dims(op: OpInfo) -> MapDims:
-    x, y = op.in_shapes[0], op.out_shapes[0]
-    ih, iw = _rows_cols(x)
-    oh, ow = _rows_cols(y)
-    if op.op_type.startswith("Global"):
-        return MapDims(int(x[0]), int(x[1]), ih, iw, oh, ow, ih, iw, ih, iw)
-    nsp = max(len(x) - 2, 1)
-    k = _ints(op.attrs.get("kernel_shape"), nsp, 1)
-    s = _ints(op.attrs.get("strides"), nsp, 1)
-    return MapDims(int(x[0]), int(x[1]), ih, iw, oh, ow, k[0], numel(k[1:]), s[0],
-                   s[1] if len(s) > 1 else 1)
-
-
-def resize_dims(op: OpInfo) -> MapDims:
-    x, y = op.in_shapes[0], op.out_shapes[0]
-    ih, iw = _rows_cols(x)
-    oh, ow = _rows_cols(y)
-    return MapDims(int(x[0]), int(x[1]) if len(x) > 1 else 1, ih, iw, oh, ow)
-
-
-@dataclass(frozen=True)
-class MapShare:
-    n: int
-    c: int
-    oh: int
-    ow: int
-    ih: int
-    iw: int
-    partials: int = 1
-    """Tiles that each hold a partial result of the same outputs (a global pool split over its
-    window): the ``out_elements`` here are partials, reduced over ``partials`` tiles after."""
-
-    @property
-    def out_elements(self) -> int:
-        return self.n * self.c * self.oh * self.ow
-
-    @property
-    def in_elements(self) -> int:
-        return self.n * self.c * self.ih * self.iw
-
-
-def map_share(d: MapDims, split: Split, *, resize: bool = False) -> MapShare:
-    glob = d.is_global and not resize
-    rows, cols = (d.ih, d.iw) if glob else (d.oh, d.ow)
-    f = flat_to_axes(split, [("batch", d.n), ("out_ch", d.c), ("rows", rows), ("cols", cols)])
-    unknown = set(f) - set(MAP_AXES)
-    if unknown:
-        raise ValueError(f"split {split} has axes {sorted(unknown)} this op cannot use "
-                         f"(axes: {', '.join(MAP_AXES)})")
-    n, c = cdiv(d.n, f.get("batch", 1)), cdiv(d.c, f.get("out_ch", 1))
-    if glob:  # the window is split: each tile sums its rows x cols block of the input
-        fr, fc = f.get("rows", 1), f.get("cols", 1)
-        return MapShare(n=n, c=c, oh=1, ow=1, ih=cdiv(d.ih, fr), iw=cdiv(d.iw, fc),
-                        partials=fr * fc)
-    oh, ow = cdiv(d.oh, f.get("rows", 1)), cdiv(d.ow, f.get("cols", 1))
-    if resize:  # nearest/linear: each output row reads ~ih/oh input rows, plus one for the edge
-        ih = min(d.ih, cdiv(oh * d.ih, d.oh) + (1 if f.get("rows", 1) > 1 else 0))
-        iw = min(d.iw, cdiv(ow * d.iw, d.ow) + (1 if f.get("cols", 1) > 1 else 0))
-    else:
-        ih = min(d.ih, (oh - 1) * d.sh + d.kh)
-        iw = min(d.iw, (ow - 1) * d.sw + d.kw)
-    return MapShare(n=n, c=c, oh=oh, ow=ow, ih=ih, iw=iw)
-
-
-def map_candidates(d: MapDims, tiles: int, *, allow_spatial: bool = True) -> Iterator[Split]:
-    """Splits of a pooling / resize over exactly ``tiles`` tiles: channels and batch first (no
-    halo), then rows, then columns (of the input window for a global pool, whose output has
-    one row and column: splitting only its channels left a wide, shallow map -- 8 channels of
-    320 x 320 -- on a few tiles, a false "op too large")."""
-    rows, cols = (d.ih, d.iw) if d.is_global else (d.oh, d.ow)
-    for fb in divisors(tiles):
-        if fb > d.n:
-            continue
-        r = tiles // fb
-        for fc_ in divisors(r):  # channel factor
-            if fc_ > d.c:
-                continue
-            s = r // fc_
-            if s == 1:
-                yield Split.of(batch=fb, out_ch=fc_)
-                continue
-            if not allow_spatial:
-                continue
-            sp = _spatial(s, rows, cols)
-            if sp is not None:
-                yield Split.of(batch=fb, out_ch=fc_, rows=sp[0], cols=sp[1])
+def spatial_pairs(s: int, rows: int, cols: int) -> tuple[tuple[int, int], ...]:
+    """Every way to split a spatial factor ``s`` exactly into (rows, cols) factors that is not
+    dominated: no other pair leaves the busiest tile at most as many rows *and* columns
+    (``ceil(rows / fr)``, ``ceil(cols / fc)``). Ascending in the rows factor; empty if ``s``
+    cannot be split within the extents. (The exact-count enumeration's spatial options -- no
+    preference for rows: 448 x 448 outputs over 1472 tiles offer 46 x 32, 2 x 112 per tile
+    being worse than 10 x 14.)"""
+    opts = [(fr, s // fr) for fr in divisors(s) if fr <= rows and s // fr <= cols]
+    ext = [(cdiv(rows, fr), cdiv(cols, fc)) for fr, fc in opts]
+    out, seen = [], set()
+    for (fr, fc), e in zip(opts, ext, strict=True):
+        dominated = any(o != e and o[0] <= e[0] and o[1] <= e[1] for o in ext)
+        if not dominated and e not in seen:  # equal extents: the fewest row splits stays
+            seen.add(e)
+            out.append((fr, fc))
+    return tuple(out)
 
 
 def flat_to_axes(split: Split, axes: list[tuple[str, int]]) -> dict[str, int]:

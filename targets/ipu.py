@@ -53,15 +53,22 @@ from .geometry import (
     conv_split,
     efficient_factors,
     freeze,
-    map_candidates,
-    map_share,
     nbytes,
     numel,
-    pool_dims,
-    resize_dims,
     without_fields,
 )
 from .ipu_postprocess import nms_cost, topk_cost
+from .spatial import (
+    MapDims,
+    MapShares,
+    map_candidates,
+    map_rows,
+    map_share,
+    map_shares,
+    map_split,
+    pool_dims,
+    resize_dims,
+)
 
 if TYPE_CHECKING:
     from .target import TileTarget
@@ -214,15 +221,32 @@ class IpuCostModel(BaseCostModel):
         kind = op.kind
         if kind in ("conv", "matmul"):
             return [conv_split(r) for r in self._conv_rows(op, [tiles])[0]]
-        if kind == "pool":
-            return map_candidates(pool_dims(op), tiles)
-        if kind == "resize":
-            return map_candidates(resize_dims(op), tiles)
+        if kind in ("pool", "resize"):
+            d, grain = self._map_dims(op)
+            return map_candidates(d, tiles, grain=grain)
         return [Split.of(elements=tiles)]
+
+    def pool_grain(self, op: OpInfo) -> int:
+        """Channels a pool hands out together: 8 bytes of its datapath type (popnn
+        PoolPlan.cpp getPlan: ``chanGrainSize = 8 / typeSize``, 4 halves or 2 floats)."""
+        return max(1, 64 // _DATAPATH_BITS[self.datapath(op.act_bits)])
 
     def _blocks_of(self, op: OpInfo, counts: Sequence[int]) -> list[CandidateBlock] | None:
         """All conv / matmul candidates at every tile count priced at once
-        (:meth:`_conv_block`), then cut into one block per tile count."""
+        (:meth:`_conv_block`), and so are a pool's or resize's (:meth:`_map_terms`); then cut
+        into one block per tile count."""
+        if op.kind in ("pool", "resize"):
+            d, grain = self._map_dims(op)
+            per_count = map_rows(d, counts, grain=grain)
+            t = self._map_terms(op, d, map_shares(d, np.concatenate(per_count), grain=grain))
+            always = t["sets"] * self.set_bytes
+            step = t["recv"] + t["temp"]
+            starts = np.cumsum([0, *(len(r) for r in per_count)])
+            return conv_blocks(per_count, peak=always + step + t["out"], always=always,
+                               step=step, cycles=t["compute"] + t["exchange"],
+                               cost_of=lambda k, i: self._map_cost(
+                                   map_split(per_count[k][i]), t, int(starts[k]) + i),
+                               split_of=map_split)
         if op.kind not in ("conv", "matmul"):
             return None
         return self._conv_block(op, self.conv_dims(op), self._conv_rows(op, counts),
@@ -538,61 +562,79 @@ class IpuCostModel(BaseCostModel):
             in_place=in_place,
         )
 
+    def _map_dims(self, op: OpInfo) -> tuple[MapDims, int]:
+        """A pool's / resize's extents and the channels it hands out together (a resize is
+        Poplar copies, not a popnn pooling plan: no grain)."""
+        if op.kind == "resize":
+            return resize_dims(op), 1
+        return pool_dims(op), self.pool_grain(op)
+
     def _pool(self, op: OpInfo, split: Split) -> OpCost:
-        d = pool_dims(op)
-        s = map_share(d, split)
-        abits = op.act_bits
-        dp = self.datapath(abits)
-        recv = nbytes(s.in_elements, abits)
-        average = 1 if "Average" in op.op_type else 0
-        sets = self.sets["pool"]
-        if s.partials > 1:  # a global pool split over its window: reduce the partials after
-            # like a convolution's input-channel split: each tile keeps its share of the outputs
-            # and receives the other tiles' partials of that share (in the partials' width)
-            pbits = self.partials.get(dp, _DATAPATH_BITS[dp])
-            final = cdiv(s.out_elements, s.partials)
-            red_recv = nbytes(final * (s.partials - 1), pbits)
-            sets += 1
-            return OpCost(
-                split=split,
-                always=nonzero(**self.overhead(sets)),
-                step=nonzero(act_in=recv, temp=nbytes(s.out_elements, pbits) + red_recv),
-                outputs=(nbytes(final, abits),),
-                compute_cycles=self._vector_cycles(s.in_elements, 1, dp)
-                + self._vector_cycles(final, s.partials - 1 + average, dp)
-                + (sets - 1) * self.superstep,
-                exchange_cycles=self._xcycles(recv + red_recv),
-            )
-        ops = d.kh * d.kw + average
-        return OpCost(
-            split=split,
-            always=nonzero(**self.overhead(sets)),
-            step=nonzero(act_in=recv),
-            outputs=(nbytes(s.out_elements, abits),),
-            compute_cycles=self._vector_cycles(s.out_elements, ops, dp)
-            + (sets - 1) * self.superstep,
-            exchange_cycles=self._xcycles(recv),
-        )
+        return self._map(op, split)
 
     def _resize(self, op: OpInfo, split: Split) -> OpCost:
-        d = resize_dims(op)
-        s = map_share(d, split, resize=True)
-        abits = op.act_bits
-        dp = self.datapath(abits)
-        recv = nbytes(s.in_elements, abits)
-        out = nbytes(s.out_elements, abits)
-        mode = str(op.attrs.get("mode", "nearest"))
-        compute = (cdiv(out, self.copy_bpc) if mode == "nearest"
-                   else self._vector_cycles(s.out_elements, 4, dp))
-        sets = self.sets["resize"]
+        return self._map(op, split)
+
+    def _map(self, op: OpInfo, split: Split) -> OpCost:
+        """One split's price: :meth:`_map_terms` of its one share (the same code prices every
+        candidate at once in :meth:`_blocks_of`, so the two cannot disagree)."""
+        d, grain = self._map_dims(op)
+        t = self._map_terms(op, d, MapShares.of(map_share(d, split, grain=grain)))
+        return self._map_cost(split, t, 0)
+
+    def _map_cost(self, split: Split, t: dict[str, np.ndarray], i: int) -> OpCost:
         return OpCost(
             split=split,
-            always=nonzero(**self.overhead(sets)),
-            step=nonzero(act_in=recv),
-            outputs=(out,),
-            compute_cycles=compute + (sets - 1) * self.superstep,
-            exchange_cycles=self._xcycles(recv),
+            always=nonzero(**self.overhead(int(t["sets"][i]))),
+            step=nonzero(act_in=int(t["recv"][i]), temp=int(t["temp"][i])),
+            outputs=(int(t["out"][i]),),
+            compute_cycles=int(t["compute"][i]),
+            exchange_cycles=int(t["exchange"][i]),
         )
+
+    def _map_terms(self, op: OpInfo, d: MapDims, s: MapShares) -> dict[str, np.ndarray]:
+        """Bytes and cycles of a pool / resize on every share of ``s`` at once.
+
+        Pool: the input slice with its window halo is received (``act_in``); ``kernel`` vector
+        ops per output (+1 for an average). A global pool split over its window reduces the
+        partial results after, like a convolution's input-channel split: each tile keeps its
+        share of the outputs and receives the other tiles' partials of it (in the partials'
+        width), one more compute set. Resize: the source rows and columns its outputs read are
+        received; nearest is a copy at ``copy_bytes_per_cycle``, other modes 4 vector ops per
+        output."""
+        abits = op.act_bits
+        dp = self.datapath(abits)
+        lanes = self.lanes[dp]
+
+        def vc(elements: np.ndarray, ops) -> np.ndarray:
+            return np.ceil(elements * ops / lanes).astype(np.int64)
+
+        def nb(elements: np.ndarray, bits: int) -> np.ndarray:
+            return -(-(elements * bits) // 8)
+
+        recv = nb(s.in_elements, abits)
+        zero = recv * 0
+        red = zero
+        if op.kind == "resize":
+            out = nb(s.out_elements, abits)
+            temp = zero
+            compute = (-(-out // self.copy_bpc) if d.resize[0] == "nearest"
+                       else vc(s.out_elements, 4))
+            sets = zero + self.sets["resize"]
+        else:
+            average = 1 if "Average" in op.op_type else 0
+            glob = s.partials > 1
+            pbits = self.partials.get(dp, _DATAPATH_BITS[dp])
+            final = np.where(glob, -(-s.out_elements // s.partials), s.out_elements)
+            red = np.where(glob, nb(final * (s.partials - 1), pbits), 0)
+            temp = np.where(glob, nb(s.out_elements, pbits) + red, 0)
+            out = nb(final, abits)
+            compute = np.where(glob, vc(s.in_elements, 1) + vc(final, s.partials - 1 + average),
+                               vc(s.out_elements, d.kh * d.kw + average))
+            sets = self.sets["pool"] + glob * 1
+        return {"recv": recv, "temp": temp, "out": out, "sets": sets,
+                "compute": compute + (sets - 1) * self.superstep,
+                "exchange": np.ceil((recv + red) / self.xbpc).astype(np.int64)}
 
     def _copy_like(self, op: OpInfo, split: Split) -> OpCost:
         """Concat (when it copies), data movement and reductions: flat over elements."""

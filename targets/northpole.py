@@ -47,13 +47,20 @@ from .geometry import (
     conv_factor_rows,
     conv_share,
     conv_shares,
-    map_candidates,
-    map_share,
     nbytes,
     numel,
+    weight_bytes,
+)
+from .spatial import (
+    MapDims,
+    MapShares,
+    map_candidates,
+    map_rows,
+    map_share,
+    map_shares,
+    map_split,
     pool_dims,
     resize_dims,
-    weight_bytes,
 )
 
 if TYPE_CHECKING:
@@ -141,15 +148,25 @@ class NorthPoleCostModel(BaseCostModel):
             d = self.conv_dims(op)
             return conv_candidates(d, tiles, in_grain=1, out_grain=1,
                                    max_in_split=self.max_in_split)
-        if kind == "pool":
-            return map_candidates(pool_dims(op), tiles)
-        if kind == "resize":
-            return map_candidates(resize_dims(op), tiles)
+        if kind in ("pool", "resize"):
+            return map_candidates(self._map_dims(op), tiles)
         return [Split.of(elements=tiles)]
 
     def _blocks_of(self, op: OpInfo, counts: Sequence[int]) -> list[CandidateBlock] | None:
         """All conv / matmul candidates at every tile count priced at once
-        (:meth:`_conv_block`), then cut into one block per tile count."""
+        (:meth:`_conv_block`), and so are a pool's or resize's (:meth:`_map_terms`); then cut
+        into one block per tile count."""
+        if op.kind in ("pool", "resize"):
+            d = self._map_dims(op)
+            per_count = map_rows(d, counts)
+            t = self._map_terms(op, d, map_shares(d, np.concatenate(per_count)))
+            step = t["recv"] + t["temp"] + self.program
+            starts = np.cumsum([0, *(len(r) for r in per_count)])
+            return conv_blocks(per_count, peak=step + t["out"], always=step * 0, step=step,
+                               cycles=t["compute"] + t["exchange"],
+                               cost_of=lambda k, i: self._map_cost(
+                                   op, map_split(per_count[k][i]), t, int(starts[k]) + i),
+                               split_of=map_split)
         if op.kind not in ("conv", "matmul"):
             return None
         d = self.conv_dims(op)
@@ -272,39 +289,51 @@ class NorthPoleCostModel(BaseCostModel):
             in_place=in_place,
         )
 
+    def _map_dims(self, op: OpInfo) -> MapDims:
+        return resize_dims(op) if op.kind == "resize" else pool_dims(op)
+
     def _map(self, op: OpInfo, split: Split) -> OpCost:
-        """Pooling (vector unit) and resize (activation NoC copies)."""
-        resize = op.kind == "resize"
-        d = resize_dims(op) if resize else pool_dims(op)
-        s = map_share(d, split, resize=resize)
-        abits = op.act_bits
-        recv = nbytes(s.in_elements, abits)
-        if s.partials > 1:  # a global pool split over its window: partial sums over the PNoC
-            average = 1 if "Average" in op.op_type else 0
-            pbits = self._partials_bits(next(
-                (k for k, w in (("int2", 2), ("int4", 4), ("int8", 8)) if abits <= w), "int8"))
-            final = cdiv(s.out_elements, s.partials)
-            partial = nbytes(final * (s.partials - 1), pbits)
-            compute = (self._vec(s.in_elements, 1, self.vector)
-                       + self._vec(final, s.partials - 1 + average, self.vector))
-            return OpCost(
-                split=split,
-                spread=self._spread(op),
-                step=nonzero(act_in=recv, temp=nbytes(s.out_elements, pbits) + partial,
-                         code=self.program),
-                outputs=(nbytes(final, abits),),
-                compute_cycles=compute,
-                exchange_cycles=math.ceil(recv / self.anoc + partial / self.pnoc),
-            )
-        ops = 1 if resize else d.kh * d.kw + (1 if "Average" in op.op_type else 0)
+        """One split's price: :meth:`_map_terms` of its one share (the same code prices every
+        candidate at once in :meth:`_blocks_of`)."""
+        d = self._map_dims(op)
+        t = self._map_terms(op, d, MapShares.of(map_share(d, split)))
+        return self._map_cost(op, split, t, 0)
+
+    def _map_cost(self, op: OpInfo, split: Split, t: dict[str, np.ndarray], i: int) -> OpCost:
         return OpCost(
             split=split,
             spread=self._spread(op),
-            step=nonzero(act_in=recv, code=self.program),
-            outputs=(nbytes(s.out_elements, abits),),
-            compute_cycles=self._vec(s.out_elements, ops, self.vector),
-            exchange_cycles=math.ceil(recv / self.anoc) if recv else 0,
+            step=nonzero(act_in=int(t["recv"][i]), temp=int(t["temp"][i]), code=self.program),
+            outputs=(int(t["out"][i]),),
+            compute_cycles=int(t["compute"][i]),
+            exchange_cycles=int(t["exchange"][i]),
         )
+
+    def _map_terms(self, op: OpInfo, d: MapDims, s: MapShares) -> dict[str, np.ndarray]:
+        """Pooling (vector unit) and resize (activation NoC copies) on every share of ``s``;
+        a global pool split over its window sends its partial sums over the PNoC."""
+        abits = op.act_bits
+
+        def vec(elements: np.ndarray, ops) -> np.ndarray:
+            return np.ceil(elements * ops / self.vector).astype(np.int64)
+
+        def nb(elements: np.ndarray, bits: int) -> np.ndarray:
+            return -(-(elements * bits) // 8)
+
+        recv = nb(s.in_elements, abits)
+        average = 1 if "Average" in op.op_type else 0
+        glob = s.partials > 1
+        pbits = self._partials_bits(next(
+            (k for k, w in (("int2", 2), ("int4", 4), ("int8", 8)) if abits <= w), "int8"))
+        final = np.where(glob, -(-s.out_elements // s.partials), s.out_elements)
+        partial = np.where(glob, nb(final * (s.partials - 1), pbits), 0)
+        temp = np.where(glob, nb(s.out_elements, pbits) + partial, 0)
+        ops = 1 if op.kind == "resize" else d.kh * d.kw + average
+        compute = np.where(glob, vec(s.in_elements, 1) + vec(final, s.partials - 1 + average),
+                           vec(s.out_elements, ops))
+        exchange = np.ceil(recv / self.anoc + partial / self.pnoc).astype(np.int64)
+        return {"recv": recv, "temp": temp, "out": nb(final, abits), "compute": compute,
+                "exchange": exchange}
 
     def _copy_like(self, op: OpInfo, split: Split) -> OpCost:
         t = split.tiles

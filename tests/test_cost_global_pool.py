@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tilec.targets import load_target
-from tilec.targets.geometry import MapDims, map_candidates, map_share, pool_dims
+from tilec.targets.spatial import MapDims, map_candidates, map_share, pool_dims
 
 from tilec.costmodel import Split
 from tilec.opinfo import OpInfo

@@ -211,10 +211,14 @@ def test_concat_copy_and_in_place(chip):
 def test_nearest_resize(chip):
     op = simple("resize", "Resize", [(1, 64, 8, 8)], [(1, 64, 16, 16)], {"mode": "nearest"})
     c = chip.cost_model.cost(op, Split.of(out_ch=4, rows=2))
-    # 16 channels x 8 output rows from 4 input rows + 1 edge row x 8 cols
-    assert c.step == {"act_in": 16 * 5 * 8 * 2}
+    # 16 channels x 8 output rows: half_pixel nearest reads source rows 0..3 (or 4..7), x 8 cols
+    assert c.step == {"act_in": 16 * 4 * 8 * 2}
     assert c.outputs == (16 * 8 * 16 * 2,)
-    assert c.compute_cycles == 4096 // 8 and c.exchange_cycles == 1280 // 4
+    assert c.compute_cycles == 4096 // 8 and c.exchange_cycles == 1024 // 4
+    # linear also reads the next source row (output row 7 sits at source 3.25), x 8 cols
+    lin = simple("resize", "Resize", [(1, 64, 8, 8)], [(1, 64, 16, 16)], {"mode": "linear"})
+    assert chip.cost_model.cost(lin, Split.of(out_ch=4, rows=2)).step == {
+        "act_in": 16 * 5 * 8 * 2}
 
 
 def test_add_runs_where_its_input_lives_in_place(chip):
