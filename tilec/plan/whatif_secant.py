@@ -8,11 +8,13 @@ the tile -- the bytes per tile they need at least (:attr:`Probe.need`) -- grows 
 with the batch (the weights are fixed, the activations scale), so two probes predict where it
 crosses the budget. This search uses that:
 
-1. Ceiling by the bounds, guided: from the known points (value, need), a secant through the two
-   that bracket the budget (or the two highest, extrapolating) predicts the first value the bounds
-   rule out; that value is probed, then the one below it. A step that fails to narrow the bracket
-   as predicted is followed by a bisection step, so the search never does worse than bisection
-   plus one probe per secant step (each probe shrinks the bracket).
+1. Ceiling by the bounds, steered: while no value is ruled out, the line through the two
+   highest values seen (or, from the first value alone, a slope the caller estimates -- the sweep
+   takes it from the chip-capacity bound's activation terms) is extrapolated to where the need
+   crosses the budget, aimed :data:`OVERSHOOT` further; once a value is ruled out, regula falsi
+   inside the bracket with the Illinois rule (the end that stays put twice has its weight
+   halved), so a curved or jagged need cannot pin one end and make the search creep. Without a
+   line, doubling / bisection.
 2. Plans: down from the value just below the ceiling, :data:`DESCEND` values one by one (the
    bounds are usually tight), then bisection.
 3. What is left of the plan budget checks the values between the answer and the ceiling
