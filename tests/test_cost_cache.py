@@ -47,9 +47,8 @@ def test_ipu_conv_prices_stay_within_their_bytes_at_many_batches(monkeypatch) ->
     dropped are the same."""
     import tilec.targets.base as base
     import tilec.targets.ipu as ipu
+    from test_cost_ipu import conv
     from tilec.targets import load_target
-
-    from tests.test_cost_ipu import conv
 
     def priced(batch: int) -> list[tuple]:
         model = load_target("gc200").cost_model  # a fresh model: no per-model split memo
