@@ -452,13 +452,13 @@ class IpuCostModel(BaseCostModel):
                                for b in bases], axis=0)
         owner = np.repeat(np.arange(len(bases)), [len(b) for b in bases])
         raw = self._conv_raw(op, d, rows) if len(rows) else None
-        t = raw  # the memory terms decide the serial splits: no price weights needed
-        if t is None and len(rows) and len(caps) > 1:
+        if raw is None and len(rows) and len(caps) > 1:
             # beyond int64 for some cap: each cap on its own (as exact as one cap can be)
             return self._remember_rows(key, tuple(self._conv_rows(op, [c])[0] for c in caps))
         extra_rows, extra_owner, extra_raw = [rows], [owner], [raw]
-        if t is not None:
-            over = np.nonzero((t["w_recv"] + t["in_recv"] + t["temp"]) > cap)[0]
+        if raw is not None:
+            # the memory terms decide the serial splits: no price weights needed
+            over = np.nonzero((raw["w_recv"] + raw["in_recv"] + raw["temp"]) > cap)[0]
             for col, extent, grain, par in ((7, d.cout_g, go, 2), (8, d.cin_g, gi, 3)):
                 if not len(over):
                     break
@@ -500,12 +500,8 @@ class IpuCostModel(BaseCostModel):
         if raw is not None and len(every):
             # the unweighed terms of the final rows, in their order: _conv_block reads them
             # instead of deriving them a second time
-            self._remember_raw(key, _take(_concat_raw(extra_raw), order))
+            _RAW[key] = _take(_concat_raw(extra_raw), order)
         return self._remember_rows(key, out)
-
-    @staticmethod
-    def _remember_raw(key: tuple, raw: dict) -> None:
-        _RAW[key] = raw
 
     def _remember_rows(self, key: tuple, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         _ROWS[key] = rows
@@ -522,7 +518,7 @@ class IpuCostModel(BaseCostModel):
             raw = self._conv_raw(op, d, np.concatenate(per_count, axis=0))
             if raw is None:
                 return None
-            self._remember_raw(key, raw)
+            _RAW[key] = raw
         t = self._conv_price(raw)
         always = t["w_store"] + t["worklists"] + t["sets"] * self.set_bytes
         step = t["w_recv"] + t["in_recv"] + t["temp"]
