@@ -417,17 +417,7 @@ def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
             fit = ok
         elif p.by != "skipped":
             fail = ok
-    while fail is not None and fail - fit > 1 and prober.can_probe:
-        mid = (fit + fail) // 2
-        p = knob.decide(mid)
-        if p.result == FITS:
-            fit = mid
-        elif p.by == "skipped" or (p.by == "bounds" and p.result == UNKNOWN):
-            break  # no plan left to decide it
-        else:
-            fail = mid
-            if p.by == "bounds":  # ruled out by (a)/(b): a lower ceiling
-                ceiling = mid
+    fit, ceiling = _bisect_up(knob, fit, fail, ceiling)
     top = (ceiling - 1) if ceiling is not None else looked
     fit = _fill(knob, fit, top) or fit
     if ceiling is not None and not knob.monotone and beyond > 0:
@@ -444,6 +434,26 @@ def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
                 fit = k
         looked = max(looked, far)
     return fit, ceiling, looked
+
+
+def _bisect_up(knob: Knob, fit: int, fail: int | None, ceiling: int | None
+               ) -> tuple[int, int | None]:
+    """Plans bisect between ``fit`` (fits) and ``fail`` (does not; None: nothing to bisect)
+    while the budget lasts. Returns the largest value found to fit and the ceiling, lowered
+    when a bisection value is ruled out by (a)/(b) on the way."""
+    prober = knob.prober
+    while fail is not None and fail - fit > 1 and prober.can_probe:
+        mid = (fit + fail) // 2
+        p = knob.decide(mid)
+        if p.result == FITS:
+            fit = mid
+        elif p.by == "skipped" or (p.by == "bounds" and p.result == UNKNOWN):
+            break  # no plan left to decide it
+        else:
+            fail = mid
+            if p.by == "bounds":  # ruled out by (a)/(b): a lower ceiling
+                ceiling = mid
+    return fit, ceiling
 
 
 def _up_note(knob: Knob, answer: int, lo: int, cap: int, ceiling: int | None, looked: int,

@@ -28,7 +28,7 @@ the budgets, so the search is deterministic.
 
 from __future__ import annotations
 
-from tilec.plan.whatif_search import FITS, NO, UNKNOWN, Knob, _fill
+from tilec.plan.whatif_search import FITS, NO, UNKNOWN, Knob, _bisect_up, _fill
 
 DESCEND = 2
 """Values planned one by one down from the ceiling before bisecting (modelling choice, for
@@ -140,17 +140,7 @@ def secant_up(knob: Knob, lo: int, cap: int, need_lo: int | None, limit: int, *,
         fail = k
         if p.by == "bounds":
             ceiling = k
-    while fail is not None and fail - fit > 1 and prober.can_probe:
-        mid = (fit + fail) // 2
-        p = knob.decide(mid)
-        if p.result == FITS:
-            fit = mid
-        elif p.by == "skipped" or (p.by == "bounds" and p.result == UNKNOWN):
-            break  # no plan left to decide it
-        else:
-            fail = mid
-            if p.by == "bounds":  # ruled out by (a)/(b): a lower ceiling
-                ceiling = mid
+    fit, ceiling = _bisect_up(knob, fit, fail, ceiling)
     top = (ceiling - 1) if ceiling is not None else looked
     # 3. the values between the answer and the ceiling, with what is left
     fit = _fill(knob, fit, top) or fit
