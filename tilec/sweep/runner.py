@@ -116,6 +116,8 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
         # a partition of a new shape, about as dear at 128 px as at 1280 px), and the smaller
         # the image the larger the batch it fits and the more probes its search takes
         # (YOLOv4-P5 / gc200: 9-15 s at 128-256 px, 2-3 s at 1024 px and above)
+        # (a search ranked as 8 grid points -- the long ones took 8-12 probes on that envelope --
+        # so tasks with a search go before grid-only ones of the same size)
         tasks.sort(key=lambda t: (-(t.weight + int(t.search) * 8),
                                   t.image_size[0] * t.image_size[1], t.precision, t.image_size))
         if progress:

@@ -9,8 +9,9 @@ parent's memory, nothing serialised) or, where there is no fork and on Ray, as O
 
 The batch search re-uses the what-if machinery (:mod:`tilec.plan.whatif`): the same probes
 (bounds (a)/(b) and the framebuffer check first, a fit-only plan the verifier checks where they do
-not decide), the same upward search as ``tilec compile --what-if`` (doubling by the bounds to a
-ceiling, bisection by plans, the values up to the ceiling checked) and the same exact/bound rule.
+not decide) and the same exact/bound rule and wording; its upward search is steered by the bounds'
+need (:mod:`tilec.plan.whatif_secant`: every probe of a new batch is a new shape, so it predicts
+the ceiling instead of doubling towards it), then plans below the ceiling and the values up to it.
 """
 
 from __future__ import annotations
