@@ -229,3 +229,42 @@ def test_a_flip_only_jointly_is_bisected_towards_the_corner(tmp_path: Path) -> N
     # where it flips, the reserved bytes leave less than the plan's peak: consistent
     moved = sum(flip.flips_at[k] - b.nominal[k] for k in flip.constants)
     assert 4053 - moved < 3743
+
+
+def test_the_band_is_the_same_in_one_process_and_in_two(tmp_path: Path) -> None:
+    """The settings are decided in forked workers when ``workers`` > 1: the band -- every
+    setting, in the same order, the flips, thresholds and notes -- must not depend on it."""
+    from dataclasses import astuple
+
+    from tilec.compile import capture, lower
+    from tilec.plan.band import compute_band
+    from tilec.plan.cpsat import SolveSettings
+    from tilec.plan.pipeline import Options
+
+    path = chip(tmp_path, "tight2", bytes_per_tile=65536, ranges={
+        "memory.bytes_per_tile": [RESERVED + 1, 65536],
+        "overheads.bytes_per_compute_set": [75, 300],
+        "compute.conv_efficiency": [0.25, 0.6]})
+    target = load_target(path)
+    lowered = lower(capture(str(MODEL)), target, CompileOptions(what_if=False))
+    plan, _ = compile_model(str(MODEL), target, CompileOptions(what_if=False))
+    bands = [compute_band(lowered.info, target, plan, options=Options(
+        settings=SolveSettings(workers=w))) for w in (1, 2)]
+    one, two = ([astuple(s) for s in b.settings] + [b.status, b.summary, b.notes,
+                                                     [astuple(f) for f in b.flips]]
+                for b in bands)
+    assert one == two
+    assert bands[0].status == "borderline" and len(bands[0].settings) > 4
+
+
+def test_a_setting_that_moves_only_cycles_re_times_the_nominal_plan(robust: Plan) -> None:
+    """Cycle estimates leave every op's bytes (and here its split) as they were: the nominal
+    plan, re-timed and re-verified against the setting, decides it -- no new placement. A
+    setting that changes bytes cannot reuse the plan's buffers: it is planned."""
+    b = robust.band
+    only = {s.label: s for s in b.settings if len(s.values) == 1}
+    for end in ("low", "high"):
+        s = only[f"compute.conv_efficiency {end} end"]
+        assert (s.result, s.by) == (STATUS_FITS, "reverify")
+        assert s.latency_seconds != robust.latency.seconds  # re-timed, not copied
+        assert only[f"overheads.bytes_per_compute_set {end} end"].by == "plan"

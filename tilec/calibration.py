@@ -142,14 +142,26 @@ class CalibrationCheck:
             return STATUS_DOES_NOT_FIT
         return run(info, tgt, options=self.options, part=part, bounds=bounds).plan.status
 
+    def _against(self, becomes: str) -> list[Point]:
+        """The measurements that could contradict a flip to ``becomes``, largest first."""
+        from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
+
+        want = STATUS_DOES_NOT_FIT if becomes == STATUS_FITS else STATUS_FITS
+        return sorted((p for p in self.points if p.measured.result == want),
+                      key=lambda p: -(p.measured.image_size[0] * p.measured.image_size[1]
+                                      * p.measured.batch))
+
+    def warm(self, becomes: str) -> None:
+        """Lower the networks :meth:`__call__` will compile for a flip to ``becomes`` (the
+        band calls this before it forks workers, so that each need not lower them again)."""
+        for p in self._against(becomes):
+            self._info(p)
+
     def __call__(self, values: dict[str, float], becomes: str) -> str | None:
         from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS
 
         want = STATUS_DOES_NOT_FIT if becomes == STATUS_FITS else STATUS_FITS
-        against = sorted((p for p in self.points if p.measured.result == want),
-                         key=lambda p: -(p.measured.image_size[0] * p.measured.image_size[1]
-                                         * p.measured.batch))
-        for p in against:
+        for p in self._against(becomes):
             try:
                 got = self.verdict(p, values)
             except InputError:  # the values are no valid description of the measured chip

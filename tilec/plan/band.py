@@ -32,14 +32,22 @@ What is evaluated, in this order (a fixed list, so the band is deterministic):
 
 Constants at their nominal value are left out of a setting, and a setting is evaluated once (a
 "corner" that moves one constant is that constant's end). A setting is decided like a what-if
-probe: its target is rebuilt with the constants changed (:meth:`TileTarget.with_values`,
-re-validated), partitioned, and the bounds (a)/(b) tried; if they prove nothing and the nominal
-plan fits and the setting prices and offers every op exactly as the nominal one (it moves only
-the budget), the nominal plan is re-verified against the setting's target by the independent
-verifier; otherwise a fit-only plan is made (the greedy placement that stops at the first fit, the
-proof (c) before the repair search) and, if it fits, laid out and verified like any plan. So a
-"fits" anywhere in the band is a verified plan and a "does not fit" carries evidence; "unknown"
-(neither) counts as not holding -- a verdict is robust only where it is *shown* to hold.
+probe, cheapest evidence first: its target is rebuilt with the constants changed
+(:meth:`TileTarget.with_values`, re-validated); if the nominal plan fits and every op's split is
+still offered there at the same bytes (the setting moves only the budget, cycle estimates, or
+the split window around the nominal choice), that plan re-timed under the setting is given to
+the independent verifier; otherwise the setting is partitioned and the bounds (a)/(b) tried, and
+if they prove nothing a fit-only plan is made (the greedy placement that stops at the first fit,
+the proof (c) before the repair search) and, if it fits, laid out and verified like any plan. So
+a "fits" anywhere in the band is a verified plan and a "does not fit" carries evidence;
+"unknown" (neither) counts as not holding -- a verdict is robust only where it is *shown* to
+hold.
+
+Parallel: the ends (step 1, decided along with their bounds), the corners and samples, and the
+single-constant flips' thresholds (step 5) are independent of each other, and are decided in
+``options.settings.workers`` forked processes (:func:`_pmap`); each setting's decision depends
+only on its values, and results are taken in the fixed order above, so the band is the same
+with one process or several (tests/test_band.py checks it).
 
 Latency band: the plan latency at every setting that fits. The fit-only placement does not spend
 the full search's effort on speed, so its latency is a slight over-estimate (on YOLOv4-P5 at
@@ -53,6 +61,7 @@ wall-clock safety limit only stops a run that would otherwise take far longer, a
 from __future__ import annotations
 
 import copy
+import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -60,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from tilec.costmodel import AXES, Split
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo
 from tilec.plan import build
@@ -120,13 +130,14 @@ class _Evaluator:
                  progress: Callable[[str, float], None] | None, expected: int,
                  plan: Plan | None = None) -> None:
         self.info, self.target, self.options = info, target, options
-        # A nominal plan that fits, and its partition: a setting that prices every op exactly
-        # as the nominal one (it moves only the budget, e.g. reserved bytes) first tries that
-        # plan itself, re-verified against the setting's target
+        # A nominal plan that fits: a setting first tries it, re-timed and re-verified against
+        # the setting's target (see reverify)
         self.plan = plan if plan is not None and plan.status == STATUS_FITS else None
-        self.nominal_part = partition(info, target) if self.plan is not None else None
         self.deadline, self.progress, self.expected = deadline, progress, max(1, expected)
         self.built: dict[tuple, tuple] = {}
+        self.targets: dict[tuple, Any] = {}
+        self.ready: dict[tuple, BandSetting] = {}  # decided ahead (prefetch), not yet asked
+        self.workers = max(1, int(options.settings.workers))
         self.done: dict[tuple, BandSetting] = {}
         self.log: list[BandSetting] = []
         self.cut = False
@@ -141,14 +152,24 @@ class _Evaluator:
             self.cut = True
         return self.cut
 
+    def target_at(self, values: dict[str, float]) -> Any | None:
+        """The target with ``values``; None if they make no valid target (e.g. reserved bytes
+        that, summed at a corner, exceed the tile)."""
+        k = self.key(values)
+        if k not in self.targets:
+            try:  # no constant moved: the target itself (its prices are cached already)
+                self.targets[k] = self.target.with_values(values) if values else self.target
+            except InputError:
+                self.targets[k] = None
+        return self.targets[k]
+
     def build(self, values: dict[str, float]) -> tuple | None:
-        """(target, partition, bounds) at ``values``; None if the values make no valid target
-        (e.g. reserved bytes that, summed at a corner, exceed the tile)."""
+        """(target, partition, bounds) at ``values``; None if the values make no valid
+        target."""
         k = self.key(values)
         if k not in self.built:
-            try:  # no constant moved: the target itself (its prices are cached already)
-                tgt = self.target.with_values(values) if values else self.target
-            except InputError:
+            tgt = self.target_at(values)
+            if tgt is None:
                 self.built[k] = None  # type: ignore[assignment]
             else:
                 part = partition(self.info, tgt)
@@ -164,31 +185,74 @@ class _Evaluator:
         return max(bounds[k].ratio for k in ("a", "b") if k in bounds)
 
     def decide(self, label: str, values: dict[str, float]) -> BandSetting:
+        """The setting's verdict (cached; logged in the order asked, so the band's list of
+        settings does not depend on which process decided what)."""
         k = self.key(values)
         if k in self.done:
             return self.done[k]
+        s = self.ready.pop(k, None)
+        if s is not None:
+            s = replace(s, label=label)
+        else:
+            if self.progress:
+                self.progress("band", min(0.99, len(self.done) / self.expected))
+            s = self._decide_new(label, values)
+        self.done[k] = s
+        self.log.append(s)
+        return s
+
+    def prefetch(self, items: list[tuple[str, dict[str, float]]], *,
+                 measure: bool = False) -> dict[tuple, float | None]:
+        """Decide the settings of ``items`` not decided yet, in up to ``workers`` processes
+        (:func:`_pmap`), so that :meth:`decide` finds them ready; with ``measure``, also each
+        one's :meth:`measure` (returned by key). The verdicts are those :meth:`decide` would
+        reach alone: a setting's decision depends only on its values."""
+        todo = [(label, v) for label, v in items if self.key(v) not in self.done
+                and self.key(v) not in self.ready]
+        keys = [self.key(v) for _, v in todo]
+        if len(set(keys)) != len(keys):
+            todo = [t for i, t in enumerate(todo) if self.key(t[1]) not in keys[:i]]
+
+        def one(item: tuple[str, dict[str, float]]) -> tuple[float | None, BandSetting]:
+            label, v = item
+            m = self.measure(v) if measure else None
+            return m, self._decide_new(label, v)
+
+        out = _pmap(one, todo, self.workers,
+                    (lambda i: self.progress("band", min(0.99, i / self.expected)))
+                    if self.progress else None, child=self._in_child)
+        measured: dict[tuple, float | None] = {}
+        for (_, v), (m, st) in zip(todo, out, strict=True):
+            self.ready[self.key(v)] = st
+            measured[self.key(v)] = m
+        return measured
+
+    def _in_child(self) -> None:
+        """In a forked worker: no progress display (the parent's terminal), nothing cached
+        for the parent."""
+        self.progress = None
+
+    def _decide_new(self, label: str, values: dict[str, float]) -> BandSetting:
+        k = self.key(values)
         if self.expired:
-            s = BandSetting(label, dict(values), SKIPPED, SKIPPED,
-                            evidence="wall-clock safety limit")
-            self.log.append(s)
-            return s
-        if self.progress:
-            self.progress("band", min(0.99, len(self.done) / self.expected))
-        built = self.build(values)
-        if built is None:
+            return BandSetting(label, dict(values), SKIPPED, SKIPPED,
+                               evidence="wall-clock safety limit")
+        tgt = self.target_at(values)
+        again = self.reverify(tgt) if tgt is not None else None
+        if tgt is None:
             s = BandSetting(label, dict(values), SKIPPED, SKIPPED,
                             evidence="these values make no valid target")
+        elif again is not None:  # the nominal plan, verified against the setting's target
+            s = BandSetting(label, dict(values), STATUS_FITS, "reverify",
+                            peak_bytes=again.memory.peak_bytes if again.memory else None,
+                            latency_seconds=again.latency.seconds if again.latency else None)
         else:
-            tgt, part, bounds = built
+            tgt, part, bounds = self.build(values)
             cert = next((bounds[x] for x in ("io", "b", "a") if x in bounds and bounds[x].holds),
                         None)
             if cert is not None:
                 s = BandSetting(label, dict(values), STATUS_DOES_NOT_FIT, "bounds",
                                 evidence=cert.kind)
-            elif (again := self.reverify(tgt, part)) is not None:
-                s = BandSetting(label, dict(values), STATUS_FITS, "reverify",
-                                peak_bytes=again.memory.peak_bytes if again.memory else None,
-                                latency_seconds=again.latency.seconds if again.latency else None)
             else:
                 out = run(self.info, tgt, options=self.options, part=part, bounds=bounds)
                 p = out.plan
@@ -200,25 +264,119 @@ class _Evaluator:
                     ev = p.diagnosis.evidence.kind if p.diagnosis else None
                     s = BandSetting(label, dict(values), p.status, "plan", evidence=ev,
                                     peak_bytes=peak)
-            self.built.pop(k, None)  # decided: its partition is not needed again
-        self.done[k] = s
-        self.log.append(s)
+        self.built.pop(k, None)  # decided: its partition is not needed again
         return s
 
+    def reverify(self, tgt: Any) -> Plan | None:
+        """The nominal plan, if it is a verified plan for ``tgt`` too, else None.
 
-    def reverify(self, tgt: Any, part: Any) -> Plan | None:
-        """The nominal plan, if it is a verified plan for ``tgt`` too: only tried when ``part``
-        prices and offers every op exactly as the nominal partition does; the independent
-        verifier (budget, layout, costs) decides. None otherwise."""
-        nom = self.nominal_part
-        if self.plan is None or nom is None or part.ops.keys() != nom.ops.keys():
+        When every op's split is still offered under ``tgt`` with the same bytes (a setting that
+        moves only the budget -- reserved bytes --, cycle estimates, or the split window while
+        leaving the nominal choice inside it), the plan is *re-timed*: each op's cycles, each
+        step's sync and the latency re-derived from ``tgt``, buffers and addresses unchanged.
+        The independent verifier then decides it against ``tgt`` (budget, layout, and that every
+        split is one ``tgt`` offers at exactly the declared bytes and cycles). A plan that
+        passes is a plan in the setting's own plan space, so "fits" holds there without a
+        partition or a placement; the planner at that setting might have chosen other splits,
+        which would change the latency band (reported from this plan) but not the verdict.
+        """
+        if self.plan is None:
             return None
-        if any(part.ops[n].search != nom.ops[n].search for n in nom.ops):
+        again = self._retimed(tgt)
+        if again is None:
             return None
-        again = copy.deepcopy(self.plan)
         again.target = build.target_info(tgt)
         again.band = None
         return again if verify(again, self.info, tgt).ok else None
+
+    def _retimed(self, tgt: Any) -> Plan | None:
+        """The nominal plan with cycles from ``tgt``, or None if some op's split is not offered
+        there or is priced at other bytes (then only a new plan can decide the setting)."""
+        plan = self.plan
+        assert plan is not None
+        model = tgt.cost_model
+        by_name = self.info.op_by_name
+        ops, step_cycles = [], {}
+        for o in plan.ops:
+            op = by_name.get(o.name)
+            if op is None or any(a not in AXES for a in o.split):
+                return None
+            split = Split.of(**o.split)
+            if split not in model.splits(op):
+                return None
+            c = model.cost(op, split)
+            outs = [int(v) for v in c.outputs] or [0] * len(op.outputs)
+            if (_nonzero(c.always), _nonzero(c.step), outs, _nonzero(c.spread),
+                    bool(c.in_place)) != (_nonzero(o.always), _nonzero(o.step_bytes),
+                                          list(o.output_bytes), _nonzero(o.spread),
+                                          bool(o.in_place)):
+                return None
+            cc, xc = int(c.compute_cycles), int(c.exchange_cycles)
+            ops.append(replace(o, compute_cycles=cc, exchange_cycles=xc))
+            step_cycles[o.step] = (cc, xc, int(model.sync_cycles(split.tiles)) if cc + xc
+                                   else 0)
+        steps = []
+        for st in plan.steps:
+            if len(st.ops) != 1 or st.index not in step_cycles:
+                return None  # the planner makes one op per step; anything else: re-plan
+            cc, xc, sync = step_cycles[st.index]
+            steps.append(replace(st, compute_cycles=cc, exchange_cycles=xc, sync_cycles=sync))
+        again = copy.copy(plan)
+        again.ops, again.steps = ops, steps
+        again.latency = build.latency(steps, tgt, self.info, plan.model.batch)
+        return again
+
+
+_JOB: tuple[Callable[[Any], Any], list[Any], Callable[[], None] | None] | None = None
+"""What forked workers of :func:`_pmap` run: set in the parent just before the fork, so the
+function (a closure over the evaluator and everything it has cached) is inherited, not pickled;
+only indices and results cross the pipe."""
+
+
+def _job(i: int) -> tuple[int, Any]:
+    assert _JOB is not None
+    fn, items, child = _JOB
+    if child is not None:
+        child()
+    return i, fn(items[i])
+
+
+def _pmap(fn: Callable[[Any], Any], items: list[Any], workers: int,
+          progress: Callable[[int], None] | None = None, *,
+          child: Callable[[], None] | None = None) -> list[Any]:
+    """``[fn(x) for x in items]``, in ``workers`` forked processes when there are several
+    items and the platform forks (else in this process). Results come back in ``items``' order,
+    whichever worker finished first, so the outcome does not depend on the parallelism;
+    ``child`` runs first in each worker (e.g. to silence progress output).
+
+    Forked rather than spawned: a worker starts with the parent's model, targets and price
+    caches, and sends back only small results (~ms per setting), where a spawned one would
+    re-import and re-price (~1 s). Modelling choice: the band's settings are independent and
+    each costs 0.05-0.5 s on YOLOv4-P5, so two processes on a two-core machine nearly halve it.
+    """
+    global _JOB
+    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods():
+        out = []
+        for i, x in enumerate(items):
+            out.append(fn(x))
+            if progress:
+                progress(i + 1)
+        return out
+    _JOB = (fn, items, child)
+    try:
+        got: dict[int, Any] = {}
+        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
+            for i, r in pool.imap_unordered(_job, range(len(items))):
+                got[i] = r
+                if progress:
+                    progress(len(got))
+    finally:
+        _JOB = None
+    return [got[i] for i in range(len(items))]
+
+
+def _nonzero(d: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in dict(d).items() if int(v)}
 
 
 def probe_options(options: Options) -> Options:
@@ -258,14 +416,20 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     ev = _Evaluator(info, target, probe_options(options), time.perf_counter() + seconds,
                     progress, n_expected, plan)
 
-    # 1. ends, bounds only: the memory direction of each constant
-    pess: dict[str, float] = {}
-    opt: dict[str, float] = {}
+    # 1. ends: their bounds give the memory direction of each constant; each end is decided
+    # here too (it is evaluated in step 3 anyway), all of them in parallel
     def moved(k: str, v: float) -> dict[str, float]:
         return {k: v} if v != nominal[k] else {}
 
+    ends = [(f"{k} {side} end", moved(k, v)) for k, (lo, hi) in ranges.items()
+            for side, v in (("low", lo), ("high", hi))]
+    need = ev.prefetch([e for e in ends if e[1]], measure=True)
+    need[_Evaluator.key({})] = ev.measure({}) if any(not v for _, v in ends) else None
+    pess: dict[str, float] = {}
+    opt: dict[str, float] = {}
     for k, (lo, hi) in ranges.items():
-        m_lo, m_hi = ev.measure(moved(k, lo)), ev.measure(moved(k, hi))
+        m_lo = need[_Evaluator.key(moved(k, lo))]
+        m_hi = need[_Evaluator.key(moved(k, hi))]
         if m_lo is None or m_hi is None or m_lo == m_hi:
             continue
         pess[k], opt[k] = (hi, lo) if m_hi > m_lo else (lo, hi)
@@ -295,6 +459,7 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
         draw = rng.random(len(ranges))
         add(f"sample {i + 1}", {k: val(k, lo + u * (hi - lo))
                                 for (k, (lo, hi)), u in zip(ranges.items(), draw, strict=True)})
+    ev.prefetch(order)  # in parallel; decided below in this order
     evaluated = [(label, values, ev.decide(label, values)) for label, values in order]
 
     # 5. thresholds of the flips: single constants first (they name a cause), then joint ones;
@@ -306,22 +471,48 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     notes = []
     flips: list[BandFlip] = []
     ruled: list[tuple[BandFlip, str]] = []
-    bisected = 0
     done_labels: list[str] = []
-    for label, toward, s in single + joint:
-        if flips and len(toward) > 1:
-            break  # a single constant names the cause; the joint ones add little
-        if bisected < MAX_BISECTED:
-            f = _threshold(ev, verdict, nominal, label, toward, s, val)
-            bisected += 1
-        else:  # reported at the setting that flipped, threshold not searched
-            f = _flip(nominal, label, toward, s.result, {}, toward, 1.0)
-        done_labels.append(label)
+
+    def locate(item: tuple[str, dict[str, float], BandSetting, bool]
+               ) -> tuple[BandFlip, str | None, list[BandSetting]]:
+        """One flip: its threshold (if ``bisect``) and the measurement it contradicts, with the
+        settings decided on the way (handed back, so that a forked worker's are not lost)."""
+        label, toward, s, bisect = item
+        start = len(ev.log)
+        f = (_threshold(ev, verdict, nominal, label, toward, s, val) if bisect else
+             _flip(nominal, label, toward, s.result, {}, toward, 1.0))
         reason = check(f.flips_at, f.result) if check is not None else None
+        new = ev.log[start:]
+        del ev.log[start:]
+        return f, reason, new
+
+    def take(found: tuple[BandFlip, str | None, list[BandSetting]], label: str) -> None:
+        f, reason, new = found
+        for st in new:
+            ev.done.setdefault(ev.key(st.values), st)
+            ev.log.append(st)
+        done_labels.append(label)
         if reason:
             ruled.append((f, reason))
         else:
             flips.append(f)
+
+    # single-constant flips are independent of each other: located in parallel (the first
+    # MAX_BISECTED bisected, the rest reported at the end that flipped), then taken in order
+    if len(single) > 1 and check is not None and hasattr(check, "warm"):
+        for becomes in sorted({s.result for _, _, s in single}):
+            check.warm(becomes)  # lowered once, before the fork
+    found = _pmap(locate, [(label, toward, s, i < MAX_BISECTED)
+                           for i, (label, toward, s) in enumerate(single)], ev.workers,
+                  child=ev._in_child)
+    for (label, _, _), got in zip(single, found, strict=True):
+        take(got, label)
+    bisected = min(len(single), MAX_BISECTED)
+    for label, toward, s in joint:  # one after another: the first that stands ends the search
+        if flips:
+            break  # a single constant names the cause; the joint ones add little
+        take(locate((label, toward, s, bisected < MAX_BISECTED)), label)
+        bisected += 1
     rest = [label for label, _, _ in joint if label not in done_labels]
     if rest and flips:
         notes.append("also flipped with several constants moved together: " + ", ".join(rest))
@@ -338,7 +529,7 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     n_const = len(ranges)
     counted = sum(1 for s in settings if s.result != SKIPPED)
     words = _verdict_words(verdict)
-    if ev.cut:
+    if ev.cut or skipped:  # (a forked worker's cut shows only in its settings)
         notes.append(f"the {seconds:g} s wall-clock safety limit stopped the band before every "
                      f"setting was decided (this band may differ between runs)")
     invalid = [s.label for s in settings if s.evidence == "these values make no valid target"]
