@@ -92,3 +92,57 @@ def test_p5_896_batch_2_is_robustly_out_of_memory() -> None:
     for n in plan.band.notes:
         if n.startswith("ruled out"):
             assert "896 px batch 2" in n
+
+
+def test_a_measured_configuration_rules_out_every_flip_without_a_threshold(
+        tmp_path: Path) -> None:
+    """When the compile is itself a measured configuration with the nominal verdict as its
+    measured outcome, every setting that flips the verdict contradicts that measurement: all
+    flips are ruled out at once, no threshold searched, and the note names the measurement."""
+    from tilec.calibration import Point
+    from tilec.sweep.compare import Measured
+
+    lowered, target, plan = _straddle(tmp_path)
+    point = Point("tiny", Measured(image_size=(8, 8), batch=1, precision="fp16",
+                                   result=STATUS_FITS, source="a test"))
+
+    class Here:
+        calls = 0
+
+        def measured_here(self, info) -> Point:
+            return point
+
+        def __call__(self, values: dict, becomes: str) -> None:
+            Here.calls += 1  # never needed: the measurement of this very configuration decides
+            return None
+
+    band = compute_band(lowered.info, target, plan, options=Options(
+        settings=SolveSettings(workers=1)), check=Here())
+    assert band.status == "robust" and band.flips == [] and Here.calls == 0
+    assert not any(s.label == "bisection" for s in band.settings)
+    (note,) = [n for n in band.notes if n.startswith("ruled out by a measurement")]
+    assert "this very configuration was measured" in note and "memory.bytes_per_tile" in note
+
+
+def test_structure_is_the_network_without_its_names() -> None:
+    from tilec.calibration import structure
+    from tilec.opinfo import GraphInfo
+
+    lowered = _tiny_on_gc200()
+    info: GraphInfo = lowered.info
+    renamed = {t: f"x{i}" for i, t in enumerate(info.tensors)}
+    ops = tuple(type(op)(**{**op.__dict__, "name": f"op{i}",
+                            "inputs": tuple(renamed.get(x, x) for x in op.inputs),
+                            "outputs": tuple(renamed.get(y, y) for y in op.outputs)})
+                for i, op in enumerate(info.ops))
+    other = GraphInfo(name="other", ops=ops, tensors=info.tensors,
+                      inputs=tuple(renamed.get(x, x) for x in info.inputs),
+                      outputs=tuple(renamed.get(y, y) for y in info.outputs),
+                      weight_bits=info.weight_bits, act_bits=info.act_bits, meta=info.meta)
+    assert structure(other) == structure(info)
+    at2 = lower(capture(str(MODEL), batch=2), load_target("gc200"), CompileOptions(batch=2))
+    assert structure(at2.info) != structure(info)
+
+
+def _tiny_on_gc200():
+    return lower(capture(str(MODEL)), load_target("gc200"), CompileOptions())

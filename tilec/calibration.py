@@ -151,6 +151,27 @@ class CalibrationCheck:
                       key=lambda p: -(p.measured.image_size[0] * p.measured.image_size[1]
                                       * p.measured.batch))
 
+    def measured_here(self, info: Any) -> Point | None:
+        """The measurement of exactly the configuration ``info`` is (same image size, batch and
+        precision, and the same network as the planner sees it: :func:`structure`), or None.
+
+        Cheap when there is none: only a point with the compile's own shape and precision is
+        lowered to be compared."""
+        meta = info.meta or {}
+        size = tuple(meta.get("image_size") or ())
+        for p in self.points:
+            m = p.measured
+            if (tuple(m.image_size), m.batch, m.precision) != (
+                    size, meta.get("batch"), meta.get("precision")):
+                continue
+            try:
+                same = structure(self._info(p)) == structure(info)
+            except InputError:
+                continue
+            if same:
+                return p
+        return None
+
     def warm(self, becomes: str) -> None:
         """Lower the networks :meth:`__call__` will compile for a flip to ``becomes`` (the
         band calls this before it forks workers, so that each need not lower them again)."""
@@ -170,6 +191,24 @@ class CalibrationCheck:
                 return (f"{self.chip} at these constants would contradict a measurement: "
                         f"{p.describe()} would {'fit' if got == STATUS_FITS else 'not fit'}")
         return None
+
+
+def structure(info: Any) -> tuple:
+    """The network as the planner sees it, without names: each op's cost signature
+    (``targets.geometry.signature``: kind, type, shapes, weights, bits, attributes) and where
+    each of its inputs comes from (a model input or an earlier op's output, by position), in
+    topological order. Two graphs with equal structures are the same computation at the same
+    shapes -- a real export of a zoo network, lowered, has the zoo network's structure when
+    its ops come out in the same order."""
+    from tilec.targets.geometry import signature
+
+    where: dict[str, tuple] = {x: ("input", k) for k, x in enumerate(info.inputs)}
+    rows = []
+    for i, op in enumerate(info.ops):
+        rows.append((signature(op), tuple(where.get(x, ("?",)) for x in op.inputs)))
+        for j, y in enumerate(op.outputs):
+            where[y] = (i, j)
+    return tuple(rows), tuple(where.get(y, ("?",)) for y in info.outputs)
 
 
 def calibration_check(target: Any, options: Any) -> Callable[[dict, str], str | None] | None:

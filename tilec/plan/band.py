@@ -28,7 +28,11 @@ What is evaluated, in this order (a fixed list, so the band is deterministic):
    flip would make a measured out-of-memory configuration fit, or a measured fit fail, the
    setting is not a plausible description of the chip -- the ranges are each constant's alone,
    the measurements constrain them jointly -- and the flip is reported as ruled out (a note
-   naming the measurement) instead of making the verdict borderline.
+   naming the measurement) instead of making the verdict borderline. When the compile *is* a
+   measured configuration (the same network as the planner sees it, at the same shape and
+   precision: ``CalibrationCheck.measured_here``) and the measurement agrees with the nominal
+   verdict, every flip contradicts that very measurement, wherever its threshold lies: all are
+   ruled out at once, with no threshold search.
 
 Constants at their nominal value are left out of a setting, and a setting is evaluated once (a
 "corner" that moves one constant is that constant's end). A setting is decided like a what-if
@@ -497,6 +501,17 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
         else:
             flips.append(f)
 
+    # the compile *is* a measured configuration (same network, shape and precision) whose
+    # measured outcome is the nominal verdict: every setting that flips it contradicts that
+    # measurement, wherever its threshold lies -- so no threshold is searched
+    here = (check.measured_here(info) if flipped and check is not None
+            and hasattr(check, "measured_here") else None)
+    at_measured: list[BandFlip] = []
+    if here is not None and here.measured.result == verdict:
+        for label, toward, s in single + joint:
+            at_measured.append(_flip(nominal, label, toward, s.result, {}, toward, 1.0))
+            done_labels.append(label)
+        single, joint = [], []
     # single-constant flips are independent of each other: located in parallel (the first
     # MAX_BISECTED bisected, the rest reported at the end that flipped), then taken in order
     if len(single) > 1 and check is not None and hasattr(check, "warm"):
@@ -518,6 +533,11 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
         notes.append("also flipped with several constants moved together: " + ", ".join(rest))
     for f, reason in ruled:
         notes.append(f"ruled out by a measurement: {f.text} -- {reason}")
+    if at_measured:
+        texts = [f.text for f in at_measured]
+        notes.append("ruled out by a measurement: " + "; ".join(texts[:3])
+                     + (f"; and {len(texts) - 3} more" if len(texts) > 3 else "")
+                     + f" -- this very configuration was measured: {here.describe()}")
 
     settings = ev.log
     skipped = any(s.result == SKIPPED and s.evidence == "wall-clock safety limit"
@@ -551,10 +571,11 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
             ("each end", True), (f"{samples} seeded samples", samples > 0)) if present]
         summary = (f"robust: {words} at all {counted} settings of {n_const} constants' ranges "
                    f"({', '.join(kinds)})")
-        if ruled:
+        n_ruled = len(ruled) + len(at_measured)
+        if n_ruled:
             summary = (f"robust: {words} at every setting of {n_const} constants' ranges that "
-                       f"is consistent with the chip's measurements ({len(ruled)} flip"
-                       f"{'s' if len(ruled) > 1 else ''} ruled out by a measurement, see notes)")
+                       f"is consistent with the chip's measurements ({n_ruled} flip"
+                       f"{'s' if n_ruled > 1 else ''} ruled out by a measurement, see notes)")
     return Band(status=status, verdict=verdict, summary=summary, ranges=as_lists,
                 nominal=nominal, pessimistic=dict(pess), flips=flips, settings=settings,
                 latency_min_seconds=min(fits_lat) if fits_lat else None,
