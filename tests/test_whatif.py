@@ -403,3 +403,26 @@ def test_real_planner_answers_are_exact_and_reproducible():
                                           "stride 32")
     assert (ans["min_bytes_per_tile"].answer, ans["min_bytes_per_tile"].status) == (20, "exact")
     assert plans[0].to_json() == plans[1].to_json()
+
+
+def test_questions_in_forked_workers_answer_as_in_one_process():
+    """The questions run in ``workers`` forked processes: the answers (and what a ``follow``
+    hook adds to one, in the worker that answered it) are those of one process."""
+
+    def rb(batch=None, image_size=None, precision=None):
+        if image_size is not None:
+            return _sized_chain(image_size[0] // 32)
+        return _sized_chain(batch or 4)
+
+    def followed(w) -> None:
+        w.note = f"{w.note}; followed in pid-free words"
+
+    out = []
+    for workers in (1, 2):
+        opts = type("O", (Opts,), {"workers": workers})()
+        plan = plan_model(_sized_chain(4), toy_target(4, 12), options=opts, rebuild=rb,
+                          follow={"max_image_size": followed})
+        out.append(plan.to_json())
+        (w,) = [w for w in plan.diagnosis.what_if if w.question == "max_image_size"]
+        assert w.note.endswith("; followed in pid-free words")
+    assert out[0] == out[1]

@@ -318,14 +318,19 @@ def compile_model(model: Any, target: Target | str, options: CompileOptions | No
 
     from tilec.plan import plan_model  # after capture: input errors never depend on the planner
 
-    plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
-                      passes=lowered.passes, stage_seconds=dict(lowered.seconds))
-    plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
-    if plan.diagnosis is not None and options.what_if and options.precision_map is None:
-        from tilec.precision.auto import mixed_what_if  # next to the uniform min_precision
+    follow = {}
+    if options.what_if and options.precision_map is None:
+        from tilec.precision.auto import mixed_note  # next to the uniform min_precision
 
-        mixed_what_if(model, target, options, plan,
-                      base=lambda: unquantized_at(lowered.precision))
+        def mixed(w: Any) -> None:
+            mixed_note(model, target, options, w, lowered.precision,
+                       base=lambda: unquantized_at(lowered.precision))
+
+        follow["min_precision"] = mixed
+    plan = plan_model(lowered.info, target, options=options, rebuild=rebuild,
+                      passes=lowered.passes, stage_seconds=dict(lowered.seconds),
+                      follow=follow)
+    plan.notes[:0] = [n for n in lowered.notes if n not in plan.notes]
     if options.band:
         plan.band = band_of(plan, lowered, options)
     return plan, lowered

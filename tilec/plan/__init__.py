@@ -42,7 +42,8 @@ def settings_from(options: Any) -> SolveSettings:
 
 def plan_model(info: GraphInfo, target: Target, *, options: Any,
                rebuild: Callable[..., GraphInfo] | None = None, passes: list[str] | None = None,
-               stage_seconds: dict[str, float] | None = None) -> Plan:
+               stage_seconds: dict[str, float] | None = None,
+               follow: dict[str, Callable[[Any], None]] | None = None) -> Plan:
     """Plan ``info`` on ``target``: a verified plan (with its headroom answers when asked), or a
     diagnosis with what-if answers.
 
@@ -50,7 +51,8 @@ def plan_model(info: GraphInfo, target: Target, *, options: Any,
     not), ``what_if_fits`` (also search the headroom of a plan that fits), ``seed``, ``workers``
     and ``progress`` (tilec.compile.CompileOptions). ``rebuild(batch=, image_size=,
     precision=)`` returns the same model at another configuration (for what-if); without it the
-    questions that need it are skipped. Wall-clock times go to ``plan.timings`` (never into the
+    questions that need it are skipped. ``follow``: per what-if question, more work on its
+    answer (tilec.plan.whatif.what_if). Wall-clock times go to ``plan.timings`` (never into the
     JSON).
     """
     progress = getattr(options, "progress", None)
@@ -73,7 +75,8 @@ def plan_model(info: GraphInfo, target: Target, *, options: Any,
                 raise_missing()
 
         answers = what_if(info, target, outcome, rebuild=rebuild, options=opts,
-                          seconds=max(5.0, opts.settings.time_limit), progress=progress)
+                          seconds=max(5.0, opts.settings.time_limit), progress=progress,
+                          follow=follow)
         if fits:
             plan.what_if = answers
         else:

@@ -49,9 +49,9 @@ hold.
 
 Parallel: the ends (step 1, decided along with their bounds), the corners and samples, and the
 single-constant flips' thresholds (step 5) are independent of each other, and are decided in
-``options.settings.workers`` forked processes (:func:`_pmap`); each setting's decision depends
-only on its values, and results are taken in the fixed order above, so the band is the same
-with one process or several (tests/test_band.py checks it).
+``options.settings.workers`` forked processes (:func:`tilec.plan.parallel.pmap`); each setting's
+decision depends only on its values, and results are taken in the fixed order above, so the
+band is the same with one process or several (tests/test_band.py checks it).
 
 Latency band: the plan latency at every setting that fits. The fit-only placement does not spend
 the full search's effort on speed, so its latency is a slight over-estimate (on YOLOv4-P5 at
@@ -65,7 +65,6 @@ wall-clock safety limit only stops a run that would otherwise take far longer, a
 from __future__ import annotations
 
 import copy
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -90,6 +89,7 @@ from tilec.plan.model import (
     BandSetting,
     Plan,
 )
+from tilec.plan.parallel import pmap
 from tilec.plan.partition import partition
 from tilec.plan.pipeline import Options, lower_bounds, run
 from tilec.plan.verify import verify
@@ -208,9 +208,9 @@ class _Evaluator:
     def prefetch(self, items: list[tuple[str, dict[str, float]]], *,
                  measure: bool = False) -> dict[tuple, float | None]:
         """Decide the settings of ``items`` not decided yet, in up to ``workers`` processes
-        (:func:`_pmap`), so that :meth:`decide` finds them ready; with ``measure``, also each
-        one's :meth:`measure` (returned by key). The verdicts are those :meth:`decide` would
-        reach alone: a setting's decision depends only on its values."""
+        (:func:`tilec.plan.parallel.pmap`), so that :meth:`decide` finds them ready; with
+        ``measure``, also each one's :meth:`measure` (returned by key). The verdicts are those
+        :meth:`decide` would reach alone: a setting's decision depends only on its values."""
         todo = [(label, v) for label, v in items if self.key(v) not in self.done
                 and self.key(v) not in self.ready]
         keys = [self.key(v) for _, v in todo]
@@ -222,7 +222,7 @@ class _Evaluator:
             m = self.measure(v) if measure else None
             return m, self._decide_new(label, v)
 
-        out = _pmap(one, todo, self.workers,
+        out = pmap(one, todo, self.workers,
                     (lambda i: self.progress("band", min(0.99, i / self.expected)))
                     if self.progress else None, child=self._in_child)
         measured: dict[tuple, float | None] = {}
@@ -329,54 +329,6 @@ class _Evaluator:
         again.ops, again.steps = ops, steps
         again.latency = build.latency(steps, tgt, self.info, plan.model.batch)
         return again
-
-
-_JOB: tuple[Callable[[Any], Any], list[Any], Callable[[], None] | None] | None = None
-"""What forked workers of :func:`_pmap` run: set in the parent just before the fork, so the
-function (a closure over the evaluator and everything it has cached) is inherited, not pickled;
-only indices and results cross the pipe."""
-
-
-def _job(i: int) -> tuple[int, Any]:
-    assert _JOB is not None
-    fn, items, child = _JOB
-    if child is not None:
-        child()
-    return i, fn(items[i])
-
-
-def _pmap(fn: Callable[[Any], Any], items: list[Any], workers: int,
-          progress: Callable[[int], None] | None = None, *,
-          child: Callable[[], None] | None = None) -> list[Any]:
-    """``[fn(x) for x in items]``, in ``workers`` forked processes when there are several
-    items and the platform forks (else in this process). Results come back in ``items``' order,
-    whichever worker finished first, so the outcome does not depend on the parallelism;
-    ``child`` runs first in each worker (e.g. to silence progress output).
-
-    Forked rather than spawned: a worker starts with the parent's model, targets and price
-    caches, and sends back only small results (~ms per setting), where a spawned one would
-    re-import and re-price (~1 s). Modelling choice: the band's settings are independent and
-    each costs 0.05-0.5 s on YOLOv4-P5, so two processes on a two-core machine nearly halve it.
-    """
-    global _JOB
-    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods():
-        out = []
-        for i, x in enumerate(items):
-            out.append(fn(x))
-            if progress:
-                progress(i + 1)
-        return out
-    _JOB = (fn, items, child)
-    try:
-        got: dict[int, Any] = {}
-        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
-            for i, r in pool.imap_unordered(_job, range(len(items))):
-                got[i] = r
-                if progress:
-                    progress(len(got))
-    finally:
-        _JOB = None
-    return [got[i] for i in range(len(items))]
 
 
 def _nonzero(d: Any) -> dict[str, int]:
@@ -517,7 +469,7 @@ def compute_band(info: GraphInfo, target: Any, plan: Plan, *, options: Options,
     if len(single) > 1 and check is not None and hasattr(check, "warm"):
         for becomes in sorted({s.result for _, _, s in single}):
             check.warm(becomes)  # lowered once, before the fork
-    found = _pmap(locate, [(label, toward, s, i < MAX_BISECTED)
+    found = pmap(locate, [(label, toward, s, i < MAX_BISECTED)
                            for i, (label, toward, s) in enumerate(single)], ev.workers,
                   child=ev._in_child)
     for (label, _, _), got in zip(single, found, strict=True):

@@ -83,6 +83,7 @@ from tilec.costmodel import Target
 from tilec.opinfo import GraphInfo
 from tilec.plan.cpsat import SolveSettings
 from tilec.plan.model import STATUS_DOES_NOT_FIT, STATUS_FITS, WhatIf
+from tilec.plan.parallel import pmap
 from tilec.plan.pipeline import Options, Outcome
 from tilec.plan.whatif_search import (  # noqa: F401  (FITS/NO/UNKNOWN, PLANS, ... re-exported)
     BEYOND,
@@ -127,13 +128,20 @@ otherwise)."""
 # --------------------------------------------------------------------------- the search
 def what_if(info: GraphInfo, target: Target, base: Outcome, *,
             rebuild: Callable[..., GraphInfo], options: Options, seconds: float = 30.0,
-            progress: Callable[[str, float], None] | None = None) -> list[WhatIf]:
+            progress: Callable[[str, float], None] | None = None,
+            follow: dict[str, Callable[[WhatIf], None]] | None = None) -> list[WhatIf]:
     """Answers to the four questions (see the module docstring): what would fit instead, for a
     model that does not fit; how far it can grow (the headroom), for one that fits. A model that
-    does not fit also gets "chips needed" (tilec.plan.multichip), with the time left over.
+    does not fit also gets "chips needed" (tilec.plan.multichip).
 
     ``seconds`` sets the wall-clock safety limit of the whole search -- ``SAFETY_FLOOR`` at
-    least -- not its budget: the budget is a count of probes, so the answers are reproducible."""
+    least -- not its budget: the budget is a count of probes, so the answers are reproducible.
+    ``follow`` (model that does not fit only): per question, more work on its answer done right
+    after it, in the same worker (e.g. the mixed precision next to the uniform one).
+
+    The questions are independent (each has its own probe budget; nothing one learns changes
+    another's answer), so they run in ``options.settings.workers`` forked processes
+    (:func:`tilec.plan.parallel.pmap`), answers in the fixed order."""
     seconds = max(float(seconds), SAFETY_FLOOR)
     probe_opts = replace(options, settings=SolveSettings(
         time_limit=options.settings.time_limit,
@@ -143,43 +151,52 @@ def what_if(info: GraphInfo, target: Target, base: Outcome, *,
     prober = Prober(probe_opts, time.perf_counter() + seconds, progress)
     meta = dict(info.meta)
     base_probe = _base_probe(base)
-    # Precision last: on a target whose compiled precision is quantized, each of its probes
-    # lowers the model again (the other questions re-use the lowered graph).
+    follow = follow or {}
+    # Precision last among the four: on a target whose compiled precision is quantized, each of
+    # its probes lowers the model again (the other questions re-use the lowered graph).
     if base.plan.status == STATUS_FITS:  # headroom: how far it can grow
-        questions = [
-            lambda: _grow_batch(prober, meta, target, rebuild, base_probe),
-            lambda: _grow_image_size(prober, meta, target, rebuild, base_probe),
-            lambda: _min_bytes(info, target, base, prober),
-            lambda: _precision_up(prober, meta, target, rebuild),
+        questions: list[tuple[Callable[[], WhatIf], Callable[[WhatIf], None] | None]] = [
+            (lambda: _grow_batch(prober, meta, target, rebuild, base_probe), None),
+            (lambda: _grow_image_size(prober, meta, target, rebuild, base_probe), None),
+            (lambda: _min_bytes(info, target, base, prober), None),
+            (lambda: _precision_up(prober, meta, target, rebuild), None),
         ]
     else:
         questions = [
-            lambda: _max_batch(prober, meta, target, rebuild, base_probe),
-            lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
-            lambda: _min_bytes(info, target, base, prober),
-            lambda: _min_precision(prober, meta, target, rebuild, base_probe),
+            (lambda: _max_batch(prober, meta, target, rebuild, base_probe),
+             follow.get("max_batch")),
+            (lambda: _max_image_size(prober, meta, target, rebuild, base_probe),
+             follow.get("max_image_size")),
+            (lambda: _min_bytes(info, target, base, prober), follow.get("min_bytes_per_tile")),
+            (lambda: _min_precision(prober, meta, target, rebuild, base_probe),
+             follow.get("min_precision")),
+            # chips needed: asked last, with whatever the safety limit has left
+            (lambda: _chips_needed(info, target, base, prober), follow.get("chips_needed")),
         ]
-    out = []
     end = time.perf_counter() + seconds
-    for i, question in enumerate(questions):
-        # the safety limit is shared: each question may use what is left over the questions
-        # still to come, so a slow one cannot leave a later one without any probe
-        prober.deadline = time.perf_counter() + (end - time.perf_counter()) / (len(questions) - i)
+    n = len(questions)
+    workers = max(1, int(options.settings.workers))
+
+    def one(i: int) -> WhatIf:
+        question, then = questions[i]
+        # the safety limit is shared: each question may use its share of what is left over the
+        # questions still to come (in one process: exactly that), so a slow one cannot leave a
+        # later one without any probe
+        still = -(-(n - i) // workers)
+        prober.deadline = time.perf_counter() + (end - time.perf_counter()) / max(1, still)
         w = question()
         if prober.cut and w.status != "exact":
             w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
                            "answer may differ between runs)")
-        out.append(w)
-    if base.plan.status != STATUS_FITS:
-        # chips needed: asked last, with whatever the safety limit has left (not a share taken
-        # from the four questions above)
-        prober.deadline = end
-        w = _chips_needed(info, target, base, prober)
-        if prober.cut and w.status != "exact":
-            w.note = _join(w.note, f"stopped by the {seconds:g} s wall-clock safety limit (this "
-                           "answer may differ between runs)")
-        out.append(w)
-    return out
+        if then is not None:
+            then(w)
+        return w
+
+    def quiet() -> None:  # in a forked worker: the progress display is the parent's
+        prober.progress = None
+
+    return pmap(one, list(range(n)), workers,
+                (lambda k: progress("what-if", k / n)) if progress else None, child=quiet)
 
 
 def _chips_needed(info: GraphInfo, target: Target, base: Outcome, prober: Prober) -> WhatIf:

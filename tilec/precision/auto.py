@@ -476,23 +476,22 @@ def save_map(run: AutoRun, path: str | Path, model_label: str, target: Target) -
     return f"precision map written to {path} ({run.result.get('verdict')})"
 
 
-def mixed_what_if(model: Any, target: Target, options, plan: Plan, base: Any = None) -> None:
-    """The OOM what-if's "mixed precision that fits", next to its uniform answer: when the
-    ``min_precision`` question found a lower uniform precision that fits, the per-layer choice
-    between the compiled precision and that one (the entropy proxy, or the measured table when
-    one is cached; at most 2 confirmation plans, no proof of the passes) is appended to that
-    answer's note -- a mixed map that fits (verified) keeps more layers at the higher precision.
-    Nothing is added when no uniform precision fits or the model was compiled with a map.
+def mixed_note(model: Any, target: Target, options, w: Any, compiled: str,
+               base: Any = None) -> None:
+    """The OOM what-if's "mixed precision that fits", next to its uniform answer ``w`` (the
+    ``min_precision`` question's): when it found a lower uniform precision that fits, the
+    per-layer choice between the ``compiled`` precision and that one (the entropy proxy, or the
+    measured table when one is cached; at most 2 confirmation plans, no proof of the passes) is
+    appended to ``w``'s note -- a mixed map that fits (verified) keeps more layers at the higher
+    precision. Nothing is added when no uniform precision fits. (The caller does not ask for a
+    model compiled with a map.)
 
     ``base`` (a callable returning the compile's model lowered without ``quantize`` at the
     compiled precision, or None) spares capturing and lowering the model again at the compiled
     batch -- the compile's own graph serves (:func:`compile_auto`)."""
     from dataclasses import replace
 
-    d = plan.diagnosis
-    w = next((w for w in (d.what_if if d else []) if w.question == "min_precision"), None)
-    compiled = plan.model.precision
-    if w is None or not w.answer or w.answer == compiled or plan.model.precision_map:
+    if w.question != "min_precision" or not w.answer or w.answer == compiled:
         return
     try:
         spec = f"auto:{w.answer}"
