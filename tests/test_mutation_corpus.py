@@ -215,6 +215,7 @@ MUTANTS: dict[str, Mutant] = {
     "inf_conv": _proto(_poison("stem_w", float("inf"))),
     "neg_inf_gemm": _proto(_poison("fc_w", float("-inf"), 7)),
     "nan_bn_var": _proto(_poison("bn1_v", float("nan"))),
+    "neg_bn_var": _proto(_poison("bn3_v", -0.5, 3)),
     "inf_bn_scale": _proto(_poison("bnid_s", float("inf"), 2)),
     "nan_bias": _proto(_poison("fc_b", float("nan"), 9)),
     "cycle_self": _proto(_rewire("block_relu", 0, "r")),
@@ -286,6 +287,8 @@ BAD_WEIGHTS = {  # mutant -> what the one line must say
     "nan_conv": "initializer 'b3_w' (a weight of node 'b3', Conv) holds 1 NaN of its 576 values",
     "inf_conv": "initializer 'stem_w' (a weight of node 'stem', Conv) holds 1 infinite of its 216",
     "nan_bn_var": "initializer 'bn1_v' (a weight of node 'bn1', BatchNormalization) holds 1 NaN",
+    "neg_bn_var": "initializer 'bn3_v' (the running variance of BatchNormalization node 'bn3') "
+                  "holds 1 negative value of 8; a variance cannot be negative",
 }
 
 

@@ -67,9 +67,12 @@ def check_tensors(model: onnx.ModelProto, source: str) -> None:
     protobuf's ``raw_data`` copies it, so each tensor's bytes are read once (VGG-16's 528 MB:
     1.3 s instead of 2.6 s on a shared machine)."""
     parameters = _parameters(model)
+    variances = _variances(model)
     for tensor, what in _tensors(model.graph):
         raw = _check_storage_one(tensor, f"{source}: {what}")
         _check_finite_one(tensor, raw, what, parameters, source)
+        if tensor.name in variances:
+            _check_variance(tensor, raw, what, variances[tensor.name], source)
 
 
 def check_storage(model: onnx.ModelProto, source: str) -> None:
@@ -148,6 +151,29 @@ def _parameters(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
             if index < len(node.input) and node.input[index]:
                 parameters.setdefault(node.input[index], (node.name, node.op_type))
     return parameters
+
+
+def _variances(model: onnx.ModelProto) -> dict[str, str]:
+    """Tensor name -> the BatchNormalization node reading it as its running variance."""
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization" and len(node.input) > 4 and node.input[4]:
+            out.setdefault(node.input[4], node.name)
+    return out
+
+
+def _check_variance(tensor: onnx.TensorProto, raw: bytes | None, what: str, node: str,
+                    source: str) -> None:
+    """A running variance is a mean of squares: a negative one is a broken file, and folding it
+    would make NaN weights (``1 / sqrt(var + eps)``) that every later check trips over."""
+    values = _float_values(tensor, raw)
+    if values is None:
+        return
+    neg = int((values < 0).sum())
+    if neg:
+        raise InputError(f"{source}: {what} (the running variance of BatchNormalization node "
+                         f"'{node}') holds {neg:,} negative value{'s' if neg > 1 else ''} of "
+                         f"{values.size:,}; a variance cannot be negative (a damaged file)")
 
 
 def check_finite(model: onnx.ModelProto, source: str) -> None:
