@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from tilec.ir import without_annotations
+from tilec.ir import split_shape_ranges, without_annotations
 
 from . import _graph
 
@@ -79,6 +79,8 @@ def _fold(graph: gs.Graph, ctx: PassContext) -> None:
     candidates = [n for n in graph.nodes if n.op not in _NO_FOLD and n.outputs]
     if not any(_foldable_hint(n) for n in candidates):
         return
+    if split_shape_ranges(graph):  # graphsurgeon folds Shape(start, end) as the whole shape
+        candidates = [n for n in graph.nodes if n.op not in _NO_FOLD and n.outputs]
     # Annotations are not ONNX attributes; keep them away from onnxruntime while it folds.
     before = [(n, list(n.outputs)) for n in candidates]
     read_before = [any(t.outputs for t in n.outputs) for n in candidates]

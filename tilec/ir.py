@@ -343,6 +343,39 @@ def constant_value(tensor: gs.Tensor) -> np.ndarray | None:
     return None
 
 
+def split_shape_ranges(graph: gs.Graph) -> int:
+    """Rewrite every ``Shape`` with a ``start`` / ``end`` attribute (opset 15+) as a plain
+    ``Shape`` followed by a ``Slice`` over axis 0; return how many were rewritten.
+
+    Why: onnx-graphsurgeon's shape folding (0.6.1) reads a ``Shape`` node's input shape and
+    ignores ``start`` / ``end``, so ``Shape(x, start=0, end=1)`` of a ``[2, 128]`` input folds to
+    ``[2, 128]`` instead of ``[2]`` -- and a Reshape target built from it gains dimensions. The
+    torch.export-based ONNX exporter (PyTorch's default since 2.9) writes exactly these for every
+    symbolic size of a dynamic-shape export. ``Slice`` has the same clamping and negative-index
+    rules as ``Shape``'s range, and graphsurgeon folds ``Slice(Shape(x))`` correctly."""
+    n = 0
+    for node in list(graph.nodes):
+        if node.op != "Shape" or not ({"start", "end"} & set(node.attrs)):
+            continue
+        start = int(node.attrs.pop("start", 0))
+        end = node.attrs.pop("end", None)
+        if start == 0 and end is None:
+            continue
+        full = gs.Variable(f"{node.outputs[0].name}__full_shape", dtype=np.int64)
+        out = node.outputs[0]
+        node.outputs = [full]
+        ints = {"starts": [start], "ends": [int(end) if end is not None else 2**62],
+                "axes": [0]}
+        consts = [gs.Constant(f"{out.name}__{k}", np.asarray(v, dtype=np.int64))
+                  for k, v in ints.items()]
+        graph.nodes.append(gs.Node("Slice", name=f"{node.name or out.name}__range",
+                                   inputs=[full, *consts], outputs=[out]))
+        n += 1
+    if n:
+        toposort(graph)
+    return n
+
+
 def toposort(graph: gs.Graph, *, source: str = "model") -> gs.Graph:
     """Sort ``graph`` topologically in place; a cycle is an :class:`InputError` naming its nodes.
 

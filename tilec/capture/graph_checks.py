@@ -12,7 +12,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from tilec.errors import InputError
-from tilec.ir import _LIGHT_CONSTANT_LIMIT, infer_shapes, is_concrete, quiet_gs
+from tilec.ir import (
+    _LIGHT_CONSTANT_LIMIT,
+    infer_shapes,
+    is_concrete,
+    quiet_gs,
+    split_shape_ranges,
+)
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 
@@ -66,6 +72,7 @@ def fold_shape_arithmetic(graph: gs.Graph) -> int:
                    int(np.prod(t.shape, dtype=np.int64)) > _LIGHT_CONSTANT_LIMIT
                    for t in node.inputs)
 
+    split_shape_ranges(graph)  # graphsurgeon would fold Shape(start, end) as the whole shape
     before = len(graph.nodes)
     with quiet_gs():
         graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=1 << 20,
