@@ -283,3 +283,43 @@ def test_cli_compare_prints_and_overlays(small, tmp_path, capsys) -> None:
     assert "measured (fits)" in (out / "latency_vs_size.svg").read_text()
     assert "Predicted vs measured" in (out / "sweep.html").read_text()
     assert (out / "points.csv").read_text() == to_csv(result.points, POINT_COLUMNS)
+
+
+def test_a_bug_at_one_configuration_loses_none_of_the_others(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    """An unexpected exception while planning one configuration is recorded there ('error',
+    with the message), not cached; every other result is computed and written, and the sweep
+    exits 3 naming the configuration."""
+    from tilec.sweep import work
+
+    real = work.plan_point
+
+    def flaky(lowered, task):
+        if task.image_size == (64, 64) and int(lowered.info.meta["batch"]) == 2:
+            raise ZeroDivisionError("planted")
+        return real(lowered, task)
+
+    monkeypatch.setattr(work, "plan_point", flaky)
+    out = tmp_path / "o"
+    argv = ["sweep", MODEL, "--image-size", "32,64", "--batch", "1,2", "-p", "fp16",
+            "--batch-cap", "4", "-j", "1", "--out", str(out), "--cache", str(tmp_path / "c"),
+            "-q"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "internal error at 1 configuration" in err and "64x64 fp16 batch 2" in err
+    assert "ZeroDivisionError: planted" in err
+    rows = read_csv((out / "points.csv").read_text())
+    status = {(int(r["image_h"]), int(r["batch"])): r["status"] for r in rows}
+    assert status[(64, 2)] == "error"
+    assert all(s != "error" for k, s in status.items() if k != (64, 2))
+    assert (out / "sweep.html").is_file() and (out / "frontier.csv").is_file()
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[1] / "tilec" / "report" /
+                         "sweep.schema.json").read_text())
+    jsonschema.validate(json.loads((out / "sweep.json").read_text()), schema)
+    # the failure was not cached: with the bug gone, only that configuration is computed
+    monkeypatch.setattr(work, "plan_point", real)
+    assert main(argv[:-1]) == 0
+    assert "1 configurations computed, 5 from the cache" in capsys.readouterr().out

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from tilec.commands.common import console, positive_float, positive_int
-from tilec.errors import EXIT_FITS, InputError
+from tilec.errors import EXIT_FITS, EXIT_INTERNAL, InputError
 
 
 def out_dir(text: str) -> str:
@@ -122,6 +123,16 @@ def run(args: argparse.Namespace) -> int:
                   f"({outcome.lowered} lowering{'s' if outcome.lowered != 1 else ''}); wrote "
                   f"{folder}/: {', '.join(f.name for f in files.values())}, {page.name}, "
                   f"{n} plots")
+    failed = [r for r in [*result.points, *result.frontier] if r.get("status") == "error"]
+    if failed:  # a bug at some configurations: the rest is written, but the run is no success
+        where = "; ".join(f"{r['image_h']}x{r['image_w']} {r['precision']}"
+                          + (f" batch {r['batch']}" if "batch" in r else " batch search")
+                          + f": {r.get('evidence') or r.get('note')}" for r in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        print(f"tilec: internal error at {len(failed)} configuration"
+              f"{'s' if len(failed) > 1 else ''} of the sweep, marked 'error' in the results "
+              f"(the others are written): {where}{more}", file=sys.stderr)
+        return EXIT_INTERNAL
     return EXIT_FITS
 
 

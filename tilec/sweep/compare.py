@@ -86,7 +86,7 @@ def compare(measured: list[Measured], points: list[dict[str, Any]],
                                "predicted": status, "source": source,
                                "predicted_ms": pred["latency_ms"] if pred else None,
                                "agree": None, "error_pct": None}
-        if status is not None and status != "unknown":
+        if status is not None and status not in ("unknown", "error"):
             row["agree"] = status == m.result
         if pred is not None and m.latency_ms and pred["latency_ms"] is not None:
             row["error_pct"] = 100.0 * (pred["latency_ms"] - m.latency_ms) / m.latency_ms

@@ -124,10 +124,12 @@ def run_sweep(req: Request, cache: ResultCache, progress: Progress = None) -> Ou
             progress(done, total, "plan")
         for task, result in _execute(tasks, req):
             for row in result["points"]:
-                cache.put(point_key(task.precision, task.image_size, row["batch"]), row)
+                if row["status"] != work.ERROR:  # a failure is not a result to keep
+                    cache.put(point_key(task.precision, task.image_size, row["batch"]), row)
                 points[(task.precision, task.image_size, row["batch"])] = row
             if result["frontier"] is not None:
-                cache.put(frontier_key(task.precision, task.image_size), result["frontier"])
+                if result["frontier"]["status"] != work.ERROR:
+                    cache.put(frontier_key(task.precision, task.image_size), result["frontier"])
                 frontier[(task.precision, task.image_size)] = result["frontier"]
             done += task.weight
             out.computed += task.weight

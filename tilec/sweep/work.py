@@ -147,13 +147,51 @@ def run_task(task: Task) -> dict[str, Any]:
     rows: dict[int, dict[str, Any]] = {}
     need1: tuple[int, float | None] | None = None
     if task.search:  # the search starts from batch 1 planned as a grid point is
-        rows[1], need1 = _plan_point(at(1), task)
+        try:
+            rows[1], need1 = _plan_point(at(1), task)
+        except Exception as exc:  # a bug at one configuration must not lose the others
+            rows[1] = _error_point(task, 1, exc)
     for b in task.batches:
         if b not in rows:
-            rows[b] = plan_point(at(b), task)
-    frontier = search_batch(at, task, rows[1], *(need1 or (None, None))) \
-        if task.search else None
+            try:
+                rows[b] = plan_point(at(b), task)
+            except Exception as exc:
+                rows[b] = _error_point(task, b, exc)
+    frontier = None
+    if task.search:
+        try:
+            frontier = (_error_frontier(task, rows[1]["evidence"])
+                        if rows[1]["status"] == ERROR else
+                        search_batch(at, task, rows[1], *(need1 or (None, None))))
+        except Exception as exc:
+            frontier = _error_frontier(task, _what(exc))
     return {"points": [rows[b] for b in task.batches], "frontier": frontier}
+
+
+ERROR = "error"
+"""Status of a configuration whose planning raised an unexpected exception (a bug in tilec):
+recorded with the message, never cached, and the sweep goes on; ``tilec sweep`` then writes
+every result and exits 3 naming the configurations."""
+
+
+def _what(exc: BaseException) -> str:
+    from tilec.errors import one_line
+
+    return f"internal error: {type(exc).__name__}: {one_line(exc)}"
+
+
+def _error_point(task: Task, batch: int, exc: BaseException) -> dict[str, Any]:
+    return {"image_h": task.image_size[0], "image_w": task.image_size[1],
+            "precision": task.precision, "batch": batch, "status": ERROR,
+            "evidence": _what(exc), "by": ERROR, "latency_ms": None, "device_ms": None,
+            "throughput_per_s": None, "peak_bytes": None, "peak_pct": None}
+
+
+def _error_frontier(task: Task, what: str) -> dict[str, Any]:
+    return {"image_h": task.image_size[0], "image_w": task.image_size[1],
+            "precision": task.precision, "cap": task.settings.cap, "max_batch": None,
+            "status": ERROR, "note": what, "fail_batch": None, "fail_kind": None,
+            "probes": []}
 
 
 def _reshape(base: Lowered, task: Task, batch: int) -> Lowered:
