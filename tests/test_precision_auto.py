@@ -143,6 +143,8 @@ def test_measured_sensitivity_is_deterministic_and_consistent(work) -> None:
     proxy = sensitivity.entropy(low.graph, cands)
     assert all(proxy.cost(r.name, "int8") == 0 for r in layers)
     assert all(0 < proxy.cost(r.name, "int4") < proxy.cost(r.name, "int2") for r in layers)
+    # the proxy from the instrument's codes (quantized once for both) is the same table
+    assert sensitivity.entropy(low.graph, cands, codes=a.codes).values == proxy.values
 
 
 def test_sensitivity_key_follows_the_weights(work) -> None:

@@ -253,7 +253,7 @@ def compile_auto(model: Any, target: Target, options, *, spec_text: str,
         measured = sensitivity.measure(inst, cands, progress)
         measured.key = key
         sensitivity.store(measured)
-    proxy = sensitivity.entropy(probe, cands)
+    proxy = sensitivity.entropy(probe, cands, codes=inst.codes)
     if cached_only and measured is not None:
         method = "measured"
     table = measured if method == "measured" else proxy

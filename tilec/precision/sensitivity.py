@@ -130,6 +130,7 @@ class Instrument:
         self.weights: dict[str, np.ndarray] = {}
         self.wname: dict[str, str] = {}
         self._lay = lays
+        self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.out_names = [t.name for t in g.outputs]
         self.act_out: dict[str, str] = {}
         self.switch: dict[str, tuple[str, str, str, str]] = {}
@@ -198,16 +199,30 @@ class Instrument:
 
     def quantized_weight(self, layer: str, precision: str) -> np.ndarray:
         """``layer``'s weight as the quantize pass stores it at ``precision`` (dequantized)."""
-        from tilec.passes.quantize import _channel_rows, _from_rows, quantize_rows
+        from tilec.passes.quantize import _from_rows
 
         w = self.weights[layer]
         if precision in FLOAT:
             return w
         lay = self._lay[layer]
-        rows = _channel_rows(w, lay.node, lay.axis)
-        q, scale, _ = quantize_rows(rows, bits_of(precision))
+        q, scale = self.codes(layer, precision)
         return _from_rows(q.astype(np.float32) * scale[:, None], w.shape, lay.node,
                           lay.axis).astype(np.float32)
+
+    def codes(self, layer: str, precision: str) -> tuple[np.ndarray, np.ndarray]:
+        """``layer``'s integer codes (channels x elements) and per-channel scales at integer
+        ``precision``, as the quantize pass computes them -- once per layer and precision: the
+        measurement evaluates many maps, and the entropy proxy reads the same codes
+        (:func:`entropy`). The int8 codes are kept, a quarter of the float weight's bytes."""
+        from tilec.passes.quantize import _channel_rows, quantize_rows
+
+        key = (layer, precision)
+        if key not in self._codes:
+            lay = self._lay[layer]
+            q, scale, _ = quantize_rows(_channel_rows(self.weights[layer], lay.node, lay.axis),
+                                        bits_of(precision))
+            self._codes[key] = (q, scale)
+        return self._codes[key]
 
     def _feeds(self, choice: dict[str, str],
                weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -317,9 +332,13 @@ def entropy_bits(codes: np.ndarray) -> float:
     return float(-np.sum(p * np.log2(p)))
 
 
-def entropy(graph: gs.Graph, precisions: Sequence[str]) -> Sensitivity:
+def entropy(graph: gs.Graph, precisions: Sequence[str],
+            codes: Callable[[str, str], tuple[np.ndarray, np.ndarray]] | None = None
+            ) -> Sensitivity:
     """EAGL's proxy (see the module docstring): ``H(ceiling) - H(p)`` bits per weight, the
-    ceiling's codes taken at 8 bits when the ceiling is a float precision."""
+    ceiling's codes taken at 8 bits when the ceiling is a float precision. ``codes(layer,
+    precision)``: the layers' codes already computed for the same weights
+    (:meth:`Instrument.codes`), instead of quantizing them again."""
     from tilec.passes.quantize import _channel_rows, quantize_rows
 
     t0 = time.perf_counter()
@@ -328,11 +347,16 @@ def entropy(graph: gs.Graph, precisions: Sequence[str]) -> Sensitivity:
     values: dict[str, dict[str, dict[str, float]]] = {}
     for ref in layers:
         lay = lays[ref.name]
-        w = np.asarray(lay.node.inputs[lay.index].values, dtype=np.float32)
-        rows = _channel_rows(w, lay.node, lay.axis)
+        rows = None
         h = {}
-        for p in {*(p for p in precisions if p not in FLOAT), "int8"}:
-            q, _, _ = quantize_rows(rows, bits_of(p))
+        for p in sorted({*(p for p in precisions if p not in FLOAT), "int8"}):
+            if codes is not None:
+                q = codes(ref.name, p)[0]
+            else:
+                if rows is None:
+                    w = np.asarray(lay.node.inputs[lay.index].values, dtype=np.float32)
+                    rows = _channel_rows(w, lay.node, lay.axis)
+                q = quantize_rows(rows, bits_of(p))[0]
             h[p] = entropy_bits(q)
         h_top = h["int8"] if top in FLOAT else h[top]
         values[ref.name] = {p: {"entropy_bits": _round(h["int8"] if p in FLOAT else h[p]),
