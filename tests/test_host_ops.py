@@ -150,3 +150,43 @@ def test_control_flow_in_the_tail_is_cut_not_called_invalid() -> None:
     c = cap(m)
     assert c.meta["host"]["op_types"] == {"If": 1}
     assert sorted(t.name for t in c.graph.outputs) == ["cond", "f"]
+
+
+def _dynamically_quantized() -> onnx.ModelProto:
+    """Two convs as onnxruntime's dynamic quantization writes them: DynamicQuantizeLinear ->
+    ConvInteger -> Cast -> Mul by the scales; no float Conv anywhere."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "images"
+    for i in range(2):
+        w = rng.integers(-127, 128, (8, 3 if i == 0 else 8, 3, 3)).astype(np.int8)
+        inits += [numpy_helper.from_array(w, f"w{i}"),
+                  numpy_helper.from_array(np.array(0, np.int8), f"wzp{i}"),
+                  numpy_helper.from_array(np.array(0.01, np.float32), f"ws{i}")]
+        nodes += [
+            helper.make_node("DynamicQuantizeLinear", [x], [f"q{i}", f"s{i}", f"z{i}"],
+                             name=f"dql{i}"),
+            helper.make_node("ConvInteger", [f"q{i}", f"w{i}", f"z{i}", f"wzp{i}"], [f"acc{i}"],
+                             name=f"conv{i}", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Cast", [f"acc{i}"], [f"f{i}"], name=f"cast{i}", to=F),
+            helper.make_node("Mul", [f"s{i}", f"ws{i}"], [f"sc{i}"], name=f"scale{i}"),
+            helper.make_node("Mul", [f"f{i}", f"sc{i}"], [f"y{i}"], name=f"rescale{i}"),
+        ]
+        x = f"y{i}"
+    g = helper.make_graph(nodes, "dynq", [helper.make_tensor_value_info("images", F,
+                                                                        [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info(x, F, [1, 8, 16, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def test_integer_convs_are_the_network_not_a_head_for_the_host() -> None:
+    """ConvInteger is a conv: a dynamically quantized network is refused naming it, not cut to
+    the host whole and "planned" as the few float ops left (it used to fit as 4 ops)."""
+    with pytest.raises(InputError, match=r"dynq.onnx: .*ConvInteger x2 .*node '\w+' "
+                                         r"\((DynamicQuantizeLinear|ConvInteger)\) sits in the "
+                                         r"middle of the network"):
+        capture_model_proto(_dynamically_quantized(), batch=None, image_size=None,
+                            name="dynq", stride=None, source="dynq.onnx", host_ops="auto")

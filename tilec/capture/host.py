@@ -32,8 +32,18 @@ from tilec.ir import is_concrete
 
 HOST_OPS = ("auto", "none")
 
-DENSE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU"})
-"""Ops that make up a network's compute, for telling a tail from the middle."""
+DENSE_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU", "RNN",
+    # the same compute in integer / operator-quantized form (onnxruntime's quantization tools:
+    # dynamic quantization writes ConvInteger / MatMulInteger, static QOperator format
+    # QLinearConv / QLinearMatMul / QGemm) and onnxruntime's fused contrib ops
+    "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits", "FusedConv", "FusedGemm",
+    "FusedMatMul", "Attention", "QAttention", "MultiHeadAttention"})
+"""Ops that make up a network's compute, for telling a head or tail from the middle: an op
+tilec cannot plan with one of these downstream is no head to run on the host, and one with a
+quarter of them downstream no tail -- such a network is refused naming the op, rather than
+planned without its compute (a dynamically quantized ResNet-18 used to "fit" as 4 ops)."""
 
 TAIL_DENSE_SHARE = 0.25
 """Modelling choice: a host tail may hold at most this share of the graph's dense ops. Detection
