@@ -61,6 +61,23 @@ EXACT = False
 ONNX_TYPE = {8: onnx.TensorProto.INT8, 4: onnx.TensorProto.INT4, 2: onnx.TensorProto.INT2}
 MIN_OPSET = {8: 13, 4: 21, 2: 25}
 """Oldest opset whose DequantizeLinear takes per-axis INT8 (13), INT4 (21), INT2 (25) inputs."""
+HALF_OPSET = 19
+"""Oldest opset whose QuantizeLinear / DequantizeLinear take float16 scales (and a float16 input
+to quantize): a half-precision model's weights dequantize to float16 -- a float32 scale would
+make a float32 weight beside float16 activations, which no Conv accepts."""
+
+
+def _scale_dtype(dtype: np.dtype) -> np.dtype:
+    """The scale's type for a tensor of ``dtype``: float16 for a half-precision graph (its
+    dequantized values must be float16 too), else float32."""
+    return np.dtype(np.float16) if np.dtype(dtype) == np.float16 else np.dtype(np.float32)
+
+
+def _raise_opset(graph: gs.Graph, want: int, why: str, ctx: PassContext) -> None:
+    if int(graph.opset) < want:
+        old = int(graph.opset)
+        _fused.set_opset(graph, want)
+        ctx.note(f"opset raised from {old} to {want} for {why}")
 
 
 # ----------------------------------------------------------------------------------- the maths
@@ -289,14 +306,12 @@ def _quantize_layer(graph: gs.Graph, layer: Layer, bits: int, ctx: PassContext,
     qdq = layer.axis is not None and ort_runs_dequantize(bits)
     dtype = np.dtype(w.dtype)
     if qdq:
-        if int(graph.opset) < MIN_OPSET[bits]:
-            old = int(graph.opset)
-            _fused.set_opset(graph, MIN_OPSET[bits])
-            ctx.note(f"opset raised from {old} to {MIN_OPSET[bits]} for INT{bits} "
-                     "DequantizeLinear")
+        _raise_opset(graph, MIN_OPSET[bits], f"INT{bits} DequantizeLinear", ctx)
+        if _scale_dtype(dtype) == np.float16:
+            _raise_opset(graph, HALF_OPSET, "float16 DequantizeLinear", ctx)
         q = _from_rows(q_rows, w.shape, node, layer.axis)
         q_c = int_constant(names(f"{node.name}/W_int{bits}"), q, bits)
-        s_c = gs.Constant(names(f"{node.name}/W_scale"), scale)
+        s_c = gs.Constant(names(f"{node.name}/W_scale"), scale.astype(_scale_dtype(dtype)))
         out = gs.Variable(names(f"{node.name}/W_dq"), dtype=dtype, shape=list(w.shape))
         dq = gs.Node("DequantizeLinear", name=names(f"{node.name}/dequantize"),
                      attrs={"axis": int(layer.axis)}, inputs=[q_c, s_c], outputs=[out])
@@ -402,7 +417,11 @@ def _quantize_activations(graph: gs.Graph, quantized: list[tuple[Layer, int]], c
     outputs = _graph.output_names(graph)
     for (lay, bits), y in zip(quantized, outs, strict=True):
         a = amax.get(y.name, 0.0)  # the probe's tensors carry the model's names
-        scale = np.array(a / qmax(bits) if a > 0 else 1.0, dtype=np.float32)
+        half = y.dtype is not None and _scale_dtype(y.dtype) == np.float16
+        if half:
+            _raise_opset(graph, HALF_OPSET, "float16 QuantizeLinear", ctx)
+        scale = np.array(a / qmax(bits) if a > 0 else 1.0,
+                         dtype=np.float16 if half else np.float32)
         zp = int_constant(names(f"{lay.node.name}/act_zp"), np.zeros((), np.int8), bits)
         s_c = gs.Constant(names(f"{lay.node.name}/act_scale"), scale)
         q = gs.Variable(names(f"{y.name}/q"))
