@@ -369,6 +369,39 @@ def test_reshape_fixed_by_the_export_is_caught_at_capture(
         assert run(capsys, "inspect", model(good, "good.onnx"), "--batch", "2")[0] == 0, good
 
 
+def test_a_batch_the_export_fixed_follows_batch_when_the_file_says_which(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A static export (batch 1 declared on the input, as PyTorch's default exporter writes
+    without dynamic_shapes) with ``x.flatten(1)`` as a Reshape to the constant [1, 256]: under
+    --batch 2 the target's leading 1 is the batch, and it follows (with a note). A target whose
+    leading dim is not the exported batch, or whose other dims do not match, stays an error."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(target: list[int], name: str) -> Path:
+        w = np.random.default_rng(0).standard_normal((10, 256)).astype(np.float32)
+        nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
+                 helper.make_node("Reshape", ["a", "shape"], ["r"], name="flatten"),
+                 helper.make_node("Gemm", ["r", "w"], ["y"], name="fc", transB=1)]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+            [numpy_helper.from_array(np.array(target, dtype=np.int64), "shape"),
+             numpy_helper.from_array(w, "w")])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    code, out, err = run(capsys, "compile", model([1, 256], "static.onnx"), "--batch", "3",
+                         "--no-what-if", "--band", "off")
+    assert code == 0, err
+    assert "1 Reshape target the export fixed at its own batch follow --batch" in out
+    assert "FITS" in out and "batch 3" in out
+    code, _out, err = run(capsys, "inspect", model([2, 128], "odd.onnx"), "--batch", "3")
+    assert code == 2 and "odd.onnx: node 'fc' (Gemm)" in err  # [3, 128]? no: not the batch
+
+
 def test_onnxruntime_errors_are_cut_to_the_sentence_that_matters() -> None:
     from tilec.passes._verify import ort_reason
 

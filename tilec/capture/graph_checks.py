@@ -183,6 +183,73 @@ def check_conv_weights(graph: gs.Graph, source: str) -> None:
                                  f"{_shape_text(bias.shape)}, expected {cout}")
 
 
+def _reshape_mismatch(node: gs.Node) -> tuple[list[int], list[int]] | None:
+    """(target dims with 0s resolved, input dims) of a Reshape whose constant target does not
+    hold exactly its input's elements; None when it does (or cannot be told)."""
+    if node.op != "Reshape" or len(node.inputs) < 2:
+        return None
+    x, target = node.inputs[0], node.inputs[1]
+    if not isinstance(target, gs.Constant) or not is_concrete(x.shape):
+        return None
+    dims = [int(d) for d in np.asarray(target.values).reshape(-1)]
+    have = [int(d) for d in x.shape]
+    if not int(node.attrs.get("allowzero", 0)):
+        dims = [have[i] if d == 0 and i < len(have) else d for i, d in enumerate(dims)]
+    n = int(np.prod(have, dtype=np.int64))
+    known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+    ok = (n % known == 0) if -1 in dims and known > 0 else n == known
+    return None if ok else (dims, have)
+
+
+MAX_REBATCH_ROUNDS = 64
+"""Bound on :func:`follow_batch`'s rounds (each fixes at least one Reshape; real exports have a
+few dozen at most, e.g. one per attention block)."""
+
+
+def follow_batch(graph: gs.Graph, source: str, exported: int, batch: int) -> list[str]:
+    """Reshape targets an export fixed at its own batch, made to follow ``--batch``.
+
+    An export traced without a dynamic batch (PyTorch's default exporter unless told
+    ``dynamic_shapes``) writes ``x.flatten(1)`` or ``x.view(B, ...)`` as a Reshape to the
+    constant ``[1, 512]``. Under ``--batch 4`` its input is ``[4, 512, 1, 1]``: the only
+    reading under which the graph is the same network is the target's leading ``1`` being the
+    batch. So where a Reshape's constant target starts with the exported batch, its input starts
+    with the new one, and the elements match exactly once that leading dim is the new batch, the
+    target is rewritten (a new constant) and shapes inferred again; anything else stays an error
+    (:func:`check_reshapes`). Returns the names of the rewritten nodes."""
+    fixed: list[str] = []
+    if exported == batch or exported < 1:
+        return fixed
+    for _ in range(MAX_REBATCH_ROUNDS):
+        changed = False
+        for node in graph.nodes:
+            bad = _reshape_mismatch(node)
+            if bad is None:
+                continue
+            dims, have = bad
+            if not (dims and have and dims[0] == exported and have[0] == batch
+                    and -1 not in dims[1:]):
+                continue
+            if int(np.prod(have[1:], dtype=np.int64)) != int(np.prod(dims[1:], dtype=np.int64)):
+                continue
+            target = node.inputs[1]
+            values = np.asarray(target.values).copy().reshape(-1)
+            values[0] = batch
+            node.inputs[1] = gs.Constant(f"{target.name}__batch{batch}",
+                                         values.astype(np.asarray(target.values).dtype))
+            fixed.append(node.name)
+            changed = True
+        if not changed:
+            break
+        inputs = {id(t) for t in graph.inputs}
+        for t in graph.tensors().values():  # inferred from the old targets: infer them anew
+            if isinstance(t, gs.Variable) and id(t) not in inputs:
+                t.shape = None
+        infer_shapes(graph, source=source)
+        fold_to_fixed_point(graph, source)
+    return fixed
+
+
 def check_reshapes(graph: gs.Graph, source: str, resized: bool) -> None:
     """A Reshape's constant target must hold exactly its input's elements.
 
@@ -191,20 +258,12 @@ def check_reshapes(graph: gs.Graph, source: str, resized: bool) -> None:
     under ``--batch 4`` and was planned as a smaller network; onnxruntime refuses to run it.
     """
     for node in graph.nodes:
-        if node.op != "Reshape" or len(node.inputs) < 2:
+        bad = _reshape_mismatch(node)
+        if bad is None:
             continue
-        x, target = node.inputs[0], node.inputs[1]
-        if not isinstance(target, gs.Constant) or not is_concrete(x.shape):
-            continue
-        dims = [int(d) for d in np.asarray(target.values).reshape(-1)]
-        have = [int(d) for d in x.shape]
-        if not int(node.attrs.get("allowzero", 0)):
-            dims = [have[i] if d == 0 and i < len(have) else d for i, d in enumerate(dims)]
+        dims, have = bad
+        x = node.inputs[0]
         n = int(np.prod(have, dtype=np.int64))
-        known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
-        ok = (n % known == 0) if -1 in dims and known > 0 else n == known
-        if ok:
-            continue
         why = ("; --batch / --image-size changed the input, but the export fixed this shape -- "
                "export the model with dynamic axes, or at this size" if resized else "")
         raise InputError(f"{source}: node '{node.name}' (Reshape) cannot reshape "

@@ -41,6 +41,7 @@ from tilec.capture.graph_checks import (  # noqa: F401 - MAX_FOLD_ROUNDS is re-e
     check_shapes,
     fold_shape_arithmetic,
     fold_to_fixed_point,
+    follow_batch,
 )
 from tilec.capture.host import HOST_OPS, HostCut, cut_to_host
 from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-exported
@@ -633,6 +634,11 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     host = _host_partition(graph, local, host_ops, source)
     check_shapes(graph, source)
     check_conv_weights(graph, source)
+    rebatched = _follow_batch(graph, overrides, source)
+    if rebatched:
+        overrides.notes.append(
+            f"{len(rebatched)} Reshape target{'s' if len(rebatched) > 1 else ''} the export "
+            f"fixed at its own batch follow --batch (first: '{rebatched[0]}')")
     check_reshapes(graph, source, overrides.changed)
     clock.lap("verify")
 
@@ -650,6 +656,20 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
                  if overrides.notes or host else {})},
         seconds=clock.laps,
     )
+
+
+def _follow_batch(graph: gs.Graph, overrides: InputOverrides, source: str) -> list[str]:
+    """:func:`follow_batch` when ``--batch`` replaced a batch the file declared as a number
+    (the batch the export was traced at), the same on every input it set."""
+    pairs = {(overrides.original[name][axis], overrides.final[name][axis])
+             for name, axis in overrides.batch_axes
+             if name in overrides.original and axis < len(overrides.original[name])}
+    if len(pairs) != 1:
+        return []
+    (exported, batch), = pairs
+    if not isinstance(exported, int) or exported == batch:
+        return []
+    return follow_batch(graph, source, exported, int(batch))
 
 
 class _Clock:
