@@ -187,11 +187,39 @@ def check_header(model: onnx.ModelProto, source: str) -> int:
         raise InputError(f"{source}: the model imports no default ONNX opset")
     if opset < MIN_OPSET:
         raise InputError(f"{source}: opset {opset} is older than the oldest tilec reads "
-                         f"({MIN_OPSET}); convert it with onnx.version_converter")
+                         f"({MIN_OPSET}) and onnx.version_converter could not convert it")
     if opset > MAX_OPSET:
         raise InputError(f"{source}: opset {opset} is newer than the installed onnx "
                          f"{onnx.__version__} knows ({MAX_OPSET}); upgrade onnx")
     return int(opset)
+
+
+CONVERT_TO = 13
+"""Opset an older file is converted to (modelling choice: 13 is the newest opset the
+onnx.version_converter adapters reach from opset 7-10 for every op the classic ONNX Model Zoo
+files use -- Upsample, BatchNormalization's old attributes, Dropout, Pad -- and tilec reads it)."""
+
+
+def upgrade_opset(model: onnx.ModelProto, source: str) -> str | None:
+    """Convert a model older than :data:`MIN_OPSET` (the ONNX Model Zoo's classic files are
+    opset 3-10) in place with onnx.version_converter; returns the note to show, or None when
+    nothing was done. A failed conversion leaves the model as it was (check_header then says
+    so). The conversion keeps every op's shapes and the weights, which is all the planner reads;
+    where an op's semantics changed between opsets (opset 9's Upsample becomes a Resize whose
+    coordinates round a little differently) the numbers may differ slightly, never the plan."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= MIN_OPSET:
+        return None
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, CONVERT_TO)
+        onnx.checker.check_model(converted)
+    except Exception:  # the converter's many failure types: keep the file, refuse it below
+        return None
+    model.CopyFrom(converted)
+    return (f"opset {opset} converted to {CONVERT_TO} with onnx.version_converter (the ops and "
+            "shapes tilec plans are the file's)")
 
 
 def name_nodes(model: onnx.ModelProto) -> None:
@@ -601,6 +629,7 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     clock = _Clock()
     hw = parse_image_size(image_size)
     shapes = parse_input_shapes(input_shape)
+    upgraded = upgrade_opset(model, source)
     opset = check_header(model, source)
     name_nodes(model)
     check_tensors(model, source)  # storage vs dims and dtype, NaN / inf weights
@@ -610,6 +639,8 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     local = [f.name for f in model.functions if f.domain == FUSED_DOMAIN]
     declared_stride = network_stride(model)
     overrides = apply_overrides(model, source, batch, hw, shapes)
+    if upgraded:
+        overrides.notes.append(upgraded)
     if hw is not None and stride and any(s % stride for s in hw):
         lo, hi = (max(stride, hw[0] // stride * stride), -(-hw[0] // stride) * stride)
         raise InputError(f"{source}: image size {hw[0]}x{hw[1]} is not a multiple of the "
