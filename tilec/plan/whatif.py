@@ -330,7 +330,8 @@ def _grow_batch(prober: Prober, meta: dict, target: Target,
     def make(b: int):
         return lambda: (rebuild(batch=b), target)
 
-    knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target))
+    knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target),
+                certify=True)
     knob.seen[batch] = base
     _grow_reach(prober, batch, cap)
     ans, ceiling, looked = _largest_up(knob, batch, cap)
@@ -366,7 +367,7 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
         d = dims(k)
         return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
 
-    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target))
+    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target), certify=True)
     knob.seen[lo] = base
     _grow_reach(prober, lo, cap)
     ans, ceiling, looked = _largest_up(knob, lo, cap)
