@@ -68,6 +68,12 @@ class Ceiling:
         return self.needed > self.capacity
 
 
+def inputs_in_tiles(target: Target) -> bool:
+    """Are model inputs held in tile memory? Only with the cost model's ``input_bytes`` hook and
+    host I/O: a framebuffer target (NorthPole) keeps them outside tile memory."""
+    return outputs_stay(target) and getattr(target.cost_model, "input_bytes", None) is not None
+
+
 def ceiling_bound(info: GraphInfo, target: Target) -> Ceiling:
     """(m) for ``info`` on ``target`` (no partition: nothing here depends on a split)."""
     capacity = int(target.tiles) * int(target.budget_per_tile)
@@ -76,7 +82,7 @@ def ceiling_bound(info: GraphInfo, target: Target) -> Ceiling:
         return Ceiling(weights, capacity, None, weights, 0)
     bit, anc, desc = _closure(info)
     stay = outputs_stay(target)
-    held_in = getattr(target.cost_model, "input_bytes", None) is not None  # else off-tile
+    held_in = inputs_in_tiles(target)
     bufs = []
     for root, u in buffer_uses(info).items():
         w = 0

@@ -98,6 +98,7 @@ from tilec.plan.whatif_search import (  # noqa: F401  (FITS/NO/UNKNOWN, PLANS, .
     Prober,
     _above_note,
     _bounds_monotone,
+    _certifiable,
     _grow_reach,
     _largest,
     _largest_up,
@@ -331,7 +332,7 @@ def _grow_batch(prober: Prober, meta: dict, target: Target,
         return lambda: (rebuild(batch=b), target)
 
     knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target),
-                certify=True)
+                certify=_certifiable(target))
     knob.seen[batch] = base
     _grow_reach(prober, batch, cap)
     ans, ceiling, looked = _largest_up(knob, batch, cap)
@@ -367,7 +368,8 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
         d = dims(k)
         return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
 
-    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target), certify=True)
+    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target),
+                certify=_certifiable(target))
     knob.seen[lo] = base
     _grow_reach(prober, lo, cap)
     ans, ceiling, looked = _largest_up(knob, lo, cap)

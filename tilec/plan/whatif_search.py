@@ -579,3 +579,11 @@ def _grow_reach(prober: Prober, lo: int, cap: int) -> None:
     steps = max(1, (cap // max(lo, 1)).bit_length())
     prober.bounds_left = max(prober.bounds_left, 2 * steps + 2)
 
+
+
+def _certifiable(target: Target) -> bool:
+    """May the monotone certificate (m) close a batch or image-size search on this target? Only
+    when the cost model declares that its splits hold whole tensors
+    (``CostModel.stores_whole_tensors``): (m) counts tensors at their storage bytes, a lower
+    bound on a plan only then."""
+    return bool(getattr(target.cost_model, "stores_whole_tensors", False))
