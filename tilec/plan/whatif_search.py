@@ -448,7 +448,7 @@ def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
     fit, ceiling = _bisect_up(knob, fit, fail, ceiling)
     top = (ceiling - 1) if ceiling is not None else looked
     fit = _fill(knob, fit, top) or fit
-    if knob.certify is not None and not knob.monotone:
+    if knob.certify and not knob.monotone:
         knob.certified = _certified(knob, fit, ceiling or looked, cap)
     if ceiling is not None and not knob.monotone and beyond > 0:
         # past the ceiling: the bounds need not grow with the shape, so check some more --
