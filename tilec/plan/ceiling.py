@@ -7,9 +7,10 @@ NorthPole's batch factors): they fall now and then as the shape grows (docs/plan
 bounds grow with the shape?"), so a value they rule out says nothing about the next one. (m) gives
 up the cost model's splits altogether and counts only bytes no split can avoid:
 
-* every op's **weights**, at their storage bits: whatever the split, each weight element is stored
-  somewhere on the chip for the whole run (a split stores its tile's slice, or -- spatial and
-  batch splits -- a 1/tiles share; either way the op's tiles together hold all of it);
+* every op's **weights** (trained parameters, :func:`stored_weights`), at their storage bits:
+  whatever the split, each weight element is stored somewhere on the chip for the whole run (a
+  split stores its tile's slice, or -- spatial and batch splits -- a 1/tiles share; either way
+  the op's tiles together hold all of it);
 * at op ``i``, every **activation buffer** necessarily live there (the same dependence argument as
   (a): written by ``i`` or an ancestor of ``i`` and read by ``i`` or a descendant, or a model
   output that stays in tile memory), at its storage bytes (``elements x bits / 8``): its holder's
@@ -68,6 +69,14 @@ class Ceiling:
         return self.needed > self.capacity
 
 
+def stored_weights(info: GraphInfo) -> int:
+    """The weights (m) counts: every trained parameter's storage bytes. Operands that only
+    configure an op (``WeightInfo.statistic``: a Resize's scales, a Clip's bounds) are left out --
+    a cost model may fold them into the op's code (the IPU's resize stores none of its 8 B of
+    scales; caught by tests/test_ceiling.py), and leaving bytes out keeps the bound a bound."""
+    return sum(w.bytes for op in info.ops for w in op.weights if not w.statistic)
+
+
 def inputs_in_tiles(target: Target) -> bool:
     """Are model inputs held in tile memory? Only with the cost model's ``input_bytes`` hook and
     host I/O: a framebuffer target (NorthPole) keeps them outside tile memory."""
@@ -77,7 +86,7 @@ def inputs_in_tiles(target: Target) -> bool:
 def ceiling_bound(info: GraphInfo, target: Target) -> Ceiling:
     """(m) for ``info`` on ``target`` (no partition: nothing here depends on a split)."""
     capacity = int(target.tiles) * int(target.budget_per_tile)
-    weights = sum(w.bytes for op in info.ops for w in op.weights)
+    weights = stored_weights(info)
     if not info.ops:
         return Ceiling(weights, capacity, None, weights, 0)
     bit, anc, desc = _closure(info)
