@@ -414,13 +414,14 @@ def test_a_gap_value_that_fits_moves_the_answer():
     assert "not monotone: batch 2 did not fit, batch 3 does" in w.note
 
 
-def test_m_too_far_above_the_ceiling_is_a_bound_naming_the_gap():
-    # (a) rules out 3 and above; (m) only from 60: a gap wider than CLOSE is not started
+def test_m_too_far_above_the_ceiling_leaves_a_bound():
+    # (a) rules out 3 and above; (m) only from 60: a gap wider than CLOSE is not started, and
+    # (m) is checked once, at the end of the reach (the ceiling + CLOSE + 1)
     w = _closing(lambda b: ("chip_capacity" if b >= 3 else None, FITS if b <= 2 else NO, 1), 60)
     assert (w.answer, w.status) == (2, "bound")
-    assert w.note.startswith(f"proven not to fit: batch 3–{3 + W.BEYOND} (a), 60 (m) and above")
-    assert f"batch {4 + W.BEYOND}–59 not checked" in w.note
-    assert max(values(w, "bounds")) < 60
+    assert w.note.startswith(f"proven not to fit: batch 3–{3 + W.BEYOND} (a); above "
+                             f"{3 + W.BEYOND} not checked")
+    assert "(m)" not in w.note and max(values(w, "bounds")) == 3 + W.BEYOND
 
 
 def test_without_the_declaration_m_is_not_used():

@@ -36,12 +36,14 @@ BEYOND = 4
 shape). Modelling choice: a fixed count keeps the effort counted, not timed (YOLOv4-P5 on gc200:
 batch 3 lies between two values (a) rules out; checking every value up to twice the ceiling cost
 47 image sizes and hit the wall-clock safety limit)."""
-CLOSE = 12
+CLOSE = BEYOND
 """Values past the bounds' ceiling a headroom search checks (bounds first) to reach the smallest
 value the monotone certificate (m) rules out (:mod:`tilec.plan.ceiling`), when that is all that
-stands between the answer and ``exact``. Modelling choice: 12 bound checks cost 2-20 s on
-YOLOv4-P5 (0.2-1.6 s each); a gap wider than this is not started (it could not close within the
-what-if's budget) and the note names it as not checked."""
+stands between the answer and ``exact``; a wider gap is not started and the note names it as not
+checked. Modelling choice: no more than the search checks past the ceiling anyway (``BEYOND``).
+Measured with 12: YOLOv4-P5 at 896 px, batch 7-14 cost 1.7-2.8 s and up to 1.8 GB each to
+partition; the what-if went from 29 s / 0.8 GB to 50 s / 2.6 GB, hit its wall-clock safety limit
+(the image-size answer with it) and still left two values unchecked."""
 LETTER = {"chip_capacity": "a", "op_too_large": "b", "solver_infeasible": "c",
           "monotone_ceiling": "m"}
 
@@ -448,15 +450,15 @@ def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
     fit, ceiling = _bisect_up(knob, fit, fail, ceiling)
     top = (ceiling - 1) if ceiling is not None else looked
     fit = _fill(knob, fit, top) or fit
-    if knob.certify and not knob.monotone:
-        knob.certified = _certified(knob, fit, ceiling or looked, cap)
     if ceiling is not None and not knob.monotone and beyond > 0:
         # past the ceiling: the bounds need not grow with the shape, so check some more --
-        # up to where the certificate (m) takes over, when that gap is small enough to close
+        # up to where the certificate (m) takes over, when that is within CLOSE values
         far = min(cap, ceiling + beyond)
+        if knob.certify:
+            knob.certified = _certified(knob, fit, min(cap, ceiling + CLOSE + 1))
         m = knob.certified
         if m is not None:
-            far = m - 1 if m - 1 - ceiling <= CLOSE else min(far, m - 1)
+            far = m - 1
         prober.bounds_left = max(prober.bounds_left, far - ceiling)
         for k in range(ceiling + 1, far + 1):
             if prober.expired:
@@ -470,23 +472,18 @@ def _largest_up(knob: Knob, lo: int, cap: int, beyond: int = BEYOND
     return fit, ceiling, looked
 
 
-def _certified(knob: Knob, fit: int, start: int, cap: int) -> int | None:
-    """The smallest value above ``fit`` (which fits) that the certificate (m) rules out, or None
-    when it rules out nothing up to ``cap``: doubling from ``start`` (where the bounds' ceiling
-    is), then bisection. (m) only grows with the knob, so bisection on it is sound (unlike on
-    (a)/(b)); a check is a graph rebuild and a pass over it, no partition (~0.1 s on
-    YOLOv4-P5). Not counted against the probe budget; stops at the wall-clock limit."""
+def _certified(knob: Knob, fit: int, reach: int) -> int | None:
+    """The smallest value above ``fit`` (which fits) that the certificate (m) rules out, if it
+    rules out ``reach`` (None if not: the gap to it would be too wide to check). One check at
+    ``reach`` -- YOLOv4-P5 on gc200 never gets further: (m)'s ceiling is ~100 batches above
+    (a)'s -- then bisection, sound on a bound that only grows (unlike on (a)/(b)). A check is a
+    graph re-shape and one pass over it (~0.2 s on YOLOv4-P5), no partition; not counted
+    against the probe budget; none once the wall-clock limit is reached."""
     prober = knob.prober
-    ok, out, k = fit, None, max(start, fit + 1)
-    while not prober.expired:
-        if knob.rules_out(k):
-            out = k
-            break
-        ok = k
-        if k >= cap:
-            return None
-        k = min(2 * k, cap)
-    while out is not None and out - ok > 1 and not prober.expired:
+    if prober.expired or not knob.rules_out(reach):
+        return None
+    ok, out = fit, reach
+    while out - ok > 1 and not prober.expired:
         mid = (ok + out) // 2
         if knob.rules_out(mid):
             out = mid
