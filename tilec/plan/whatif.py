@@ -52,7 +52,10 @@ asked the other way, each knob alone.
   the image size, because each op's split is chosen for its shape (YOLOv4-P5 on gc200: (a) rules
   out batch 2 and 4 but not 3). ``exact`` only where the cost model declares its bounds
   monotone in the shape (``CostModel.bounds_monotone``) and the answer fits, every value above it
-  below the ceiling was proven not to fit and the ceiling was ruled out by (a)/(b); otherwise a
+  below the ceiling was proven not to fit and the ceiling was ruled out by (a)/(b) -- or, on a
+  cost model whose splits hold whole tensors (``CostModel.stores_whole_tensors``), when the
+  monotone certificate (m) (:mod:`tilec.plan.ceiling`) rules out a value within ``CLOSE`` of the
+  ceiling and every value below it was proven not to fit; otherwise a
   ``bound`` whose note says how far above the answer every value was proven not to fit. At most
   ``GROW_REACH`` x the batch / ``SIZE_REACH`` x the height; an answer at the cap is a ``bound``
   ("at least N", search capped).
