@@ -16,6 +16,9 @@ supersets of the splits the policy offers, each op's terms at their minimum over
 
 Both are still lower bounds (a superset can only lower a minimum); they show how much of (a)'s
 strength comes from the ``fastest`` window, and whether a looser bound would grow with the shape.
+With ``--certificate``, the monotone certificate (m) (``tilec/plan/ceiling.py``: weights and
+necessarily-live activations at storage bytes) too, as a fraction of the chip: it grows by
+construction, and this shows how far it trails (a).
 
 The what-if headroom search may call an answer ``exact`` only when (a) and (b) never drop
 (``CostModel.bounds_monotone``); this script is how that claim is checked before a cost model
@@ -92,6 +95,8 @@ def main() -> None:
     ap.add_argument("--values", default=None,
                     help="comma-separated values (default: batch 1..16, sizes 128..1536 by 64)")
     ap.add_argument("--precision", default=None)
+    ap.add_argument("--certificate", action="store_true",
+                    help="also the monotone certificate (m) (tilec/plan/ceiling.py)")
     ap.add_argument("--relaxations", action="store_true",
                     help="also (a) over the 'window' and 'chip' supersets of the offered splits")
     args = ap.parse_args()
@@ -130,6 +135,10 @@ def main() -> None:
         terms = op_terms(part)
         line = (f"batch {batch:3d} size {size:5d}:  (a) {a.needed / chip:7.4f} of the chip "
                 f"(at {a.op})  (b) {b.needed / tile:7.4f} of a tile (at {b.op})")
+        if args.certificate:
+            from tilec.plan.ceiling import ceiling_bound
+
+            line += f"  (m) {ceiling_bound(low.info, target).needed / chip:7.4f}"
         if args.relaxations:
             rel = {m: relaxed_chip_bound(low.info, target, part, m) for m in ("window", "chip")}
             line += "  relaxed (a): " + "  ".join(f"{m} {v / chip:7.4f}" for m, v in rel.items())

@@ -316,6 +316,12 @@ class BaseCostModel:
     """True when the candidates a subclass enumerates depend on the tile's bytes (then priced
     candidates are not shared across SRAM sizes)."""
 
+    stores_whole_tensors = True
+    """Every split's tiles hold the op's weights and outputs whole (``tilec.costmodel``): the
+    subclasses' stored weight shares and output shares are ``ceil(bytes / tiles)`` or more per
+    tile (IPU: ``w_store``, ``out_bytes``; NorthPole: spread weights, ``cdiv`` output slices) --
+    checked term by term against (a)'s minima on the zoo in tests/test_ceiling.py."""
+
     def __init__(self, target: TileTarget) -> None:
         self.target_name = target.name
         self.tiles = target.tiles

@@ -42,6 +42,14 @@ class Scripted(Prober):
         self.log.append(("bounds", value))
         return kind, 0, (value, result, peak)
 
+    ceiling: int | None = None
+    """The smallest value the certificate (m) rules out (None: none); (m) grows, so every value
+    from it on is ruled out."""
+
+    def certify(self, make):
+        value, _ = make()
+        return self.ceiling is not None and value >= self.ceiling
+
     def plan(self, value, payload):
         v, result, peak = payload
         self.log.append(("plan", v))

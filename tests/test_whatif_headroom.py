@@ -374,3 +374,60 @@ def test_zoo_model_headroom_end_to_end(capsys: pytest.CaptureFixture[str]):
     small, _ = compile_model("yolov4-tiny", load_target("gc200").with_bytes_per_tile(sram),
                              CompileOptions(what_if=False))
     assert small.status == STATUS_FITS
+
+
+# ------------------------------------------------------- closing on the monotone certificate (m)
+def _closing(script, m_from: int | None, batch: int = 1):
+    """The batch search on a target whose bounds need not grow (as gc200) but whose splits hold
+    whole tensors, so the certificate (m) may close it; (m) rules out ``m_from`` and above."""
+    target = toy_target(4, 100)
+    object.__setattr__(target.cost_model, "stores_whole_tensors", True)
+    prober = Scripted(script)
+    prober.ceiling = m_from
+    prober.budget("max_batch")
+    return W._grow_batch(prober, {"batch": batch}, target, rebuild, BASE_FITS)
+
+
+def test_m_closes_the_search_when_every_gap_value_is_proven():
+    # (a) rules out 4 and above; (m), weaker, only from 7: 5 and 6 are each checked by (a)
+    w = _closing(lambda b: ("chip_capacity" if b >= 4 else None, FITS if b == 1 else NO, 1), 7)
+    assert (w.answer, w.status) == (1, "exact")
+    assert w.note == ("proven not to fit: batch 2–3 (c), 4–6 (a), 7 (m) and above ((m) only "
+                      "grows with the batch)")
+    assert {5, 6} <= set(values(w, "bounds")) and 7 not in values(w)  # (m) is not a probe
+
+
+def test_m_does_not_make_it_exact_with_a_gap_value_open():
+    # (a) rules out 2 and 4 but not 3, which no plan decides: 3 stays open, so a bound
+    w = _closing(lambda b: ("chip_capacity" if b == 2 or b >= 4 else None,
+                            FITS if b == 1 else UNKNOWN, 1), 6)
+    assert (w.answer, w.status) == (1, "bound")
+    assert "batch 3 undecided" in w.note and "6 (m) and above" in w.note
+
+
+def test_a_gap_value_that_fits_moves_the_answer():
+    # (a) rules out 2 and 4-5 but not 3; 3 fits after all (feasibility is not monotone)
+    w = _closing(lambda b: ("chip_capacity" if b == 2 or b >= 4 else None,
+                            FITS if b in (1, 3) else NO, 1), 6)
+    assert (w.answer, w.status) == (3, "exact")
+    assert w.note.startswith("proven not to fit: batch 4–5 (a), 6 (m) and above")
+    assert "not monotone: batch 2 did not fit, batch 3 does" in w.note
+
+
+def test_m_too_far_above_the_ceiling_leaves_a_bound():
+    # (a) rules out 3 and above; (m) only from 60: a gap wider than CLOSE is not started, and
+    # (m) is checked once, at the end of the reach (the ceiling + CLOSE + 1)
+    w = _closing(lambda b: ("chip_capacity" if b >= 3 else None, FITS if b <= 2 else NO, 1), 60)
+    assert (w.answer, w.status) == (2, "bound")
+    assert w.note.startswith(f"proven not to fit: batch 3–{3 + W.BEYOND} (a); above "
+                             f"{3 + W.BEYOND} not checked")
+    assert "(m)" not in w.note and max(values(w, "bounds")) == 3 + W.BEYOND
+
+
+def test_without_the_declaration_m_is_not_used():
+    target = toy_target(4, 100)  # stores_whole_tensors not declared
+    prober = Scripted(lambda b: ("chip_capacity" if b >= 4 else None, FITS if b == 1 else NO, 1))
+    prober.ceiling = 5
+    prober.budget("max_batch")
+    w = W._grow_batch(prober, {"batch": 1}, target, rebuild, BASE_FITS)
+    assert w.status == "bound" and "(m)" not in w.note

@@ -54,6 +54,13 @@ Optional declaration (``getattr``, default False):
   with less vertex state at 13), NorthPole's (b) between batch 3 and 4 (a batch factor is at most
   the batch, and tile counts divide 256). ``benchmarks/bounds_monotone.py`` measures a cost model
   before it declares; ``docs/planner.md`` ("Do the bounds grow with the shape?") has the figures.
+* ``CostModel.stores_whole_tensors``: True when, under every split, an op's tiles together hold
+  each of its weights and each of its outputs whole, at least at their storage bits (a share per
+  tile of ``ceil(bytes / tiles)`` or more), and a model input held in tile memory likewise. Then
+  the monotone certificate (m) (``tilec/plan/ceiling.py``: weights plus the activations
+  necessarily live at an op, at storage bytes) is a lower bound on any plan, and the what-if may
+  close its batch and image-size searches on it. A cost model that keeps a tensor partly off
+  the tiles, or prices bytes other than the tensors', must not declare it.
 """
 
 from __future__ import annotations

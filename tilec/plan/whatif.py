@@ -52,7 +52,10 @@ asked the other way, each knob alone.
   the image size, because each op's split is chosen for its shape (YOLOv4-P5 on gc200: (a) rules
   out batch 2 and 4 but not 3). ``exact`` only where the cost model declares its bounds
   monotone in the shape (``CostModel.bounds_monotone``) and the answer fits, every value above it
-  below the ceiling was proven not to fit and the ceiling was ruled out by (a)/(b); otherwise a
+  below the ceiling was proven not to fit and the ceiling was ruled out by (a)/(b) -- or, on a
+  cost model whose splits hold whole tensors (``CostModel.stores_whole_tensors``), when the
+  monotone certificate (m) (:mod:`tilec.plan.ceiling`) rules out a value within ``CLOSE`` of the
+  ceiling and every value below it was proven not to fit; otherwise a
   ``bound`` whose note says how far above the answer every value was proven not to fit. At most
   ``GROW_REACH`` x the batch / ``SIZE_REACH`` x the height; an answer at the cap is a ``bound``
   ("at least N", search capped).
@@ -99,6 +102,7 @@ from tilec.plan.whatif_search import (  # noqa: F401  (FITS/NO/UNKNOWN, PLANS, .
     Prober,
     _above_note,
     _bounds_monotone,
+    _certifiable,
     _grow_reach,
     _largest,
     _largest_up,
@@ -347,7 +351,8 @@ def _grow_batch(prober: Prober, meta: dict, target: Target,
     def make(b: int):
         return lambda: (rebuild(batch=b), target)
 
-    knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target))
+    knob = Knob(prober, make, lambda b: b, monotone=_bounds_monotone(target),
+                certify=_certifiable(target))
     knob.seen[batch] = base
     _grow_reach(prober, batch, cap)
     ans, ceiling, looked = _largest_up(knob, batch, cap)
@@ -383,7 +388,8 @@ def _grow_image_size(prober: Prober, meta: dict, target: Target,
         d = dims(k)
         return str(d[0]) if d[0] == d[1] else f"{d[0]}×{d[1]}"
 
-    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target))
+    knob = Knob(prober, make, dims, monotone=_bounds_monotone(target),
+                certify=_certifiable(target))
     knob.seen[lo] = base
     _grow_reach(prober, lo, cap)
     ans, ceiling, looked = _largest_up(knob, lo, cap)
