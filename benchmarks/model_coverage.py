@@ -188,8 +188,22 @@ def export(name: str, path: Path, exporter: str = "torchscript") -> float:
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             shapes = None if detector else ({0: torch.export.Dim("batch")},)
-            torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
-                              dynamic_shapes=shapes, verbose=False)
+            try:
+                torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
+                                  dynamic_shapes=shapes, verbose=False)
+            except Exception as exc:
+                if shapes is None:
+                    raise
+                # torch.export refuses a named Dim on some models exported with a batch-1
+                # example (ConvNeXt, Swin: "Constraints violated (batch)", "Invalid ranges
+                # [2:1]"); Dim.AUTO, which its message suggests, lets it choose. Noted per row.
+                torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False)
+                first = f"{type(exc).__name__}: {exc}".strip().splitlines()
+                NOTES[name] = ("dynamo export with Dim('batch') failed in torch.export ("
+                               + next((ln for ln in first if "Exception summary" not in ln
+                                       and "Invalid ranges" in ln), first[0])[:100]
+                               + "); exported with Dim.AUTO")
         else:
             axes = {} if detector else {"input": {0: "batch"}}
             torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
@@ -210,6 +224,9 @@ def compile_one(path: Path, target: str, timeout: float,
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     return proc.returncode, time.perf_counter() - t0, lines[-1] if lines else ""
 
+
+NOTES: dict[str, str] = {}
+"""Per model: how an export departed from the usual call (printed under the table)."""
 
 EXPORT_FAILED = -2
 """The cell's code when the exporter itself could not write the file (torch's failure, not ours)."""
@@ -276,6 +293,8 @@ def table(rows: list[Row], columns: list[str]) -> str:
                if r.results[c][0] not in (0, 1)}
     for c, name, message in sorted(refused):
         lines.append(f"  {c} {name}: {message}")
+    for name, note in sorted(NOTES.items()):
+        lines.append(f"  note, {name}: {note}")
     return "\n".join(lines)
 
 

@@ -86,3 +86,24 @@ def test_view_with_wildcard_batch_is_proved_on_a_small_probe(tmp_path: Path) -> 
     assert plan.status == "fits"
     notes = [n for s in lowered.pass_stats for n in s.notes if n.startswith("verification")]
     assert notes and "[1, 3, 256, 256]" not in notes[-1] and "probe {'input': [1, 3," in notes[-1]
+
+
+class BatchIndex(nn.Module):
+    """Reads the batch size as a value (``torch.arange(x.shape[0])``): the exporter writes it as
+    ``Squeeze(Shape(x, start=0, end=1))`` feeding a Range (ConvNeXt's and Swin's exports)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idx = torch.arange(x.shape[0], dtype=x.dtype)
+        return self.conv(x) + idx.view(-1, 1, 1, 1)
+
+
+def test_sliced_shape_folds_to_the_batch(tmp_path: Path) -> None:
+    # Folded as the whole shape [N, C, H, W], the Range got a 4-element limit: exit 2 before.
+    path = _export(BatchIndex(), torch.randn(2, 3, 8, 8), tmp_path / "idx.onnx")
+    plan, lowered = compile_model(str(path), "gc200", CompileOptions(batch=3, what_if=False))
+    assert plan.status == "fits" and plan.model.batch == 3
+    assert not any(n.op in ("Shape", "Range") for n in lowered.graph.nodes)
