@@ -1,14 +1,19 @@
 """Model coverage: export standard torchvision models the usual way, compile each, print a table.
 
-    python benchmarks/model_coverage.py                       # every model, gc200 and northpole
+    python benchmarks/model_coverage.py           # every model, both exporters, both targets
     python benchmarks/model_coverage.py --models resnet18,ssdlite320_mobilenet_v3_large
-    python benchmarks/model_coverage.py --targets gc200 --out /tmp/cov
+    python benchmarks/model_coverage.py --exporter dynamo --targets gc200 --band off --out /tmp/cov
 
-Each model is built with random weights (no download), exported with ``torch.onnx.export``
-(TorchScript exporter, opset 17, a dynamic batch axis -- how most people export), and compiled with
-no flag but ``--target`` (and ``--no-what-if``, which changes no verdict). The table gives the exit
-code per target (0 fits, 1 does not fit, 2 refused as bad input with the message, 3 internal
-error) and the wall-clock seconds, then the share that compiled (exit 0 or 1) and any exit 3.
+Each model is built with random weights (no download), exported with ``torch.onnx.export`` by
+the TorchScript exporter (``dynamo=False``, opset 17, ``dynamic_axes``) and/or the dynamo exporter
+(``dynamo=True``, torch 2.13's default: opset 18+, ``dynamic_shapes`` with a
+``torch.export.Dim``, weights in ``FILE.data``) -- a dynamic batch axis either way, how most people
+export -- and compiled with no flag but ``--target`` (and ``--no-what-if``, which changes no
+verdict; ``--band off`` skips the uncertainty band, likewise). The table has one column per
+exporter and target: the exit code (0 fits, 1 does not fit, 2 refused as bad input with the
+message, 3 internal error; "export failed" where torch could not write the file) and the
+wall-clock seconds, then per column the share that compiled (exit 0 or 1) and every message.
+The results are in docs/coverage.md.
 
 Needs ``torchvision`` matching the installed torch (``pip install torchvision==0.28.0
 torch==2.13.0``). A build whose C++ ops do not load (a CUDA wheel on a CPU-only torch) still
@@ -166,7 +171,7 @@ def build(name: str):
 
 
 EXPORTERS = ("torchscript", "dynamo")
-"""``torch.onnx.export(dynamo=False)`` (TorchScript, opset 17) and the default of torch 2.9+
+"""``torch.onnx.export(dynamo=False)`` (TorchScript, opset 17) and the default of torch 2.13
 (``dynamo=True``: torch.export, then onnxscript's translation and optimizer, opset 18+; the
 weights go to ``FILE.data`` beside the graph, its default)."""
 
@@ -199,16 +204,23 @@ def export(name: str, path: Path, exporter: str = "torchscript") -> float:
                 # [2:1]"); Dim.AUTO, which its message suggests, lets it choose. Noted per row.
                 torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
                                   dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False)
-                first = f"{type(exc).__name__}: {exc}".strip().splitlines()
-                NOTES[name] = ("dynamo export with Dim('batch') failed in torch.export ("
-                               + next((ln for ln in first if "Exception summary" not in ln
-                                       and "Invalid ranges" in ln), first[0])[:100]
-                               + "); exported with Dim.AUTO")
+                NOTES[name] = (f"dynamo export with Dim('batch') failed in torch.export "
+                               f"({_reason(exc)}); exported with Dim.AUTO")
         else:
             axes = {} if detector else {"input": {0: "batch"}}
             torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
                               input_names=["input"], dynamic_axes=axes)
     return time.perf_counter() - t0
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why an export failed: the dynamo exporter's "Exception summary" entry
+    (its first line is a generic banner), else the exception's first line."""
+    lines = [ln.strip() for ln in f"{type(exc).__name__}: {exc}".splitlines() if ln.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("## Exception summary"):
+            return lines[i + 1][:200]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def compile_one(path: Path, target: str, timeout: float,
@@ -250,7 +262,7 @@ def run(names: list[str], exporters: list[str], targets: list[str], out: Path,
                 except Exception as exc:  # the exporter cannot handle the model: a cell, next
                     path.unlink(missing_ok=True)
                     path.with_name(path.name + ".data").unlink(missing_ok=True)
-                    first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
+                    first = _reason(exc)
                     for t in targets:
                         results[column(exporter, t)] = (EXPORT_FAILED, 0.0,
                                                         f"{exporter} export failed: {first}")
