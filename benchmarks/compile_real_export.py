@@ -22,6 +22,10 @@ Usage::
         [--band on|off|both] [--what-if on|off|both] [--profile-band]
     python benchmarks/compile_real_export.py --model yolov4-p7   # 1536 px, batch 1 (slow)
     python benchmarks/compile_real_export.py --export-only        # just make / show the file
+    python benchmarks/compile_real_export.py --exporter dynamo --batches 1 --band off
+        # torch 2.13's default exporter (needs onnxscript): BN mostly folded by its optimizer,
+        # softplus as where(x > 20, x, softplus(x)), weights in FILE.data; --mish module keeps
+        # nn.Mish, --static-batch drops the dynamic axis (docs/coverage.md has both files)
 
 Every table names the settings its compiles ran with: the uncertainty band (``--band on``, the
 CLI's default, or ``off``) and the what-if search when the model does not fit (``on``, the
