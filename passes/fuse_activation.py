@@ -11,7 +11,7 @@ function whose body is the same Conv and activation, see :mod:`tilec.passes._fus
   SiLU ``x * sigmoid(x)``; Mish ``x * tanh(softplus(x))`` and ``x * tanh(log(1 + exp(x)))``
   (softplus(x) = log(1 + e^x)), and ``x * tanh(where(x > t, x, softplus(x)))`` -- PyTorch's
   softplus with its threshold t (default 20), as the dynamo exporter writes ``F.softplus``;
-  exact where ``tanh(t)`` rounds to 1 in float32 (t >= 9.1): past t both branches' tanh is 1;
+  exact where ``tanh(t)`` rounds to 1 in float32 (numpy: t >= 10): past t both branches' tanh is 1;
   HardSwish ``x * hardsigmoid(x)`` (alpha 1/6, beta 1/2) and
   ``x * clip(x + 3, 0, 6) / 6`` (the /6 as Div or as Mul by 1/6, before or after the product).
   Operand order of Mul/Add is free.
