@@ -22,6 +22,10 @@ Usage::
         [--band on|off|both] [--what-if on|off|both] [--profile-band]
     python benchmarks/compile_real_export.py --model yolov4-p7   # 1536 px, batch 1 (slow)
     python benchmarks/compile_real_export.py --export-only        # just make / show the file
+    python benchmarks/compile_real_export.py --exporter dynamo --batches 1 --band off
+        # torch 2.13's default exporter (needs onnxscript): BN mostly folded by its optimizer,
+        # softplus as where(x > 20, x, softplus(x)), weights in FILE.data; --mish module keeps
+        # nn.Mish, --static-batch drops the dynamic axis (docs/coverage.md has both files)
 
 Every table names the settings its compiles ran with: the uncertainty band (``--band on``, the
 CLI's default, or ``off``) and the what-if search when the model does not fit (``on``, the
@@ -51,27 +55,41 @@ DEFAULT_SIZE = {"yolov4-p5": 896, "yolov4-p6": 1280, "yolov4-p7": 1536}
 
 
 # ----------------------------------------------------------------------------------- export
-def export_path(model: str, size: int, head: str) -> Path:
+def export_path(model: str, size: int, head: str, exporter: str = "torchscript",
+                mish: str = "decomposed", batch_axis: str = "dynamic") -> Path:
     """Where the real export of ``model`` at ``size`` px is cached (keyed by the zoo's code)."""
     from tilec.zoo.cache import _version, cache_dir, source_hash
 
-    material = json.dumps({"model": model, "size": size, "head": head, "zoo": source_hash(),
-                           "torch": _version("torch"), "script": 1}, sort_keys=True)
-    key = hashlib.sha256(material.encode()).hexdigest()[:12]
+    fields = {"model": model, "size": size, "head": head, "zoo": source_hash(),
+              "torch": _version("torch"), "script": 1}
+    if (exporter, mish, batch_axis) != ("torchscript", "decomposed", "dynamic"):
+        fields.update(exporter=exporter, mish=mish, batch_axis=batch_axis,
+                      onnxscript=_version("onnxscript"))
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_dir() / "real-exports"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{model}-{size}-torchscript-bn-mishdecomposed-dynbatch-{head}-{key}.onnx"
+    bn = "-bn" if exporter == "torchscript" else ""
+    batch = "dynbatch" if batch_axis == "dynamic" else "staticbatch"
+    return folder / f"{model}-{size}-{exporter}{bn}-mish{mish}-{batch}-{head}-{key}.onnx"
 
 
-def make_export(model: str, size: int, head: str = "detect") -> Path:
-    """The TorchScript export of zoo model ``model`` as a user would make it (cached).
+def make_export(model: str, size: int, head: str = "detect", exporter: str = "torchscript",
+                mish: str = "decomposed", batch_axis: str = "dynamic") -> Path:
+    """The export of zoo model ``model`` as a user would make it (cached).
+
+    ``exporter="torchscript"``: ``torch.onnx.export(dynamo=False)``, opset 18, no constant
+    folding. ``exporter="dynamo"``: torch 2.13's default, ``torch.onnx.export(model, args, f)``
+    with nothing but the input name and (``batch_axis="dynamic"``) ``dynamic_shapes`` with a
+    ``torch.export.Dim`` -- torch.export, onnxscript's translation, its optimizer. ``mish``:
+    ``"decomposed"`` writes Mish out as ``x * tanh(softplus(x))`` (as the official Scaled-YOLOv4
+    code and older models do), ``"module"`` keeps ``nn.Mish``.
 
     ``head="detect"`` adds what the official Scaled-YOLOv4 ``Detect`` layer does to each output
     map in an export, ``y.view(bs, na, no, ny, nx).permute(0, 1, 3, 4, 2)``: traced with a dynamic
     batch, its target shape is computed from ``Shape`` nodes, which capture folds to constants at
     the compiled batch and image size. ``head="raw"``: the zoo's raw 1x1 conv maps.
     """
-    path = export_path(model, size, head)
+    path = export_path(model, size, head, exporter, mish, batch_axis)
     if path.exists():
         return path
     import torch
@@ -102,26 +120,41 @@ def make_export(model: str, size: int, head: str = "detect") -> Path:
             return out
 
     module = zoo.build(model)
-    for parent in list(module.modules()):
+    for parent in list(module.modules()) if mish == "decomposed" else ():
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Mish):
                 setattr(parent, name, DecomposedMish())
     if head == "detect":
         module = DetectView(module).eval()
     x = torch.zeros(1, 3, size, size)
-    tmp = path.with_suffix(".tmp")
+    import tempfile
+
     t0 = time.perf_counter()
-    with torch.no_grad():
-        torch.onnx.export(module, (x,), str(tmp), dynamo=False, opset_version=18,
-                          do_constant_folding=False, input_names=["images"],
-                          dynamic_axes={"images": {0: "batch"}})
-    os.replace(tmp, path)
+    # Written under the final name in a scratch folder, then moved: the dynamo exporter puts the
+    # weights beside the graph in ``NAME.data`` (its default, external_data=True) and records that
+    # name in the graph, so the file cannot be renamed after the export.
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch, torch.no_grad():
+        tmp = Path(scratch) / path.name
+        if exporter == "dynamo":
+            shapes = ({0: torch.export.Dim("batch")},) if batch_axis == "dynamic" else None
+            torch.onnx.export(module, (x,), str(tmp), input_names=["images"],
+                              dynamic_shapes=shapes, verbose=False)
+        else:
+            axes = {"images": {0: "batch"}} if batch_axis == "dynamic" else None
+            torch.onnx.export(module, (x,), str(tmp), dynamo=False, opset_version=18,
+                              do_constant_folding=False, input_names=["images"],
+                              dynamic_axes=axes)
+        for extra in sorted(Path(scratch).iterdir(), key=lambda f: f == tmp):  # graph last
+            os.replace(extra, path.parent / extra.name)
+    data = path.with_name(path.name + ".data")
+    sidecar = f" + {data.stat().st_size / 2**20:.0f} MiB in {data.name}" if data.exists() else ""
     print(f"exported {model} at {size} px in {time.perf_counter() - t0:.1f} s -> {path} "
-          f"({path.stat().st_size / 2**20:.0f} MiB)", flush=True)
+          f"({path.stat().st_size / 2**20:.1f} MiB{sidecar})", flush=True)
     return path
 
 
 def describe(path: Path) -> str:
+    """What the file looks like: size, opset, external data, node counts by op type, input."""
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
@@ -129,9 +162,16 @@ def describe(path: Path) -> str:
     for n in m.graph.node:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
     dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    return (f"{path.name}: {path.stat().st_size / 2**20:.0f} MiB, {len(m.graph.node)} nodes, "
-            f"BatchNormalization {ops.get('BatchNormalization', 0)}, Softplus "
-            f"{ops.get('Softplus', 0)}, Tanh {ops.get('Tanh', 0)}, input {dims}")
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in m.opset_import)
+    external = sum(1 for t in m.graph.initializer
+                   if t.data_location == onnx.TensorProto.EXTERNAL)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+    data = path.with_name(path.name + ".data")
+    size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    return (f"{path.name}: {size / 2**20:.0f} MiB, opset {opsets}, "
+            f"{len(m.graph.node)} nodes, {len(m.graph.initializer)} initializers "
+            f"({external} in external data), {len(m.functions)} functions, input {dims}\n"
+            f"  ops: {counts}")
 
 
 # ----------------------------------------------------------------------------------- whole runs
@@ -354,6 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="detect: outputs viewed as [bs, anchors, ny, nx, 85] like the official "
                          "Detect layer in export mode (default); raw: the zoo's conv maps")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--exporter", choices=("torchscript", "dynamo", "both"),
+                    default="torchscript",
+                    help="torch.onnx.export with dynamo=False (default; the figures of issue "
+                         "13), dynamo=True (torch 2.13's default), or both, one after the other")
+    ap.add_argument("--mish", choices=("decomposed", "module"), default="decomposed",
+                    help="Mish written as x * tanh(softplus(x)) (default) or nn.Mish kept")
+    ap.add_argument("--static-batch", action="store_true",
+                    help="export without a dynamic batch axis (the exporter's plain default)")
     ap.add_argument("--band", choices=("on", "off", "both"), default="both",
                     help="the compiles with the uncertainty band (the CLI default), without it "
                          "(the capture / lower / proof / plan / verify cost alone), or both "
@@ -369,12 +417,24 @@ def main(argv: list[str] | None = None) -> int:
     size = args.image_size or DEFAULT_SIZE.get(args.model, 640)
     batches = [int(b) for b in (args.batches or ("1" if args.model == "yolov4-p7"
                                                   else "1,2,8")).split(",")]
-    path = make_export(args.model, size, args.head)
-    print(describe(path))
+    exporters = ["torchscript", "dynamo"] if args.exporter == "both" else [args.exporter]
+    batch_axis = "static" if args.static_batch else "dynamic"
+    for i, exporter in enumerate(exporters):
+        if i:
+            print()
+        path = make_export(args.model, size, args.head, exporter, args.mish, batch_axis)
+        print(f"== {exporter} export")
+        print(describe(path))
+        run_benchmarks(args, path, batches)
+    return 0
+
+
+def run_benchmarks(args: argparse.Namespace, path: Path, batches: list[int]) -> None:
+    """The timed compiles, the optional lower / band profile, the in-process stage run."""
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared: "
           "wall times are inflated)")
     if args.export_only:
-        return 0
+        return
 
     settings = [(band, wi) for band in (("off", "on") if args.band == "both" else (args.band,))
                 for wi in (("on", "off") if args.what_if == "both" else (args.what_if,))]
@@ -425,7 +485,6 @@ def main(argv: list[str] | None = None) -> int:
             if r["traced"]:
                 line += f" {r['traced'].get(stage, 0) / 2**30:>15.2f}"
             print(line)
-    return 0
 
 
 if __name__ == "__main__":

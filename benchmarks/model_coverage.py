@@ -1,14 +1,19 @@
 """Model coverage: export standard torchvision models the usual way, compile each, print a table.
 
-    python benchmarks/model_coverage.py                       # every model, gc200 and northpole
+    python benchmarks/model_coverage.py           # every model, both exporters, both targets
     python benchmarks/model_coverage.py --models resnet18,ssdlite320_mobilenet_v3_large
-    python benchmarks/model_coverage.py --targets gc200 --out /tmp/cov
+    python benchmarks/model_coverage.py --exporter dynamo --targets gc200 --band off --out /tmp/cov
 
-Each model is built with random weights (no download), exported with ``torch.onnx.export``
-(TorchScript exporter, opset 17, a dynamic batch axis -- how most people export), and compiled with
-no flag but ``--target`` (and ``--no-what-if``, which changes no verdict). The table gives the exit
-code per target (0 fits, 1 does not fit, 2 refused as bad input with the message, 3 internal
-error) and the wall-clock seconds, then the share that compiled (exit 0 or 1) and any exit 3.
+Each model is built with random weights (no download), exported with ``torch.onnx.export`` by
+the TorchScript exporter (``dynamo=False``, opset 17, ``dynamic_axes``) and/or the dynamo exporter
+(``dynamo=True``, torch 2.13's default: opset 18+, ``dynamic_shapes`` with a
+``torch.export.Dim``, weights in ``FILE.data``) -- a dynamic batch axis either way, how most people
+export -- and compiled with no flag but ``--target`` (and ``--no-what-if``, which changes no
+verdict; ``--band off`` skips the uncertainty band, likewise). The table has one column per
+exporter and target: the exit code (0 fits, 1 does not fit, 2 refused as bad input with the
+message, 3 internal error; "export failed" where torch could not write the file) and the
+wall-clock seconds, then per column the share that compiled (exit 0 or 1) and every message.
+The results are in docs/coverage.md.
 
 Needs ``torchvision`` matching the installed torch (``pip install torchvision==0.28.0
 torch==2.13.0``). A build whose C++ ops do not load (a CUDA wheel on a CPU-only torch) still
@@ -165,26 +170,64 @@ def build(name: str):
     return model, torch.randn(1, 3, size, size)
 
 
-def export(name: str, path: Path) -> float:
-    """Export ``name`` to ``path`` as most people do; returns the seconds it took."""
+EXPORTERS = ("torchscript", "dynamo")
+"""``torch.onnx.export(dynamo=False)`` (TorchScript, opset 17) and the default of torch 2.13
+(``dynamo=True``: torch.export, then onnxscript's translation and optimizer, opset 18+; the
+weights go to ``FILE.data`` beside the graph, its default)."""
+
+
+def export(name: str, path: Path, exporter: str = "torchscript") -> float:
+    """Export ``name`` to ``path`` as most people do; returns the seconds it took.
+
+    Both exporters keep the batch axis dynamic (detectors, whose input is a list of images, keep
+    their example shape): TorchScript with ``dynamic_axes``, dynamo with ``dynamic_shapes`` and a
+    ``torch.export.Dim`` -- each exporter's documented way to a deployable file.
+    """
     import torch
 
     t0 = time.perf_counter()
     model, x = build(name)
     detector = any(MODELS[name][0].startswith(d) for d in DETECTION)
     example = ([x[0]],) if detector else (x,)  # detectors take a list of CHW images
-    axes = {} if detector else {"input": {0: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], dynamic_axes=axes)
+        if exporter == "dynamo":
+            shapes = None if detector else ({0: torch.export.Dim("batch")},)
+            try:
+                torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
+                                  dynamic_shapes=shapes, verbose=False)
+            except Exception as exc:
+                if shapes is None:
+                    raise
+                # torch.export refuses a named Dim on some models exported with a batch-1
+                # example (ConvNeXt, Swin: "Constraints violated (batch)", "Invalid ranges
+                # [2:1]"); Dim.AUTO, which its message suggests, lets it choose. Noted per row.
+                torch.onnx.export(model, example, str(path), dynamo=True, input_names=["input"],
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False)
+                NOTES[name] = (f"dynamo export with Dim('batch') failed in torch.export "
+                               f"({_reason(exc)}); exported with Dim.AUTO")
+        else:
+            axes = {} if detector else {"input": {0: "batch"}}
+            torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
+                              input_names=["input"], dynamic_axes=axes)
     return time.perf_counter() - t0
 
 
-def compile_one(path: Path, target: str, timeout: float) -> tuple[int, float, str]:
+def _reason(exc: BaseException) -> str:
+    """One line saying why an export failed: the dynamo exporter's "Exception summary" entry
+    (its first line is a generic banner), else the exception's first line."""
+    lines = [ln.strip() for ln in f"{type(exc).__name__}: {exc}".splitlines() if ln.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("## Exception summary"):
+            return lines[i + 1][:200]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def compile_one(path: Path, target: str, timeout: float,
+                band: str = "on") -> tuple[int, float, str]:
     """Run ``tilec compile`` as a user would; (exit code, seconds, last stderr line)."""
     cmd = [sys.executable, "-m", "tilec", "compile", str(path), "--target", target,
-           "--no-what-if", "-q"]
+           "--no-what-if", "--band", band, "-q"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -194,44 +237,76 @@ def compile_one(path: Path, target: str, timeout: float) -> tuple[int, float, st
     return proc.returncode, time.perf_counter() - t0, lines[-1] if lines else ""
 
 
-def run(names: list[str], targets: list[str], out: Path, timeout: float) -> list[Row]:
+NOTES: dict[str, str] = {}
+"""Per model: how an export departed from the usual call (printed under the table)."""
+
+EXPORT_FAILED = -2
+"""The cell's code when the exporter itself could not write the file (torch's failure, not ours)."""
+
+
+def run(names: list[str], exporters: list[str], targets: list[str], out: Path,
+        timeout: float, band: str = "on") -> list[Row]:
+    """Export each model with each exporter (re-using files already in ``out``) and compile each
+    file for each target; one row per model, one cell per ``exporter:target``."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in names:
-        path = out / f"{name}.onnx"
+        results: dict[str, tuple[int, float, str]] = {}
         export_s = 0.0
-        if not path.exists():
-            try:
-                export_s = export(name, path)
-            except Exception as exc:  # a model the exporter cannot handle: reported, next
-                print(f"{name}: export failed: {type(exc).__name__}: {exc}".splitlines()[0],
-                      file=sys.stderr)
-                continue
-        results = {t: compile_one(path, t, timeout) for t in targets}
+        for exporter in exporters:
+            path = out / (f"{name}.onnx" if exporter == "torchscript"
+                          else f"{name}.{exporter}.onnx")
+            if not path.exists():
+                try:
+                    export_s += export(name, path, exporter)
+                except Exception as exc:  # the exporter cannot handle the model: a cell, next
+                    path.unlink(missing_ok=True)
+                    path.with_name(path.name + ".data").unlink(missing_ok=True)
+                    first = _reason(exc)
+                    for t in targets:
+                        results[column(exporter, t)] = (EXPORT_FAILED, 0.0,
+                                                        f"{exporter} export failed: {first}")
+                    continue
+            for t in targets:
+                results[column(exporter, t)] = compile_one(path, t, timeout, band)
         rows.append(Row(name, export_s, results))
-        cells = "  ".join(f"{t} {c} ({s:.1f} s)" for t, (c, s, _) in results.items())
+        cells = "  ".join(f"{k} {c} ({s:.1f} s)" for k, (c, s, _) in results.items())
         print(f"  {name}: {cells}", file=sys.stderr, flush=True)
     return rows
 
 
-def table(rows: list[Row], targets: list[str]) -> str:
+def column(exporter: str, target: str) -> str:
+    """The table's column name for one exporter and one target."""
+    return f"{exporter}:{target}"
+
+
+def table(rows: list[Row], columns: list[str]) -> str:
+    """One line per model, one cell (exit code, seconds) per column, then per-column totals and
+    every message of a cell that did not compile (refusals, internal errors, export failures)."""
     width = max(len(r.name) for r in rows) if rows else 10
-    head = f"{'model':<{width}}  " + "  ".join(f"{t:>14}" for t in targets)
+    cw = max([16] + [len(c) for c in columns])
+    head = f"{'model':<{width}}  " + "  ".join(f"{c:>{cw}}" for c in columns)
     lines = [head, "-" * len(head)]
     for r in rows:
-        cells = "  ".join(f"{'exit ' + str(r.results[t][0]):>7} {r.results[t][1]:5.1f} s"
-                          for t in targets)
-        lines.append(f"{r.name:<{width}}  {cells}")
+        cells = []
+        for c in columns:
+            code, secs, _ = r.results[c]
+            text = "export failed" if code == EXPORT_FAILED else f"exit {code} {secs:5.1f} s"
+            cells.append(f"{text:>{cw}}")
+        lines.append(f"{r.name:<{width}}  " + "  ".join(cells))
     lines.append("")
-    for t in targets:
-        codes = [r.results[t][0] for r in rows]
-        ok = sum(c in (0, 1) for c in codes)
-        lines.append(f"{t}: {ok}/{len(codes)} compile (exit 0 or 1), {codes.count(0)} fit, "
+    for c in columns:
+        codes = [r.results[c][0] for r in rows]
+        ok = sum(code in (0, 1) for code in codes)
+        lines.append(f"{c}: {ok}/{len(codes)} compile (exit 0 or 1), {codes.count(0)} fit, "
                      f"{codes.count(2)} refused, {codes.count(3)} internal errors, "
-                     f"{codes.count(-1)} timed out")
-    refused = {r.results[t][2] for r in rows for t in targets if r.results[t][0] not in (0, 1)}
-    for message in sorted(refused):
-        lines.append(f"  {message}")
+                     f"{codes.count(-1)} timed out, {codes.count(EXPORT_FAILED)} export failed")
+    refused = {(c, r.name, r.results[c][2]) for r in rows for c in columns
+               if r.results[c][0] not in (0, 1)}
+    for c, name, message in sorted(refused):
+        lines.append(f"  {c} {name}: {message}")
+    for name, note in sorted(NOTES.items()):
+        lines.append(f"  note, {name}: {note}")
     return "\n".join(lines)
 
 
@@ -240,8 +315,14 @@ def main() -> None:
     parser.add_argument("--models", default=None, help="comma-separated subset of: "
                         + ", ".join(MODELS))
     parser.add_argument("--targets", default="gc200,northpole")
+    parser.add_argument("--exporter", choices=(*EXPORTERS, "both"), default="both",
+                        help="torch.onnx.export with dynamo=False (TorchScript), dynamo=True "
+                             "(torch 2.13's default), or both side by side (default)")
     parser.add_argument("--out", default="/tmp/tilec-model-coverage",
                         help="where the exports are kept (re-used when present)")
+    parser.add_argument("--band", choices=("on", "off"), default="on",
+                        help="the uncertainty band (on: the CLI default; off: faster, changes no "
+                             "verdict)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per compile")
     args = parser.parse_args()
     names = args.models.split(",") if args.models else list(MODELS)
@@ -249,8 +330,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s): {', '.join(unknown)}")
     targets = args.targets.split(",")
-    rows = run(names, targets, Path(args.out), args.timeout)
-    print(table(rows, targets))
+    exporters = list(EXPORTERS) if args.exporter == "both" else [args.exporter]
+    rows = run(names, exporters, targets, Path(args.out), args.timeout, args.band)
+    print(table(rows, [column(e, t) for e in exporters for t in targets]))
 
 
 if __name__ == "__main__":

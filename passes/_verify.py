@@ -261,6 +261,7 @@ def reinfer(copy: gs.Graph, graph: gs.Graph, source: str) -> bool:
     non-empty; :class:`BakedShape` when a Reshape is left on the wrong number of elements (ONNX
     shape inference takes a constant target on trust, so without this check the copy would carry
     the old batch in every shape after the view)."""
+    pinned = False
     for _ in range(_RESHAPE_ROUNDS):
         for node in copy.nodes:
             for out in node.outputs:
@@ -268,7 +269,10 @@ def reinfer(copy: gs.Graph, graph: gs.Graph, source: str) -> bool:
         try:
             infer_shapes(copy, source=source)
         except InputError:
-            return False
+            if pinned or not _pin_wildcard_reshapes(copy, graph):
+                return False
+            pinned = True
+            continue
         if not _rederive_reshapes(copy, graph):
             break
     for node in copy.nodes:
@@ -288,6 +292,34 @@ which may expose the next baked one (sequential views); independent ones are fix
 
 def _numel(shape: Any) -> int:
     return math.prod(int(d) for d in shape) if is_concrete(shape) else -1
+
+
+def _pin_wildcard_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
+    """Give each Reshape of ``copy`` whose constant target has a ``-1`` the model's own output
+    shape as its target; return whether any changed.
+
+    The dynamo exporter writes a view with a symbolic batch and static spatial sizes as a
+    constant ``[-1, 4, 85, ny, nx]``; at another image size ONNX shape inference cannot solve
+    the -1 and fails, so :func:`_rederive_reshapes` never sees the node. Pinned to the model's
+    concrete ``[B, 4, 85, ny, nx]`` (the same reshape at the model's size), the target is taken
+    on trust by inference and then re-derived like a constant that capture folded. Only called
+    once inference has failed, so a -1 that infers at the new size is left as it is."""
+    real = {n.name: n for n in graph.nodes if n.op == "Reshape"}
+    changed = False
+    for node in copy.nodes:
+        if node.op != "Reshape" or len(node.inputs) < 2 or \
+                not isinstance(node.inputs[1], gs.Constant):
+            continue
+        model_node = real.get(node.name)
+        target = np.asarray(node.inputs[1].values)
+        if model_node is None or not (target == -1).any() \
+                or not is_concrete(model_node.outputs[0].shape):
+            continue
+        node.inputs[1] = gs.Constant(
+            f"{node.inputs[1].name}::pinned",
+            np.asarray([int(d) for d in model_node.outputs[0].shape], dtype=np.int64))
+        changed = True
+    return changed
 
 
 def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:

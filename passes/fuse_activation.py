@@ -9,7 +9,10 @@ function whose body is the same Conv and activation, see :mod:`tilec.passes._fus
   ``LeakyRelu(alpha)``, ``Sigmoid``, ``Tanh``, ``Clip(min, max)`` (ReLU6), ``Mish``,
   ``HardSwish``, and the decomposed forms exporters emit:
   SiLU ``x * sigmoid(x)``; Mish ``x * tanh(softplus(x))`` and ``x * tanh(log(1 + exp(x)))``
-  (softplus(x) = log(1 + e^x)); HardSwish ``x * hardsigmoid(x)`` (alpha 1/6, beta 1/2) and
+  (softplus(x) = log(1 + e^x)), and ``x * tanh(where(x > t, x, softplus(x)))`` -- PyTorch's
+  softplus with its threshold t (default 20), as the dynamo exporter writes ``F.softplus``;
+  exact where ``tanh(t)`` rounds to 1 in float32 (numpy: t >= 10): past t both branches' tanh is 1;
+  HardSwish ``x * hardsigmoid(x)`` (alpha 1/6, beta 1/2) and
   ``x * clip(x + 3, 0, 6) / 6`` (the /6 as Div or as Mul by 1/6, before or after the product).
   Operand order of Mul/Add is free.
 * **Concat -> act** where every Concat input is such an op read only by the Concat: an element-wise
@@ -169,9 +172,37 @@ def _scaled_by_sixth(node: gs.Node, t: gs.Tensor) -> bool:
     return _is_const_value(other, 1.0 / 6.0, t)
 
 
+def _threshold_mish(x: gs.Tensor, outputs: set[str]) -> Match | None:
+    """``x * tanh(where(x > t, x, softplus(x)))``: four readers of ``x`` (Softplus, Greater,
+    Where, Mul). PyTorch's softplus returns x itself past its threshold ``t``; inside Mish that
+    is exact once tanh(t) is 1.0 in float32, since tanh of either branch is then 1.0 past t
+    (softplus(x) > x > t). A smaller t would change values, so it is left alone."""
+    by_op: dict[str, list[gs.Node]] = {}
+    for r in x.outputs:
+        by_op.setdefault(r.op if _graph.is_plain(r, r.op) else "", []).append(r)
+    if sorted(by_op) != ["Greater", "Mul", "Softplus", "Where"] or any(
+            len(v) != 1 for v in by_op.values()):
+        return None
+    sp, gt, where, mul = (by_op[k][0] for k in ("Softplus", "Greater", "Where", "Mul"))
+    if len(sp.inputs) != 1 or len(gt.inputs) != 2 or gt.inputs[0] is not x:
+        return None
+    t = _graph.scalar(gt.inputs[1]) if _graph.const(gt.inputs[1]) is not None else None
+    if t is None or np.tanh(np.float32(t)) != np.float32(1.0):
+        return None
+    if (_only(sp.outputs[0], outputs, "Where") is not where
+            or _only(gt.outputs[0], outputs, "Where") is not where
+            or [i.name for i in where.inputs] != [gt.outputs[0].name, x.name, sp.outputs[0].name]):
+        return None
+    return _mish_tail(x, where.outputs[0], mul, [sp, gt, where], outputs,
+                      f"x*tanh(where(x>{t:g},x,softplus(x)))")
+
+
 def _decomposed(x: gs.Tensor, outputs: set[str]) -> Match | None:
-    """Two readers of ``x``: a Mul and the start of a chain ending in that Mul."""
+    """Two readers of ``x``: a Mul and the start of a chain ending in that Mul (four for the
+    thresholded Mish of :func:`_threshold_mish`)."""
     readers = list(x.outputs)
+    if len(readers) == 4:
+        return _threshold_mish(x, outputs)
     if len(readers) != 2:
         return None
     for mul, start in ((readers[0], readers[1]), (readers[1], readers[0])):

@@ -565,3 +565,24 @@ def test_parse_input_shapes() -> None:
     for bad in ("1,a,3", "1,0,3", "a=1;a=2", "1,2;b=3", ";", "a="):
         with pytest.raises(InputError, match=r"^--input-shape: "):
             parse_input_shapes(bad)
+
+
+@pytest.mark.parametrize("start, end, concat_first, expect", [
+    (0, 1, True, [2, 60]),      # Reshape(x, [N, -1]): the dynamo exporter's batch read
+    (-2, None, False, [6, 4, 5]),  # Reshape(x, [-1, H, W]): a negative start, no end
+])
+def test_shape_with_start_end_folds_to_its_slice(tmp_path, start, end, concat_first, expect):
+    # onnx-graphsurgeon folds Shape as the whole shape, ignoring start / end (opset 15+)
+    attrs = {"start": start} if end is None else {"start": start, "end": end}
+    minus1 = helper.make_tensor("m1", TensorProto.INT64, [1], [-1])
+    parts = ["s", "m1"] if concat_first else ["m1", "s"]
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"], **attrs),
+         helper.make_node("Concat", parts, ["t"], axis=0),
+         helper.make_node("Reshape", ["x", "t"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [minus1])
+    path = tmp_path / "sliced.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    captured = capture(str(path), batch=2)
+    assert [int(d) for d in captured.graph.outputs[0].shape] == expect

@@ -28,14 +28,29 @@ def test_table_counts_what_compiled() -> None:
     assert set(mc.QUICK) <= set(mc.MODELS)
 
 
+def test_table_has_a_column_per_exporter_and_target() -> None:
+    cols = [mc.column(e, t) for e in mc.EXPORTERS for t in ("gc200", "northpole")]
+    failed = (mc.EXPORT_FAILED, 0.0, "dynamo export failed: UserError: Invalid ranges [2:1]")
+    rows = [mc.Row("a", 1.0, {c: ((0, 2.0, "") if c.startswith("torchscript") else failed)
+                              for c in cols})]
+    text = mc.table(rows, cols)
+    assert text.splitlines()[0].split()[1:] == cols
+    assert "dynamo:northpole: 0/1 compile (exit 0 or 1), 0 fit, 0 refused, 0 internal errors, " \
+        "0 timed out, 1 export failed" in text
+    assert "torchscript:gc200: 1/1 compile" in text and "Invalid ranges [2:1]" in text
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("exporter", mc.EXPORTERS)
 @pytest.mark.parametrize("name", mc.QUICK)
-def test_standard_exports_compile_without_flags(name: str, tmp_path: Path) -> None:
+def test_standard_exports_compile_without_flags(name: str, exporter: str, tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
     try:
         mc.load_torchvision()
     except ImportError:
         pytest.skip("torchvision is not installed (pip install torchvision==0.28.0)")
     path = tmp_path / f"{name}.onnx"
-    mc.export(name, path)
+    mc.export(name, path, exporter)
     assert main(["compile", str(path), "--target", "gc200", "--no-what-if", "-q"]) in (0, 1)

@@ -27,6 +27,13 @@ def _mish_exp(b, x, one=1.0, swap=False):
     return b.op("Mul", [x, t])
 
 
+def _mish_threshold(b, x, t=20.0):
+    """PyTorch's softplus as the dynamo exporter writes it: where(x > t, x, softplus(x))."""
+    gt = b.op("Greater", [x, b.const(np.array(t, np.float32))])
+    sp = b.op("Where", [gt, x, b.op("Softplus", [x])])
+    return b.op("Mul", [x, b.op("Tanh", [sp])])
+
+
 def _silu(b, x, swap=False):
     s = b.op("Sigmoid", [x])
     return b.op("Mul", [s, x] if swap else [x, s])
@@ -65,6 +72,8 @@ DECOMPOSED = {
     "tanh(softplus(x))*x": ("Mish", lambda b, x: _mish_softplus(b, x, swap=True)),
     "x*tanh(log(1+exp(x)))": ("Mish", _mish_exp),
     "x*tanh(log(exp(x)+1)) swapped add": ("Mish", lambda b, x: _mish_exp(b, x, swap=True)),
+    "x*tanh(where(x>20,x,softplus(x)))": ("Mish", _mish_threshold),
+    "x*tanh(where(x>10,x,softplus(x)))": ("Mish", lambda b, x: _mish_threshold(b, x, 10.0)),
     "x*sigmoid(x)": ("SiLU", _silu),
     "sigmoid(x)*x": ("SiLU", lambda b, x: _silu(b, x, swap=True)),
     "x*hardsigmoid(x)": ("HardSwish", _hardswish_hsig),
@@ -104,6 +113,8 @@ def test_leaky_alpha_survives_into_the_function():
 
 @pytest.mark.parametrize("name, build", [
     ("log(2+exp(x))", lambda b, x: _mish_exp(b, x, one=2.0)),
+    # tanh(5) is not 1.0 in float32: where(x > 5, x, softplus(x)) inside Mish changes values
+    ("where(x>5,x,softplus(x))", lambda b, x: _mish_threshold(b, x, 5.0)),
     ("clip(x+3,0,5)/6", lambda b, x: _hardswish_div_after(b, x, hi=5.0)),
     ("x*clip(x+3,0,6)/5", lambda b, x: _hardswish_div_after(b, x, six=5.0)),
     ("x*tanh(softplus(y))", lambda b, x: b.op("Mul", [x, b.op("Tanh", [b.op(
