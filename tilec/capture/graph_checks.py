@@ -74,45 +74,11 @@ def fold_shape_arithmetic(graph: gs.Graph) -> int:
 
     split_shape_ranges(graph)  # graphsurgeon would fold Shape(start, end) as the whole shape
     before = len(graph.nodes)
-    _fold_sliced_shapes(graph)
     with quiet_gs():
         graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=1 << 20,
                              should_exclude_node=exclude)
         graph.cleanup()
     return before - len(graph.nodes)
-
-
-def _fold_sliced_shapes(graph: gs.Graph) -> None:
-    """Replace each ``Shape`` with a ``start`` or ``end`` attribute (opset 15+) whose input shape
-    is concrete by the constant it computes.
-
-    onnx-graphsurgeon's shape folding (0.5/0.6) reads ``Shape`` as the whole shape and ignores the
-    two attributes, so the dynamo exporter's batch size, ``Shape(x, start=0, end=1)``, would fold
-    to ``[N, C, H, W]``: wrong values, and a ``Range`` or ``Reshape`` fed with them fails.
-    Out-of-range and negative bounds follow the ONNX rule, which is Python's slice clamping.
-    """
-    for node in list(graph.nodes):
-        if node.op != "Shape" or not ({"start", "end"} & set(node.attrs)) or not node.outputs:
-            continue
-        shape = node.inputs[0].shape if node.inputs else None
-        if shape is None or not is_concrete(shape):
-            continue
-        start = int(node.attrs.get("start", 0))
-        end = node.attrs.get("end")
-        dims = [int(d) for d in shape][start:None if end is None else int(end)]
-        out = node.outputs[0]
-        value = gs.Constant(f"{out.name}::shape", np.asarray(dims, dtype=np.int64))
-        if any(t is out for t in graph.outputs):  # keeps its name: an Identity of the constant
-            node.op, node.attrs = "Identity", {}
-            node.inputs[0] = value
-            continue
-        for reader in list(out.outputs):
-            for i, t in enumerate(reader.inputs):
-                if t is out:
-                    reader.inputs[i] = value
-        node.outputs.clear()
-        node.inputs.clear()
-    graph.cleanup()
 
 
 MAX_FOLD_ROUNDS = 256
