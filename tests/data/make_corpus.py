@@ -207,7 +207,15 @@ def duplicate_output() -> onnx.ModelProto:
 
 
 def opset_too_old() -> onnx.ModelProto:
-    """Opset 9 predates what tilec reads (11)."""
+    """Opset 9 predates what tilec reads (11), and onnx.version_converter cannot convert it (an
+    op with no schema). An old file it *can* convert is converted: tests/test_capture_onnx.py."""
+    nodes = [helper.make_node("NoSuchOnnxOp", ["x"], ["y"], name="relu")]
+    return _model(nodes, [helper.make_tensor_value_info("x", F, [1, 4])],
+                  [helper.make_tensor_value_info("y", F, [1, 4])], opset=9, ir_version=4)
+
+
+def opset_old_convertible() -> onnx.ModelProto:
+    """Opset 9, which onnx.version_converter converts (not in the bad corpus)."""
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
     return _model(nodes, [helper.make_tensor_value_info("x", F, [1, 4])],
                   [helper.make_tensor_value_info("y", F, [1, 4])], opset=9, ir_version=4)
