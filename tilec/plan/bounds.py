@@ -101,6 +101,17 @@ def _closure(info: GraphInfo) -> tuple[dict[str, int], dict[str, int], dict[str,
     return bit, anc, desc
 
 
+def use_masks(u, bit: dict[str, int]) -> tuple[int, int]:
+    """A buffer's writers and readers as bit masks over the ops' positions (``bit``)."""
+    w = 0
+    for x in u.writers:
+        w |= 1 << bit[x]
+    rd = 0
+    for x in u.readers:
+        rd |= 1 << bit[x]
+    return w, rd
+
+
 def buffer_min_totals(info: GraphInfo, partition: Partition, target: Target) -> dict[str, int]:
     """Per buffer (root), its smallest total bytes over the chip across the holder's splits."""
     out: dict[str, int] = {}
@@ -138,12 +149,7 @@ def chip_bound(info: GraphInfo, partition: Partition, target: Target) -> Bound:
     for r, u in uses.items():
         if r not in totals:
             continue
-        w = 0
-        for x in u.writers:
-            w |= 1 << bit[x]
-        rd = 0
-        for x in u.readers:
-            rd |= 1 << bit[x]
+        w, rd = use_masks(u, bit)
         masks[r] = (w, rd, u.is_input, u.is_output)
     best: Bound | None = None
     for op in info.ops:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from tilec.costmodel import Target
 from tilec.opinfo import GraphInfo
-from tilec.plan.bounds import _closure
+from tilec.plan.bounds import _closure, use_masks
 from tilec.plan.problem import outputs_stay
 from tilec.plan.schedule import buffer_uses
 
@@ -94,12 +94,7 @@ def ceiling_bound(info: GraphInfo, target: Target) -> Ceiling:
     held_in = inputs_in_tiles(target)
     bufs = []
     for root, u in buffer_uses(info).items():
-        w = 0
-        for x in u.writers:
-            w |= 1 << bit[x]
-        rd = 0
-        for x in u.readers:
-            rd |= 1 << bit[x]
+        w, rd = use_masks(u, bit)
         if not (u.is_input or w):
             continue  # written by nothing but views: no buffer of its own ((a) skips it too)
         if u.is_input and not held_in:
