@@ -304,22 +304,34 @@ def _pin_wildcard_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
     concrete ``[B, 4, 85, ny, nx]`` (the same reshape at the model's size), the target is taken
     on trust by inference and then re-derived like a constant that capture folded. Only called
     once inference has failed, so a -1 that infers at the new size is left as it is."""
-    real = {n.name: n for n in graph.nodes if n.op == "Reshape"}
     changed = False
-    for node in copy.nodes:
-        if node.op != "Reshape" or len(node.inputs) < 2 or \
-                not isinstance(node.inputs[1], gs.Constant):
-            continue
-        model_node = real.get(node.name)
+    for node, model_node in _constant_reshapes(copy, graph):
         target = np.asarray(node.inputs[1].values)
-        if model_node is None or not (target == -1).any() \
-                or not is_concrete(model_node.outputs[0].shape):
+        if not (target == -1).any() or not is_concrete(model_node.outputs[0].shape):
             continue
-        node.inputs[1] = gs.Constant(
-            f"{node.inputs[1].name}::pinned",
-            np.asarray([int(d) for d in model_node.outputs[0].shape], dtype=np.int64))
+        _retarget(node, [int(d) for d in model_node.outputs[0].shape], "pinned")
         changed = True
     return changed
+
+
+def _constant_reshapes(copy: gs.Graph, graph: gs.Graph) -> list[tuple[gs.Node, gs.Node]]:
+    """The Reshapes of ``copy`` with a constant target, each with its node in the model
+    ``graph`` (same name) -- what :func:`_pin_wildcard_reshapes` and :func:`_rederive_reshapes`
+    re-target."""
+    real = {n.name: n for n in graph.nodes if n.op == "Reshape"}
+    return [(node, real[node.name]) for node in copy.nodes
+            if node.op == "Reshape" and len(node.inputs) >= 2
+            and isinstance(node.inputs[1], gs.Constant) and node.name in real]
+
+
+def _retarget(node: gs.Node, target: list[int], why: str) -> None:
+    """Give ``node`` (a Reshape) a new constant target of its own. Named after the node as well
+    as the old constant: exporters share one target constant between Reshapes (the dynamo
+    exporter's optimizer de-duplicates equal constants), and two Reshapes re-targeted from it
+    must not write two different tensors under one name (the exported probe would keep one)."""
+    old = node.inputs[1].name
+    node.inputs[1] = gs.Constant(f"{old}::{why}::{node.name or id(node)}",
+                                 np.asarray(target, dtype=np.int64))
 
 
 def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
@@ -336,17 +348,10 @@ def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
     the probe to be the model at another size -- only a graph on which the passes make the same
     rewrites with the same weights -- so a re-derived target needs to be valid, and onnxruntime
     checks that when it runs the probe."""
-    real = {n.name: n for n in graph.nodes if n.op == "Reshape"}
     changed = False
-    for node in copy.nodes:
-        if node.op != "Reshape" or len(node.inputs) < 2 or \
-                not isinstance(node.inputs[1], gs.Constant):
-            continue
+    for node, model_node in _constant_reshapes(copy, graph):
         new_in = node.inputs[0].shape
         if _numel(new_in) < 0 or _numel(new_in) == _numel(node.outputs[0].shape):
-            continue
-        model_node = real.get(node.name)
-        if model_node is None:
             continue
         old_in, old_out = model_node.inputs[0].shape, model_node.outputs[0].shape
         if not (is_concrete(old_in) and is_concrete(old_out)) or len(old_in) != len(new_in):
@@ -355,9 +360,7 @@ def _rederive_reshapes(copy: gs.Graph, graph: gs.Graph) -> bool:
             [int(d) for d in old_in], [int(d) for d in old_out], [int(d) for d in new_in])
         if target is None:
             continue
-        shape_t = node.inputs[1]
-        node.inputs[1] = gs.Constant(f"{shape_t.name}::rederived",
-                                     np.asarray(target, dtype=np.int64))
+        _retarget(node, target, "rederived")
         changed = True
     return changed
 

@@ -191,3 +191,29 @@ def test_zoo_models_stay_equal_through_every_exact_pass(name, size):
             assert s.verify.max_rel_err < 1e-4, s.name
             assert s.verify.output_rel_err < 1e-4, s.name
     assert not any(n.op == "BatchNormalization" for n in graph.nodes)
+
+
+def test_reshapes_sharing_one_target_constant_are_retargeted_apart():
+    """The dynamo exporter shares one constant target between Reshapes; pinning (or re-deriving)
+    them for the probe must give each its own tensor, not two different values under one name
+    (onnx-graphsurgeon warned "distinct tensors that share the same name" and the exported probe
+    kept one of them)."""
+    import onnx_graphsurgeon as gs
+    from tilec.passes._verify import _pin_wildcard_reshapes
+
+    shared = gs.Constant("target", np.array([-1, 24], np.int64))
+    a_in = gs.Variable("a", np.float32, [2, 4, 6])
+    b_in = gs.Variable("b", np.float32, [4, 4, 6])
+    a_out = gs.Variable("a_out", np.float32, [2, 24])
+    b_out = gs.Variable("b_out", np.float32, [4, 24])
+    graph = gs.Graph(nodes=[gs.Node("Reshape", "ra", inputs=[a_in, shared], outputs=[a_out]),
+                            gs.Node("Reshape", "rb", inputs=[b_in, shared], outputs=[b_out])],
+                     inputs=[a_in, b_in], outputs=[a_out, b_out])
+    copy = graph.copy()
+    assert _pin_wildcard_reshapes(copy, graph)
+    targets = {n.name: n.inputs[1] for n in copy.nodes}
+    assert targets["ra"].name != targets["rb"].name
+    assert targets["ra"].values.tolist() == [2, 24]
+    assert targets["rb"].values.tolist() == [4, 24]
+    names = [t.name for t in copy.tensors().values()]  # raises on a name clash
+    assert len(names) == len(set(names))
