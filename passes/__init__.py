@@ -258,6 +258,8 @@ def run_pipeline(graph: gs.Graph, names: Sequence[str], *, precision: str,
         if verifier is not None and not p.exact:
             verifier.flush()  # prove the exact passes before a lossy one changes the probe
         before = fingerprint(graph) if verifier is not None and p.annotates_only else None
+        names = ({n.name for n in graph.nodes}, {n.name for n in verifier.probe.nodes}) \
+            if verifier is not None and not verifier.shared and not p.annotates_only else None
         stats = _run_one(p, graph, ctx)
         if before is not None:
             if fingerprint(graph) != before:
@@ -271,7 +273,7 @@ def run_pipeline(graph: gs.Graph, names: Sequence[str], *, precision: str,
             t0 = time.perf_counter()
             if not verifier.shared:
                 probe_stats = _run_one(p, verifier.probe, probe_ctx)
-                verifier.check_decisions(stats, probe_stats)
+                verifier.check_decisions(stats, probe_stats, names)
             verifier.seconds += time.perf_counter() - t0
             verifier.after_pass(stats, p.exact)
         all_stats.append(stats)

@@ -217,3 +217,42 @@ def test_reshapes_sharing_one_target_constant_are_retargeted_apart():
     assert targets["rb"].values.tolist() == [4, 24]
     names = [t.name for t in copy.tensors().values()]  # raises on a name clash
     assert len(names) == len(set(names))
+
+
+def test_a_constant_lookup_folded_by_the_probes_capture_is_not_a_different_decision(tmp_path):
+    """BERT's token-type embedding at constant indices (``zeros_like(ids)``): capture folds the
+    lookup at the batch-1 probe (under its output-size limit) but not at batch 8, where
+    canonicalize folds it. The proof used to refuse the compile (exit 3, "rewrote the model and
+    its verification probe differently"); a fold of a node the probe's capture already folded
+    is the same constant evaluation, and the compile is proved."""
+    import onnx
+    from onnx import TensorProto, helper
+    from tilec.targets import load_target
+
+    from tilec.compile import CompileOptions, compile_model
+
+    rng = np.random.default_rng(0)
+    t, d, vocab = 128, 768, 64
+    nodes = [
+        helper.make_node("Shape", ["ids"], ["shape"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["zeros"],
+                         value=helper.make_tensor("v", TensorProto.INT64, [1], [0])),
+        helper.make_node("Gather", ["types", "zeros"], ["type_emb"]),
+        helper.make_node("Gather", ["tokens", "ids"], ["tok_emb"]),
+        helper.make_node("Add", ["tok_emb", "type_emb"], ["sum"]),
+        helper.make_node("MatMul", ["sum", "w"], ["y"]),
+    ]
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.ravel()) for n, a in (
+        ("types", rng.standard_normal((2, d)).astype(np.float32)),
+        ("tokens", rng.standard_normal((vocab, d)).astype(np.float32)),
+        ("w", rng.standard_normal((d, 32)).astype(np.float32)))]
+    graph = helper.make_graph(
+        nodes, "bert_types", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", t])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", t, 32])], inits)
+    path = tmp_path / "types.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    plan, lowered = compile_model(str(path), load_target("gc200"), CompileOptions(
+        batch=8, what_if=False, band="off", verify="pass"))
+    assert plan.status == "fits"
+    folds = [r for s in lowered.pass_stats for r in s.rewrites if r.kind == "fold-constant"]
+    assert folds  # the model's canonicalize folded the lookup (and the proof accepted it)
