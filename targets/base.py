@@ -29,6 +29,7 @@ SRAM sizes, so enumerating and pricing candidates is the hot path (~10^4 candida
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -221,15 +222,32 @@ def nonzero(**cats: int) -> dict[str, int]:
     return {k: int(v) for k, v in cats.items() if v}
 
 
-def touched(elements: int, share: int, total: int) -> int:
+def touched(elements: int, share: int, total: int, inner: int | None = None) -> int:
     """Elements of a broadcast operand (e.g. a per-channel scale) one tile's share touches.
 
-    An operand aligned with the outer dims of the output (the usual broadcast) is touched in
-    proportion to the share, plus one element where the share straddles a boundary.
-    """
+    ``inner``: how many consecutive output elements (row-major) read one operand element
+    (:func:`broadcast_inner`); a contiguous share of ``share`` outputs then reads at most
+    ``ceil(share / inner) + 1`` operand elements (one more where the share straddles a
+    boundary). Without it the operand is taken to span the output's outermost dims
+    (``inner = total / elements``). A bias over the innermost dim (a transformer's ``[C]``
+    over ``[N, T, C]``, ``inner = 1``) is touched once per output element of the share, up to
+    all of it -- the outermost reading said two elements."""
     if total <= 0 or elements >= total:
         return min(elements, share)
-    return min(elements, cdiv(elements * share, total) + 1)
+    if inner is None:
+        return min(elements, cdiv(elements * share, total) + 1)
+    return min(elements, cdiv(share, max(1, inner)) + 1)
+
+
+def broadcast_inner(out_shape: Sequence[int], operand_shape: Sequence[int]) -> int:
+    """Consecutive output elements that read one element of an operand broadcast (NumPy
+    rules, right-aligned) to ``out_shape``: the product of the output dims after the operand's
+    innermost dim larger than 1 (all of them for a scalar)."""
+    out = [int(d) for d in out_shape]
+    ops = [int(d) for d in operand_shape][-len(out):] if out else []
+    ops = [1] * (len(out) - len(ops)) + ops
+    last = max((i for i, d in enumerate(ops) if d > 1), default=-1)
+    return math.prod(out[last + 1:])
 
 
 def model_io_bytes(graph: GraphInfo) -> tuple[int, int]:

@@ -43,7 +43,15 @@ import numpy as np
 from tilec.costmodel import OpCost, Split
 from tilec.opinfo import OpInfo, TensorInfo
 
-from .base import BaseCostModel, BytesLRU, CandidateBlock, conv_blocks, nonzero, touched
+from .base import (
+    BaseCostModel,
+    BytesLRU,
+    CandidateBlock,
+    broadcast_inner,
+    conv_blocks,
+    nonzero,
+    touched,
+)
 from .geometry import (
     SPLIT_COLUMNS,
     ConvDims,
@@ -538,25 +546,52 @@ class IpuCostModel(BaseCostModel):
         abits = op.act_bits
         dp = self.datapath(abits)
         recv = 0
+        out = op.out_shapes[0] if op.out_shapes else ()
         for i, shape in enumerate(op.in_shapes):
             if i == 0 and numel(shape) == total:
                 continue  # the first input is where the op runs
-            recv += nbytes(touched(numel(shape), share, total), abits)
-        w_store = sum(nbytes(touched(w.elements, share, total), w.bits) for w in op.weights)
+            recv += nbytes(touched(numel(shape), share, total, broadcast_inner(out, shape)),
+                           abits)
+        w_store, w_recv = self._broadcast_weights(op, share, total, t)
         sets = self.sets["elementwise"]
         in_place = (bool(op.in_shapes) and tuple(op.in_shapes[0]) == tuple(op.out_shapes[0])
                     and op.op_type != "Cast")
         return OpCost(
             split=split,
             always=nonzero(weights=w_store, **self.overhead(sets)),
-            step=nonzero(act_in=recv),
+            step=nonzero(act_in=recv, weights=w_recv),
             outputs=tuple(nbytes(cdiv(numel(o), t), abits) for o in op.out_shapes),
             compute_cycles=self._vector_cycles(share, self.vops(op.op_type), dp)
             + (sets - 1) * self.superstep,
-            exchange_cycles=self._xcycles(recv),
+            exchange_cycles=self._xcycles(recv + w_recv),
             follows_input=bool(op.in_shapes),
             in_place=in_place,
         )
+
+    def _broadcast_weights(self, op: OpInfo, share: int, total: int, tiles: int
+                           ) -> tuple[int, int]:
+        """(stored, received) bytes per tile of the constants an element-wise op or a
+        normalisation reads (a bias, a scale, LayerNorm's gamma and beta).
+
+        Poplar creates such an operand once, as one variable of its own elements, each mapped
+        to one of the tiles that use it (poplibs lib/poputil/TileMapping.cpp
+        ``createBroadcastOperand``: ``addVariable(type, {numDimElems})`` mapped by use,
+        ``ConstrainMappingToUsedTiles``; PopART makes it the creator of an Add's broadcast
+        input). So a tile stores ``ceil(bytes / tiles)`` of it for the whole run and, during
+        the op, receives the rest of what its share reads (:func:`touched`) -- as a conv
+        under a batch / spatial split stores its weights once and receives its slice. An
+        operand as large as the output is read where it is stored: nothing is received.
+        (Charging every tile the whole touched slice for the whole run made 25 LayerNorms of
+        768 channels hold 77 KB on *every* tile of GPT-2 small: their weights 1,472 times.)"""
+        out = op.out_shapes[0] if op.out_shapes else ()
+        stored = received = 0
+        for w in op.weights:
+            mine = cdiv(w.bytes, max(1, tiles))
+            reads = nbytes(touched(w.elements, share, total, broadcast_inner(out, w.shape)),
+                           w.bits)
+            stored += mine
+            received += max(0, reads - mine)
+        return stored, received
 
     def _map_dims(self, op: OpInfo) -> tuple[MapDims, int]:
         """A pool's / resize's extents and the channels it hands out together (a resize is
@@ -648,9 +683,13 @@ class IpuCostModel(BaseCostModel):
         else:
             need = in_total
         recv = nbytes(cdiv(need, t), abits)
-        # index / shape constants: small ones on every tile, large ones (Gather tables) split
-        w_store = sum(nbytes(cdiv(w.elements, t), w.bits) if w.elements >= t * self.min_elems
-                      else w.bytes for w in op.weights)
+        w_recv = 0
+        if op.kind == "reduce":  # a normalisation's scale and shift: broadcast operands
+            first = numel(op.out_shapes[0]) if op.out_shapes else 0
+            w_store, w_recv = self._broadcast_weights(op, cdiv(first, t), first, t)
+        else:  # index / shape constants: small ones on every tile, large ones (Gather) split
+            w_store = sum(nbytes(cdiv(w.elements, t), w.bits) if w.elements >= t * self.min_elems
+                          else w.bytes for w in op.weights)
         sets = self.sets[op.kind]
         if op.kind == "reduce":
             compute = self._vector_cycles(cdiv(in_total, t), self.vops(op.op_type), dp)
@@ -659,8 +698,8 @@ class IpuCostModel(BaseCostModel):
         return OpCost(
             split=split,
             always=nonzero(weights=w_store, **self.overhead(sets)),
-            step=nonzero(act_in=recv),
+            step=nonzero(act_in=recv, weights=w_recv),
             outputs=outs,
             compute_cycles=compute + (sets - 1) * self.superstep,
-            exchange_cycles=self._xcycles(recv),
+            exchange_cycles=self._xcycles(recv + w_recv),
         )

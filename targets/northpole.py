@@ -39,7 +39,15 @@ from tilec.costmodel import OpCost, Split
 from tilec.errors import InputError
 from tilec.opinfo import GraphInfo, OpInfo, TensorInfo
 
-from .base import BaseCostModel, CandidateBlock, conv_blocks, model_io_bytes, nonzero, touched
+from .base import (
+    BaseCostModel,
+    CandidateBlock,
+    broadcast_inner,
+    conv_blocks,
+    model_io_bytes,
+    nonzero,
+    touched,
+)
 from .geometry import (
     ConvDims,
     cdiv,
@@ -272,11 +280,14 @@ class NorthPoleCostModel(BaseCostModel):
         share = cdiv(total, t)
         abits = op.act_bits
         recv = 0
+        out = op.out_shapes[0] if op.out_shapes else ()
         for i, shape in enumerate(op.in_shapes):
             if i == 0 and numel(shape) == total:
                 continue
-            recv += nbytes(touched(numel(shape), share, total), abits)
-        w_step = sum(nbytes(touched(w.elements, share, total), w.bits) for w in op.weights)
+            recv += nbytes(touched(numel(shape), share, total, broadcast_inner(out, shape)),
+                           abits)
+        w_step = sum(nbytes(touched(w.elements, share, total, broadcast_inner(out, w.shape)),
+                            w.bits) for w in op.weights)
         in_place = bool(op.in_shapes) and tuple(op.in_shapes[0]) == tuple(op.out_shapes[0])
         return OpCost(
             split=split,

@@ -235,6 +235,38 @@ def test_add_runs_where_its_input_lives_in_place(chip):
     assert chip.cost_model.cost(bc, Split.of(elements=8)).step == {"act_in": 9 * 2}
 
 
+def test_a_bias_over_the_innermost_dim_is_read_whole_and_stored_once(chip):
+    """A transformer's bias [C] added to [N, T, C]: each tile's contiguous share of outputs
+    reads one bias element per output (up to all C), and the bias is one variable over the
+    chip (poputil createBroadcastOperand), stored ceil(bytes / tiles) per tile and the rest
+    received for the op -- not the whole slice kept on every tile for the whole run."""
+    from tilec.targets.base import broadcast_inner, touched
+
+    assert broadcast_inner((2, 128, 768), (768,)) == 1
+    assert broadcast_inner((1, 64, 16, 16), (1, 64, 1, 1)) == 256
+    assert broadcast_inner((1, 64, 16, 16), ()) == 64 * 256
+    assert touched(768, 2 * 128 * 768 // 8, 2 * 128 * 768, 1) == 768
+    assert touched(768, 100, 2 * 128 * 768, 1) == 101
+    out = (2, 128, 768)
+    bias = WeightInfo("b", (768,), 16)
+    add = simple("elementwise", "Add", [out], [out], weights=[bias])
+    c = chip.cost_model.cost(add, Split.of(elements=8))
+    assert c.always["weights"] == 768 * 2 // 8  # its eighth of the bias, kept
+    assert c.step["weights"] == 768 * 2 - 768 * 2 // 8  # the rest of it, for the op
+    assert c.exchange_cycles == (768 * 2 - 768 * 2 // 8) // 4
+    # a LayerNorm's gamma and beta are broadcast operands too
+    ln = simple("reduce", "LayerNormalization", [out], [out],
+                weights=[WeightInfo("g", (768,), 16), WeightInfo("b", (768,), 16)])
+    c = chip.cost_model.cost(ln, Split.of(elements=8))
+    assert c.always["weights"] == 2 * 768 * 2 // 8
+    assert c.step["weights"] == 2 * (768 * 2 - 768 * 2 // 8)
+    # an operand as large as the output is read where it is stored: nothing received
+    full = simple("elementwise", "Add", [out], [out], weights=[WeightInfo("p", out, 16)])
+    c = chip.cost_model.cost(full, Split.of(elements=8))
+    assert c.always["weights"] == 2 * 128 * 768 * 2 // 8
+    assert "weights" not in c.step
+
+
 def test_views_cost_nothing(chip):
     op = simple("view", "Reshape", [(1, 64, 4, 4)], [(1, 1024)])
     assert chip.cost_model.splits(op) == [Split()]
