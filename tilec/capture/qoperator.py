@@ -26,8 +26,9 @@ tensor it writes. This module turns each such op into exactly that:
   result gets a ``Cast`` back to int32, so every tensor keeps the file's type;
 * ``DynamicQuantizeLinear(x)`` -> the ops its definition spells out: ``ReduceMin`` / ``ReduceMax``
   over the tensor, widened to include 0, ``scale = (max - min) / 255``, ``zero_point =
-  Cast(Clip(Round(-min / scale), 0, 255), uint8)``, ``QuantizeLinear(x, scale, zero_point)``
-  (tilec has no op kind for the fused form; these are reductions and element-wise ops it plans);
+  Cast(Round(-min / scale), uint8)``, ``QuantizeLinear(x, scale, zero_point)`` (tilec has no op
+  kind for the fused form; these are two reductions over the tensor, scalar arithmetic and one
+  element-wise op, all of which it plans);
 * ``com.microsoft`` element-wise / pooling ops -- ``QLinearAdd``, ``QLinearMul``,
   ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearConcat``, ``QLinearGlobalAveragePool``,
   ``QLinearAveragePool`` (NCHW only) -> ``DequantizeLinear`` of each input, the float op,
@@ -75,16 +76,18 @@ class _Rewriter:
     def __init__(self, graph: gs.Graph, source: str) -> None:
         self.graph = graph
         self.source = source
-        self.names = {n.name for n in graph.nodes} | set(graph.tensors())
+        self.names = {n.name for n in graph.nodes}  # node names
+        self.tensor_names = set(graph.tensors())
         self.new: list[gs.Node] = []  # replacement nodes for the node being rewritten
 
     # ---------------------------------------------------------------------------- building
-    def _name(self, base: str) -> str:
+    def _name(self, base: str, taken: set[str] | None = None) -> str:
+        taken = self.names if taken is None else taken
         name, k = base, 0
-        while name in self.names:
+        while name in taken:
             k += 1
             name = f"{base}__{k}"
-        self.names.add(name)
+        taken.add(name)
         return name
 
     def op(self, op: str, base: str, inputs: list[gs.Tensor], dtype: Any,
@@ -92,14 +95,14 @@ class _Rewriter:
         """Append one ``op`` node named ``base`` (made unique); returns its output, a new float /
         integer tensor of ``dtype`` unless ``out`` (the replaced node's own output) is given."""
         if out is None:
-            out = gs.Variable(self._name(f"{base}:0"), dtype=dtype)
+            out = gs.Variable(self._name(f"{base}:0", self.tensor_names), dtype=dtype)
         node = gs.Node(op, name=self._name(base), attrs=dict(attrs or {}), inputs=inputs,
                        outputs=[out])
         self.new.append(node)
         return out
 
     def const(self, base: str, value: np.ndarray) -> gs.Constant:
-        return gs.Constant(self._name(base), np.asarray(value))
+        return gs.Constant(self._name(base, self.tensor_names), np.asarray(value))
 
     def dequantize(self, base: str, x: gs.Tensor, scale: gs.Tensor, zero: gs.Tensor | None,
                    axis: int | None = None) -> gs.Variable:
@@ -305,9 +308,9 @@ def _dynamic_quantize(rw: _Rewriter, node: gs.Node) -> bool:
                   out=scale_out if scale_out is not None and scale_out.name else None)
     neg = rw.op("Neg", f"{base}/neg_min", [lo], f32)
     zf = rw.op("Div", f"{base}/zero_point_f", [neg, scale], f32)
+    # no saturating Clip: with min <= 0 <= max, -min / scale lies in [0, 255] up to float32
+    # rounding far below 0.5, so Round lands in [0, 255] already (one op less per quantization)
     zf = rw.op("Round", f"{base}/zero_point_round", [zf], f32)
-    zf = rw.op("Clip", f"{base}/zero_point_clip", [
-        zf, zero_c, rw.const(f"{base}/qmax", f32(255.0))], f32)
     zp = rw.op("Cast", f"{base}/zero_point", [zf], np.uint8, {"to": onnx.TensorProto.UINT8},
                out=zero_out if zero_out is not None and zero_out.name else None)
     rw.quantize(f"{base}/quantize", x, scale, zp, y)
@@ -416,10 +419,12 @@ def rewrite_qoperator(model: onnx.ModelProto, source: str) -> str | None:
     for node in graph.nodes:
         rewrite = REWRITES.get(_key(node.domain or "", node.op))
         rw.new = []
+        rw.names.discard(node.name)  # the float op takes the node's name (reports, maps)
         if rewrite is None or not rewrite(rw, node):
             for partial in rw.new:  # a rewrite that gave up part way: unhook what it built
                 partial.inputs.clear()
                 partial.outputs.clear()
+            rw.names.add(node.name)
             nodes.append(node)
             continue
         nodes.extend(rw.new)
