@@ -134,17 +134,40 @@ class _Rewriter:
                 raise self.bad(node, f"has no input {i}, which its definition requires")
 
 
+def _values(t: gs.Tensor) -> np.ndarray | None:
+    """The value of an initializer or of a ``Constant`` node's output (exporters write scales as
+    either), else None."""
+    if isinstance(t, gs.Constant):
+        return np.asarray(t.values)
+    node = t.inputs[0] if t.inputs else None
+    if node is not None and node.op == "Constant":
+        value = node.attrs.get("value")
+        if isinstance(value, gs.Constant):
+            return np.asarray(value.values)
+        for key in ("value_float", "value_int"):
+            if key in node.attrs:
+                return np.asarray(node.attrs[key])
+    return None
+
+
+def _shape(t: gs.Tensor) -> tuple[int, ...] | None:
+    if t.shape is not None and all(isinstance(d, int) for d in t.shape):
+        return tuple(int(d) for d in t.shape)
+    value = _values(t)
+    return None if value is None else value.shape
+
+
 def _size(t: gs.Tensor | None) -> int | None:
     """Elements of ``t`` when its shape is known (scales and zero points: from the file)."""
     if t is None:
         return 0
-    if t.shape is None or any(not isinstance(d, int) for d in t.shape):
-        return None
-    return int(np.prod(t.shape, dtype=np.int64))
+    shape = _shape(t)
+    return None if shape is None else int(np.prod(shape, dtype=np.int64))
 
 
 def _rank(t: gs.Tensor) -> int | None:
-    return len(t.shape) if t.shape is not None else None
+    shape = _shape(t)
+    return None if shape is None else len(shape)
 
 
 def _per_tensor(*ts: gs.Tensor | None) -> bool:
@@ -166,10 +189,11 @@ def _scaled_bias(rw: _Rewriter, node: gs.Node, bias: gs.Tensor, scales: list[gs.
                  factor: float, axis: int | None) -> gs.Variable:
     """``DequantizeLinear(bias, factor * prod(scales))``: an int32 bias at the accumulator's
     scale. The scale is one constant when the scales are; otherwise a run-time Mul of them."""
-    if all(isinstance(s, gs.Constant) for s in scales):
+    values = [_values(s) for s in scales]
+    if all(v is not None for v in values):
         value = np.float32(factor)
-        for s in scales:
-            value = value * np.asarray(s.values, dtype=np.float32)
+        for v in values:
+            value = value * np.asarray(v, dtype=np.float32)
         scale: gs.Tensor = rw.const(f"{node.name}/bias_scale", np.asarray(value, np.float32))
     else:
         scale = scales[0]
