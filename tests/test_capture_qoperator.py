@@ -246,3 +246,37 @@ def test_a_malformed_qoperator_node_is_one_clear_error() -> None:
                                          r"definition takes 7 to 8"):
         capture_model_proto(model, batch=None, image_size=None, name="m", stride=None,
                             source="m.onnx")
+
+
+@pytest.mark.parametrize("op", ["MatMulIntegerToFloat", "DynamicQuantizeMatMul"])
+def test_fused_integer_matmuls_compute_the_same(op: str) -> None:
+    """onnxruntime's fused forms of dynamic quantization's MatMul: small weights (|w| <= 8), so
+    its u8 x s8 kernel does not saturate and agrees with the exact product; per-column B."""
+    rng = np.random.default_rng(3)
+    b = rng.integers(-8, 9, (16, 6)).astype(np.int8)
+    inits = [numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(rng.uniform(0.01, 0.02, 6).astype(np.float32), "bs"),
+             numpy_helper.from_array(rng.integers(-3, 4, 6).astype(np.int8), "bz"),
+             numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "bias")]
+    if op == "MatMulIntegerToFloat":
+        x_type, inputs = TensorProto.UINT8, ["x", "b", "as", "bs", "az", "bz", "bias"]
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "as"),
+                  numpy_helper.from_array(np.array(120, np.uint8), "az")]
+        x = rng.integers(0, 256, (1, 4, 16)).astype(np.uint8)
+    else:
+        x_type, inputs = TensorProto.FLOAT, ["x", "b", "bs", "bz", "bias"]
+        x = rng.standard_normal((1, 4, 16)).astype(np.float32)
+    node = helper.make_node(op, inputs, ["y"], name="mm", domain="com.microsoft")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", x_type, [1, 4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6])],
+                          inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                                helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert f"{op} x1" in (rewrite_qoperator(rewritten, "m.onnx") or "")
+    assert {n.op_type for n in rewritten.graph.node} >= {"MatMul", "DequantizeLinear", "Add"}
+    assert all(n.domain == "" for n in rewritten.graph.node)
+    a, b_ = _run(model, x)["y"], _run(rewritten, x)["y"]
+    assert np.allclose(a, b_, rtol=1e-5, atol=1e-5), np.abs(a - b_).max()

@@ -21,14 +21,21 @@ tensor it writes. This module turns each such op into exactly that:
   (float32's exact-integer range). A sum of K products of up to 255 x 128 can pass it (K = 4608,
   a 3x3x512 conv, reaches 1.5e8 at worst), and then float32 rounds it to 24 significant bits --
   a relative error below 6e-8, far under the 8-bit scale the Cast / Mul dynamic quantization
-  writes after it applies (measured on a dynamically quantized ResNet-18 in the qop report). The
-  file's ``Cast`` to float then reads a float (its own op, kept); any other reader of the int32
-  result gets a ``Cast`` back to int32, so every tensor keeps the file's type;
+  writes after it applies. Measured: a dynamically quantized ResNet-18's 20 ConvInteger results
+  are bit-identical after the rewrite (largest sum 391,772), and its MatMulInteger equals the
+  exact int64 product, which onnxruntime's AVX2 kernel misses by up to 8,512 (its u8 x s8 pair
+  sums saturate int16; docs/coverage.md, "Quantized files"). The file's ``Cast`` to float then
+  reads a float (its own op, kept); any other reader of the int32 result gets a ``Cast`` back to
+  int32, so every tensor keeps the file's type;
 * ``DynamicQuantizeLinear(x)`` -> the ops its definition spells out: ``ReduceMin`` / ``ReduceMax``
   over the tensor, widened to include 0, ``scale = (max - min) / 255``, ``zero_point =
   Cast(Round(-min / scale), uint8)``, ``QuantizeLinear(x, scale, zero_point)`` (tilec has no op
   kind for the fused form; these are two reductions over the tensor, scalar arithmetic and one
   element-wise op, all of which it plans);
+* ``com.microsoft``'s ``MatMulIntegerToFloat`` / ``DynamicQuantizeMatMul`` (onnxruntime's fused
+  forms of dynamic quantization's MatMulInteger -> Cast -> Mul [-> Add], in optimized transformer
+  files) -> ``MatMul`` of the dequantized operands (A quantized dynamically as above for the
+  latter), plus the float bias;
 * ``com.microsoft`` element-wise / pooling ops -- ``QLinearAdd``, ``QLinearMul``,
   ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearConcat``, ``QLinearGlobalAveragePool``,
   ``QLinearAveragePool`` (NCHW only) -> ``DequantizeLinear`` of each input, the float op,
@@ -39,8 +46,8 @@ their stored width (8 bits), as for a QDQ file. What is not rewritten (a channel
 ``QAttention``, a per-row activation scale) stays in the graph and is refused by the op-support
 check, naming it (``tilec.capture.host.DENSE_OPS`` keeps such a dense op from being cut to the
 host). Numerics: the QDQ graph computes what the QOperator one does up to the requantization's
-rounding (onnxruntime's integer kernels round ``acc * multiplier`` in fixed point, the QDQ form in
-float), so an 8-bit output may differ by 1 LSB; checked with onnxruntime in
+rounding (onnxruntime's QLinear kernels requantize the int32 accumulator their own way, the QDQ
+form in float), so an 8-bit value may differ by 1 LSB; checked with onnxruntime in
 tests/test_capture_qoperator.py.
 """
 
@@ -311,16 +318,13 @@ def _axis_of_ones(zero: gs.Tensor | None, axis: int | None) -> int | bool | None
     return axis
 
 
-def _dynamic_quantize(rw: _Rewriter, node: gs.Node) -> bool:
-    """DynamicQuantizeLinear as its definition computes it (uint8, scale from the range
-    widened to hold 0, zero point rounded half to even and saturated)."""
-    (x,) = rw.arity(node, 1, 1)
-    rw.required(node, [x], 0)
-    y, scale_out, zero_out = [*node.outputs, None, None][:3]
-    for t in (scale_out, zero_out):  # scalars by definition (files rarely record their shapes)
-        if t is not None and t.shape is None:
-            t.shape = []
-    base = node.name
+def _quantize_dynamically(rw: _Rewriter, base: str, x: gs.Tensor, y: gs.Variable | None = None,
+                          scale_out: gs.Variable | None = None,
+                          zero_out: gs.Variable | None = None
+                          ) -> tuple[gs.Variable, gs.Variable, gs.Variable]:
+    """DynamicQuantizeLinear's definition as plain ops (uint8, scale from the range widened to
+    hold 0, zero point rounded half to even); returns (quantized, scale, zero point), written
+    into ``y`` / ``scale_out`` / ``zero_out`` when given."""
     f32 = np.float32
     zero_c = rw.const(f"{base}/zero", f32(0.0))
     lo = rw.op("ReduceMin", f"{base}/min", [x], f32, {"keepdims": 0})
@@ -329,16 +333,63 @@ def _dynamic_quantize(rw: _Rewriter, node: gs.Node) -> bool:
     hi = rw.op("Max", f"{base}/max0", [hi, zero_c], f32)
     span = rw.op("Sub", f"{base}/range", [hi, lo], f32)
     scale = rw.op("Div", f"{base}/scale", [span, rw.const(f"{base}/qrange", f32(255.0))], f32,
-                  out=scale_out if scale_out is not None and scale_out.name else None)
+                  out=scale_out)
     neg = rw.op("Neg", f"{base}/neg_min", [lo], f32)
     zf = rw.op("Div", f"{base}/zero_point_f", [neg, scale], f32)
     # no saturating Clip: with min <= 0 <= max, -min / scale lies in [0, 255] up to float32
     # rounding far below 0.5, so Round lands in [0, 255] already (one op less per quantization)
     zf = rw.op("Round", f"{base}/zero_point_round", [zf], f32)
     zp = rw.op("Cast", f"{base}/zero_point", [zf], np.uint8, {"to": onnx.TensorProto.UINT8},
-               out=zero_out if zero_out is not None and zero_out.name else None)
-    rw.quantize(f"{base}/quantize", x, scale, zp, y)
+               out=zero_out)
+    q = rw.op("QuantizeLinear", f"{base}/quantize", [x, scale, zp], np.uint8, out=y)
+    return q, scale, zp
+
+
+def _dynamic_quantize(rw: _Rewriter, node: gs.Node) -> bool:
+    (x,) = rw.arity(node, 1, 1)
+    rw.required(node, [x], 0)
+    y, scale_out, zero_out = [*node.outputs, None, None][:3]
+    kept = []
+    for t in (scale_out, zero_out):  # scalars by definition (files rarely record their shapes)
+        if t is not None and t.name and t.shape is None:
+            t.shape = []
+        kept.append(t if t is not None and t.name else None)
+    _quantize_dynamically(rw, node.name, x, y, *kept)
     return True
+
+
+def _integer_to_float(dynamic: bool) -> Callable[[_Rewriter, gs.Node], bool]:
+    """com.microsoft MatMulIntegerToFloat(A, B, a_scale, b_scale[, a_zp, b_zp, bias]) and
+    DynamicQuantizeMatMul(A, B, b_scale[, b_zp, bias]) (A float, quantized as
+    DynamicQuantizeLinear does): MatMul of the dequantized operands, plus the float bias."""
+
+    def rewrite(rw: _Rewriter, node: gs.Node) -> bool:
+        if dynamic:
+            a, b, bs, bz, bias = rw.arity(node, 3, 5)
+            rw.required(node, [a, b, bs], 0, 1, 2)
+            as_ = az = None
+        else:
+            a, b, as_, bs, az, bz, bias = rw.arity(node, 4, 7)
+            rw.required(node, [a, b, as_, bs], 0, 1, 2, 3)
+            if not _per_tensor(as_, az):
+                return False
+        rank = _rank(b)
+        axis = _axis(bs, bz, rank - 1 if rank else None)
+        if axis is False:
+            return False
+        if dynamic:
+            a, as_, az = _quantize_dynamically(rw, f"{node.name}/a_quantize", a)
+        af = rw.dequantize(f"{node.name}/a_dequantize", a, as_, az)
+        bf = rw.dequantize(f"{node.name}/b_dequantize", b, bs, bz, axis)
+        out = node.outputs[0]
+        if bias is None:
+            rw.op("MatMul", node.name, [af, bf], np.float32, out=out)
+        else:
+            y = rw.op("MatMul", node.name, [af, bf], np.float32)
+            rw.op("Add", f"{node.name}/bias", [y, bias], np.float32, out=out)
+        return True
+
+    return rewrite
 
 
 def _elementwise(op: str, n_in: int) -> Callable[[_Rewriter, gs.Node], bool]:
@@ -387,6 +438,8 @@ REWRITES: dict[tuple[str, str], Callable[[_Rewriter, gs.Node], bool]] = {
     ("", "MatMulInteger"): _integer("MatMul"),
     ("", "DynamicQuantizeLinear"): _dynamic_quantize,
     (MS, "QGemm"): _qgemm,
+    (MS, "MatMulIntegerToFloat"): _integer_to_float(dynamic=False),
+    (MS, "DynamicQuantizeMatMul"): _integer_to_float(dynamic=True),
     (MS, "QLinearAdd"): _elementwise("Add", 2),
     (MS, "QLinearMul"): _elementwise("Mul", 2),
     (MS, "QLinearSigmoid"): _elementwise("Sigmoid", 1),
