@@ -130,7 +130,8 @@ class _Rewriter:
         """The node's inputs, padded with None for absent optional ones; checks the count."""
         present = len(node.inputs)
         if present < low or (high is not None and present > high):
-            want = f"{low}" if high in (None, low) else f"{low} to {high}"
+            want = (f"at least {low}" if high is None else f"{low}" if high == low
+                    else f"{low} to {high}")
             raise self.bad(node, f"has {present} inputs, its definition takes {want}")
         ins: list[gs.Tensor | None] = [t if t.name else None for t in node.inputs]
         return ins + [None] * ((high or present) - present)
