@@ -182,11 +182,44 @@ def _dynamically_quantized() -> onnx.ModelProto:
     return m
 
 
-def test_integer_convs_are_the_network_not_a_head_for_the_host() -> None:
-    """ConvInteger is a conv: a dynamically quantized network is refused naming it, not cut to
-    the host whole and "planned" as the few float ops left (it used to fit as 4 ops)."""
-    with pytest.raises(InputError, match=r"dynq.onnx: .*ConvInteger x2 .*node '\w+' "
-                                         r"\((DynamicQuantizeLinear|ConvInteger)\) sits in the "
-                                         r"middle of the network"):
-        capture_model_proto(_dynamically_quantized(), batch=None, image_size=None,
+def test_integer_convs_are_rewritten_not_cut_to_the_host() -> None:
+    """ConvInteger is a conv: a dynamically quantized network is planned as its convs (rewritten
+    to QDQ at capture, tilec.capture.qoperator), never cut to the host whole and "planned" as
+    the few float ops left (it used to fit as 4 ops)."""
+    c = capture_model_proto(_dynamically_quantized(), batch=None, image_size=None,
                             name="dynq", stride=None, source="dynq.onnx", host_ops="auto")
+    assert "host" not in c.meta
+    assert sum(n.op == "Conv" for n in c.graph.nodes) == 2
+    assert not {n.op for n in c.graph.nodes} & {"ConvInteger", "DynamicQuantizeLinear"}
+
+
+def _fused_convs() -> onnx.ModelProto:
+    """Two of onnxruntime's com.microsoft FusedConv (a dense op capture does not rewrite)."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "images"
+    for i in range(2):
+        w = rng.standard_normal((8, 3 if i == 0 else 8, 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("FusedConv", [x, f"w{i}"], [f"y{i}"], name=f"conv{i}",
+                                      domain="com.microsoft", activation="Relu",
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        x = f"y{i}"
+    g = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("images", F,
+                                                                         [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info(x, F, [1, 8, 16, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def test_dense_ops_not_rewritten_are_the_network_not_a_head_for_the_host() -> None:
+    """A dense op tilec cannot plan (here FusedConv) is refused naming it, not cut to the host
+    with everything after it."""
+    with pytest.raises(InputError, match=r"fused.onnx: .*FusedConv \(domain 'com.microsoft'\) "
+                                         r"x2 .*node 'conv0' \(FusedConv\) sits in the "
+                                         r"middle of the network"):
+        capture_model_proto(_fused_convs(), batch=None, image_size=None,
+                            name="fused", stride=None, source="fused.onnx", host_ops="auto")

@@ -44,6 +44,7 @@ from tilec.capture.graph_checks import (  # noqa: F401 - MAX_FOLD_ROUNDS is re-e
     follow_batch,
 )
 from tilec.capture.host import HOST_OPS, HostCut, cut_to_host
+from tilec.capture.qoperator import rewrite_qoperator
 from tilec.capture.support import (  # noqa: F401 - supported_ops_summary is re-exported
     raise_unsupported,
     supported_ops_summary,
@@ -635,12 +636,17 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     check_tensors(model, source)  # storage vs dims and dtype, NaN / inf weights
     check_structure(model, source)
     check_schemas(model, source)
+    # after the opset upgrade and the schema checks, before op support is judged: QOperator /
+    # integer ops become the QDQ form tilec plans (tilec.capture.qoperator)
+    requantized = rewrite_qoperator(model, source)
     unsupported = unsupported_in_proto(model)  # the verdict waits for folding (see below)
     local = [f.name for f in model.functions if f.domain == FUSED_DOMAIN]
     declared_stride = network_stride(model)
     overrides = apply_overrides(model, source, batch, hw, shapes)
     if upgraded:
         overrides.notes.append(upgraded)
+    if requantized:
+        overrides.notes.append(requantized)
     if hw is not None and stride and any(s % stride for s in hw):
         lo, hi = (max(stride, hw[0] // stride * stride), -(-hw[0] // stride) * stride)
         raise InputError(f"{source}: image size {hw[0]}x{hw[1]} is not a multiple of the "
