@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from tilec.errors import InputError
@@ -110,30 +111,40 @@ def _align_up(x: int, a: int) -> int:
 
 
 def greedy_by_size(items: Sequence[Item]) -> dict[str, int]:
-    """Largest first; each at the lowest address not used by a placed item it overlaps in time."""
+    """Largest first; each at the lowest address not used by a placed item it overlaps in time.
+
+    The placed items live in numpy arrays: finding the ones an item overlaps in time was a
+    Python scan of every placed item per item, ~3/4 of the layout's time on a graph of ~900
+    ops (a dynamically quantized MobileNetV2). Only the overlapping items that end above the
+    item's lowest address can move it; they are walked in address order as before."""
     order = sorted(items, key=lambda it: (-it.size, -(it.upper - it.lower), it.lower, it.id))
-    placed_lo: list[int] = []
-    placed_hi: list[int] = []
-    placed_off: list[int] = []
-    placed_end: list[int] = []
+    n = len(order)
+    placed_lo = np.empty(n, dtype=np.int64)
+    placed_hi = np.empty(n, dtype=np.int64)
+    placed_off = np.empty(n, dtype=np.int64)
+    placed_end = np.empty(n, dtype=np.int64)
+    k = 0
     offsets: dict[str, int] = {}
     for it in order:
         if it.size <= 0 or it.upper <= it.lower:
             offsets[it.id] = 0
             continue
-        busy = sorted((placed_off[k], placed_end[k]) for k in range(len(placed_lo))
-                      if placed_lo[k] < it.upper and it.lower < placed_hi[k])
         off = _align_up(it.lo, it.align)
-        for a, b in busy:
-            if a >= off + it.size:
-                break
-            if b > off:
-                off = _align_up(b, it.align)
+        if k:
+            hit = ((placed_lo[:k] < it.upper) & (it.lower < placed_hi[:k])
+                   & (placed_end[:k] > off))
+            if hit.any():
+                a, b = placed_off[:k][hit], placed_end[:k][hit]
+                by = np.lexsort((b, a))
+                for lo_, hi_ in zip(a[by].tolist(), b[by].tolist(), strict=True):
+                    if lo_ >= off + it.size:
+                        break
+                    if hi_ > off:
+                        off = _align_up(hi_, it.align)
         offsets[it.id] = off
-        placed_lo.append(it.lower)
-        placed_hi.append(it.upper)
-        placed_off.append(off)
-        placed_end.append(off + it.size)
+        placed_lo[k], placed_hi[k] = it.lower, it.upper
+        placed_off[k], placed_end[k] = off, off + it.size
+        k += 1
     return offsets
 
 

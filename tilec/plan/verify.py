@@ -478,14 +478,29 @@ def _check_layout(plan: Plan, tiles: int, budget: int, err: _Errors) -> None:
 
 def _any_overlap(items: tuple[tuple[int, int, int, int, str], ...], chunk: int = 512) -> bool:
     """Do two of ``items`` (address lo, hi, live first, end, id) overlap in both address and time?
-    All pairs at once with numpy (blocks of ``chunk`` rows): the same condition as the pairwise
-    scan in :func:`_check_layout` -- half-open intervals, a buffer never against itself -- which
-    runs only where this says yes, to name the pairs. The scan alone took ~1/8 of the band."""
+    The same condition as the pairwise scan in :func:`_check_layout` -- half-open intervals, a
+    buffer never against itself -- which runs only where this says yes, to name the pairs.
+
+    Sorted by address, the items an item can overlap in address are the ones after it that
+    start below its end (a ``searchsorted``); only those pairs are tested, with numpy. On a tile
+    group of ~1,500 buffers (a dynamically quantized MobileNetV2) the all-pairs test was 6 s of
+    the verifier; a layout with many buffers at shared addresses still has fewer candidate pairs
+    than all pairs, and past ``chunk`` per item on average the all-pairs blocks are used."""
     n = len(items)
     if n < 2:
         return False
     a = np.array([it[:4] for it in items], dtype=np.int64)
+    a = a[np.argsort(a[:, 0], kind="stable")]
     lo, hi, f, e = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+    ends = np.searchsorted(lo, hi, side="left")  # items after i start below hi[i] up to here
+    counts = np.maximum(0, ends - np.arange(n) - 1)
+    total = int(counts.sum())
+    if total == 0:
+        return False
+    if total <= chunk * n:
+        i = np.repeat(np.arange(n), counts)
+        j = i + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+        return bool(((lo[i] < hi[j]) & (lo[j] < hi[i]) & (f[i] < e[j]) & (f[j] < e[i])).any())
     for s in range(0, n, chunk):
         rows = slice(s, min(n, s + chunk))
         both = ((lo[rows, None] < hi[None, :]) & (lo[None, :] < hi[rows, None])
