@@ -408,3 +408,49 @@ def test_vectorised_overlap_test_agrees_with_the_pairwise_scan() -> None:
         brute = any(a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
                     for i, a in enumerate(sig) for b in sig[i + 1:])
         assert _any_overlap(sig, chunk=rng.choice([1, 3, 512])) == brute, (trial, sig)
+
+
+def test_the_overlap_precheck_agrees_with_all_pairs_on_random_layouts():
+    """The verifier's sorted pre-check (and its all-pairs fallback, ``chunk=1``) says "overlap"
+    exactly when some pair of buffers overlaps in address and time -- zero-size buffers, equal
+    starts and touching intervals included."""
+    import random
+
+    from tilec.plan.verify import _any_overlap
+
+    def brute(items):
+        return any(a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+                   for x, a in enumerate(items) for y, b in enumerate(items) if x != y)
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        items = []
+        for k in range(rng.randint(0, 12)):
+            lo, first = rng.randint(0, 20), rng.randint(0, 10)
+            items.append((lo, lo + rng.choice([0, 1, 2, 3, 5]), first,
+                          first + rng.randint(0, 4), str(k)))
+        assert _any_overlap(tuple(items)) == brute(items), items
+        assert _any_overlap(tuple(items), chunk=1) == brute(items), items
+
+
+def test_greedy_by_size_never_overlaps_and_keeps_windows():
+    import random
+
+    from tilec.plan.layout import Item, greedy_by_size
+
+    rng = random.Random(1)
+    for _ in range(500):
+        items = []
+        for k in range(rng.randint(1, 30)):
+            lower = rng.randint(0, 10)
+            items.append(Item(str(k), lower, lower + rng.randint(1, 5),
+                              rng.choice([1, 4, 7, 16, 33]), rng.choice([1, 4, 8]),
+                              rng.choice([0, 0, 8])))
+        off = greedy_by_size(items)
+        for it in items:
+            assert off[it.id] >= it.lo and off[it.id] % it.align == 0
+        for x in items:
+            for y in items:
+                if x.id < y.id and x.lower < y.upper and y.lower < x.upper:
+                    assert (off[x.id] + x.size <= off[y.id]
+                            or off[y.id] + y.size <= off[x.id]), (x, y, off)
