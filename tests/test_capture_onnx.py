@@ -100,6 +100,35 @@ def test_default_batch_only_touches_the_batch_rule_dimension() -> None:
     assert len(c.meta["notes"]) == 1
 
 
+def test_a_sequence_first_input_takes_the_batch_in_its_named_dimension() -> None:
+    """``nn.LSTM`` / ``nn.Transformer`` default to [T, B, F]; the export names the axes. --batch
+    goes to the dimension named batch (it used to set the time steps and ask for the batch),
+    the default batch too, the report's batch is that dimension, and the what-if re-shapes it."""
+    w = numpy_helper.from_array(np.ones((40, 16), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
+
+    def seq_first(dims=("time", "batch", 40)):  # capture fixes a model's inputs in place
+        return model_of(nodes, [vi("x", list(dims))], [vi("y", None)], [w])
+
+    with pytest.raises(InputError, match=r"dimension 0 \('time'\) is dynamic; set it with "
+                                         r"--input-shape x=\?,8,40"):
+        cap(seq_first(), batch=8)
+    c = cap(seq_first(), batch=8, input_shape="x=50,1,40")
+    assert c.input_shapes == {"x": (50, 8, 40)} and c.batch == 8
+    assert c.meta["batch_axes"] == {"x": 1}
+    c = cap(seq_first((50, "batch_size", 40)))
+    assert c.input_shapes == {"x": (50, 1, 40)} and "batch 1 assumed" in c.meta["notes"][0]
+
+    from tilec.targets import load_target
+
+    from tilec.compile import CompileOptions, lower, reshaped
+
+    c = cap(seq_first(), batch=2, input_shape="x=50,1,40")
+    low = lower(c, load_target("gc200"), CompileOptions(batch=2, verify="off"))
+    again = reshaped(low, 6, None)
+    assert again is not None and again.captured.input_shapes == {"x": (50, 6, 40)}
+
+
 def test_unnamed_dynamic_hw_needs_image_size() -> None:
     with pytest.raises(InputError, match=r"dimension 2 \(unknown\) is dynamic; .*--image-size"):
         cap(corpus.dynamic_hw())

@@ -206,10 +206,11 @@ def reshaped(lowered: Lowered, batch: int | None, image_size: tuple[int, int] | 
         return None  # an on-device detection tail sizes its constants (anchor grids, image
         # offsets, k = min(top-k, boxes)) to the captured batch and size: capture again
     graph = lowered.graph.copy()
+    axes = lowered.captured.meta.get("batch_axes") or {}
     for tensor in graph.inputs:
         shape = list(tensor.shape)
         if batch is not None and len(shape) >= 2:  # the capture rule (apply_overrides)
-            shape[0] = batch
+            shape[axes.get(tensor.name, 0)] = batch
         if image_size is not None and len(shape) == 4:
             shape[2], shape[3] = image_size
         tensor.shape = shape

@@ -348,13 +348,25 @@ def _looks_nhwc(dims: list[int | str | None]) -> bool:
             and not (isinstance(dims[1], int) and dims[1] <= 4))
 
 
+def batch_axis(dims: list[int | str | None]) -> int:
+    """The batch dimension of an input of rank >= 2: the one dimension whose symbolic name says
+    so (contains ``batch``, any case: ``batch``, ``batch_size``, ``unk__batch``), else 0.
+
+    Sequence-first layouts name it: PyTorch's ``nn.LSTM`` / ``nn.Transformer`` default to
+    ``[T, B, F]`` and an export writes ``dynamic_axes={"x": {0: "time", 1: "batch"}}``; putting
+    ``--batch`` into dimension 0 set the sequence length and asked for the batch as unknown."""
+    named = [i for i, d in enumerate(dims) if isinstance(d, str) and "batch" in d.lower()]
+    return named[0] if len(named) == 1 else 0
+
+
 def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
                     image_size: tuple[int, int] | None,
                     input_shapes: dict[str | None, tuple[int, ...]] | None = None
                     ) -> InputOverrides:
     """Rewrite the graph inputs' shapes in place so that every dimension is a positive integer.
 
-    In order: ``input_shapes`` sets whole shapes; ``batch`` sets dimension 0 of every input of rank
+    In order: ``input_shapes`` sets whole shapes; ``batch`` sets the batch dimension
+    (:func:`batch_axis`: dimension 0 unless a symbolic name says otherwise) of every input of rank
     2 or more; ``image_size`` sets dimensions 2 and 3 (H, W) of every rank-4 input, which tilec
     reads as NCHW. A symbolic dimension that gets a value passes it on to every other input
     dimension with the same symbol (ONNX: same name, same size). When anything changed, the
@@ -401,8 +413,9 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
         if not batched:
             raise InputError(f"--batch: no input has a batch dimension (inputs: {listing})")
         for name in batched:
-            assign(name, 0, batch)
-            result.batch_axes.append((name, 0))
+            axis = batch_axis(result.original[name])
+            assign(name, axis, batch)
+            result.batch_axes.append((name, axis))
     if image_size is not None:
         images = [name for name, d in dims.items() if len(d) == 4]
         if not images:
@@ -433,7 +446,7 @@ def apply_overrides(model: onnx.ModelProto, source: str, batch: int | None,
                 raise InputError(f"{source}: input '{vi.name}' dimension {axis} is 0 (an empty "
                                  f"tensor); set a size with --input-shape")
             what = f"'{value}'" if isinstance(value, str) else "unknown"
-            if axis == 0 and len(d) >= 2:
+            if axis == batch_axis(result.original[vi.name]) and len(d) >= 2:
                 hint = "--batch"
             elif len(d) == 4 and axis in (2, 3):
                 hint = "--image-size"
@@ -464,16 +477,17 @@ def _default_batch(dims: dict[str, list[int | str | None]], result: InputOverrid
 
     Almost every export marks the batch dynamic (``dynamic_axes={"input": {0: "batch"}}``), and
     batch 1 is what such a file is most often asked about; refusing it made every standard export
-    need a flag. Only the batch rule's dimension (dimension 0 of an input of rank >= 2, as
+    need a flag. Only the batch rule's dimension (:func:`batch_axis` of an input of rank >= 2, as
     ``--batch`` sets it) is defaulted; any other dynamic dimension still has to be given.
     """
     defaulted = []
     for name, d in dims.items():
-        if len(d) < 2 or isinstance(d[0], int) or d[0] in symbols:
+        axis = batch_axis(result.original[name]) if len(d) >= 2 else 0
+        if len(d) < 2 or isinstance(d[axis], int) or d[axis] in symbols:
             continue  # static, set by --input-shape, or a symbol given a value elsewhere
-        defaulted.append(f"'{name}'" + (f" ('{d[0]}')" if isinstance(d[0], str) else ""))
-        assign(name, 0, 1)
-        result.batch_axes.append((name, 0))
+        defaulted.append(f"'{name}'" + (f" ('{d[axis]}')" if isinstance(d[axis], str) else ""))
+        assign(name, axis, 1)
+        result.batch_axes.append((name, axis))
     if defaulted:
         which = ", ".join(defaulted[:3]) + (f" and {len(defaulted) - 3} more"
                                             if len(defaulted) > 3 else "")
@@ -680,14 +694,18 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
     clock.lap("verify")
 
     inputs = {t.name: tuple(int(d) for d in t.shape) for t in graph.inputs}
-    first = next(iter(inputs.values()))
+    first_name, first = next(iter(inputs.items()))
+    axes = {n: batch_axis(overrides.original[n]) for n, shape in inputs.items()
+            if len(shape) >= 2 and n in overrides.original}
     four_d = [s for s in inputs.values() if len(s) == 4]
     return Captured(
         graph=graph, name=name, source=source,
-        batch=int(first[0]) if len(first) >= 2 else 1,
+        batch=int(first[axes.get(first_name, 0)]) if len(first) >= 2 else 1,
         image_size=(four_d[0][2], four_d[0][3]) if four_d else None,
         input_shapes=inputs, stride=known_stride, opset=opset,
         meta={**({"folded_nodes": folded} if folded else {}),
+              **({"batch_axes": {n: a for n, a in axes.items() if a}}
+                 if any(axes.values()) else {}),
               **({"host": host.as_dict()} if host else {}),
               **({"notes": overrides.notes + ([host.note()] if host else [])}
                  if overrides.notes or host else {})},
