@@ -36,6 +36,10 @@ from onnx_graphsurgeon.logger import G_LOGGER
 
 from tilec.errors import InputError, ShapeError
 
+# onnx-graphsurgeon logs its own warnings (with a note that the `colored` module is missing) to
+# the terminal; a user of tilec sees tilec's one-line messages instead. Its errors still show.
+G_LOGGER.severity = max(G_LOGGER.severity, G_LOGGER.ERROR)
+
 FUSED_DOMAIN = "ai.tilec"
 """Domain of tilec's fused ops (model-local ONNX functions)."""
 
