@@ -223,3 +223,24 @@ def test_dense_ops_not_rewritten_are_the_network_not_a_head_for_the_host() -> No
                                          r"middle of the network"):
         capture_model_proto(_fused_convs(), batch=None, image_size=None,
                             name="fused", stride=None, source="fused.onnx", host_ops="auto")
+
+
+def test_a_constant_node_the_tail_reads_stays_with_the_tail(tmp_path: Path) -> None:
+    """PyTorch writes CumSum's axis (TopK's k) as a Constant *node*; it is read only by the op
+    cut to the host, so it goes with it -- as a chip output no op would write it, and the
+    verifier rejected the plan (exit 3)."""
+    c1, w1 = conv("c1", "images", "f1", cin=3)
+    nodes = [c1, helper.make_node("Constant", [], ["axis"], name="axis_const",
+                                  value=numpy_helper.from_array(np.array(1, np.int64))),
+             helper.make_node("CumSum", ["f1", "axis"], ["y"], name="cumsum")]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("images", F,
+                                                                         [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", F, None)], [w1])
+    path = tmp_path / "cumsum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = tmp_path / "plan.json"
+    assert main(["compile", str(path), "--target", "gc200", "--no-what-if", "--band", "off",
+                 "--json", str(out)]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["status"] == "fits"
+    assert "axis" not in json.dumps(plan.get("host", {}))

@@ -155,7 +155,9 @@ def cut_to_host(graph: gs.Graph, bad: list[tuple[gs.Node, str]], const_nodes: se
             for t in node.outputs:
                 if any(id(c) in on_device for c in t.outputs) and t not in to_device:
                     to_device.append(t)
-        elif id(node) in on_device:
+        elif id(node) in on_device and id(node) not in const_nodes and node.op != "Constant":
+            # (a constant the tail reads -- TopK's k, CumSum's axis -- goes with the tail: the
+            # host has it; as a chip output no op of the chip would write it)
             for t in node.outputs:
                 if (any(id(c) in tail for c in t.outputs) or t.name in read_by_tail) and (
                         t not in to_host):
