@@ -613,3 +613,24 @@ def test_shape_with_start_end_folds_to_its_slice(tmp_path, start, end, concat_fi
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     captured = capture(str(path), batch=2)
     assert [int(d) for d in captured.graph.outputs[0].shape] == expect
+
+
+def test_a_training_mode_batchnorm_is_said_and_planned_as_a_reduction() -> None:
+    """An export made without model.eval() writes BatchNormalization with training_mode=1: batch
+    statistics, no fixed affine map (fold-bn keeps it). The user is told, and the planner prices
+    it as the reduction it is, not as an element-wise affine."""
+    from tilec.targets import load_target
+
+    from tilec.compile import CompileOptions, lower
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")]
+    inits += [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+              (("g", np.ones(8)), ("b", np.zeros(8)), ("m", np.zeros(8)), ("v", np.ones(8)))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["y", "rm", "rv"],
+                              name="bn", training_mode=1)]
+    c = cap(model_of(nodes, [vi("x", [2, 3, 16, 16])], [vi("y", None)], inits))
+    assert any("training_mode=1" in n and "'bn'" in n for n in c.meta["notes"])
+    low = lower(c, load_target("gc200"), CompileOptions(batch=2, verify="off"))
+    assert {op.name: op.kind for op in low.info.ops}["bn"] == "reduce"

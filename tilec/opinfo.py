@@ -477,6 +477,8 @@ def build_graph_info(graph: gs.Graph, *, weight_bits: int = 16, act_bits: int = 
                 f"supported: {', '.join(supported_ops())}"
             )
         kind = OP_KINDS[op_type]
+        if op_type == "BatchNormalization" and int(node.attrs.get("training_mode", 0) or 0):
+            kind = "reduce"  # batch statistics over N, H, W first, then the affine map
         n_wbits = int(get_ann(node, "weight_bits", 0) or 0)
         n_abits = int(get_ann(node, "act_bits", 0) or act_bits)
         inputs, weights = [], []

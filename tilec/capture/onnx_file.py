@@ -691,6 +691,14 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
             f"{len(rebatched)} Reshape target{'s' if len(rebatched) > 1 else ''} the export "
             f"fixed at its own batch follow --batch (first: '{rebatched[0]}')")
     check_reshapes(graph, source, overrides.changed)
+    training = [n.name for n in graph.nodes
+                if n.op == "BatchNormalization" and int(n.attrs.get("training_mode", 0) or 0)]
+    if training:
+        overrides.notes.append(
+            f"{len(training)} BatchNormalization node{'s' if len(training) > 1 else ''} "
+            f"(first: '{training[0]}') have training_mode=1 -- the file was exported in training "
+            "mode: they compute batch statistics (planned as reductions, not folded); export "
+            "after model.eval() for inference")
     clock.lap("verify")
 
     inputs = {t.name: tuple(int(d) for d in t.shape) for t in graph.inputs}
