@@ -329,12 +329,20 @@ def test_image_size_alone_needs_every_shape(models: Path,
     assert "give the shapes of forward(image, depth, feats)'s inputs" in line
 
 
-def test_onnx_door_refuses_a_dtype_suffix(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_onnx_door_takes_only_the_files_own_dtype_suffix(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """A suffix typed from habit that says what the file declares is taken; one that disagrees
+    is refused naming the file's dtype."""
     path = tmp_path / "two.onnx"
     onnx.save(_export(TwoStem(), SHAPES), path)
-    assert main(["inspect", str(path), "--input-shape", "image=1,3,16,16:float32"]) == 2
-    assert "only a PyTorch module takes a dtype suffix" in _one_line(capsys.readouterr().err)
+    named = ";".join(f"{k}=" + ",".join(map(str, v)) for k, v in SHAPES.items())
+    assert main(["inspect", str(path), "--input-shape",
+                 named.replace("image=1,3,16,16", "image=1,3,16,16:float32")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(path), "--input-shape", "image=1,3,16,16:int64"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "':int64' (input 'image')" in line and "(here float32)" in line
     named = ";".join(f"{k}=" + ",".join(map(str, v)) for k, v in SHAPES.items())
     assert main(["inspect", str(path), "--input-shape", named]) == 0
     capsys.readouterr()

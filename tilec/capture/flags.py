@@ -188,24 +188,34 @@ def parse_input_specs(value: Any) -> list[InputSpec] | None:
     return specs
 
 
-def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None
+def parse_input_shapes(text: str | tuple[int, ...] | list[int] | dict | None,
+                       declared: dict[str, int] | None = None
                        ) -> dict[str | None, tuple[int, ...]] | None:
     """``--input-shape`` for an ONNX file: ``"1,3,640,640"`` (the model's only input) or
     ``"a=1,3,64,64;b=1,10"``.
 
-    Returns {input name (None for "the only input"): dims}. ``x`` works as a separator too. A
-    ``:dtype`` suffix is refused: an ONNX file fixes its inputs' dtypes, so the suffix could only
-    disagree with the file or say nothing.
+    Returns {input name (None for "the only input"): dims}. ``x`` works as a separator too. An
+    ONNX file fixes its inputs' dtypes, so a ``:dtype`` suffix (the PyTorch door's
+    ``ids=1,128:int64``, typed from habit) is taken when it says what the file declares
+    (``declared``: input name -> ONNX element type) and refused when it disagrees or names an
+    input the file does not have.
     """
     specs = parse_input_specs(text)
     if specs is None:
         return None
-    typed = next((s for s in specs if s.dtype is not None), None)
-    if typed is not None:
-        which = f" (input '{typed.name}')" if typed.name else ""
-        raise InputError(f"--input-shape: ':{typed.dtype}'{which}: an ONNX file declares each "
-                         "input's dtype itself, only a PyTorch module takes a dtype suffix; "
-                         "drop it")
+    for spec in specs:
+        if spec.dtype is None:
+            continue
+        which = f" (input '{spec.name}')" if spec.name else ""
+        name = spec.name if spec.name is not None else (
+            next(iter(declared)) if declared and len(declared) == 1 else None)
+        have = (declared or {}).get(name) if name is not None else None
+        if have is not None and INPUT_DTYPES.get(spec.dtype) == have:
+            continue  # says what the file says
+        file_says = next((k for k, v in INPUT_DTYPES.items() if v == have), None)
+        raise InputError(f"--input-shape: ':{spec.dtype}'{which}: an ONNX file declares each "
+                         "input's dtype itself" + (f" (here {file_says})" if file_says else "")
+                         + "; only a PyTorch module takes a different one -- drop the suffix")
     if len(specs) > 1 and specs[0].name is None:
         raise InputError("--input-shape: with several shapes, name each input (NAME=dims;...)")
     return {s.name: s.dims for s in specs}

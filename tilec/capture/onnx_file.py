@@ -643,7 +643,9 @@ def capture_model_proto(model: onnx.ModelProto, *, batch: int | None, image_size
         raise InputError(f"--host-ops: '{host_ops}' is not one of {', '.join(HOST_OPS)}")
     clock = _Clock()
     hw = parse_image_size(image_size)
-    shapes = parse_input_shapes(input_shape)
+    shapes = parse_input_shapes(input_shape, {
+        vi.name: vi.type.tensor_type.elem_type for vi in real_inputs(model)
+        if vi.type.HasField("tensor_type")})
     upgraded = upgrade_opset(model, source)
     opset = check_header(model, source)
     name_nodes(model)
