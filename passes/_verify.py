@@ -517,6 +517,57 @@ def cut_model(model: onnx.ModelProto, ref: dict[str, np.ndarray]
     return model, feeds, shared
 
 
+LOCAL_PIECE_BYTES = 512 << 20
+"""Outputs per onnxruntime run of the region-by-region check (modelling choice of the
+implementation: small probes run in one piece, as before; a model-sized transformer probe in
+pieces of about this many bytes of results, each computing only its own regions)."""
+
+
+def split_cut(model: onnx.ModelProto, shared: list[str], ref: dict[str, np.ndarray],
+              limit: int) -> list[tuple[onnx.ModelProto, list[str]]]:
+    """A model cut by :func:`cut_model` as pieces that each compute some of ``shared``.
+
+    In the cut model a region reads reference values (``<name>::ref`` inputs), model inputs and
+    weights -- never another region's output -- so the nodes a set of outputs needs are found by
+    walking back from them to where no node produces the name. The outputs are grouped in
+    production order into pieces of at most ``limit`` bytes (of their reference values; one
+    output at least); with everything under ``limit`` the model is returned whole."""
+    sizes = {name: int(ref[name].nbytes) for name in shared}
+    if sum(sizes.values()) <= limit:
+        return [(model, list(shared))]
+    graph = model.graph
+    producer = {o: i for i, node in enumerate(graph.node) for o in node.output if o}
+    groups: list[list[str]] = [[]]
+    acc = 0
+    for name in shared:
+        if groups[-1] and acc + sizes[name] > limit:
+            groups.append([])
+            acc = 0
+        groups[-1].append(name)
+        acc += sizes[name]
+    outputs = {vi.name: vi for vi in graph.output}
+    pieces = []
+    for names in groups:
+        need: set[int] = set()
+        stack = [producer[n] for n in names if n in producer]
+        while stack:
+            i = stack.pop()
+            if i in need:
+                continue
+            need.add(i)
+            stack.extend(producer[x] for x in graph.node[i].input if x in producer)
+        nodes = [graph.node[i] for i in sorted(need)]
+        read = {x for node in nodes for x in node.input if x}
+        sub = onnx.helper.make_graph(
+            nodes, graph.name, [vi for vi in graph.input if vi.name in read],
+            [outputs[n] for n in names], [t for t in graph.initializer if t.name in read])
+        piece = onnx.helper.make_model(sub, opset_imports=list(model.opset_import),
+                                       functions=list(model.functions))
+        piece.ir_version = model.ir_version
+        pieces.append((piece, names))
+    return pieces
+
+
 class Verifier:
     """Carries the probe through the pipeline and checks it with onnxruntime.
 
@@ -567,7 +618,9 @@ class Verifier:
         if self._inputs is None:
             self._inputs = numerics.random_inputs(sess, seed=self.seed, skip=feeds)
         self.runs += 1
-        return numerics.run(sess, {**self._inputs, **feeds})
+        wanted = {i.name for i in sess.get_inputs()}  # a piece of a cut model reads only some
+        return numerics.run(sess, {k: v for k, v in {**self._inputs, **feeds}.items()
+                                   if k in wanted})
 
     def _run_all(self, graph: gs.Graph) -> dict[str, np.ndarray]:
         model, feeds = runnable(graph, all_outputs=True)
@@ -684,14 +737,24 @@ class Verifier:
             self._check(group, exact=True, need_ref=not final or self.mode == "pass")
 
     def _local(self) -> numerics.Comparison:
-        """Region-by-region error of the probe against the reference values (see cut_model)."""
+        """Region-by-region error of the probe against the reference values (see cut_model).
+
+        Once cut, every region reads only reference values, model inputs and weights, so the
+        regions run in independent pieces (:func:`split_cut`) of at most
+        :data:`LOCAL_PIECE_BYTES` of outputs each: a probe as large as the model (a transformer
+        whose sequence length its constants fix) held every intermediate tensor twice --
+        GPT-2 small at 1,024 tokens, 3.5 GB of reference and 3.5 GB of results at once."""
         model, feeds = runnable(self.probe)
         model, ref_feeds, shared = cut_model(model, self.ref)
         result = numerics.Comparison()
         if shared:
-            got = self._run_model(model, {**feeds, **ref_feeds})
-            for name in shared:
-                result.per_output[name] = numerics.rel_error(self.ref[name], got[name])
+            all_feeds = {**feeds, **ref_feeds}
+            for piece, names in split_cut(model, shared, self.ref, LOCAL_PIECE_BYTES):
+                read = {i.name for i in piece.graph.input}
+                got = self._run_model(piece, {k: v for k, v in all_feeds.items() if k in read})
+                for name in names:
+                    result.per_output[name] = numerics.rel_error(self.ref[name], got[name])
+                del got
         for name, t in self.probe.tensors().items():
             if isinstance(t, gs.Constant) and name in self.ref and t.outputs:
                 result.per_output[name] = numerics.rel_error(self.ref[name], np.asarray(t.values))

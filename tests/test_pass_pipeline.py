@@ -256,3 +256,39 @@ def test_a_constant_lookup_folded_by_the_probes_capture_is_not_a_different_decis
     assert plan.status == "fits"
     folds = [r for s in lowered.pass_stats for r in s.rewrites if r.kind == "fold-constant"]
     assert folds  # the model's canonicalize folded the lookup (and the proof accepted it)
+
+
+def test_the_region_check_in_pieces_measures_the_same_and_still_catches(monkeypatch):
+    """With the region-by-region check split into pieces (a model-sized probe), every region is
+    still compared, with the same errors, and a wrong fold is still caught."""
+    from tilec.passes import _affine, _verify
+
+    def checks(**kw):
+        summary: dict = {}
+        run_pipeline(capture(_csp().model()), ["canonicalize", "fold-bn", "fuse-activation"],
+                     precision="fp32", verify="pass", summary=summary, **kw)
+        return [(tuple(c["scope"]), c["max_rel_err"]) for c in summary["checks"]]
+
+    whole = checks()
+    seen = []
+    real = _verify.split_cut
+
+    def spy(model, shared, ref, limit):
+        pieces = real(model, shared, ref, limit)
+        seen.append(len(pieces))
+        assert sorted(n for _, names in pieces for n in names) == sorted(shared)
+        return pieces
+
+    monkeypatch.setattr(_verify, "LOCAL_PIECE_BYTES", 1)  # every output its own piece
+    monkeypatch.setattr(_verify, "split_cut", spy)
+    assert checks() == whole
+    assert seen and max(seen) > 1
+
+    real_fold = _affine.fold_into
+
+    def forgetful(node, aff, names, memo=None):
+        return real_fold(node, _affine.Affine(aff.scale, np.zeros_like(aff.shift)), names, memo)
+
+    monkeypatch.setattr("tilec.passes.fold_bn.fold_into", forgetful)
+    with pytest.raises(InternalError, match="fold-bn changed the model"):
+        checks()
