@@ -222,20 +222,16 @@ def nonzero(**cats: int) -> dict[str, int]:
     return {k: int(v) for k, v in cats.items() if v}
 
 
-def touched(elements: int, share: int, total: int, inner: int | None = None) -> int:
-    """Elements of a broadcast operand (e.g. a per-channel scale) one tile's share touches.
+def touched(elements: int, share: int, total: int, inner: int) -> int:
+    """Elements of a broadcast operand (a bias, a per-channel scale) one tile's share touches.
 
     ``inner``: how many consecutive output elements (row-major) read one operand element
     (:func:`broadcast_inner`); a contiguous share of ``share`` outputs then reads at most
     ``ceil(share / inner) + 1`` operand elements (one more where the share straddles a
-    boundary). Without it the operand is taken to span the output's outermost dims
-    (``inner = total / elements``). A bias over the innermost dim (a transformer's ``[C]``
-    over ``[N, T, C]``, ``inner = 1``) is touched once per output element of the share, up to
-    all of it -- the outermost reading said two elements."""
+    boundary). A bias over the innermost dim (a transformer's ``[C]`` over ``[N, T, C]``,
+    ``inner = 1``) is read once per output element of the share, up to all of it."""
     if total <= 0 or elements >= total:
         return min(elements, share)
-    if inner is None:
-        return min(elements, cdiv(elements * share, total) + 1)
     return min(elements, cdiv(share, max(1, inner)) + 1)
 
 
